@@ -1,0 +1,50 @@
+"""The arm registry: every arm name the project knows, and where its builder lives.
+
+Builders are imported lazily ("module:function") so the loop and the CLI never
+import an arm's code by name. A builder takes a TrainConfig and returns a
+`harness.hooks.Arm`.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from harness.config import ConfigError
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    name: str
+    role: str          # "baseline" | "method" | "control"
+    description: str
+    builder: str       # "package.module:function"
+
+
+ARMS: dict[str, ArmSpec] = {a.name: a for a in [
+    ArmSpec("vanilla", "baseline", "no intervention; cos_pre measured against the real V", "baselines.vanilla:build"),
+    ArmSpec("erase", "method", "project delta_S.grad orthogonal to the real V (one-sided)", "method.arm:build_erase"),
+    ArmSpec("route", "method", "removed hack-ward part trains delta_S_hack, zeroed at evaluation", "method.arm:build_route"),
+    ArmSpec("rebound", "baseline", "advantage-level concept penalty (Wu & Tang 2026)", "baselines.rebound:build"),
+    ArmSpec("random_v", "control", "erase with a random orthonormal V (matched k, modules)", "baselines.controls:build_random_v"),
+    ArmSpec("shuffled_v", "control", "erase with V from label-shuffled pairs", "baselines.controls:build_shuffled_v"),
+    ArmSpec("nonhack_v", "control", "erase with V from clean-vs-clean pairs", "baselines.controls:build_nonhack_v"),
+]}
+
+# Names the falsification rules refer to (one place, so reports and rules agree).
+BASELINE = "vanilla"
+METHOD = "erase"
+ADVANTAGE_BASELINE = "rebound"
+CONTROLS = tuple(a.name for a in ARMS.values() if a.role == "control")
+
+
+def get_arm_spec(name: str) -> ArmSpec:
+    try:
+        return ARMS[name]
+    except KeyError:
+        raise ConfigError(f"unknown arm {name!r}; choose from: {', '.join(ARMS)}") from None
+
+
+def build_arm(config):
+    spec = get_arm_spec(config.arm)
+    module, fn = spec.builder.split(":")
+    return getattr(importlib.import_module(module), fn)(config)

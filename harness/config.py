@@ -1,0 +1,153 @@
+"""Typed run configuration: one dataclass, one place for every default.
+
+Presets (`harness.presets.PRESETS`) are override dicts applied on top of these
+defaults; `--set key=value` overrides are parsed against the field types here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    # --- identity ---------------------------------------------------------
+    preset: str = "full"
+    arm: str = "vanilla"
+    seed: int = 41
+
+    # --- substrate --------------------------------------------------------
+    # hub id or local path, loaded with AutoModelForCausalLM.from_pretrained;
+    # "builtin:<name>" means a base the project builds itself (smoke / mini).
+    model: str = "Qwen/Qwen3-4B"
+    dtype: str = "auto"            # auto -> bf16 on CUDA, fp32 on CPU
+    attn_impl: str = "auto"        # auto -> flash_attention_2 if installed on GPU, else sdpa
+    grad_checkpointing: bool = False
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    enable_thinking: bool = False  # chat template flag (Qwen3); thinking off per the spec
+    prompt_style: str = "full"     # "full" = the benchmark prompt; "compact" = question-free (mini)
+    max_prompt_tokens: int = 2048
+
+    # --- data / environment -------------------------------------------------
+    data_split: str = "test"       # which published split the problems come from
+    heldout_frac: float = 0.25     # deterministic by-id partition when only one split is present
+    sandbox: str = "auto"          # auto -> docker when a daemon answers, else process
+    grade_workers: int = 2
+
+    # --- GRPO ---------------------------------------------------------------
+    steps: int = 200
+    prompts_per_step: int = 8      # P
+    group_size: int = 8            # G = G_s + G_t
+    teacher_frac: float = 0.5      # G_t = round(G * teacher_frac); 0 = pure student GRPO
+    teacher_pool: str = "builtin"  # path to a frozen pool JSONL, or "builtin"
+    max_new_tokens: int = 1024
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 20
+    min_p: float = 0.0
+    kl_beta: float = 1e-3
+    skip_flat_groups: bool = True  # groups with max(R)-min(R) < 1e-4 carry no advantage
+
+    # --- optimizer ------------------------------------------------------------
+    lr: float = 7e-5
+    beta1: float = 0.9
+    beta2: float = 0.99
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.05
+    grad_clip: float = 1.0
+
+    # --- v_hack extraction ------------------------------------------------------
+    extract_k: int = 12            # top-k right singular vectors kept per module
+    noise_quantile: float = 0.25   # global floor: drop this bottom quantile of singular values
+    heldout_pairs_frac: float = 0.25
+
+    # --- projection (erase / route / controls) ----------------------------------
+    proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
+    proj_preserve_norm: bool = True
+    proj_on_update: bool = False   # also project the optimizer's update (Adam-momentum leak)
+    v_refresh_every: int = 0       # 0 = frozen V
+
+    # --- Rebound ------------------------------------------------------------
+    rebound_alpha: float = 0.5
+    rebound_layer_frac: float = 0.67
+
+    # --- bookkeeping ------------------------------------------------------------
+    eval_every: int = 50
+    eval_problems: int = 32        # held-out problems per evaluation (0 = all)
+    eval_samples: int = 1          # student generations per held-out problem
+    checkpoint_every: int = 25
+    log_every: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """Hash of everything but identity-free bookkeeping; used to refuse reusing an out dir."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def teacher_per_group(self) -> int:
+        return int(round(self.group_size * self.teacher_frac))
+
+    @property
+    def student_per_group(self) -> int:
+        return self.group_size - self.teacher_per_group
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        kwargs = {}
+        for k, v in d.items():
+            kwargs[k] = tuple(v) if isinstance(v, list) else v
+        return cls(**kwargs)
+
+
+class ConfigError(ValueError):
+    """Bad user input in a config override; the CLI prints it as a one-line error."""
+
+
+def _field_types() -> dict[str, type]:
+    defaults = TrainConfig()
+    return {f.name: type(getattr(defaults, f.name)) for f in fields(TrainConfig)}
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse one `key=value` against TrainConfig's field types."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    types = _field_types()
+    if key not in types:
+        raise ConfigError(f"unknown --set key {key!r}; known keys: {', '.join(sorted(types))}")
+    typ = types[key]
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            value: Any = low in ("true", "1", "yes")
+        elif typ is tuple:
+            value = tuple(s.strip() for s in raw.split(",") if s.strip())
+        else:
+            value = typ(raw)
+    except ValueError:
+        raise ConfigError(f"--set {key}: expected {typ.__name__}, got {raw!r}") from None
+    return key, value
+
+
+def resolve_config(preset: str, arm: str, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """defaults <- preset <- overrides, then identity fields."""
+    from harness.presets import get_preset
+
+    merged: dict[str, Any] = dict(get_preset(preset).overrides)
+    merged.update(overrides or {})
+    merged.update(preset=preset, arm=arm, seed=seed)
+    return TrainConfig.from_dict(merged)

@@ -1,0 +1,74 @@
+"""The two places an arm may act on the one training loop.
+
+The loop (harness/loop.py) knows no arm by name. Per step it calls, in order:
+
+    rewards = arm.reward_hook(rewards, acts)        # [G] per group, before advantages
+    ... student backward -> g_s, teacher backward -> g_t, .grad = g_s + g_t ...
+    stats   = arm.grad_hook(grads)                   # between backward and optimizer.step()
+    optimizer.step()
+    stats  |= arm.update_hook(update)                # optional: after step, sees the applied update
+
+`acts` is the mean-over-completion-tokens residual stream at `arm.activation_layer`
+captured during the loss forward (None when the arm asks for no layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class GradBundle:
+    """Per-module gradients of one optimizer step, keyed by adapter module name.
+
+    g_s[name], g_t[name]: [r] student / teacher halves, g_s + g_t == modules[name].delta_S.grad.
+    Hooks edit `modules[name].delta_S.grad` (and `.delta_S_hack.grad` for route) in place.
+    """
+    modules: dict[str, torch.nn.Module]
+    g_s: dict[str, torch.Tensor]
+    g_t: dict[str, torch.Tensor]
+    step: int
+
+
+@dataclass
+class UpdateBundle:
+    """The update the optimizer just applied: delta[name] = delta_S_after - delta_S_before, [r]."""
+    modules: dict[str, torch.nn.Module]
+    delta: dict[str, torch.Tensor]
+    step: int
+
+
+class Arm:
+    """Base arm: no intervention. Subclasses override what they need."""
+
+    activation_layer: int | None = None   # residual-stream layer the loop should capture (Rebound)
+    uses_route: bool = False              # True -> adapters carry a second delta_S_hack
+
+    def setup(self, ctx: "ArmContext") -> None:  # called once after the model is wrapped
+        self.ctx = ctx
+
+    def reward_hook(self, rewards: torch.Tensor, acts: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        return rewards, {}
+
+    def grad_hook(self, grads: GradBundle) -> dict[str, float]:
+        return {}
+
+    def update_hook(self, update: UpdateBundle) -> dict[str, float]:
+        return {}
+
+    def artifact_hashes(self) -> dict[str, str]:
+        """Hashes of whatever V / concept files this arm used, for summary.json."""
+        return {}
+
+
+@dataclass
+class ArmContext:
+    """What an arm may read when it sets up."""
+    config: Any                      # harness.config.TrainConfig
+    model: torch.nn.Module           # wrapped policy
+    tokenizer: Any
+    adapters: dict[str, torch.nn.Module]
+    artifacts_dir: Any               # pathlib.Path holding cached V files etc.
+    model_hash: str
