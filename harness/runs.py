@@ -1,0 +1,298 @@
+"""The run layout, a contract other tools read:
+
+    <out>/<preset>/<arm>/seed<seed>/
+        config.json     fully resolved TrainConfig (+ its config_hash), written before training
+        metrics.jsonl   one JSON object per step / evaluation (the loop appends)
+        summary.json    written atomically, last, only when the run finished (complete: true)
+        checkpoints/
+
+This module owns paths, atomic JSON writes, the summary schema, the
+"same config?" check that refuses to mix runs, and the scan that falsify/report read.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError, TrainConfig
+
+# The preregistered seeds (spec: "n >= 3 for the headline claim").
+PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+
+# summary.json fields; rates are held-out fractions in [0, 1]; kl .. grad_norm are means over the last 25 steps.
+SUMMARY_FIELDS: tuple[str, ...] = (
+    "arm", "seed", "preset", "complete", "steps", "hack_rate", "pass_rate",
+    "kl", "mean_cos", "frac_fired", "grad_norm", "wall_s", "hashes",
+)
+RATE_FIELDS = ("hack_rate", "pass_rate")
+HASH_KEYS = ("model", "data", "pool", "v")
+
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+class RunError(ConfigError):
+    """A run directory that cannot be used as asked (other config, corrupt file, partial run)."""
+
+
+def run_dir(out: str | os.PathLike, preset: str, arm: str, seed: int) -> Path:
+    return Path(out) / preset / arm / f"seed{seed}"
+
+
+# --- atomic JSON --------------------------------------------------------------
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    if hasattr(o, "item"):          # numpy / torch scalars
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"corrupt {path}: {e}") from None
+
+
+# --- summary --------------------------------------------------------------------
+
+def validate_summary(summary: dict[str, Any]) -> None:
+    missing = [k for k in SUMMARY_FIELDS if k not in summary]
+    if missing:
+        raise RunError(f"summary lacks field(s): {', '.join(missing)}")
+    for k in RATE_FIELDS:
+        v = summary[k]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v <= 1.0):
+            raise RunError(f"summary {k}={v!r} is not a fraction in [0, 1]")
+    if not isinstance(summary["hashes"], dict):
+        raise RunError("summary hashes must be a dict")
+
+
+def write_summary(rdir: str | os.PathLike, summary: dict[str, Any]) -> Path:
+    """Validate and write summary.json atomically. Call last, only when the run finished."""
+    summary = dict(summary)
+    summary["complete"] = True
+    validate_summary(summary)
+    return write_json_atomic(Path(rdir) / SUMMARY_FILE, summary)
+
+
+def read_summary(rdir: str | os.PathLike) -> dict[str, Any] | None:
+    """The summary dict, or None when there is none. Raises RunError if it is corrupt."""
+    path = Path(rdir) / SUMMARY_FILE
+    if not path.exists():
+        return None
+    s = _read_json(path)
+    if not isinstance(s, dict):
+        raise RunError(f"corrupt {path}: not a JSON object")
+    return s
+
+
+def is_complete(rdir: str | os.PathLike) -> bool:
+    try:
+        s = read_summary(rdir)
+    except RunError:
+        return False
+    return bool(s and s.get("complete") is True)
+
+
+# --- config ---------------------------------------------------------------------
+
+def write_config(rdir: str | os.PathLike, config: TrainConfig) -> Path:
+    return write_json_atomic(Path(rdir) / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash()})
+
+
+def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
+    """The stored config, or None when there is none. Raises RunError if it is corrupt or unknown."""
+    path = Path(rdir) / CONFIG_FILE
+    if not path.exists():
+        return None
+    d = _read_json(path)
+    if not isinstance(d, dict):
+        raise RunError(f"corrupt {path}: not a JSON object")
+    d = {k: v for k, v in d.items() if k != "config_hash"}
+    try:
+        return TrainConfig.from_dict(d)
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{path} does not match this version's TrainConfig: {e}") from None
+
+
+def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    da, db = a.to_dict(), b.to_dict()
+    return {k: (da[k], db[k]) for k in da if da[k] != db[k]}
+
+
+def prepare_run_dir(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, force: bool) -> str:
+    """Decide what to do with `rdir` for `config`; returns "fresh", "resume" or "skip".
+
+    - no config.json            -> fresh (config.json written)
+    - other config / corrupt    -> RunError, unless force (then wiped, fresh)
+    - same config, complete     -> skip, unless force (then wiped, fresh)
+    - same config, partial      -> resume if `resume`, wiped + fresh if force, else RunError
+    """
+    rdir = Path(rdir)
+    try:
+        stored = read_config(rdir)
+    except RunError as e:
+        if not force:
+            raise RunError(f"{e}; pass --force to overwrite {rdir}") from None
+        stored = None
+        _wipe(rdir)
+    if stored is not None and stored.config_hash() != config.config_hash():
+        if not force:
+            diff = config_diff(stored, config)
+            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
+            raise RunError(f"{rdir} holds a run with a different config ({shown}); "
+                           f"use another --out or pass --force to overwrite it")
+        _wipe(rdir)
+        stored = None
+    if stored is not None:
+        if force:
+            _wipe(rdir)
+        elif is_complete(rdir):
+            return "skip"
+        elif resume:
+            return "resume"
+        else:
+            raise RunError(f"{rdir} holds a partial run; pass --resume to continue it or --force to restart it")
+    rdir.mkdir(parents=True, exist_ok=True)
+    write_config(rdir, config)
+    return "fresh"
+
+
+def _wipe(rdir: Path) -> None:
+    if rdir.exists():
+        shutil.rmtree(rdir)
+
+
+# --- execution ------------------------------------------------------------------
+
+def execute(config: TrainConfig, rdir: str | os.PathLike, *, resume: bool, progress: bool = True) -> dict[str, Any]:
+    """Train one arm x seed into `rdir` (already prepared) and make sure summary.json is written last."""
+    from harness.loop import train  # heavy import (torch, transformers): only when training
+
+    rdir = Path(rdir)
+    summary = train(config, rdir, resume=resume, progress=progress)
+    on_disk = read_summary(rdir)
+    if not (on_disk and on_disk.get("complete") is True):
+        if not isinstance(summary, dict):
+            raise RunError(f"train() returned no summary for {rdir}")
+        write_summary(rdir, summary)
+        on_disk = read_summary(rdir)
+    return on_disk
+
+
+# --- scanning -------------------------------------------------------------------
+
+@dataclass
+class RunRecord:
+    preset: str
+    arm: str
+    seed: int
+    path: Path
+    summary: dict[str, Any] | None   # set only for complete, valid runs
+    reason: str = ""                 # why it is incomplete
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None
+
+
+def scan_runs(root: str | os.PathLike) -> list[RunRecord]:
+    """Every <root>/<preset>/<arm>/seed<N>/ directory, complete or not, sorted."""
+    root = Path(root)
+    out: list[RunRecord] = []
+    if not root.is_dir():
+        return out
+    for preset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for arm_dir in sorted(p for p in preset_dir.iterdir() if p.is_dir()):
+            for sd in sorted(p for p in arm_dir.iterdir() if p.is_dir()):
+                m = _SEED_DIR.match(sd.name)
+                if not m:
+                    continue
+                out.append(_record(preset_dir.name, arm_dir.name, int(m.group(1)), sd))
+    return out
+
+
+def _record(preset: str, arm: str, seed: int, path: Path) -> RunRecord:
+    rec = RunRecord(preset, arm, seed, path, None)
+    try:
+        s = read_summary(path)
+    except RunError as e:
+        rec.reason = str(e)
+        return rec
+    if s is None:
+        rec.reason = "no summary.json (not finished)"
+    elif s.get("complete") is not True:
+        rec.reason = "summary.json has complete != true"
+    else:
+        try:
+            validate_summary(s)
+        except RunError as e:
+            rec.reason = str(e)
+            return rec
+        if (s["arm"], s["seed"], s["preset"]) != (arm, seed, preset):
+            rec.reason = (f"summary says {s['preset']}/{s['arm']}/seed{s['seed']}, "
+                          f"directory says {preset}/{arm}/seed{seed}")
+        else:
+            rec.summary = s
+    return rec
+
+
+def read_metrics(rdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """metrics.jsonl rows; a torn last line (crash mid-write) is skipped."""
+    path = Path(rdir) / METRICS_FILE
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def finite(x: Any) -> float | None:
+    """x as a float, or None for missing / NaN / inf / non-numbers."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
