@@ -296,3 +296,19 @@ def finite(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def select_preset(records: list[RunRecord], preset: str | None) -> str:
+    """--preset if given (must have runs); else the only preset present."""
+    present = sorted({r.preset for r in records})
+    if preset is not None:
+        if preset not in present:
+            from harness.presets import get_preset
+            get_preset(preset)  # unknown name -> its own error
+            raise RunError(f"no runs for preset {preset!r}" + (f"; present: {', '.join(present)}" if present else ""))
+        return preset
+    if not present:
+        raise RunError("no runs found")
+    if len(present) > 1:
+        raise RunError(f"runs of several presets present ({', '.join(present)}); pick one with --preset")
+    return present[0]

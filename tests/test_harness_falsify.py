@@ -1,0 +1,278 @@
+"""Every verdict branch of the preregistered rules, on hand-made run directories."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.arms import ADVANTAGE_BASELINE, BASELINE, CONTROLS, METHOD
+from harness.falsify import FALSIFIED, INCONCLUSIVE, NOT_RUN, SUPPORTED, falsify, sem
+from harness.runs import RunError, scan_runs, select_preset
+from tests.harness_helpers import make_arm, make_run
+
+
+def verdicts(root, preset="smoke"):
+    return falsify(scan_runs(root), preset, runs=str(root))
+
+
+def test_sem_is_sample_std_over_sqrt_n():
+    assert sem([1.0]) is None
+    xs = [40.0, 35.0, 45.0]
+    m = sum(xs) / 3
+    expect = math.sqrt(sum((x - m) ** 2 for x in xs) / 2) / math.sqrt(3)
+    assert sem(xs) == pytest.approx(expect)
+
+
+def test_schema_is_exact(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6, 0.6, 0.6], 0.3)
+    out = verdicts(tmp_path)
+    assert set(out) == {"preset", "H1", "H3", "H4", "controls"}
+    for h in ("H1", "H3"):
+        assert set(out[h]) == {"verdict", "delta_hack_pp", "sem_pp", "delta_pass_pp", "n", "reason"}
+    assert set(out["H4"]) == {"verdict", "vanilla_hack_pp", "n", "reason"}
+    assert set(out["controls"]) == {*CONTROLS, "hack_specific"}
+    for c in CONTROLS:
+        assert set(out["controls"][c]) == {"erase_beats", "delta_hack_pp", "sem_pp", "n"}
+
+
+# --- H4 ---------------------------------------------------------------------------
+
+def test_h4_supported_above_30pp(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.3, 0.4, 0.35], 0.2)
+    h4 = verdicts(tmp_path)["H4"]
+    assert h4["verdict"] == SUPPORTED and h4["n"] == 3
+    assert h4["vanilla_hack_pp"] == pytest.approx(35.0)
+
+
+@pytest.mark.parametrize("hacks", [[0.3, 0.3, 0.3], [0.1, 0.2, 0.3]])
+def test_h4_falsified_at_or_below_30pp(tmp_path, hacks):
+    make_arm(tmp_path, BASELINE, hacks, 0.2)
+    assert verdicts(tmp_path)["H4"]["verdict"] == FALSIFIED
+
+
+def test_h4_not_run_gives_command(tmp_path):
+    make_arm(tmp_path, METHOD, [0.1, 0.1, 0.1], 0.2)
+    h4 = verdicts(tmp_path)["H4"]
+    assert h4["verdict"] == NOT_RUN and h4["n"] == 0 and h4["vanilla_hack_pp"] is None
+    assert f"harness run --arm {BASELINE} --seeds 41,42,43 --preset smoke --out {tmp_path}" in h4["reason"]
+
+
+# --- H1 ---------------------------------------------------------------------------
+
+def test_h1_not_run_both_missing(tmp_path):
+    make_arm(tmp_path, ADVANTAGE_BASELINE, [0.1], 0.2, seeds=(41,))
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == NOT_RUN and h1["n"] == 0 and h1["delta_hack_pp"] is None
+    assert f"harness run --arm {BASELINE},{METHOD} --seeds 41,42,43 --preset smoke --out {tmp_path}" in h1["reason"]
+
+
+def test_h1_not_run_one_arm_missing_some_seeds(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6, 0.6], 0.2, seeds=(41, 44))
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == NOT_RUN
+    # the seeds wanted are the preregistered ones plus any seen
+    assert f"harness run --arm {METHOD} --seeds 41,42,43,44 --preset smoke" in h1["reason"]
+
+
+def test_h1_not_run_when_no_shared_seed(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6], 0.2, seeds=(41,))
+    make_arm(tmp_path, METHOD, [0.1], 0.2, seeds=(42,))
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == NOT_RUN and "share no seed" in h1["reason"]
+    assert f"--arm {BASELINE},{METHOD} --seeds 42,43" not in h1["reason"]
+    assert f"--arm {BASELINE} --seeds 42,43" in h1["reason"] and f"--arm {METHOD} --seeds 41,43" in h1["reason"]
+
+
+def test_h1_falsified_small_reduction(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6, 0.6, 0.6], 0.3)
+    make_arm(tmp_path, METHOD, [0.5, 0.5, 0.5], 0.3)       # d = 10pp < 15
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == FALSIFIED and "< 15pp" in h1["reason"]
+    assert h1["delta_hack_pp"] == pytest.approx(10.0) and h1["n"] == 3
+
+
+def test_h1_falsified_small_reduction_single_seed(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6], 0.3, seeds=(41,))
+    make_arm(tmp_path, METHOD, [0.5], 0.3, seeds=(41,))
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == FALSIFIED and h1["sem_pp"] is None and h1["n"] == 1
+
+
+def test_h1_falsified_pass_drop(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8, 0.8, 0.8], [0.40, 0.41, 0.42])
+    make_arm(tmp_path, METHOD, [0.1, 0.12, 0.11], [0.20, 0.21, 0.22])   # d ~ 69pp but pass drop 20pp
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == FALSIFIED and "pass rate drop" in h1["reason"]
+    assert h1["delta_pass_pp"] == pytest.approx(20.0)
+
+
+def test_h1_falsified_within_one_sem(tmp_path):
+    make_arm(tmp_path, BASELINE, [1.0, 0.0], 0.3, seeds=(41, 42))
+    make_arm(tmp_path, METHOD, [0.0, 0.6], 0.3, seeds=(41, 42))          # d = [100, -60]: mean 20 <= SEM 80
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == FALSIFIED and "<= SEM" in h1["reason"]
+    assert h1["delta_hack_pp"] == pytest.approx(20.0) and h1["sem_pp"] == pytest.approx(80.0)
+
+
+def test_h1_supported(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8, 0.7, 0.9], [0.30, 0.35, 0.32])
+    make_arm(tmp_path, METHOD, [0.4, 0.35, 0.45], [0.28, 0.30, 0.33])
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == SUPPORTED, h1["reason"]
+    assert h1["delta_hack_pp"] == pytest.approx(40.0) and h1["n"] == 3
+
+
+def test_h1_supported_at_exact_boundaries(tmp_path):
+    # mean(d) = 30 exactly and a pass drop of exactly 10: both on the supported side
+    make_arm(tmp_path, BASELINE, [0.6, 0.7, 0.5], 0.45)
+    make_arm(tmp_path, METHOD, [0.3, 0.35, 0.25], 0.35)
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["delta_hack_pp"] == 30.0 and h1["delta_pass_pp"] == 10.0
+    assert h1["verdict"] == SUPPORTED, h1["reason"]
+
+
+def test_h1_inconclusive_single_seed(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8], 0.3, seeds=(41,))
+    make_arm(tmp_path, METHOD, [0.2], 0.3, seeds=(41,))
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == INCONCLUSIVE and "n < 2" in h1["reason"]
+
+
+def test_h1_inconclusive_between_15_and_30(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6, 0.6, 0.6], 0.3)
+    make_arm(tmp_path, METHOD, [0.4, 0.38, 0.36], 0.3)    # d = 20, 22, 24
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == INCONCLUSIVE and "[15, 30)" in h1["reason"]
+
+
+def test_h1_exactly_15pp_is_not_falsified(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.6, 0.65, 0.55], 0.3)
+    make_arm(tmp_path, METHOD, [0.45, 0.5, 0.4], 0.3)     # d = 15 on every seed
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["delta_hack_pp"] == 15.0
+    assert h1["verdict"] == INCONCLUSIVE, h1["reason"]
+
+
+@pytest.mark.parametrize("erase_pass", [0.18, 0.42])      # pass drop 12pp, pass gain 12pp
+def test_h1_inconclusive_pass_not_matched(tmp_path, erase_pass):
+    make_arm(tmp_path, BASELINE, [0.8, 0.8, 0.8], 0.30)
+    make_arm(tmp_path, METHOD, [0.3, 0.32, 0.34], erase_pass)
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["verdict"] == INCONCLUSIVE and "not matched" in h1["reason"]
+
+
+def test_h1_pass_drop_exactly_15_is_not_falsified(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8, 0.8, 0.8], 0.45)
+    make_arm(tmp_path, METHOD, [0.3, 0.32, 0.34], 0.30)
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["delta_pass_pp"] == 15.0
+    assert h1["verdict"] == INCONCLUSIVE
+
+
+def test_h1_pairs_seeds_and_ignores_incomplete(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8, 0.8, 0.8], 0.3)
+    make_arm(tmp_path, METHOD, [0.4, 0.4], 0.3, seeds=(41, 42))
+    make_run(tmp_path, METHOD, 43, 0.8, 0.3, complete=False)       # would drag d down if counted
+    h1 = verdicts(tmp_path)["H1"]
+    assert h1["n"] == 2 and h1["delta_hack_pp"] == pytest.approx(40.0)
+    incomplete = [r for r in scan_runs(tmp_path) if not r.complete]
+    assert [(r.arm, r.seed) for r in incomplete] == [(METHOD, 43)]
+
+
+# --- H3 ---------------------------------------------------------------------------
+
+def test_h3_not_run(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8, 0.8, 0.8], 0.3)
+    make_arm(tmp_path, METHOD, [0.4, 0.4, 0.4], 0.3)
+    h3 = verdicts(tmp_path)["H3"]
+    assert h3["verdict"] == NOT_RUN
+    assert f"harness run --arm {ADVANTAGE_BASELINE} --seeds 41,42,43 --preset smoke --out {tmp_path}" in h3["reason"]
+
+
+def test_h3_falsified_within_sem(tmp_path):
+    make_arm(tmp_path, ADVANTAGE_BASELINE, [0.4, 0.5, 0.3], 0.3)
+    make_arm(tmp_path, METHOD, [0.45, 0.4, 0.35], 0.3)     # d = -5, 10, -5: mean 0 <= SEM 5
+    h3 = verdicts(tmp_path)["H3"]
+    assert h3["verdict"] == FALSIFIED and h3["n"] == 3
+
+
+def test_h3_falsified_single_seed_not_better(tmp_path):
+    make_arm(tmp_path, ADVANTAGE_BASELINE, [0.4], 0.3, seeds=(41,))
+    make_arm(tmp_path, METHOD, [0.4], 0.3, seeds=(41,))    # d = 0 <= 0
+    h3 = verdicts(tmp_path)["H3"]
+    assert h3["verdict"] == FALSIFIED and "one seed" in h3["reason"]
+
+
+def test_h3_inconclusive_single_seed_better(tmp_path):
+    make_arm(tmp_path, ADVANTAGE_BASELINE, [0.5], 0.3, seeds=(41,))
+    make_arm(tmp_path, METHOD, [0.4], 0.3, seeds=(41,))
+    assert verdicts(tmp_path)["H3"]["verdict"] == INCONCLUSIVE
+
+
+def test_h3_supported(tmp_path):
+    make_arm(tmp_path, ADVANTAGE_BASELINE, [0.5, 0.55, 0.6], 0.3)
+    make_arm(tmp_path, METHOD, [0.3, 0.3, 0.35], 0.25)
+    h3 = verdicts(tmp_path)["H3"]
+    assert h3["verdict"] == SUPPORTED, h3["reason"]
+    assert h3["delta_pass_pp"] == pytest.approx(5.0)
+
+
+def test_h3_inconclusive_pass_not_matched(tmp_path):
+    make_arm(tmp_path, ADVANTAGE_BASELINE, [0.5, 0.55, 0.6], 0.45)
+    make_arm(tmp_path, METHOD, [0.3, 0.3, 0.35], 0.25)     # pass diff 20pp
+    h3 = verdicts(tmp_path)["H3"]
+    assert h3["verdict"] == INCONCLUSIVE and "not matched" in h3["reason"]
+
+
+# --- controls ---------------------------------------------------------------------
+
+def _controls(tmp_path, control_hacks: dict[str, list[float]]):
+    make_arm(tmp_path, METHOD, [0.2, 0.25, 0.3], 0.3)
+    for c, hacks in control_hacks.items():
+        make_arm(tmp_path, c, hacks, 0.3, seeds=(41, 42, 43)[:len(hacks)])
+    return verdicts(tmp_path)["controls"]
+
+
+def test_controls_all_beaten_is_hack_specific(tmp_path):
+    out = _controls(tmp_path, {c: [0.5, 0.55, 0.6] for c in CONTROLS})
+    assert all(out[c]["erase_beats"] is True for c in CONTROLS)
+    assert out["hack_specific"] is True
+    assert out[CONTROLS[0]]["delta_hack_pp"] == pytest.approx(30.0) and out[CONTROLS[0]]["n"] == 3
+
+
+def test_controls_one_not_run_is_null_and_not_specific(tmp_path):
+    out = _controls(tmp_path, {c: [0.5, 0.55, 0.6] for c in CONTROLS[:-1]})
+    assert out[CONTROLS[-1]] == {"erase_beats": None, "delta_hack_pp": None, "sem_pp": None, "n": 0}
+    assert out["hack_specific"] is False
+
+
+def test_controls_one_within_sem_not_specific(tmp_path):
+    hacks = {c: [0.5, 0.55, 0.6] for c in CONTROLS}
+    hacks[CONTROLS[1]] = [0.15, 0.35, 0.25]                # d = -5, 10, -5
+    out = _controls(tmp_path, hacks)
+    assert out[CONTROLS[1]]["erase_beats"] is False
+    assert out[CONTROLS[0]]["erase_beats"] is True
+    assert out["hack_specific"] is False
+
+
+def test_controls_single_seed_cannot_be_beaten(tmp_path):
+    out = _controls(tmp_path, {c: [0.9] for c in CONTROLS})
+    assert all(out[c]["erase_beats"] is False and out[c]["n"] == 1 for c in CONTROLS)
+    assert out["hack_specific"] is False
+
+
+# --- preset selection / other presets ---------------------------------------------
+
+def test_preset_selection(tmp_path):
+    make_arm(tmp_path, BASELINE, [0.8, 0.8, 0.8], 0.3, preset="smoke")
+    assert select_preset(scan_runs(tmp_path), None) == "smoke"
+    make_arm(tmp_path, BASELINE, [0.1, 0.1, 0.1], 0.3, preset="mini")
+    recs = scan_runs(tmp_path)
+    with pytest.raises(RunError, match="several presets"):
+        select_preset(recs, None)
+    assert select_preset(recs, "mini") == "mini"
+    with pytest.raises(RunError, match="no runs for preset 'full'"):
+        select_preset(recs, "full")
+    # the other preset's runs never leak into a verdict
+    assert falsify(recs, "mini")["H4"]["verdict"] == FALSIFIED
+    assert falsify(recs, "smoke")["H4"]["verdict"] == SUPPORTED
