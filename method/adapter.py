@@ -1,0 +1,340 @@
+"""AntiPaSTO-style full-rank SVD adapter (lora-lite `antipasto`, rotation off).
+
+Every target nn.Linear W [d_out, d_in] is replaced by its SVD, W = U diag(S) Vh, with
+U [d_out, r], S [r], Vh [r, d_in] frozen (r = min(d_in, d_out), so nothing is truncated)
+and one trainable vector delta_S [r]:
+
+    y = ((x Vh^T) * (S + delta_S)) U^T + b            # factored: training forward/backward
+
+so dL/d delta_S = sum_t (x_t Vh^T) * (dL/dy_t U) lives in the fixed SVD basis of W, the frame
+in which v_hack is extracted and gradients are projected. The route arm adds a second
+delta_S_hack [r] to the same diagonal; it is zeroed for held-out evaluation.
+
+Generation should not pay for two skinny matmuls per layer, and between optimizer steps the
+delta is constant, so `merged(model)` switches every adapter to one dense weight
+U diag(S + delta) Vh, written into the original weight's storage (no extra memory) and rebuilt
+only when the effective delta differs from the one last merged.
+
+Dtypes: SVD always in fp32; U, Vh (and the dense weight) kept in the model dtype (bf16 on GPU);
+S and the deltas stay fp32 (they are tiny and Adam's updates are small relative to them).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+ADAPTER_FORMAT = "rh-svd-adapter-v1"
+
+
+class SVDLinear(nn.Module):
+    """Drop-in replacement for nn.Linear with a trainable singular-value offset."""
+
+    def __init__(self, base: nn.Linear, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, route: bool = False):
+        super().__init__()
+        W = base.weight
+        self.in_features, self.out_features = base.in_features, base.out_features
+        r = S.shape[0]
+        assert U.shape == (self.out_features, r) and Vh.shape == (r, self.in_features), "SVD shapes do not match W"
+        dev, dt = W.device, W.dtype
+        # Frozen factors. Non-persistent: they are a deterministic function of the base
+        # weights (and cached on disk), so the model's state_dict stays small.
+        self.register_buffer("U", U.to(dev, dt).contiguous(), persistent=False)          # [d_out, r]
+        self.register_buffer("S", S.to(dev, torch.float32).contiguous(), persistent=False)  # [r]
+        self.register_buffer("Vh", Vh.to(dev, dt).contiguous(), persistent=False)        # [r, d_in]
+        # Storage for the dense merged weight; starts as the original W and is reused.
+        self.register_buffer("weight", W.detach(), persistent=False)                     # [d_out, d_in]
+        bias = base.bias.detach() if base.bias is not None else None
+        self.register_buffer("bias", bias, persistent=False)
+        self.delta_S = nn.Parameter(torch.zeros(r, device=dev, dtype=torch.float32))
+        self.delta_S_hack = nn.Parameter(torch.zeros(r, device=dev, dtype=torch.float32)) if route else None
+        # Mode flags, set only through the context managers below.
+        self._merged = False
+        self._disabled = False
+        self._hack_off = False
+        self._merged_delta: torch.Tensor | None = None  # effective delta the dense weight holds
+        self.merge_count = 0                             # how many times the dense weight was rebuilt
+
+    @property
+    def rank(self) -> int:
+        return self.S.shape[0]
+
+    def effective_delta(self) -> torch.Tensor:
+        """The offset the forward currently applies, [r] fp32 (keeps the autograd graph)."""
+        if self._disabled:
+            return torch.zeros_like(self.delta_S)
+        d = self.delta_S
+        if self.delta_S_hack is not None and not self._hack_off:
+            d = d + self.delta_S_hack
+        return d
+
+    @torch.no_grad()
+    def sync_merged(self) -> bool:
+        """Rebuild the dense weight if the effective delta changed since the last merge. Returns True if rebuilt."""
+        eff = self.effective_delta().detach()
+        if self._merged_delta is not None and torch.equal(eff, self._merged_delta):
+            return False
+        # U diag(S + delta) Vh in fp32, then stored in the model dtype.
+        W = (self.U.float() * (self.S + eff)) @ self.Vh.float()  # [d_out, d_in]
+        self.weight.copy_(W)
+        self._merged_delta = eff.clone()
+        self.merge_count += 1
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._merged:
+            if torch.is_grad_enabled() and self.delta_S.requires_grad:
+                raise RuntimeError("merged weights carry no gradient to delta_S; compute losses outside merged()")
+            return F.linear(x, self.weight, self.bias)
+        h = F.linear(x, self.Vh)                               # [..., r]
+        h = h * (self.S + self.effective_delta()).to(h.dtype)  # scale each singular direction
+        return F.linear(h, self.U, self.bias)                  # [..., d_out]
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, r={self.rank}, route={self.delta_S_hack is not None}"
+
+
+# --------------------------------------------------------------------------------------------
+# hashing
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    t = t.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(t.view(torch.uint8).numpy())
+
+
+def _config_blob(model: nn.Module) -> bytes:
+    cfg = getattr(model, "config", None)
+    d = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else {}
+    for k in ("_name_or_path", "transformers_version", "_commit_hash"):  # where/when, not what
+        d.pop(k, None)
+    return json.dumps(d, sort_keys=True, default=str).encode()
+
+
+def model_hash(model: nn.Module) -> str:
+    """sha256 (16 hex) over the config and every parameter's name, shape, dtype and bytes.
+
+    A wrapped model reports the hash of the base it was wrapped from (recorded at wrap time),
+    so SVD caches, V files and summaries all name the same base whatever the adapter holds.
+    """
+    base = getattr(model, "_rh_base_hash", None)
+    if base is not None:
+        return base
+    h = hashlib.sha256(_config_blob(model))
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        h.update(f"{name}|{tuple(p.shape)}|{p.dtype}".encode())
+        h.update(_tensor_bytes(p))
+    return h.hexdigest()[:16]
+
+
+def basis_hash(model: nn.Module) -> str:
+    """Digest of the SVD factors the adapters use; V is only meaningful in this exact basis
+    (an SVD recomputed elsewhere may flip signs), so V files should record it."""
+    return model._rh_basis_hash
+
+
+def adapter_hash(model: nn.Module) -> str:
+    """Digest of the current adapter state (all deltas), e.g. to key a refreshed V."""
+    h = hashlib.sha256()
+    for name, m in sorted(get_adapters(model).items()):
+        h.update(name.encode())
+        h.update(_tensor_bytes(m.delta_S))
+        if m.delta_S_hack is not None:
+            h.update(_tensor_bytes(m.delta_S_hack))
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# wrapping
+
+def _target_linears(model: nn.Module, target_modules) -> dict[str, nn.Linear]:
+    targets = set(target_modules)
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets}
+
+
+def _svd_fp32(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    U, S, Vh = torch.linalg.svd(W.detach().float(), full_matrices=False)  # r = min(d_out, d_in)
+    return U, S, Vh
+
+
+def _default_cache_dir() -> Path:
+    from harness.paths import ARTIFACTS_DIR
+    return ARTIFACTS_DIR / "svd"
+
+
+def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path) -> dict[str, tuple]:
+    """{name: (U, S, Vh)} from the on-disk cache; missing modules are computed and the cache rewritten."""
+    out: dict[str, tuple] = {}
+    if cache_file.exists():
+        with safe_open(str(cache_file), framework="pt") as f:
+            keys = set(f.keys())
+            for name, lin in linears.items():
+                if f"{name}.S" in keys:
+                    dev = lin.weight.device
+                    out[name] = tuple(f.get_tensor(f"{name}.{k}").to(dev) for k in ("U", "S", "Vh"))
+    missing = [n for n in linears if n not in out]
+    for name in missing:
+        lin = linears[name]
+        U, S, Vh = _svd_fp32(lin.weight)
+        dt = lin.weight.dtype
+        out[name] = (U.to(dt), S, Vh.to(dt))  # stored in the model dtype, S in fp32
+    if missing:
+        tensors = {}
+        for name, (U, S, Vh) in out.items():
+            tensors[f"{name}.U"] = U.detach().cpu().contiguous()
+            tensors[f"{name}.S"] = S.detach().cpu().float().contiguous()
+            tensors[f"{name}.Vh"] = Vh.detach().cpu().contiguous()
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+        save_file(tensors, str(tmp), metadata={"format": "rh-svd-cache-v1"})
+        os.replace(tmp, cache_file)  # atomic: concurrent runs never read a half-written cache
+    return out
+
+
+def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = None,
+               route: bool = False) -> dict[str, SVDLinear]:
+    """Replace every target nn.Linear by an SVDLinear and freeze everything but the deltas.
+
+    SVD factors are read from / written to <cache_dir or ARTIFACTS_DIR/svd>/<model_hash>.safetensors.
+    Returns {module name: SVDLinear}.
+    """
+    if get_adapters(model):
+        raise RuntimeError("model is already wrapped")
+    base_hash = model_hash(model)
+    linears = _target_linears(model, target_modules)
+    if not linears:
+        raise ValueError(f"no nn.Linear named any of {tuple(target_modules)} in {type(model).__name__}")
+    cache_file = Path(cache_dir or _default_cache_dir()) / f"{base_hash}.safetensors"
+    factors = _load_or_compute_svd(linears, cache_file)
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    basis = hashlib.sha256()
+    adapters: dict[str, SVDLinear] = {}
+    for name, lin in linears.items():
+        U, S, Vh = factors[name]
+        mod = SVDLinear(lin, U, S, Vh, route=route)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, mod)
+        adapters[name] = mod
+        basis.update(name.encode())
+        basis.update(_tensor_bytes(mod.S))
+        basis.update(_tensor_bytes(mod.U[:, :4]))  # signs of the leading columns pin the basis orientation
+    model._rh_base_hash = base_hash
+    model._rh_basis_hash = basis.hexdigest()[:16]
+    model._rh_svd_cache = str(cache_file)
+    return adapters
+
+
+def get_adapters(model: nn.Module) -> dict[str, SVDLinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, SVDLinear)}
+
+
+def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable tensors, in a stable order (delta_S, then delta_S_hack where present)."""
+    params = []
+    for _, m in sorted(get_adapters(model).items()):
+        params.append(m.delta_S)
+        if m.delta_S_hack is not None:
+            params.append(m.delta_S_hack)
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# modes
+
+@contextmanager
+def _flag(model: nn.Module, attr: str, value: bool):
+    mods = list(get_adapters(model).values())
+    old = [getattr(m, attr) for m in mods]
+    try:
+        for m in mods:
+            setattr(m, attr, value)
+            if m._merged:
+                m.sync_merged()
+        yield model
+    finally:
+        for m, o in zip(mods, old):
+            setattr(m, attr, o)
+            if m._merged:
+                m.sync_merged()
+
+
+@contextmanager
+def merged(model: nn.Module):
+    """Dense U diag(S + delta) Vh weights for generation (no grad). Rebuilt only if delta changed."""
+    mods = list(get_adapters(model).values())
+    old = [m._merged for m in mods]
+    try:
+        for m in mods:
+            m.sync_merged()
+            m._merged = True
+        yield model
+    finally:
+        for m, o in zip(mods, old):
+            m._merged = o
+
+
+def adapter_disabled(model: nn.Module):
+    """Forward with every delta = 0: the frozen base, i.e. the KL reference, without a second model."""
+    return _flag(model, "_disabled", True)
+
+
+def hack_ablated(model: nn.Module):
+    """Forward with delta_S_hack = 0 (route arm evaluation); a no-op for adapters without it."""
+    return _flag(model, "_hack_off", True)
+
+
+# --------------------------------------------------------------------------------------------
+# persistence
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, m in get_adapters(model).items():
+        state[f"{name}.delta_S"] = m.delta_S.detach().cpu().contiguous()
+        if m.delta_S_hack is not None:
+            state[f"{name}.delta_S_hack"] = m.delta_S_hack.detach().cpu().contiguous()
+    return state
+
+
+def save_adapter(model: nn.Module, path: str | Path) -> Path:
+    """Write the deltas to safetensors (atomically) with the base model hash in the metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    meta = {"format": ADAPTER_FORMAT, "model_hash": model_hash(model),
+            "basis_hash": getattr(model, "_rh_basis_hash", "")}
+    save_file(adapter_state(model), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def load_adapter(model: nn.Module, path: str | Path) -> None:
+    """Load deltas saved by save_adapter; refuses a file made for another base model or module set."""
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != ADAPTER_FORMAT:
+        raise ValueError(f"{path}: not an adapter file (format={meta.get('format')!r})")
+    if meta.get("model_hash") != model_hash(model):
+        raise ValueError(f"{path}: adapter was saved for base model {meta.get('model_hash')}, "
+                         f"this model is {model_hash(model)}")
+    tensors = load_file(str(path))
+    expected = adapter_state(model)
+    if set(tensors) != set(expected):
+        diff = sorted(set(tensors) ^ set(expected))[:5]
+        raise ValueError(f"{path}: adapter tensors do not match the wrapped modules (e.g. {diff})")
+    mods = get_adapters(model)
+    with torch.no_grad():
+        for key, t in tensors.items():
+            name, _, attr = key.rpartition(".")
+            getattr(mods[name], attr).copy_(t)

@@ -1,0 +1,153 @@
+"""Rank-space gradient projection against v_hack.
+
+Per module, V [k, r] has orthonormal rows spanning the hack directions in the SVD basis of W,
+and g [r] is delta_S.grad. With c = V g [k] (the component of g along each hack axis):
+
+    erase (one-sided):  g' = g - V^T relu(c)      # remove only hack-WARD mass; never add hack mass
+    erase (no_gate):    g' = g - V^T c            # remove the whole span
+    preserve_norm:      g' <- g' * ||g|| / ||g'|| # the spec's default: same step size, new direction
+    route:              delta_S.grad = g - V^T relu(c),  delta_S_hack.grad = V^T relu(c)
+                        (exact split, no rescale, so the sum still equals g)
+    measure:            g untouched (vanilla), statistics only
+
+The statistic everywhere is the hack-ward fraction ||relu(V g)|| / ||g|| in [0, 1]: 0 means g
+has no component pointing toward any hack axis; after one-sided erase it is exactly 0.
+
+Arms may project with a control V (random / shuffled / non-hack) while every cos_* statistic is
+measured against the REAL V, so all arms' diagnostics are comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# The projection vocabulary (one registry; arms and reports refer to these names).
+MODES = ("erase", "route", "measure")
+EPS = 1e-12
+
+
+def hackward_fraction(V: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """||relu(V g)|| / ||g||, a 0-dim tensor (0 when g = 0). V [k, r], g [r]."""
+    g = g.float()
+    return torch.relu(V @ g).norm() / g.norm().clamp_min(EPS)
+
+
+def erase(V: torch.Tensor, g: torch.Tensor, one_sided: bool = True,
+          preserve_norm: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (g_new, removed), both [r] fp32, where removed = V^T relu(V g) (or V^T V g without the gate).
+
+    g_new = g - removed, rescaled to ||g|| when preserve_norm (and anything is left to rescale).
+    """
+    g = g.float()
+    c = V @ g                                   # [k]
+    if one_sided:
+        c = torch.relu(c)
+    removed = V.T @ c                           # [r]
+    g_new = g - removed
+    if preserve_norm:
+        n_new = g_new.norm()
+        scale = torch.where(n_new > EPS, g.norm() / n_new.clamp_min(EPS), torch.zeros_like(n_new))
+        g_new = g_new * scale
+    return g_new, removed
+
+
+@dataclass
+class ProjectionConfig:
+    mode: str = "erase"          # one of MODES
+    one_sided: bool = True       # False = no_gate
+    preserve_norm: bool = True   # ignored by route (its split must sum to g)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown projection mode {self.mode!r}; choose from {MODES}")
+
+    @classmethod
+    def from_train_config(cls, config, mode: str) -> "ProjectionConfig":
+        return cls(mode=mode, one_sided=config.proj_one_sided, preserve_norm=config.proj_preserve_norm)
+
+
+def _mean(xs: list[torch.Tensor]) -> float:
+    return torch.stack(xs).float().mean().item() if xs else float("nan")
+
+
+def project_grads(modules: dict, g_s: dict, g_t: dict, V_arm: dict, V_real: dict,
+                  cfg: ProjectionConfig) -> dict[str, float]:
+    """Project every module's delta_S.grad in place with the arm's V; measure with the real V.
+
+    modules: name -> SVDLinear (delta_S.grad == g_s + g_t already set); g_s, g_t: name -> [r].
+    Modules absent from V_arm are not projected (route: their delta_S_hack.grad is zeroed);
+    statistics cover the modules present in V_real.
+    Returns cos_pre, cos_pre_s, cos_pre_t, cos_post (means over modules) and frac_fired
+    (fraction of V_arm's modules where something was removed; for measure, where it would be).
+    """
+    pre, pre_s, pre_t, post, fired = [], [], [], [], []
+    for name, m in modules.items():
+        g = m.delta_S.grad
+        if cfg.mode == "route" and m.delta_S_hack is not None:
+            # backward gave delta_S_hack the same gradient as delta_S (they enter the forward as a sum);
+            # it must only ever receive the removed part.
+            if m.delta_S_hack.grad is None:
+                m.delta_S_hack.grad = torch.zeros_like(m.delta_S_hack)
+            else:
+                m.delta_S_hack.grad.zero_()
+        if g is None:
+            continue
+        Vr = V_real.get(name)
+        if Vr is not None:
+            pre.append(hackward_fraction(Vr, g))
+            if name in g_s:
+                pre_s.append(hackward_fraction(Vr, g_s[name]))
+            if name in g_t:
+                pre_t.append(hackward_fraction(Vr, g_t[name]))
+        Va = V_arm.get(name)
+        if Va is not None:
+            if cfg.mode == "measure":
+                fired.append((torch.relu(Va @ g.float()) if cfg.one_sided else Va @ g.float()).abs().sum() > 0)
+            else:
+                preserve = cfg.preserve_norm and cfg.mode == "erase"
+                g_new, removed = erase(Va, g, cfg.one_sided, preserve)
+                fired.append(removed.abs().sum() > 0)
+                g.copy_(g_new.to(g.dtype))
+                if cfg.mode == "route":
+                    m.delta_S_hack.grad.copy_(removed.to(g.dtype))
+        if Vr is not None:
+            post.append(hackward_fraction(Vr, g))
+    return dict(cos_pre=_mean(pre), cos_pre_s=_mean(pre_s), cos_pre_t=_mean(pre_t),
+                cos_post=_mean(post), frac_fired=_mean(fired))
+
+
+def project_update(modules: dict, delta: dict, V_arm: dict, V_real: dict, cfg: ProjectionConfig,
+                   apply: bool) -> dict[str, float]:
+    """The Adam-moment leak check/fix: measure (and optionally project) the update the optimizer applied.
+
+    delta: name -> [r] = delta_S_after - delta_S_before. With apply, delta_S is reset to
+    before + erase(delta) (route: the removed part is added to delta_S_hack instead, so the sum is kept).
+    Returns cos_update (hack-ward fraction of the update finally applied, real V) and, with apply,
+    cos_update_pre (before projection).
+    """
+    pre, post = [], []
+    with torch.no_grad():
+        for name, d in delta.items():
+            m = modules.get(name)
+            if m is None:
+                continue
+            Vr = V_real.get(name)
+            Va = V_arm.get(name)
+            if apply and Va is not None and cfg.mode != "measure":
+                if Vr is not None:
+                    pre.append(hackward_fraction(Vr, d))
+                preserve = cfg.preserve_norm and cfg.mode == "erase"
+                d_new, removed = erase(Va, d, cfg.one_sided, preserve)
+                m.delta_S.add_((d_new - d.float()).to(m.delta_S.dtype))   # = before + d_new
+                if cfg.mode == "route" and m.delta_S_hack is not None:
+                    m.delta_S_hack.add_(removed.to(m.delta_S_hack.dtype))
+                d = d_new
+            elif apply and Vr is not None:
+                pre.append(hackward_fraction(Vr, d))
+            if Vr is not None:
+                post.append(hackward_fraction(Vr, d))
+    out = dict(cos_update=_mean(post))
+    if apply:
+        out["cos_update_pre"] = _mean(pre)
+    return out
