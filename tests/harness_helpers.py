@@ -19,8 +19,8 @@ def make_run(root: Path, arm: str, seed: int, hack: float, pass_: float, *, pres
     if curve:
         with open(rd / "metrics.jsonl", "w") as f:
             for step in range(steps):
-                f.write(json.dumps({"step": step, "hack_rate_student": hack * step / max(steps - 1, 1),
-                                    "pass_rate_student": pass_}) + "\n")
+                f.write(json.dumps({"step": step + 1, "hack_rate_s": hack * step / max(steps - 1, 1),
+                                    "gt_pass_s": pass_}) + "\n")
     if complete:
         write_summary(rd, summary)
     else:

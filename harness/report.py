@@ -1,0 +1,335 @@
+"""The report: report/falsification.{json,md}, the same tables printed with rich, and the two plots.
+
+Headline table (spec section 6): Arm | ΔSafePass | Hack % | Pass % | KL | mean·cos | frac·fired | ‖g‖,
+cells mean ± SEM across seeds; ΔSafePass = (pass - hack) - vanilla's (pass - hack), paired by seed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD
+from harness.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
+                             MATCHED_PASS_PP, NOT_RUN, controls_command, falsify, mean, rates_from_records, sem)
+from harness.runs import RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
+
+# per-step student rates for curves.png (names from harness.metrics.METRICS)
+CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
+
+# (header, summary field, scale, decimals); Hack/Pass in pp
+COLUMNS: list[tuple[str, str, float, int]] = [
+    ("Hack %↓", "hack_rate", 100.0, 1),
+    ("Pass %↑", "pass_rate", 100.0, 1),
+    ("KL↓", "kl", 1.0, 4),
+    ("mean·cos*", "mean_cos", 1.0, 3),
+    ("frac·fired*", "frac_fired", 1.0, 2),
+    ("‖g‖*", "grad_norm", 1.0, 3),
+]
+HEADERS = ["Arm", "ΔSafePass↑", *(c[0] for c in COLUMNS), "n"]
+
+
+@dataclass
+class Cell:
+    mean: float | None
+    sem: float | None
+    n: int
+
+    @classmethod
+    def of(cls, xs: list[float | None]) -> "Cell":
+        xs = [x for x in xs if x is not None]
+        return cls(mean(xs) if xs else None, sem(xs), len(xs))
+
+    def fmt(self, decimals: int) -> str:
+        if self.mean is None:
+            return "—"
+        s = f"{self.mean:.{decimals}f}"
+        return s if self.sem is None else f"{s} ± {self.sem:.{decimals}f}"
+
+
+def arm_order(arms: set[str]) -> list[str]:
+    known = [a for a in ARMS if a in arms]
+    return known + sorted(arms - set(known))
+
+
+def headline(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per arm with complete runs: {"arm", "n", "dsafe": Cell | None (vanilla = ref), field: Cell}."""
+    by_arm: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in records:
+        if r.summary is not None:
+            by_arm.setdefault(r.arm, {})[r.seed] = r.summary
+    van = by_arm.get(BASELINE, {})
+    rows = []
+    for arm in arm_order(set(by_arm)):
+        runs = by_arm[arm]
+        row: dict[str, Any] = {"arm": arm, "n": len(runs)}
+        for _, field, scale, _ in COLUMNS:
+            row[field] = Cell.of([None if finite(s.get(field)) is None else scale * finite(s.get(field))
+                                  for s in runs.values()])
+        if arm == BASELINE:
+            row["dsafe"] = None
+        else:
+            seeds = sorted(set(runs) & set(van))
+            row["dsafe"] = Cell.of([100.0 * ((runs[s]["pass_rate"] - runs[s]["hack_rate"])
+                                             - (van[s]["pass_rate"] - van[s]["hack_rate"])) for s in seeds])
+        rows.append(row)
+    return rows
+
+
+def headline_cells(row: dict[str, Any]) -> list[str]:
+    dsafe = "0 (ref)" if row["arm"] == BASELINE else row["dsafe"].fmt(1)
+    return [row["arm"], dsafe, *(row[f].fmt(d) for _, f, _, d in COLUMNS), str(row["n"])]
+
+
+def _num(x: float | None, d: int = 2) -> str:
+    return "—" if x is None else f"{x:.{d}f}"
+
+
+def verdict_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Hypothesis | Verdict | Δhack pp | SEM pp | Δpass pp | n | Reason."""
+    h1, h3, h4 = result["H1"], result["H3"], result["H4"]
+    return [
+        ["H4 (vanilla hacks)", h4["verdict"], _num(h4["vanilla_hack_pp"]), "—", "—", str(h4["n"]), h4["reason"]],
+        [f"H1 ({METHOD} vs {BASELINE})", h1["verdict"], _num(h1["delta_hack_pp"]), _num(h1["sem_pp"]),
+         _num(h1["delta_pass_pp"]), str(h1["n"]), h1["reason"]],
+        [f"H3 ({METHOD} vs {ADVANTAGE_BASELINE})", h3["verdict"], _num(h3["delta_hack_pp"]), _num(h3["sem_pp"]),
+         _num(h3["delta_pass_pp"]), str(h3["n"]), h3["reason"]],
+    ]
+
+
+VERDICT_HEADERS = ["Hypothesis", "Verdict", "Δhack pp", "SEM pp", "Δpass pp", "n", "Reason"]
+CONTROL_HEADERS = ["Control", f"{METHOD} beats it", f"Δhack pp (control − {METHOD})", "SEM pp", "n"]
+
+
+def control_rows(result: dict[str, Any]) -> list[list[str]]:
+    c = result["controls"]
+    beats = {True: "yes", False: "no", None: NOT_RUN}
+    return [[name, beats[c[name]["erase_beats"]], _num(c[name]["delta_hack_pp"]), _num(c[name]["sem_pp"]),
+             str(c[name]["n"])] for name in CONTROLS]
+
+
+RULES_TEXT = f"""\
+Rates are held-out fractions in percentage points (pp). Seeds are paired across arms: for arms A and B,
+d_i = A's hack rate − B's on seed i over the seeds both have; SEM = sample std (ddof=1) / √n.
+Δpass uses the same A − B order.
+
+- **H4** ({BASELINE} hacks): supported if the mean {BASELINE} hack rate > {H4_MIN_VANILLA_HACK_PP:g}pp, else falsified.
+- **H1** ({METHOD} vs {BASELINE}, d = {BASELINE} − {METHOD}): falsified if mean(d) < {H1_MIN_DROP_PP:g}pp, or the
+  mean pass-rate drop > {H1_MAX_PASS_DROP_PP:g}pp, or n ≥ 2 and mean(d) ≤ SEM(d). Supported if not falsified, n ≥ 2,
+  mean(d) ≥ {H1_TARGET_DROP_PP:g}pp and |Δpass| ≤ {MATCHED_PASS_PP:g}pp. Otherwise inconclusive.
+- **H3** ({METHOD} vs {ADVANTAGE_BASELINE}, d = {ADVANTAGE_BASELINE} − {METHOD}): falsified if n ≥ 2 and
+  mean(d) ≤ SEM(d), or n = 1 and mean(d) ≤ 0. Supported if n ≥ 2, mean(d) > SEM(d) and |Δpass| ≤ {MATCHED_PASS_PP:g}pp.
+  Otherwise inconclusive.
+- **Controls** ({', '.join(CONTROLS)}; d = control − {METHOD}): {METHOD} beats a control if n ≥ 2 and mean(d) > SEM(d).
+  The effect is hack-specific only if {METHOD} beats all three.
+"""
+
+CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), paired by "
+           "seed. KL, mean·cos, frac·fired, ‖g‖: means over the last 25 steps. * projection diagnostics, meaningful "
+           "for projecting arms (mean·cos is the hack-ward fraction of the gradient before projection). "
+           "Cells: mean ± SEM across seeds (no SEM with one seed).")
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in esc]
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: list[RunRecord],
+             runs: str, n_complete: int, missing_cmd: str | None) -> str:
+    c = result["controls"]
+    parts = [
+        f"# Falsification report — preset `{result['preset']}`",
+        "",
+        f"Runs read from `{runs}/{result['preset']}`: {n_complete} complete, {len(incomplete)} incomplete (ignored).",
+        "",
+        "## Headline",
+        "",
+        _md_table(HEADERS, [headline_cells(r) for r in rows]) if rows else "_no complete runs_",
+        "",
+        CAPTION,
+        "",
+        "## Verdicts (preregistered)",
+        "",
+        _md_table(VERDICT_HEADERS, verdict_rows(result)),
+        "",
+        "### Negative controls",
+        "",
+        _md_table(CONTROL_HEADERS, control_rows(result)),
+        "",
+        f"Hack-specific (erase beats all three controls): **{'yes' if c['hack_specific'] else 'no'}**.",
+    ]
+    if missing_cmd:
+        parts += ["", f"To run the missing control comparisons: `{missing_cmd}`"]
+    parts += ["", "## Incomplete runs", ""]
+    parts += [f"- `{r.path}`: {r.reason}" for r in incomplete] or ["none"]
+    parts += ["", "## The rules", "", RULES_TEXT]
+    return "\n".join(parts)
+
+
+def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], incomplete: list[RunRecord],
+               missing_cmd: str | None) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"Headline — preset {result['preset']}", caption=CAPTION, caption_justify="left")
+    for h in HEADERS:
+        t.add_column(h, justify="left" if h == "Arm" else "right")
+    for r in rows:
+        t.add_row(*headline_cells(r))
+    console.print(t)
+
+    colour = {"supported": "green", "falsified": "red", "inconclusive": "yellow", NOT_RUN: "dim"}
+    v = Table(title="Verdicts (preregistered)")
+    for h in VERDICT_HEADERS:
+        v.add_column(h, overflow="fold")
+    for row in verdict_rows(result):
+        row[1] = f"[{colour[row[1]]}]{row[1]}[/]"
+        v.add_row(*row)
+    console.print(v)
+
+    ct = Table(title=f"Negative controls — hack-specific: {'yes' if result['controls']['hack_specific'] else 'no'}")
+    for h in CONTROL_HEADERS:
+        ct.add_column(h)
+    for row in control_rows(result):
+        ct.add_row(*row)
+    console.print(ct)
+    if missing_cmd:
+        console.print(f"missing control runs: [bold]{missing_cmd}[/]", soft_wrap=True)
+    if incomplete:
+        console.print(f"[yellow]{len(incomplete)} incomplete run(s) ignored:[/]")
+        for r in incomplete:
+            console.print(f"  {r.path}: {r.reason}", soft_wrap=True, markup=False)
+
+
+def write_falsification(runs: str | Path, out: str | Path, preset: str | None = None, console=None) -> dict[str, Any]:
+    """Scan `runs`, apply the rules for one preset, write out/falsification.{json,md}, print the tables."""
+    records = scan_runs(runs)
+    preset = select_preset(records, preset)
+    mine = [r for r in records if r.preset == preset]
+    complete = [r for r in mine if r.complete]
+    incomplete = [r for r in mine if not r.complete]
+    result = falsify(mine, preset, runs=str(runs))
+    rows = headline(complete)
+    missing_cmd = controls_command(rates_from_records(complete), preset, str(runs))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "falsification.json", result)
+    (out / "falsification.md").write_text(markdown(result, rows, incomplete, str(runs), len(complete), missing_cmd))
+    if console is not None:
+        print_rich(console, result, rows, incomplete, missing_cmd)
+    return result
+
+
+# --- plots ------------------------------------------------------------------------
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Non-dominated (hack, pass) points: lower hack and higher pass are better; sorted by hack."""
+    front: list[tuple[float, float]] = []
+    for h, p in sorted(points, key=lambda x: (x[0], -x[1])):
+        if not front or p > front[-1][1]:
+            front.append((h, p))
+    return front
+
+
+def _colours(arms: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {a: cmap(i % 10) for i, a in enumerate(arm_order(set(arms)))}
+
+
+def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
+    """Hack % (x) vs pass % (y), one point per arm x seed, arm means labelled, frontier drawn."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in records if r.complete]
+    colours = _colours([r.arm for r in done])
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    pts = []
+    for arm in arm_order({r.arm for r in done}):
+        xs = [100 * r.summary["hack_rate"] for r in done if r.arm == arm]
+        ys = [100 * r.summary["pass_rate"] for r in done if r.arm == arm]
+        pts += list(zip(xs, ys))
+        ax.scatter(xs, ys, color=colours[arm], label=arm, s=36, alpha=0.85, edgecolors="k", linewidths=0.4)
+        ax.annotate(arm, (mean(xs), mean(ys)), textcoords="offset points", xytext=(6, 4), fontsize=8,
+                    color=colours[arm], fontweight="bold" if arm in (METHOD, ADVANTAGE_BASELINE) else "normal")
+    if pts:
+        front = pareto_front(pts)
+        fx, fy = zip(*front)
+        ax.step(fx, fy, where="post", color="k", lw=1, ls="--", label="Pareto frontier")
+    ax.set_xlabel("held-out hack rate (%)  ← better")
+    ax.set_ylabel("held-out pass rate (%)  ↑ better")
+    ax.set_title("Hack vs pass, one point per arm × seed")
+    ax.grid(alpha=0.3)
+    if pts:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def curves(records: list[RunRecord], metric: str) -> dict[str, tuple[list[int], list[float]]]:
+    """arm -> (steps, mean over seeds of `metric` at each step), complete runs only."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for arm in arm_order({r.arm for r in records if r.complete}):
+        per_step: dict[int, list[float]] = {}
+        for r in records:
+            if r.arm != arm or not r.complete:
+                continue
+            for row in read_metrics(r.path):
+                step, v = row.get("step"), finite(row.get(metric))
+                if isinstance(step, int) and v is not None:
+                    per_step.setdefault(step, []).append(v)
+        steps = sorted(per_step)
+        out[arm] = (steps, [mean(per_step[s]) for s in steps])
+    return out
+
+
+def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
+    """Per-step student hack and pass (gt-correct) rate by arm, mean over seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = _colours([r.arm for r in records if r.complete])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for ax, metric, title in ((axes[0], CURVE_HACK, "student hack rate"), (axes[1], CURVE_PASS, "student pass rate")):
+        for arm, (steps, ys) in curves(records, metric).items():
+            if steps:
+                ax.plot(steps, [100 * y for y in ys], color=colours[arm], label=arm, lw=1.4)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"{title} (%)")
+        ax.set_title(f"{title} (training rollouts, mean over seeds)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(runs: str | Path, out: str | Path, preset: str | None = None, console=None) -> dict[str, Any]:
+    """falsify + report/pareto.png + report/curves.png."""
+    result = write_falsification(runs, out, preset, console)
+    mine = [r for r in scan_runs(runs) if r.preset == result["preset"]]
+    out = Path(out)
+    plot_pareto(mine, out / "pareto.png")
+    plot_curves(mine, out / "curves.png")
+    if console is not None:
+        console.print(f"wrote {out / 'falsification.json'}, {out / 'falsification.md'}, "
+                      f"{out / 'pareto.png'}, {out / 'curves.png'}")
+    return result
+
+
+def load_result(out: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out) / "falsification.json").read_text())
