@@ -1,0 +1,435 @@
+"""The ONE GRPO training loop. Every arm runs this; arms act only through harness.hooks.Arm.
+
+Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each):
+
+    sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
+    grade students            -> rewards R [P, G] (record.reward only; gt_correct is logged, never trained on)
+    per group:  R <- arm.reward_hook(R, acts)       acts: mean residual stream at arm.activation_layer
+                skip if max(R) - min(R) < 1e-4
+                A = R - mean(R)                     (Dr.GRPO)
+                backward student half -> g_s, teacher half -> g_t   (separately; g_s + g_t = step grad)
+    arm.grad_hook(g)          -> projection stats (cos_pre, cos_post, frac_fired, ...)
+    clip (log pre-clip norm), AdamW step (warmup + cosine lr), arm.update_hook(applied update)
+    log a row; held-out eval every eval_every steps; checkpoint every checkpoint_every steps
+
+summary.json (headline = end-of-run held-out figures) is written last, atomically, only on completion.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import metrics as M
+from harness.arms import build_arm
+from harness.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, trainable_named
+from harness.config import TrainConfig
+from harness.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
+                          lr_at, make_batch)
+from harness.hooks import ArmContext, GradBundle, UpdateBundle
+from harness.paths import ARTIFACTS_DIR
+from harness.rollout import (Group, PromptEncoder, eos_token_ids, generate, student_rollouts,
+                             teacher_rollouts)
+from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RunError, read_config, read_summary,
+                          write_json_atomic, write_summary)
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN/inf loss or gradient; the run stops and the last checkpoint written stays the last good one."""
+
+
+def derive_seed(seed: int, step: int, tag: str) -> int:
+    """Independent, reproducible stream per (run seed, step, purpose): a resumed run re-derives the same."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{tag}".encode()).digest()[:8], "little") >> 1
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+# --------------------------------------------------------------------------- gradient of one step
+
+@dataclass
+class StepGrads:
+    g_s: dict[str, torch.Tensor]           # by trainable parameter name
+    g_t: dict[str, torch.Tensor]
+    live: int = 0                          # groups that were not skipped
+    loss: float = 0.0
+    kl_sum: float = 0.0                    # k3 summed over student tokens of live groups
+    kl_tokens: int = 0
+    hook_stats: list[dict[str, float]] = field(default_factory=list)
+
+
+def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id: int, norm: float,
+                    step: int) -> StepGrads:
+    """Backward every live group's student and teacher halves separately and accumulate g_s and g_t.
+
+    On return each trainable parameter's .grad is g_s + g_t (None when no group was live).
+    Raises NonFiniteError on a NaN/inf loss.
+    """
+    from method.adapter import adapter_disabled
+
+    params = trainable_named(model)
+    device = next(iter(params.values())).device
+    acc = {h: {n: torch.zeros_like(p) for n, p in params.items()} for h in ("s", "t")}
+    out = StepGrads(acc["s"], acc["t"])
+    model.zero_grad(set_to_none=True)
+    layer = getattr(arm, "activation_layer", None)
+    for g in groups:
+        halves = [(h, rs) for h, rs in (("s", g.students), ("t", g.teachers)) if rs]
+        batches = {h: make_batch(g.prompt_ids, [r.ids for r in rs], pad_id, device) for h, rs in halves}
+        rewards = g.rewards()
+        fwd: dict[str, torch.Tensor] = {}
+        acts = None
+        if layer is not None:       # the arm needs activations before its reward hook: policy forwards first
+            model.train()
+            caps = []
+            for h, b in batches.items():
+                fwd[h], a = completion_logprobs(model, b, capture_layer=layer)
+                caps.append(a)
+            acts = torch.cat(caps).detach()
+        rewards, st = arm.reward_hook(rewards, acts)
+        out.hook_stats.append(st or {})
+        if config.skip_flat_groups and is_flat(rewards):
+            continue
+        out.live += 1
+        adv = group_advantages(rewards.float()).to(device)
+        offset = 0
+        for h, b in batches.items():
+            n = b.input_ids.shape[0]
+            a_h = adv[offset:offset + n]
+            offset += n
+            model.eval()
+            with torch.no_grad(), adapter_disabled(model):
+                ref, _ = completion_logprobs(model, b)
+            if h not in fwd:
+                model.train()
+                fwd[h], _ = completion_logprobs(model, b)
+            logp = fwd.pop(h)
+            loss = dr_grpo_loss(logp, ref, a_h, b.completion_mask, config.kl_beta, norm)
+            if not torch.isfinite(loss):
+                raise NonFiniteError(f"step {step}: non-finite loss ({loss.item()}) on problem {g.problem.id} "
+                                     f"({'student' if h == 's' else 'teacher'} half)")
+            loss.backward()
+            for name, p in params.items():
+                if p.grad is not None:
+                    acc[h][name] += p.grad
+                    p.grad = None
+            out.loss += loss.item()
+            if h == "s":
+                with torch.no_grad():
+                    out.kl_sum += (k3_kl(logp.detach(), ref) * b.completion_mask).sum().item()
+                    out.kl_tokens += int(b.completion_mask.sum().item())
+    model.eval()
+    if out.live:
+        for name, p in params.items():
+            p.grad = acc["s"][name] + acc["t"][name]
+    return out
+
+
+def _delta_s_names(adapters: dict[str, torch.nn.Module], model) -> dict[str, str]:
+    """adapter module name -> the model parameter name of its delta_S."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return {m_name: by_id[id(m.delta_S)] for m_name, m in adapters.items()}
+
+
+# --------------------------------------------------------------------------- the run
+
+class _Run:
+    """Everything one training run holds; `train()` below is the whole public surface."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, progress: bool):
+        from method.adapter import model_hash, wrap_model
+        from sandbox.data import data_hash, load_problems, split_problems
+        from harness.model_loading import load_policy
+
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        seed_all(config.seed)
+        self.model, self.tok = load_policy(config, verbose=progress)
+        self.device = next(self.model.parameters()).device
+        self.arm = build_arm(config)
+        self.adapters = wrap_model(self.model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
+                                   route=bool(getattr(self.arm, "uses_route", False)))
+        self.model_hash = model_hash(self.model)
+        self.arm.setup(ArmContext(config=config, model=self.model, tokenizer=self.tok, adapters=self.adapters,
+                                  artifacts_dir=ARTIFACTS_DIR, model_hash=self.model_hash))
+        self.model.zero_grad(set_to_none=True)
+        self.params = trainable_named(self.model)
+        if not self.params:
+            raise RuntimeError("no trainable parameters after wrap_model")
+        self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=config.lr,
+                                           betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+        self.delta_names = _delta_s_names(self.adapters, self.model)
+
+        problems = load_problems(config.data_split)
+        self.train_problems, heldout = split_problems(problems, config.heldout_frac)
+        from harness.evaluate import eval_problems
+
+        self.eval_set = eval_problems(heldout, config)
+        self.pool = _load_pool(config)
+        if self.pool is not None:
+            ids = _pool_problem_ids(self.pool)
+            if ids is not None:     # only prompts the pool covers (seeds: else most steps miss the cache)
+                covered = [p for p in self.train_problems if p.id in ids]
+                if not covered:
+                    raise RunError("the teacher pool covers none of the training problems")
+                self.train_problems = covered
+        if not self.train_problems:
+            raise RunError("no training problems")
+        self.encoder = PromptEncoder(self.tok, config)
+        self.pad_id = self.tok.pad_token_id
+        self.eos = eos_token_ids(self.model, self.tok)
+        self.norm = loss_normaliser(config.prompts_per_step, config.group_size, config.max_new_tokens)
+        self.hashes = {"model": self.model_hash, "data": data_hash(config.data_split),
+                       "pool": getattr(self.pool, "sha256", None), "v": None}
+        self.hashes.update(self.arm.artifact_hashes() or {})
+        info = getattr(self.model, "load_info", None)
+        self.resolved = {
+            "device": str(self.device), "dtype": getattr(info, "dtype", None),
+            "attn_impl": getattr(info, "attn_impl", None), "attn_why": getattr(info, "attn_why", None),
+            "model_path": getattr(info, "path", None), "n_params": getattr(info, "n_params", None),
+            "n_trainable": sum(p.numel() for p in self.params.values()), "n_adapters": len(self.adapters),
+            "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
+            "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
+            "torch": torch.__version__,
+        }
+
+    # ----------------------------------------------------------------- one step
+
+    def step(self, step: int, grader) -> dict[str, Any]:
+        """Optimizer step number `step` (0-based); returns the metrics row (step = step + 1)."""
+        c = self.config
+        t_start = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        seed_all(derive_seed(c.seed, step, "step"))
+        rng = random.Random(derive_seed(c.seed, step, "prompts"))
+        P = c.prompts_per_step
+        problems = (rng.sample(self.train_problems, P) if len(self.train_problems) >= P
+                    else rng.choices(self.train_problems, k=P))
+        prompts = [self.encoder(p) for p in problems]
+
+        # student generations on merged dense weights
+        from method.adapter import merged
+
+        t0 = time.perf_counter()
+        torch.manual_seed(derive_seed(c.seed, step, "generate"))
+        with merged(self.model):
+            gen = generate(self.model, self.tok, prompts, c.student_per_group, c)
+        t_gen = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        jobs, texts = [], []
+        for p, samples in zip(problems, gen):
+            for ids in samples:
+                text = self.tok.decode(ids, skip_special_tokens=True)
+                jobs.append((p, text, None))
+                texts.append((text, ids))
+        records = grader.grade_many(jobs) if jobs else []
+        t_grade = time.perf_counter() - t0
+
+        trng = random.Random(derive_seed(c.seed, step, "teacher"))
+        groups, k = [], 0
+        for p, pr in zip(problems, prompts):
+            n = c.student_per_group
+            g = Group(p, pr, student_rollouts(texts[k:k + n], records[k:k + n]))
+            k += n
+            g.rollouts += teacher_rollouts(self.pool, p, c.teacher_per_group, trng, self.tok, self.eos[0],
+                                           c.max_new_tokens)
+            groups.append(g)
+
+        t0 = time.perf_counter()
+        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1)
+        t_fb = time.perf_counter() - t0
+
+        lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
+        for pg in self.optimizer.param_groups:
+            pg["lr"] = lr
+        row: dict[str, Any] = {"step": step + 1, "lr": lr}
+        t0 = time.perf_counter()
+        if sg.live:
+            bundle = GradBundle(modules=self.adapters,
+                                g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
+                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1)
+            row.update(self.arm.grad_hook(bundle) or {})
+            gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), c.grad_clip).item()
+            if not torch.isfinite(torch.tensor(gnorm)):
+                raise NonFiniteError(f"step {step + 1}: non-finite gradient (pre-clip norm {gnorm}); "
+                                     f"the last good checkpoint is {self._last_ckpt()}")
+            before = {m: mod.delta_S.detach().clone() for m, mod in self.adapters.items()}
+            self.optimizer.step()
+            delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.adapters.items()}
+            row.update(self.arm.update_hook(UpdateBundle(modules=self.adapters, delta=delta, step=step + 1)) or {})
+            self.optimizer.zero_grad(set_to_none=True)
+            if not all(torch.isfinite(p).all() for p in self.params.values()):
+                raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
+                                     f"the last good checkpoint is {self._last_ckpt()}")
+        else:
+            gnorm = 0.0
+        t_hook = time.perf_counter() - t0 if sg.live else 0.0
+
+        students = [r for g in groups for r in g.students]
+        teachers = [r for g in groups for r in g.teachers]
+        rewards = torch.tensor([r.reward for g in groups for r in g.rollouts], dtype=torch.float32)
+        row.update(
+            reward_mean=rewards.mean().item(),
+            reward_std=rewards.std(unbiased=False).item(),
+            hack_rate_s=_frac(students, "exploited"), hack_rate_t=_frac(teachers, "exploited"),
+            gt_pass_s=_frac(students, "gt_correct"), gt_pass_t=_frac(teachers, "gt_correct"),
+            len_s=(sum(len(r.ids) for r in students) / len(students)) if students else None,
+            live_groups=sg.live / len(groups),
+            loss=sg.loss, kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
+            grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook,
+        )
+        for key, val in _mean_stats(sg.hook_stats).items():
+            row.setdefault(key, val)
+        row["_t_start"] = t_start
+        return row
+
+    def _last_ckpt(self) -> str:
+        cks = list_checkpoints(self.run_dir / CHECKPOINT_DIR)
+        return str(cks[-1].path) if cks else "none (no checkpoint written yet)"
+
+    def evaluate(self, step: int, grader) -> dict[str, Any]:
+        from harness.evaluate import evaluate
+
+        t0 = time.perf_counter()
+        out = evaluate(self.model, self.tok, self.eval_set, grader, self.config, self.encoder,
+                       seed=derive_seed(self.config.seed, step, "eval"),
+                       ablate_hack=bool(getattr(self.arm, "uses_route", False)))
+        out["t_eval"] = time.perf_counter() - t0
+        return out
+
+
+def _frac(rollouts, attr: str) -> float | None:
+    return sum(bool(getattr(r, attr)) for r in rollouts) / len(rollouts) if rollouts else None
+
+
+def _mean_stats(stats: list[dict[str, Any]]) -> dict[str, float]:
+    keys = {k for s in stats for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {}
+    for k in sorted(keys):
+        vals = [float(s[k]) for s in stats if k in s]
+        out[k] = sum(vals) / len(vals)
+    return out
+
+
+def _load_pool(config: TrainConfig):
+    if config.teacher_per_group == 0:
+        return None
+    from sandbox.pool import load_pool
+
+    path = config.teacher_pool
+    if path == "builtin":
+        from harness import substrate
+
+        resolver = getattr(substrate, "ensure_pool", None)
+        if resolver is None:
+            raise RunError("teacher_pool='builtin' but harness.substrate has no ensure_pool(); "
+                           "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
+        path = resolver(config)
+    return load_pool(path)
+
+
+def _pool_problem_ids(pool) -> set[int] | None:
+    for attr in ("problem_ids", "ids"):
+        v = getattr(pool, attr, None)
+        if v is not None:
+            return set(v() if callable(v) else v)
+    return None
+
+
+def _strip_private(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train one arm x seed into run_dir; returns the summary (also written to run_dir/summary.json, last).
+
+    resume=True continues from the newest complete checkpoint (metrics rows after it are recomputed);
+    a finished run is returned as is. resume=False refuses a directory that already holds progress.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_root = run_dir / CHECKPOINT_DIR
+    metrics_path = run_dir / METRICS_FILE
+    stored = read_config(run_dir)
+    if stored is not None and stored.config_hash() != config.config_hash():
+        raise RunError(f"{run_dir} holds a run with a different config; use another directory")
+    if resume:
+        done = read_summary(run_dir)
+        if done and done.get("complete") is True:
+            return done
+    elif list_checkpoints(ckpt_root) or (metrics_path.exists() and metrics_path.stat().st_size > 0):
+        raise RunError(f"{run_dir} already holds a partial run; pass resume=True or use another directory")
+
+    wall0 = time.perf_counter()
+    run = _Run(config, run_dir, progress)
+    write_json_atomic(run_dir / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash(),
+                                               "hashes": run.hashes, "resolved": run.resolved})
+    log = M.MetricsLog(metrics_path)
+    rows: list[dict[str, Any]] = []
+    start = 0
+    ck = latest_checkpoint(ckpt_root) if resume else None
+    if ck is not None:
+        if ck.state.get("config_hash") != config.config_hash():
+            raise RunError(f"checkpoint {ck.path} was written by a different config")
+        state = load_checkpoint(ck, run.model, run.optimizer, run.arm)
+        rows = list(state["metrics"])
+        start = ck.step
+    log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
+    setup_s = time.perf_counter() - wall0
+
+    from sandbox.executors import make_executor
+    from sandbox.grader import Grader
+
+    c = config
+    title = f"{c.preset}/{c.arm}/seed{c.seed}"
+    with make_executor(kind=c.sandbox, workers=c.grade_workers) as ex, \
+            M.LiveDisplay(c.steps, title, enabled=progress) as display:
+        grader = Grader(ex)
+        display.start_at(start, rows)
+        if progress and getattr(run.model, "load_info", None):
+            display.note(f"[{title}] {run.model.load_info.line()}; resuming at step {start}" if start else
+                         f"[{title}] {run.model.load_info.line()}")
+        for step in range(start, c.steps):
+            row = run.step(step, grader)
+            s = step + 1
+            if (c.eval_every > 0 and s % c.eval_every == 0) or s == c.steps:
+                row.update(run.evaluate(s, grader))
+            row["t_step"] = time.perf_counter() - row.pop("_t_start")
+            row["peak_mem_mb"] = M.peak_memory_mb(run.device)
+            row = _strip_private(row)
+            log.append(row)
+            rows.append(row)
+            display.update(row)
+            if (c.checkpoint_every > 0 and s % c.checkpoint_every == 0) or s == c.steps:
+                save_checkpoint(ckpt_root, s, run.model, run.optimizer,
+                                {"metrics": rows, "config_hash": c.config_hash()}, arm=run.arm)
+
+    final = rows[-1]
+    summary = {
+        "arm": c.arm, "seed": c.seed, "preset": c.preset, "complete": True, "steps": c.steps,
+        "hack_rate": final.get("eval_hack_rate"), "pass_rate": final.get("eval_pass_rate"),
+        **{k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()},
+        # compute time over all sessions of this run (resumes included) + this session's setup
+        "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,
+        "hashes": run.hashes,
+    }
+    write_summary(run_dir, summary)
+    return read_summary(run_dir)

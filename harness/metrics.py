@@ -1,0 +1,208 @@
+"""The metric registry: every per-step column, its meaning and its format, in one place.
+
+The JSONL log (run_dir/metrics.jsonl), the live terminal table and the reports all read
+names from here. A row is a flat dict {name: float | int | None}; None means "not measured
+this step" (e.g. no live group -> no KL; eval columns only on eval steps).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    description: str
+    fmt: str = "{:.3f}"
+    kind: str = "train"        # train | projection | eval | timing | memory
+    live: bool = False         # shown in the live terminal table
+
+    @property
+    def deterministic(self) -> bool:
+        """Same seed + same machine -> same value (timings and memory are not)."""
+        return self.kind not in ("timing", "memory")
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Arms may register their own columns (e.g. Rebound's penalty); re-registering the same name is an error."""
+    old = METRICS.get(metric.name)
+    if old is not None and old != metric:
+        raise ValueError(f"metric {metric.name!r} already registered differently")
+    METRICS[metric.name] = metric
+    return metric
+
+
+for _m in [
+    Metric("step", "optimizer steps done (1-based)", "{:d}", live=True),
+    Metric("lr", "learning rate used this step (warmup + cosine)", "{:.2e}", live=True),
+    # rewards and outcome rates over the step's rollouts (all P groups, skipped or not)
+    Metric("reward_mean", "mean reward over all P*G rollouts (after the arm's reward hook)", live=True),
+    Metric("reward_std", "std of rewards over all P*G rollouts"),
+    Metric("hack_rate_s", "student rollouts: fraction exploited (passed the loophole, not gt-correct)", live=True),
+    Metric("hack_rate_t", "teacher-pool rollouts: fraction exploited", live=True),
+    Metric("gt_pass_s", "student rollouts: fraction gt-correct (logged only, never trained on)", live=True),
+    Metric("gt_pass_t", "teacher-pool rollouts: fraction gt-correct"),
+    Metric("len_s", "mean student completion length (tokens)", "{:.1f}"),
+    Metric("live_groups", "fraction of the P groups with reward spread (others skipped)", "{:.2f}"),
+    # optimisation
+    Metric("loss", "Dr.GRPO loss summed over live groups (student + teacher halves)", "{:+.4f}", live=True),
+    Metric("kl", "mean per-token k3 KL(policy || adapter-off reference) on student tokens", "{:.2e}", live=True),
+    Metric("grad_norm", "pre-clip global L2 norm of the trainable gradient after the arm's grad hook", "{:.3e}",
+           live=True),
+    # projection diagnostics (hack-ward fraction ||relu(V g)||/||g||, from the arm's hooks)
+    Metric("cos_pre", "hack-ward fraction of the step gradient before projection (mean over modules)",
+           kind="projection", live=True),
+    Metric("cos_post", "hack-ward fraction after projection (on the update when projected there)",
+           kind="projection", live=True),
+    Metric("cos_pre_s", "hack-ward fraction of the student half g_s", kind="projection"),
+    Metric("cos_pre_t", "hack-ward fraction of the teacher half g_t", kind="projection"),
+    Metric("frac_fired", "fraction of modules where the projection removed something", "{:.2f}",
+           kind="projection", live=True),
+    # held-out evaluation (eval steps only): student-only generations, problems never trained on
+    Metric("eval_hack_rate", "held-out: fraction of student generations exploited", kind="eval", live=True),
+    Metric("eval_pass_rate", "held-out: fraction of student generations gt-correct", kind="eval", live=True),
+    Metric("eval_n", "held-out generations graded", "{:d}", kind="eval"),
+    # timings (seconds) and memory
+    Metric("t_gen", "student generation time (s)", "{:.2f}", kind="timing"),
+    Metric("t_grade", "grading time (s)", "{:.2f}", kind="timing"),
+    Metric("t_fwd_bwd", "reference + policy forward/backward time (s)", "{:.2f}", kind="timing"),
+    Metric("t_hook", "arm hooks time (s)", "{:.3f}", kind="timing"),
+    Metric("t_eval", "held-out evaluation time (s)", "{:.2f}", kind="timing"),
+    Metric("t_step", "wall time of the whole step (s)", "{:.2f}", kind="timing", live=True),
+    Metric("peak_mem_mb", "peak memory: CUDA max allocated this step, else process max RSS (MiB)", "{:.0f}",
+           kind="memory", live=True),
+]:
+    register_metric(_m)
+
+# summary.json field -> the per-step metric averaged over the last SUMMARY_WINDOW steps
+SUMMARY_WINDOW = 25
+SUMMARY_MEANS: dict[str, str] = {"kl": "kl", "mean_cos": "cos_pre", "frac_fired": "frac_fired",
+                                 "grad_norm": "grad_norm"}
+
+
+def nondeterministic_names() -> set[str]:
+    return {n for n, m in METRICS.items() if not m.deterministic}
+
+
+def tail_mean(rows: list[dict[str, Any]], name: str, window: int = SUMMARY_WINDOW) -> float | None:
+    """Mean of the non-None values of `name` over the last `window` rows (None when there are none)."""
+    vals = [r.get(name) for r in rows[-window:]]
+    vals = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def peak_memory_mb(device) -> float:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def format_value(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    m = METRICS.get(name)
+    try:
+        return (m.fmt if m else "{:.4g}").format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+class MetricsLog:
+    """Append-only JSONL: one flat row per step, flushed and fsynced so a kill loses at most the current row."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._warned: set[str] = set()
+
+    def rewrite(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace the file with `rows` (resume: drop rows logged after the checkpoint we restart from)."""
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def append(self, row: dict[str, Any]) -> None:
+        for k in row:
+            if k not in METRICS and k not in self._warned:
+                self._warned.add(k)
+                print(f"[metrics] warning: column {k!r} is not in harness.metrics.METRICS; register it",
+                      file=sys.stderr)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class LiveDisplay:
+    """A rich progress bar over the steps plus a table of the last few rows (live columns only)."""
+
+    def __init__(self, total_steps: int, title: str, enabled: bool = True, keep_rows: int = 12):
+        self.enabled = enabled
+        self.total = total_steps
+        self.title = title
+        self.keep = keep_rows
+        self.rows: list[dict[str, Any]] = []
+        self.columns = [n for n, m in METRICS.items() if m.live]
+        self._live = None
+
+    def __enter__(self) -> "LiveDisplay":
+        if self.enabled:
+            from rich.live import Live
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn())
+            self._task = self._progress.add_task(self.title, total=self.total)
+            self._live = Live(self._render(), refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def start_at(self, step: int, rows: list[dict[str, Any]]) -> None:
+        self.rows = list(rows[-self.keep:])
+        if self._live is not None:
+            self._progress.update(self._task, completed=step)
+            self._live.update(self._render())
+
+    def update(self, row: dict[str, Any]) -> None:
+        self.rows = (self.rows + [row])[-self.keep:]
+        if self._live is not None:
+            self._progress.update(self._task, completed=row.get("step", 0))
+            self._live.update(self._render())
+
+    def note(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(text)
+        elif self.enabled:
+            print(text, file=sys.stderr)
+
+    def _render(self):
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        cols = [c for c in self.columns if any(r.get(c) is not None for r in self.rows)] or ["step"]
+        for c in cols:
+            table.add_column(c, justify="right")
+        for r in self.rows:
+            table.add_row(*(format_value(c, r.get(c)) for c in cols))
+        return Group(table, self._progress)
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None

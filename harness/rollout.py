@@ -1,0 +1,151 @@
+"""Rollouts: prompt encoding, live student generation, and teacher-pool mixing.
+
+A step's group for one prompt is G = G_s live student generations + G_t cached teacher
+completions from the frozen pool. Pool rows carry their grade (reward, exploited, gt_correct, ...)
+and are used verbatim: the pool is a fixed, reproducible teacher distribution.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.config import TrainConfig
+
+
+@dataclass
+class Rollout:
+    text: str                      # completion text (what the grader saw)
+    ids: list[int]                 # completion token ids, ending in eos when the model stopped
+    teacher: bool
+    reward: float
+    exploited: bool
+    gt_correct: bool               # logged only; never reaches the loss
+    record: Any = None             # the GradeRecord (student) or pool row (teacher)
+
+
+@dataclass
+class Group:
+    problem: Any                   # sandbox.data.Problem
+    prompt_ids: list[int]
+    rollouts: list[Rollout] = field(default_factory=list)   # students first, then teachers
+
+    @property
+    def students(self) -> list[Rollout]:
+        return [r for r in self.rollouts if not r.teacher]
+
+    @property
+    def teachers(self) -> list[Rollout]:
+        return [r for r in self.rollouts if r.teacher]
+
+    def rewards(self) -> torch.Tensor:
+        return torch.tensor([r.reward for r in self.rollouts], dtype=torch.float32)
+
+
+class PromptEncoder:
+    """Problem -> chat-templated prompt token ids (cached by problem id)."""
+
+    def __init__(self, tokenizer, config: TrainConfig):
+        self.tok = tokenizer
+        self.config = config
+        self._cache: dict[int, list[int]] = {}
+        self.truncated = 0
+
+    def __call__(self, problem) -> list[int]:
+        if problem.id not in self._cache:
+            from sandbox.loopholes import build_prompt
+
+            messages = build_prompt(problem, style=self.config.prompt_style)
+            text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                                enable_thinking=self.config.enable_thinking)
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > self.config.max_prompt_tokens:
+                # keep the end: the assistant header and the question's tail must stay adjacent
+                ids = ids[-self.config.max_prompt_tokens:]
+                self.truncated += 1
+            self._cache[problem.id] = list(ids)
+        return self._cache[problem.id]
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos.insert(0, tokenizer.eos_token_id)
+    return eos
+
+
+def _trim(ids: list[int], eos: set[int], pad_id: int) -> list[int]:
+    """Cut at the first eos (kept: the policy must learn to stop); drop trailing padding."""
+    for i, t in enumerate(ids):
+        if t in eos:
+            return ids[: i + 1]
+    while ids and ids[-1] == pad_id:
+        ids = ids[:-1]
+    return ids
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainConfig,
+             max_batch: int | None = None) -> list[list[list[int]]]:
+    """Sample n completions per prompt -> [prompt][sample] token-id lists.
+
+    Batched with left padding (positions come from the attention mask). Sampling draws from torch's
+    global RNG, which the loop seeds per step, so generation is reproducible on CPU. Call it under
+    method.adapter.merged(model) so rollouts run on dense weights.
+    """
+    from transformers import GenerationConfig
+
+    if n == 0 or not prompts:
+        return [[] for _ in prompts]
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    eos = eos_token_ids(model, tokenizer)
+    gcfg = GenerationConfig(
+        do_sample=True, temperature=config.temperature, top_p=config.top_p,
+        top_k=config.top_k if config.top_k > 0 else None, min_p=config.min_p if config.min_p > 0 else None,
+        max_new_tokens=config.max_new_tokens, eos_token_id=eos, pad_token_id=pad_id,
+    )
+    rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
+    max_batch = max_batch or len(rows)
+    out: list[list[list[int]]] = [[] for _ in prompts]
+    was_training = model.training
+    model.eval()
+    try:
+        for s in range(0, len(rows), max_batch):
+            chunk = rows[s:s + max_batch]
+            L = max(len(p) for _, p in chunk)
+            ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)
+            attn = torch.zeros((len(chunk), L), dtype=torch.long)
+            for i, (_, p) in enumerate(chunk):
+                ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
+                attn[i, L - len(p):] = 1
+            gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gcfg)
+            for i, (pi, _) in enumerate(chunk):
+                out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def teacher_rollouts(pool, problem, n: int, rng: random.Random, tokenizer, eos_id: int,
+                     max_new_tokens: int) -> list[Rollout]:
+    """n cached teacher completions for `problem`, grades used verbatim, re-tokenised for the loss."""
+    if n == 0:
+        return []
+    out = []
+    for row in pool.sample(problem.id, n, rng):
+        ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"][: max_new_tokens - 1] + [eos_id]
+        out.append(Rollout(text=row["completion"], ids=ids, teacher=True, reward=float(row["reward"]),
+                           exploited=bool(row["exploited"]), gt_correct=bool(row["gt_correct"]), record=row))
+    return out
+
+
+def student_rollouts(texts_ids: list[tuple[str, list[int]]], records: list[Any]) -> list[Rollout]:
+    return [Rollout(text=t, ids=ids, teacher=False, reward=float(rec.reward), exploited=bool(rec.exploited),
+                    gt_correct=bool(rec.gt_correct), record=rec)
+            for (t, ids), rec in zip(texts_ids, records)]
