@@ -1,0 +1,105 @@
+"""The method's arms: erase and route, plus the generic ProjectionArm every V-based arm reuses.
+
+    ProjectionArm(v_kind, mode)
+        v_kind: which V the arm PROJECTS with ("real", or a control: "random", "shuffled", "nonhack")
+        mode:   "erase" | "route" | "measure" (method.projection.MODES)
+
+All cos_* statistics are measured against the REAL V whatever v_kind is, so a control arm's
+diagnostics are comparable with erase's. V comes from `method.extract.get_or_extract(ctx, kind)`
+(cached by model hash, pairs hash, k, quantile, kind); tests may pass any `v_source(ctx, kind)`.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable
+
+import torch
+
+from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from method.projection import MODES, ProjectionConfig, project_grads, project_update
+
+REAL = "real"
+
+
+def _default_v_source(ctx: ArmContext, kind: str):
+    from method.extract import get_or_extract  # lazy: extraction is only needed once an arm sets up
+    return get_or_extract(ctx, kind)
+
+
+def v_digest(V: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex) over module names and V bytes; identifies the exact subspace used."""
+    h = hashlib.sha256()
+    for name in sorted(V):
+        t = V[name].detach().float().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ProjectionArm(Arm):
+    def __init__(self, v_kind: str = REAL, mode: str = "erase",
+                 v_source: Callable[[ArmContext, str], object] | None = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown projection mode {mode!r}; choose from {MODES}")
+        self.v_kind, self.mode = v_kind, mode
+        self.uses_route = mode == "route"
+        self._v_source = v_source or _default_v_source
+        self.V_real: dict[str, torch.Tensor] = {}
+        self.V_arm: dict[str, torch.Tensor] = {}
+        self.v_refreshes = 0
+
+    # ------------------------------------------------------------------ setup / V
+    def setup(self, ctx: ArmContext) -> None:
+        super().setup(ctx)
+        self.proj = ProjectionConfig.from_train_config(ctx.config, self.mode)
+        self.refresh_every = int(getattr(ctx.config, "v_refresh_every", 0) or 0)
+        self.on_update = bool(getattr(ctx.config, "proj_on_update", False))
+        if self.uses_route and not any(m.delta_S_hack is not None for m in ctx.adapters.values()):
+            raise RuntimeError("route arm needs adapters wrapped with route=True (delta_S_hack)")
+        self._load_v()
+
+    def _fit(self, vh) -> dict[str, torch.Tensor]:
+        """VHack.V restricted to wrapped modules, on the adapters' device, fp32; shapes checked."""
+        out = {}
+        for name, V in vh.V.items():
+            m = self.ctx.adapters.get(name)
+            if m is None:
+                continue  # V for a module this run does not wrap: nothing to project
+            if V.dim() != 2 or V.shape[1] != m.rank:
+                raise ValueError(f"V[{name}] has shape {tuple(V.shape)}, adapter rank is {m.rank}")
+            out[name] = V.to(device=m.delta_S.device, dtype=torch.float32)
+        if not out:
+            raise ValueError("V covers none of the wrapped modules")
+        return out
+
+    def _load_v(self) -> None:
+        real = self._v_source(self.ctx, REAL)
+        self.V_real = self._fit(real)
+        self.V_arm = self.V_real if self.v_kind == REAL else self._fit(self._v_source(self.ctx, self.v_kind))
+        self._hashes = {"v": v_digest(self.V_arm), "v_real": v_digest(self.V_real), "v_kind": self.v_kind}
+
+    def artifact_hashes(self) -> dict[str, str]:
+        return dict(self._hashes)
+
+    # ------------------------------------------------------------------ hooks
+    def grad_hook(self, grads: GradBundle) -> dict[str, float]:
+        stats: dict[str, float] = {}
+        if self.refresh_every > 0 and grads.step > 0 and grads.step % self.refresh_every == 0:
+            # Re-extract at the current adapter state (the source decides how it keys its cache).
+            self._load_v()
+            self.v_refreshes += 1
+            stats["v_refreshes"] = float(self.v_refreshes)
+        stats.update(project_grads(grads.modules, grads.g_s, grads.g_t, self.V_arm, self.V_real, self.proj))
+        return stats
+
+    def update_hook(self, update: UpdateBundle) -> dict[str, float]:
+        apply = self.on_update and self.mode != "measure"
+        return project_update(update.modules, update.delta, self.V_arm, self.V_real, self.proj, apply=apply)
+
+
+def build_erase(config=None) -> ProjectionArm:
+    return ProjectionArm(REAL, "erase")
+
+
+def build_route(config=None) -> ProjectionArm:
+    return ProjectionArm(REAL, "route")
