@@ -142,7 +142,8 @@ def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
     d = _read_json(path)
     if not isinstance(d, dict):
         raise RunError(f"corrupt {path}: not a JSON object")
-    d = {k: v for k, v in d.items() if k != "config_hash"}
+    # the loop adds "hashes" (model/data/pool/v) and "resolved" (device, dtype, attn) beside the config
+    d = {k: v for k, v in d.items() if k not in ("config_hash", "hashes", "resolved")}
     try:
         return TrainConfig.from_dict(d)
     except (ConfigError, TypeError) as e:
@@ -154,42 +155,53 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
     return {k: (da[k], db[k]) for k in da if da[k] != db[k]}
 
 
-def prepare_run_dir(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, force: bool) -> str:
-    """Decide what to do with `rdir` for `config`; returns "fresh", "resume" or "skip".
+def plan_action(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, force: bool) -> str:
+    """What to do with `rdir` for `config`, without touching it: "fresh", "overwrite", "resume" or "skip".
 
-    - no config.json            -> fresh (config.json written)
-    - other config / corrupt    -> RunError, unless force (then wiped, fresh)
-    - same config, complete     -> skip, unless force (then wiped, fresh)
-    - same config, partial      -> resume if `resume`, wiped + fresh if force, else RunError
+    - no config.json            -> fresh (an empty or absent dir), RunError if it holds files, unless force
+    - other config / corrupt    -> RunError, unless force (then overwrite)
+    - same config, complete     -> skip, unless force (then overwrite)
+    - same config, partial      -> resume if `resume`, overwrite if force, else RunError
     """
     rdir = Path(rdir)
     try:
         stored = read_config(rdir)
     except RunError as e:
-        if not force:
-            raise RunError(f"{e}; pass --force to overwrite {rdir}") from None
-        stored = None
-        _wipe(rdir)
-    if stored is not None and stored.config_hash() != config.config_hash():
-        if not force:
-            diff = config_diff(stored, config)
-            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
-            raise RunError(f"{rdir} holds a run with a different config ({shown}); "
-                           f"use another --out or pass --force to overwrite it")
-        _wipe(rdir)
-        stored = None
-    if stored is not None:
         if force:
-            _wipe(rdir)
-        elif is_complete(rdir):
-            return "skip"
-        elif resume:
-            return "resume"
-        else:
-            raise RunError(f"{rdir} holds a partial run; pass --resume to continue it or --force to restart it")
-    rdir.mkdir(parents=True, exist_ok=True)
-    write_config(rdir, config)
-    return "fresh"
+            return "overwrite"
+        raise RunError(f"{e}; pass --force to overwrite {rdir}") from None
+    if stored is None:
+        if rdir.exists() and any(rdir.iterdir()):   # not ours to reuse: we always write config.json first
+            if force:
+                return "overwrite"
+            raise RunError(f"{rdir} holds files but no config.json; pass --force to overwrite it")
+        return "fresh"
+    if stored.config_hash() != config.config_hash():
+        if force:
+            return "overwrite"
+        diff = config_diff(stored, config)
+        shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
+        raise RunError(f"{rdir} holds a run with a different config ({shown}); "
+                       f"use another --out or pass --force to overwrite it")
+    if force:
+        return "overwrite"
+    if is_complete(rdir):
+        return "skip"
+    if resume:
+        return "resume"
+    raise RunError(f"{rdir} holds a partial run; pass --resume to continue it or --force to restart it")
+
+
+def prepare_run_dir(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, force: bool) -> str:
+    """Apply plan_action: wipe on overwrite, write config.json on a fresh start. Returns the action."""
+    rdir = Path(rdir)
+    action = plan_action(rdir, config, resume=resume, force=force)
+    if action == "overwrite":
+        _wipe(rdir)
+    if action in ("fresh", "overwrite"):
+        rdir.mkdir(parents=True, exist_ok=True)
+        write_config(rdir, config)
+    return action
 
 
 def _wipe(rdir: Path) -> None:
@@ -312,3 +324,25 @@ def select_preset(records: list[RunRecord], preset: str | None) -> str:
     if len(present) > 1:
         raise RunError(f"runs of several presets present ({', '.join(present)}); pick one with --preset")
     return present[0]
+
+
+def preflight(config: TrainConfig) -> None:
+    """Fail in a second, not an hour in: file artifacts a config names must exist (and parse, where we can tell)."""
+    if config.teacher_pool != "builtin":
+        path = Path(config.teacher_pool)
+        if not path.is_file():
+            raise RunError(f"teacher pool {path} not found (teacher_pool={config.teacher_pool!r}); "
+                           f"build one with `harness build-pool` or use teacher_pool=builtin")
+        try:
+            from sandbox.pool import load_pool
+        except ImportError:
+            load_pool = None
+        if load_pool is not None:
+            try:
+                load_pool(path)
+            except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt artifact
+                raise RunError(f"teacher pool {path} is corrupt: {type(e).__name__}: {e}") from None
+    model = config.model
+    looks_local = model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+    if looks_local and not (Path(model).expanduser() / "config.json").is_file():
+        raise RunError(f"model directory {model} has no config.json (not a save_pretrained directory)")

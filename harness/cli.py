@@ -1,0 +1,371 @@
+"""`harness`: the click CLI reviewers and researchers drive.
+
+    harness run --arm erase,vanilla --seeds 41,42,43 --preset mini      one or more arms over seeds
+    harness sweep --preset mini                                          all arms x seeds (skip done, resume partial)
+    harness falsify / report                                             the preregistered verdicts (+ plots)
+    harness data / build-base / build-pool / extract / grade             pipeline steps
+    harness doctor                                                       is this machine ready?
+
+Bad input is one line on stderr and a non-zero exit (2: bad arguments, 1: bad run dir / artifact).
+`harness --debug ...` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.arms import ARMS, METHOD, get_arm_spec
+from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
+from harness.presets import PRESETS, get_preset
+from harness.runs import PREREGISTERED_SEEDS, RunError
+
+IDENTITY_KEYS = ("preset", "arm", "seed")
+SANDBOXES = ("auto", "docker", "process")   # TrainConfig.sandbox values (auto -> docker if a daemon answers)
+DEFAULT_SEEDS = ",".join(map(str, PREREGISTERED_SEEDS))
+DEFAULT_PRESET = TrainConfig.preset
+
+
+class BadInput(click.ClickException):
+    """Bad arguments: one line, exit 2 (click.UsageError would add the usage block)."""
+    exit_code = 2
+
+
+# Errors a missing / corrupt artifact raises in the pipeline code; shown as one line unless --debug.
+ARTIFACT_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                                                    PermissionError, json.JSONDecodeError, ValueError, OSError)
+
+
+def _is_artifact_error(e: BaseException) -> bool:
+    return isinstance(e, ARTIFACT_ERRORS) or type(e).__name__ in ("SafetensorError", "HeaderTooLarge")
+
+
+class HarnessGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except RunError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise click.ClickException(str(e)) from None
+        except ConfigError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise BadInput(str(e)) from None
+        except Exception as e:
+            if ctx.obj and ctx.obj.get("debug") or not _is_artifact_error(e):
+                raise
+            raise click.ClickException(f"{type(e).__name__}: {_one_line(e)} (harness --debug for the traceback)") \
+                from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return " ".join(text.split())
+
+
+def console():
+    from rich.console import Console
+    return Console(highlight=False)
+
+
+# --- parsing ----------------------------------------------------------------------
+
+def parse_arms(text: str) -> list[str]:
+    arms = [a.strip() for a in text.split(",") if a.strip()]
+    if not arms:
+        raise ConfigError("--arm: give at least one arm")
+    for a in arms:
+        get_arm_spec(a)
+    if len(set(arms)) != len(arms):
+        raise ConfigError(f"--arm: duplicate arm in {text!r}")
+    return arms
+
+
+def parse_seeds(text: str) -> list[int]:
+    parts = [s.strip() for s in text.split(",")]
+    if not parts or any(not p for p in parts):
+        raise ConfigError(f"--seeds: expected comma-separated integers like 41,42,43, got {text!r}")
+    try:
+        seeds = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers like 41,42,43, got {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds: seeds must be >= 0, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: duplicate seed in {text!r}")
+    return seeds
+
+
+def parse_sets(items: tuple[str, ...], sandbox: str | None = None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items:
+        k, v = parse_override(item)
+        if k in IDENTITY_KEYS:
+            raise ConfigError(f"--set {k}: use --{k if k != 'seed' else 'seeds'} instead")
+        overrides[k] = v
+    if sandbox is not None:
+        overrides["sandbox"] = sandbox
+    return overrides
+
+
+def _preset(name: str) -> str:
+    get_preset(name)
+    return name
+
+
+# --- shared options -----------------------------------------------------------------
+
+def preset_option(default: str | None = DEFAULT_PRESET, help_extra: str = ""):
+    return click.option("--preset", default=default, show_default=default is not None,
+                        help=f"one of {', '.join(PRESETS)}{help_extra}")
+
+
+set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                          help="override a TrainConfig field (repeatable), e.g. --set lr=1e-4")
+sandbox_option = click.option("--sandbox", type=click.Choice(SANDBOXES), default=None,
+                              help="grader executor (default: the config's, auto)")
+
+
+@click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, help="show tracebacks instead of one-line errors")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Rank-space gradient projection vs GRPO reward hacking: runs, sweeps and the preregistered verdicts."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+# --- run / sweep ----------------------------------------------------------------------
+
+def _plan_table(jobs) -> Any:
+    from rich.table import Table
+    t = Table(title="plan", box=None)
+    for h in ("arm", "seed", "action", "config", "run dir"):
+        t.add_column(h)
+    for j in jobs:
+        t.add_row(j.arm, str(j.seed), j.action, j.config.config_hash(), str(j.path))
+    return t
+
+
+def _finish(jobs, con) -> None:
+    from rich.table import Table
+
+    from harness.sweep import STATUS_HEADERS, status_rows
+    t = Table(title="runs")
+    for h in STATUS_HEADERS:
+        t.add_column(h, overflow="fold")
+    for row in status_rows(jobs):
+        t.add_row(*row)
+    con.print(t)
+    failed = [j for j in jobs if j.status == "failed"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(jobs)} run(s) failed: "
+                                   + "; ".join(f"{j.name}: {j.error}" for j in failed))
+
+
+@cli.command()
+@click.option("--arm", "arm", required=True, help=f"arm or comma-separated arms: {', '.join(ARMS)}")
+@click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
+@preset_option()
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="runs root")
+@sandbox_option
+@click.option("--resume", is_flag=True, help="continue a partial run from its last checkpoint")
+@click.option("--force", is_flag=True, help="overwrite a run dir holding another config (or a finished run)")
+@set_option
+@click.option("--dry-run", is_flag=True, help="resolve configs and show the plan; train nothing")
+def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
+        sets: tuple[str, ...], dry_run: bool) -> None:
+    """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""
+    from harness.sweep import plan, run_local
+
+    arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
+    overrides = parse_sets(sets, sandbox)
+    jobs = plan(preset, arms, seed_list, out, overrides, resume=resume, force=force)
+    con = console()
+    con.print(_plan_table(jobs))
+    if dry_run:
+        return
+    run_local(jobs, force=force, progress=True, console=con)
+    _finish(jobs, con)
+
+
+@cli.command()
+@preset_option()
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="runs root")
+@click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
+@click.option("--arm", "arm", default=",".join(ARMS), show_default=True, help="subset of arms")
+@sandbox_option
+@set_option
+@click.option("--force", is_flag=True, help="overwrite run dirs holding another config (and re-run finished ones)")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="local: one run after another here; ray: one task per arm x seed")
+@click.option("--address", default=None, help="Ray cluster address (e.g. auto, ray://head:10001); "
+                                              "default: start a local Ray instance")
+@click.option("--fail-fast", is_flag=True, help="stop at the first failed run (local executor)")
+@click.option("--dry-run", is_flag=True, help="show the plan; train nothing")
+def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets: tuple[str, ...], force: bool,
+          executor: str, address: str | None, fail_fast: bool, dry_run: bool) -> None:
+    """The preregistered matrix: every arm x seed; finished runs are skipped, interrupted ones resumed."""
+    from harness.sweep import plan, run_local, run_ray
+
+    arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
+    overrides = parse_sets(sets, sandbox)
+    if address is not None and executor != "ray":
+        raise BadInput("--address only applies to --executor ray")
+    jobs = plan(preset, arms, seed_list, out, overrides, resume=True, force=force)
+    con = console()
+    con.print(_plan_table(jobs))
+    if dry_run:
+        return
+    if executor == "ray":
+        run_ray(jobs, address, force=force, console=con)
+    else:
+        run_local(jobs, force=force, progress=True, console=con, fail_fast=fail_fast)
+    _finish(jobs, con)
+
+
+# --- falsify / report -------------------------------------------------------------------
+
+runs_option = click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False),
+                           help="runs root to read")
+report_out_option = click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
+                                 help="report directory")
+
+
+def _check_runs_dir(runs: str) -> None:
+    if not Path(runs).is_dir():
+        raise RunError(f"runs directory {runs!r} does not exist; run `harness sweep` first")
+
+
+@cli.command()
+@runs_option
+@preset_option(default=None, help_extra="; default: the only preset present")
+@report_out_option
+def falsify(runs: str, preset: str | None, out: str) -> None:
+    """Apply the preregistered H1/H3/H4/controls rules; write <out>/falsification.{json,md}."""
+    from harness.report import write_falsification
+    _check_runs_dir(runs)
+    write_falsification(runs, out, preset, console())
+
+
+@cli.command()
+@runs_option
+@preset_option(default=None, help_extra="; default: the only preset present")
+@report_out_option
+def report(runs: str, preset: str | None, out: str) -> None:
+    """falsify, plus <out>/pareto.png (hack vs pass per arm x seed) and <out>/curves.png (per-step rates)."""
+    from harness.report import write_report
+    _check_runs_dir(runs)
+    write_report(runs, out, preset, console())
+
+
+# --- pipeline steps ----------------------------------------------------------------------
+
+@cli.command()
+def data() -> None:
+    """Fetch (or reuse ../shared/data) the pinned LeetCode splits and verify their hashes."""
+    from sandbox.data import ensure_data
+    paths = ensure_data()
+    con = console()
+    for name, path in paths.items():
+        con.print(f"{name}: {path}")
+
+
+def _builtin_name(model: str) -> str | None:
+    from harness.model_loading import BUILTIN_PREFIX
+    return model[len(BUILTIN_PREFIX):] if model.startswith(BUILTIN_PREFIX) else None
+
+
+@cli.command("build-base")
+@preset_option()
+@set_option
+def build_base(preset: str, sets: tuple[str, ...]) -> None:
+    """Build (or find cached) the preset's base model + tokenizer (builtin:smoke / builtin:mini)."""
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
+    name = _builtin_name(config.model)
+    con = console()
+    if name is None:
+        con.print(f"preset {preset} uses {config.model!r}: loaded with from_pretrained, nothing to build")
+        return
+    from harness.substrate import builtin_manifest, ensure_builtin
+    path = ensure_builtin(name)
+    con.print(f"{config.model}: {path}")
+    con.print(json.dumps(builtin_manifest(path), indent=2, sort_keys=True, default=str), markup=False)
+
+
+@cli.command("build-pool")
+@preset_option()
+@set_option
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="pool JSONL path (default: the cache)")
+def build_pool(preset: str, sets: tuple[str, ...], out: str | None) -> None:
+    """Build (or find cached) the frozen teacher pool for the preset and print its sha256."""
+    from sandbox import pool as pool_mod
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
+    build = getattr(pool_mod, "ensure_pool", None) or getattr(pool_mod, "build_pool")
+    path = build(config) if out is None else build(config, out)
+    p = pool_mod.load_pool(path)
+    console().print(f"pool: {path}\nsha256: {p.sha256}")
+
+
+V_KINDS = ("real", "random", "shuffled", "nonhack")
+
+
+@cli.command()
+@preset_option()
+@set_option
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(V_KINDS), help="which V (repeatable; default all)")
+def extract(preset: str, sets: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+    """Extract (or find cached) V per module from the contrastive pairs; print each file and its hash."""
+    from method import extract as ex
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
+    results = ex.extract_for_config(config, kinds or V_KINDS)
+    con = console()
+    for kind, (path, digest) in results.items():
+        con.print(f"{kind}: {path}  sha256 {digest}")
+
+
+@cli.command()
+@click.argument("completions", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sandbox", type=click.Choice(SANDBOXES), default="auto", show_default=True)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write graded rows here (JSONL)")
+def grade(completions: str, sandbox: str, workers: int, out: str | None) -> None:
+    """Grade a JSONL of completions ({"problem_id", "completion", "mode"?} per line) in the sandbox."""
+    from sandbox.grader import grade_file
+    summary = grade_file(completions, executor=sandbox, workers=workers, out=out)
+    console().print(json.dumps(summary, indent=2, sort_keys=True, default=str), markup=False)
+
+
+@cli.command()
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="where runs will go (for the disk check)")
+def doctor(out: str) -> None:
+    """Check Docker, the grader image and its data hashes, GPU, flash-attn, memory and disk; say what to fix."""
+    from rich.table import Table
+
+    from harness.doctor import FAIL, run_checks
+    checks = run_checks(Path(out))
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    t = Table(title="harness doctor")
+    for h in ("check", "status", "detail", "fix"):
+        t.add_column(h, overflow="fold")
+    for c in checks:
+        t.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+    con = console()
+    con.print(t)
+    failed = [c.name for c in checks if c.status == FAIL]
+    if failed:
+        raise click.ClickException(f"not ready: {', '.join(failed)}")
+
+
+def main() -> None:
+    cli(prog_name="harness")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""`harness doctor`: is this machine ready, and if not, what to fix.
+
+Each check returns ok / warn / fail with a one-line detail and a fix. Only a fail
+(nothing can run: no disk, no memory, no torch) makes the command exit non-zero;
+a missing GPU or Docker daemon is a warn, since smoke / mini run on CPU with the
+process sandbox.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+GiB = 2**30
+MIN_FREE_DISK_GIB = 1.0        # below: fail
+FULL_FREE_DISK_GIB = 40.0      # Qwen3-4B weights + fp32 SVD cache + checkpoints: warn below
+MIN_FREE_MEM_GIB = 1.0
+MINI_FREE_MEM_GIB = 4.0
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def check_python() -> Check:
+    try:
+        import torch
+        import transformers
+    except Exception as e:  # noqa: BLE001
+        return Check("python deps", FAIL, f"{type(e).__name__}: {e}", "make setup")
+    return Check("python deps", OK, f"torch {torch.__version__}, transformers {transformers.__version__}")
+
+
+def check_docker() -> Check:
+    try:
+        import docker
+        client = docker.from_env(timeout=5)
+        client.ping()
+        version = client.version().get("Version", "?")
+    except Exception as e:  # noqa: BLE001 - any failure means "no daemon" to us
+        return Check("docker daemon", WARN, f"not reachable ({type(e).__name__})",
+                     "start dockerd (or run as a user in the docker group); until then grading uses the "
+                     "process sandbox (--sandbox process)")
+    return Check("docker daemon", OK, f"Docker {version}")
+
+
+def check_image() -> Check:
+    try:
+        mod = importlib.import_module("sandbox.docker_executor")
+        status_fn: Callable[[], Any] | None = getattr(mod, "image_status", None)
+    except ImportError:
+        status_fn = None
+    if status_fn is None:
+        return Check("grader image", WARN, "sandbox.docker_executor.image_status() not available", "")
+    try:
+        st = status_fn()
+    except Exception as e:  # noqa: BLE001
+        return Check("grader image", WARN, f"could not inspect: {type(e).__name__}: {e}", "make image")
+    return _image_check(st)
+
+
+def _image_check(st: Any) -> Check:
+    """Read image_status()'s answer whatever its shape: a dict, an object with attributes, or a bool."""
+    if isinstance(st, bool):
+        return Check("grader image", OK if st else WARN, "present" if st else "absent", "" if st else "make image")
+    get = st.get if isinstance(st, dict) else (lambda k, d=None: getattr(st, k, d))
+    present = bool(get("present", get("exists", False)))
+    ok = get("ok", None)
+    ok = present if ok is None else bool(ok)
+    detail = get("detail", None) or get("message", None) or ("present" if present else "absent")
+    labels = get("labels", None)
+    if labels:
+        detail = f"{detail}; labels " + ", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())
+                                                  if "hash" in k or "sha" in k)
+    fix = get("fix", None) or ("" if ok else "make image")
+    return Check("grader image", OK if ok else WARN, str(detail), fix)
+
+
+def check_data() -> Check:
+    found = sorted(p.name for d in (Path(DATA_DIR), Path(SHARED_DATA_DIR)) if d.is_dir() for p in d.glob("*.jsonl"))
+    if not found:
+        return Check("data", WARN, f"no *.jsonl in {DATA_DIR} or {SHARED_DATA_DIR}", "harness data")
+    detail = ", ".join(dict.fromkeys(found))
+    try:
+        from sandbox.data import data_hash
+        detail += f"; test split hash {data_hash('test')}"
+    except Exception as e:  # noqa: BLE001
+        return Check("data", WARN, f"{detail}; hash check failed: {type(e).__name__}: {e}", "harness data")
+    return Check("data", OK, detail)
+
+
+def check_gpu() -> Check:
+    import torch
+    if not torch.cuda.is_available():
+        return Check("gpu", WARN, "no CUDA device", "preset full needs one GPU (see REPRODUCE.md); smoke and mini "
+                                                  "run on CPU")
+    names = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        names.append(f"{p.name} ({p.total_memory / GiB:.0f} GiB)")
+    return Check("gpu", OK, "; ".join(names))
+
+
+def check_flash_attn() -> Check:
+    import torch
+    have = importlib.util.find_spec("flash_attn") is not None
+    if have:
+        return Check("flash-attn", OK, "installed")
+    if torch.cuda.is_available():
+        return Check("flash-attn", WARN, "not installed: attention falls back to sdpa (slower, more memory)",
+                     "pip install flash-attn --no-build-isolation")
+    return Check("flash-attn", OK, "not installed; not needed without a GPU")
+
+
+def _mem_available_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 / GiB
+    except OSError:
+        return None
+    return None
+
+
+def check_memory() -> Check:
+    avail = _mem_available_gib()
+    if avail is None:
+        return Check("memory", WARN, "cannot read /proc/meminfo")
+    if avail < MIN_FREE_MEM_GIB:
+        return Check("memory", FAIL, f"{avail:.1f} GiB available", "free memory: stop other jobs")
+    if avail < MINI_FREE_MEM_GIB:
+        return Check("memory", WARN, f"{avail:.1f} GiB available (< {MINI_FREE_MEM_GIB:g} GiB)",
+                     "preset mini may swap; stop other jobs")
+    return Check("memory", OK, f"{avail:.1f} GiB available")
+
+
+def _existing(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(paths: list[Path]) -> Check:
+    seen: dict[str, float] = {}
+    for p in paths:
+        e = _existing(Path(p))
+        seen[str(p)] = shutil.disk_usage(e).free / GiB
+    worst = min(seen.values())
+    detail = ", ".join(f"{p}: {v:.1f} GiB free" for p, v in seen.items())
+    if worst < MIN_FREE_DISK_GIB:
+        return Check("disk", FAIL, detail, "free disk space (rm -rf runs/ or artifacts/ caches you no longer need)")
+    if worst < FULL_FREE_DISK_GIB:
+        return Check("disk", WARN, detail, f"preset full wants ~{FULL_FREE_DISK_GIB:g} GiB free (model + SVD cache "
+                                           "+ checkpoints); smoke / mini need far less")
+    return Check("disk", OK, detail)
+
+
+def check_ray() -> Check:
+    if importlib.util.find_spec("ray") is None:
+        return Check("ray (optional)", OK, "not installed; only `harness sweep --executor ray` needs it",
+                     "pip install -e '.[ray]'")
+    import ray
+    return Check("ray (optional)", OK, f"ray {ray.__version__}")
+
+
+def run_checks(out: Path = Path("runs")) -> list[Check]:
+    checks: list[Check] = []
+    for fn in (check_python, check_docker, check_image, check_data, check_gpu, check_flash_attn, check_memory,
+               lambda: check_disk([out, Path(ARTIFACTS_DIR)]), check_ray):
+        try:
+            checks.append(fn())
+        except Exception as e:  # noqa: BLE001 - the doctor must never crash on a sick machine
+            checks.append(Check(getattr(fn, "__name__", "check"), FAIL, f"{type(e).__name__}: {e}"))
+    return checks

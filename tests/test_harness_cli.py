@@ -1,0 +1,164 @@
+"""The CLI's bad-input contract (one line, non-zero exit) and its plan / falsify / report paths, without training."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harness.arms import ARMS, BASELINE, METHOD
+from harness.cli import cli, parse_seeds
+from harness.config import ConfigError, resolve_config
+from harness.runs import CONFIG_FILE, prepare_run_dir, run_dir
+from tests.harness_helpers import make_arm, make_run
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def assert_one_line_error(result, code, *needles):
+    assert result.exit_code == code, result.output
+    err = result.stderr.strip()
+    assert err.startswith("Error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for n in needles:
+        assert n in err, err
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["sweep"], ["falsify"], ["report"], ["extract"], ["build-pool"],
+                                 ["build-base"], ["grade"], ["data"], ["doctor"]])
+def test_help_everywhere(cmd):
+    r = invoke(*cmd, "--help")
+    assert r.exit_code == 0 and "Usage: " in r.output
+
+
+# --- bad input ------------------------------------------------------------------------
+
+def test_unknown_arm(tmp_path):
+    assert_one_line_error(invoke("run", "--arm", "vanilla,bogus", "--preset", "smoke", "--out", str(tmp_path),
+                                 "--dry-run"), 2, "unknown arm 'bogus'", "erase")
+
+
+def test_unknown_preset(tmp_path):
+    assert_one_line_error(invoke("run", "--arm", "vanilla", "--preset", "huge", "--out", str(tmp_path)), 2,
+                          "unknown preset 'huge'")
+    assert_one_line_error(invoke("sweep", "--preset", "huge", "--out", str(tmp_path)), 2, "unknown preset")
+
+
+@pytest.mark.parametrize("seeds", ["41,,42", "a,b", "41,41", "-1", "", "4.5"])
+def test_malformed_seeds(tmp_path, seeds):
+    assert_one_line_error(invoke("run", "--arm", "vanilla", "--seeds", seeds, "--preset", "smoke",
+                                 "--out", str(tmp_path), "--dry-run"), 2, "--seeds")
+
+
+def test_parse_seeds_ok():
+    assert parse_seeds("41, 42,43") == [41, 42, 43]
+    with pytest.raises(ConfigError):
+        parse_seeds("41;42")
+
+
+@pytest.mark.parametrize("item, needle", [("nosuchkey=1", "unknown --set key 'nosuchkey'"),
+                                          ("lr=fast", "--set lr: expected float"),
+                                          ("steps=2.5", "--set steps: expected int"),
+                                          ("grad_checkpointing=maybe", "expected bool"),
+                                          ("lr", "expects key=value"),
+                                          ("seed=7", "use --seeds")])
+def test_bad_set(tmp_path, item, needle):
+    assert_one_line_error(invoke("run", "--arm", "vanilla", "--preset", "smoke", "--out", str(tmp_path),
+                                 "--set", item, "--dry-run"), 2, needle)
+
+
+def test_address_needs_ray_executor(tmp_path):
+    assert_one_line_error(invoke("sweep", "--preset", "smoke", "--out", str(tmp_path), "--address", "auto"), 2,
+                          "--address")
+
+
+# --- the out dir ------------------------------------------------------------------------
+
+def test_refuses_other_config_unless_force(tmp_path):
+    rd = run_dir(tmp_path, "smoke", BASELINE, 41)
+    prepare_run_dir(rd, resolve_config("smoke", BASELINE, 41, {"lr": 0.5}), resume=False, force=False)
+    before = (rd / CONFIG_FILE).read_text()
+    args = ["run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path), "--dry-run"]
+    assert_one_line_error(invoke(*args), 1, "different config", "lr: 0.5 -> 0.01", "--force")
+    r = invoke(*args, "--force")
+    assert r.exit_code == 0 and "overwrite" in r.output
+    assert (rd / CONFIG_FILE).read_text() == before          # dry run touches nothing
+    # the same config with the override is accepted (a partial run: resume or force)
+    assert_one_line_error(invoke(*args, "--set", "lr=0.5"), 1, "partial run", "--resume")
+    r = invoke(*args, "--set", "lr=0.5", "--resume")
+    assert r.exit_code == 0 and "resume" in r.output
+
+
+def test_corrupt_config_is_one_line(tmp_path):
+    rd = run_dir(tmp_path, "smoke", METHOD, 41)
+    rd.mkdir(parents=True)
+    (rd / CONFIG_FILE).write_text("{not json")
+    assert_one_line_error(invoke("run", "--arm", METHOD, "--seeds", "41", "--preset", "smoke", "--out",
+                                 str(tmp_path), "--dry-run"), 1, "corrupt", "--force")
+
+
+def test_complete_run_is_skipped(tmp_path):
+    rd = run_dir(tmp_path, "smoke", METHOD, 41)
+    prepare_run_dir(rd, resolve_config("smoke", METHOD, 41), resume=False, force=False)
+    make_run(tmp_path, METHOD, 41, 0.1, 0.2)
+    r = invoke("run", "--arm", METHOD, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path))
+    assert r.exit_code == 0 and "skip" in r.output
+
+
+def test_missing_and_corrupt_pool(tmp_path):
+    args = ["run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path / "runs"),
+            "--dry-run"]
+    assert_one_line_error(invoke(*args, "--set", f"teacher_pool={tmp_path}/nope.jsonl"), 1, "not found")
+
+
+def test_missing_model_dir(tmp_path):
+    (tmp_path / "model").mkdir()
+    assert_one_line_error(invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out",
+                                 str(tmp_path / "runs"), "--set", f"model={tmp_path}/model", "--dry-run"), 1,
+                          "no config.json")
+
+
+def test_sweep_dry_run_plans_every_arm_and_touches_nothing(tmp_path):
+    make_run(tmp_path, METHOD, 42, 0.1, 0.2)                 # a hand-made dir without config.json
+    r = invoke("sweep", "--preset", "smoke", "--out", str(tmp_path), "--seeds", "41", "--dry-run")
+    assert r.exit_code == 0, r.output
+    for arm in ARMS:
+        assert arm in r.output
+    assert not (tmp_path / "smoke" / BASELINE).exists()
+
+
+# --- falsify / report --------------------------------------------------------------------
+
+def test_falsify_and_report_commands(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    make_arm(runs, BASELINE, [0.8, 0.7, 0.9], 0.3)
+    make_arm(runs, METHOD, [0.2, 0.25, 0.3], 0.3)
+    r = invoke("falsify", "--runs", str(runs), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "Verdicts" in r.output and "supported" in r.output
+    res = json.loads((out / "falsification.json").read_text())
+    assert res["H1"]["verdict"] == "supported" and res["H3"]["verdict"] == "not run"
+    r = invoke("report", "--runs", str(runs), "--out", str(out))
+    assert r.exit_code == 0 and (out / "pareto.png").exists() and (out / "curves.png").exists()
+
+
+def test_falsify_errors(tmp_path):
+    assert_one_line_error(invoke("falsify", "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "r")), 1,
+                          "does not exist")
+    make_arm(tmp_path, BASELINE, [0.8], 0.3, seeds=(41,), preset="smoke")
+    make_arm(tmp_path, BASELINE, [0.8], 0.3, seeds=(41,), preset="mini")
+    assert_one_line_error(invoke("falsify", "--runs", str(tmp_path), "--out", str(tmp_path / "r")), 1,
+                          "--preset")
+    assert_one_line_error(invoke("falsify", "--runs", str(tmp_path), "--preset", "nope", "--out",
+                                 str(tmp_path / "r")), 2, "unknown preset")
+    r = invoke("falsify", "--runs", str(tmp_path), "--preset", "mini", "--out", str(tmp_path / "r"))
+    assert r.exit_code == 0
+
+
+def test_doctor_runs(tmp_path):
+    r = CliRunner().invoke(cli, ["doctor", "--out", str(tmp_path)])
+    assert r.exit_code in (0, 1), r.output
+    for name in ("docker daemon", "grader image", "gpu", "flash-attn", "memory", "disk"):
+        assert name in r.output
