@@ -86,7 +86,10 @@ def load_policy(config: TrainConfig, device: torch.device | None = None, verbose
     if config.grad_checkpointing:
         # non-reentrant checkpointing works with frozen base weights; enable_input_require_grads is the
         # PEFT trick that keeps reentrant checkpointing from short-circuiting when no input needs grad.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):      # transformers >= 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     info = LoadInfo(path=path, device=str(device), dtype=str(dtype).replace("torch.", ""), attn_impl=attn,
                     attn_why=why, n_params=sum(p.numel() for p in model.parameters()))

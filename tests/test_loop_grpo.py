@@ -1,0 +1,309 @@
+"""GRPO loop pieces without the sandbox: Dr.GRPO math, g_s + g_t == step gradient, KL reference via the
+zeroed adapter, Rebound activations, generation determinism, checkpoints, model loading, dry run."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from harness.config import resolve_config
+from harness.grpo import (dr_grpo_loss, group_advantages, is_flat, k3_kl, lr_at, make_batch,
+                          completion_logprobs, selective_log_softmax)
+from harness.hooks import Arm
+from harness.rollout import Group, Rollout
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def smoke_cfg():
+    return resolve_config("smoke", "vanilla", 41)
+
+
+@pytest.fixture(scope="module")
+def smoke_path():
+    from harness.substrate import ensure_builtin
+    return ensure_builtin("smoke")
+
+
+def _wrapped(cfg, tmp_path, route=False):
+    from harness.model_loading import load_policy
+    from method.adapter import wrap_model
+
+    model, tok = load_policy(cfg, verbose=False)
+    adapters = wrap_model(model, cfg.target_modules, cache_dir=tmp_path / "svd", route=route)
+    return model, tok, adapters
+
+
+def _perturb(model, scale=0.05, seed=3):
+    from method.adapter import get_adapters
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, m in sorted(get_adapters(model).items()):
+            m.delta_S.copy_(scale * torch.randn(m.rank, generator=g) * m.S.abs().mean())
+
+
+def _groups(vocab: int, eos: int, seed: int = 0, n_groups: int = 2, G_s: int = 2, G_t: int = 2,
+            rewards=None) -> list[Group]:
+    """Random prompts and completions; student/teacher rewards with spread unless given."""
+    rng = random.Random(seed)
+    out = []
+    for gi in range(n_groups):
+        prompt = [rng.randrange(3, vocab) for _ in range(rng.randint(5, 9))]
+        g = Group(SimpleNamespace(id=gi), prompt)
+        for j in range(G_s + G_t):
+            ids = [rng.randrange(3, vocab) for _ in range(rng.randint(2, 7))] + [eos]
+            r = rewards[gi][j] if rewards is not None else float(rng.choice([0.0, 0.5, 3.5]) + 0.01 * j)
+            g.rollouts.append(Rollout(text="", ids=ids, teacher=j >= G_s, reward=r, exploited=False,
+                                      gt_correct=bool(j % 2)))
+        out.append(g)
+    return out
+
+
+# --------------------------------------------------------------------------- pure math
+
+def test_dr_grpo_advantages_and_flat_groups():
+    r = torch.tensor([0.5, 3.5, 0.5, 0.5])
+    a = group_advantages(r)
+    assert torch.allclose(a, torch.tensor([-0.75, 2.25, -0.75, -0.75]))   # no std division
+    assert a.sum().abs() < 1e-6
+    assert is_flat(torch.tensor([3.5, 3.5, 3.5 + 5e-5]))
+    assert not is_flat(torch.tensor([3.5, 0.5]))
+    assert not is_flat(torch.tensor([float("nan"), 0.5]))   # NaN must reach the NaN check, not be skipped
+
+
+def test_loss_value_and_gradient_are_advantage_weighted_logp():
+    logp = torch.log(torch.tensor([[0.5, 0.25, 0.9], [0.1, 0.2, 0.3]])).requires_grad_(True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    adv = torch.tensor([1.0, -2.0])
+    loss = dr_grpo_loss(logp, None, adv, mask, beta=0.0, norm=10.0)
+    # ratio == 1 -> value is -sum(A * mask) / norm; gradient is -A * mask / norm (no length normalisation)
+    assert loss.item() == pytest.approx(-(1.0 * 2 - 2.0 * 3) / 10.0)
+    loss.backward()
+    assert torch.allclose(logp.grad, -adv[:, None] * mask / 10.0)
+
+
+def test_k3_is_zero_at_reference_and_positive_elsewhere():
+    lp = torch.randn(3, 5)
+    assert torch.all(k3_kl(lp, lp) == 0)
+    assert torch.all(k3_kl(lp, lp + torch.randn(3, 5)) > 0)
+
+
+def test_selective_log_softmax_matches_log_softmax():
+    logits = torch.randn(2, 4, 11)
+    tg = torch.randint(0, 11, (2, 4))
+    ref = torch.log_softmax(logits, -1).gather(-1, tg[..., None]).squeeze(-1)
+    assert torch.allclose(selective_log_softmax(logits, tg), ref, atol=1e-6)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    lrs = [lr_at(s, 20, 1.0, 0.1) for s in range(20)]
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)   # 2 warmup steps
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))                     # then non-increasing
+    assert lrs[-1] < 0.05
+    assert lr_at(0, 10, 2.0, 0.0) == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------- gradients on the smoke model
+
+def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path):
+    from harness.checkpoint import trainable_named
+    from harness.loop import policy_gradient
+
+    model, tok, adapters = _wrapped(smoke_cfg, tmp_path)
+    _perturb(model)   # off the reference, so the KL term contributes too
+    cfg = resolve_config("smoke", "vanilla", 41, {"kl_beta": 0.1})
+    groups = _groups(len(tok), tok.eos_token_id, n_groups=2, G_s=2, G_t=2)
+    norm = 100.0
+    sg = policy_gradient(model, groups, Arm(), cfg, tok.pad_token_id, norm, step=1)
+    params = trainable_named(model)
+    assert sg.live == 2
+    for n, p in params.items():
+        assert torch.equal(p.grad, sg.g_s[n] + sg.g_t[n])
+    gs = torch.cat([sg.g_s[n] for n in params])
+    gt = torch.cat([sg.g_t[n] for n in params])
+    assert gs.norm() > 0 and gt.norm() > 0
+    assert torch.cosine_similarity(gs, gt, dim=0) < 0.999   # two different halves
+
+    # independent reference: one batch per group (both halves together), one backward of the summed loss
+    from method.adapter import adapter_disabled
+
+    model.zero_grad(set_to_none=True)
+    total = 0.0
+    for g in groups:
+        b = make_batch(g.prompt_ids, [r.ids for r in g.rollouts], tok.pad_token_id, "cpu")
+        with torch.no_grad(), adapter_disabled(model):
+            ref, _ = completion_logprobs(model, b)
+        logp, _ = completion_logprobs(model, b)
+        total = total + dr_grpo_loss(logp, ref, group_advantages(g.rewards()), b.completion_mask, 0.1, norm)
+    total.backward()
+    for n, p in params.items():
+        assert torch.allclose(p.grad, sg.g_s[n] + sg.g_t[n], atol=1e-6, rtol=1e-4), n
+    assert sg.loss == pytest.approx(total.item(), rel=1e-4, abs=1e-7)
+
+
+def test_flat_groups_are_skipped_and_gt_correct_never_reaches_the_gradient(smoke_cfg, tmp_path):
+    from harness.checkpoint import trainable_named
+    from harness.loop import policy_gradient
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    flat = _groups(len(tok), tok.eos_token_id, rewards=[[0.5] * 4, [3.5] * 4])
+    sg = policy_gradient(model, flat, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    assert sg.live == 0 and sg.kl_tokens == 0
+    assert all(p.grad is None for p in trainable_named(model).values())
+
+    rewards = [[0.5, 3.5, 0.5, 3.5], [3.5, 0.5, 0.5, 0.5]]
+    a = _groups(len(tok), tok.eos_token_id, seed=5, rewards=rewards)
+    b = _groups(len(tok), tok.eos_token_id, seed=5, rewards=rewards)
+    for g in b:
+        for r in g.rollouts:
+            r.gt_correct = not r.gt_correct
+    ga = policy_gradient(model, a, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    gb = policy_gradient(model, b, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    for n in ga.g_s:
+        assert torch.equal(ga.g_s[n], gb.g_s[n]) and torch.equal(ga.g_t[n], gb.g_t[n])
+
+
+def test_kl_reference_is_the_zeroed_adapter(smoke_cfg, tmp_path):
+    from harness.loop import policy_gradient
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    groups = _groups(len(tok), tok.eos_token_id, seed=2)
+    sg = policy_gradient(model, groups, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    assert sg.kl_tokens > 0 and sg.kl_sum == pytest.approx(0.0, abs=1e-6)   # delta_S = 0: policy == reference
+    _perturb(model, scale=0.2)
+    sg = policy_gradient(model, groups, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    assert sg.kl_sum / sg.kl_tokens > 1e-6
+
+
+class _ActsArm(Arm):
+    """Records the activations the loop hands to reward_hook and shifts one reward (a Rebound-like arm)."""
+    activation_layer = 0
+
+    def __init__(self):
+        self.seen = []
+
+    def reward_hook(self, rewards, acts):
+        self.seen.append((rewards.clone(), acts))
+        return rewards - 0.1 * torch.arange(len(rewards)), {"penalty": 0.1}
+
+
+def test_reward_hook_gets_mean_completion_residual_at_the_arm_layer(smoke_cfg, tmp_path):
+    from harness.loop import policy_gradient
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    groups = _groups(len(tok), tok.eos_token_id, seed=4, rewards=[[0.5] * 4, [3.5] * 4])   # flat before the hook
+    arm = _ActsArm()
+    sg = policy_gradient(model, groups, arm, smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    assert sg.live == 2                    # the hook's reward changes gave the flat groups spread
+    assert sg.hook_stats == [{"penalty": 0.1}] * 2
+    d = model.config.hidden_size
+    for g, (rw, acts) in zip(groups, arm.seen):
+        assert acts.shape == (4, d)
+        # expected: hidden_states[layer + 1] averaged over each rollout's own completion tokens
+        for i, r in enumerate(g.rollouts):
+            ids = torch.tensor([g.prompt_ids + r.ids])
+            with torch.no_grad():
+                hs = model(ids, output_hidden_states=True).hidden_states[1][0, len(g.prompt_ids):]
+            assert torch.allclose(acts[i], hs.mean(0), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- generation, loading
+
+def test_generation_is_reproducible_and_padding_free(smoke_cfg, tmp_path):
+    from harness.rollout import generate
+    from method.adapter import merged
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    p1, p2 = [5, 6, 7, 8, 9, 10, 11], [12, 13, 14]
+    with merged(model):
+        torch.manual_seed(7)
+        a = generate(model, tok, [p1, p2], 2, smoke_cfg)
+        torch.manual_seed(7)
+        b = generate(model, tok, [p1, p2], 2, smoke_cfg)
+        greedy = resolve_config("smoke", "vanilla", 41, {"top_k": 1})
+        batched = generate(model, tok, [p1, p2], 1, greedy)
+        alone = generate(model, tok, [p2], 1, greedy)
+    assert a == b and len(a) == 2 and all(len(x) == 2 for x in a)
+    assert all(0 < len(s) <= smoke_cfg.max_new_tokens for x in a for s in x)
+    assert batched[1][0] == alone[0][0]   # left padding does not change what a prompt generates
+
+
+def test_load_policy_from_a_local_save_pretrained_dir(smoke_path, tmp_path):
+    """The code path `full` uses with a hub id: from_pretrained on a directory."""
+    from transformers import AutoModelForCausalLM
+
+    from harness.model_loading import load_policy
+
+    cfg = resolve_config("smoke", "vanilla", 41, {"model": str(smoke_path), "grad_checkpointing": True})
+    model, tok = load_policy(cfg, verbose=False)
+    ref = AutoModelForCausalLM.from_pretrained(str(smoke_path))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, ref(ids).logits)
+    assert model.load_info.attn_impl == "sdpa" and model.load_info.dtype == "float32"
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+    assert tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+
+
+def test_dry_run_estimates_full_preset_memory_offline():
+    from harness.model_loading import dry_run, estimate_memory
+
+    full = resolve_config("full", "vanilla", 41)
+    out = dry_run(full)
+    json.dumps(out)
+    mem = out["memory_gib"]
+    assert 3.5 < mem["dense_params_billion"] < 4.5                 # Qwen3-4B
+    assert 15 < mem["total_gib"] < 80                              # fits the H100 it is meant for
+    bigger = estimate_memory(resolve_config("full", "vanilla", 41, {"max_new_tokens": 2048}))
+    assert bigger["kv_cache_generation"] > mem["kv_cache_generation"]
+    assert bigger["logits_completion_only"] > mem["logits_completion_only"]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def test_checkpoint_roundtrip_keeps_last_two_and_ignores_partial_writes(smoke_cfg, tmp_path):
+    from harness.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, trainable_named
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    params = trainable_named(model)
+    opt = torch.optim.AdamW(list(params.values()), lr=0.1, betas=(0.9, 0.99), weight_decay=0.1)
+    for p in params.values():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    root = tmp_path / "ck"
+    for s in (1, 2, 3):
+        torch.manual_seed(100 + s)
+        random.seed(100 + s)
+        save_checkpoint(root, s, model, opt, {"metrics": [{"step": s}], "config_hash": "h"})
+    expect_torch, expect_py = torch.rand(3), random.random()      # the draws right after saving step 3
+    assert [c.step for c in list_checkpoints(root)] == [2, 3]
+    (root / ".tmp-step_00000004-xyz").mkdir()                     # a write killed halfway
+    (root / "step_00000009").mkdir()                              # no state.json: not complete
+    ck = latest_checkpoint(root)
+    assert ck.step == 3 and ck.state["metrics"] == [{"step": 3}]
+
+    saved = {n: p.detach().clone() for n, p in params.items()}
+    first = next(iter(params.values()))
+    saved_opt = {k: v.clone() for k, v in opt.state[first].items()}
+    with torch.no_grad():                                         # clobber everything, then restore
+        for p in params.values():
+            p.add_(1.0)
+    for p in params.values():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    torch.manual_seed(999)
+    random.seed(999)
+    state = load_checkpoint(ck, model, opt)
+    assert state["step"] == 3
+    for n, p in params.items():
+        assert torch.equal(p, saved[n])
+    for k, v in opt.state[first].items():
+        assert torch.equal(v, saved_opt[k])
+    assert opt.param_groups[0]["betas"][1] == pytest.approx(0.99)
+    assert torch.equal(torch.rand(3), expect_torch) and random.random() == expect_py
