@@ -17,6 +17,7 @@ summary.json (headline = end-of-run held-out figures) is written last, atomicall
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import sys
 import time
@@ -355,7 +356,15 @@ def _pool_problem_ids(pool) -> set[int] | None:
 
 
 def _strip_private(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
+    """Drop loop-internal keys; NaN/inf statistics (e.g. a mean over no modules) become None (strict JSON)."""
+    out = {}
+    for k, v in row.items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:

@@ -61,12 +61,17 @@ for _m in [
     # projection diagnostics (hack-ward fraction ||relu(V g)||/||g||, from the arm's hooks)
     Metric("cos_pre", "hack-ward fraction of the step gradient before projection (mean over modules)",
            kind="projection", live=True),
-    Metric("cos_post", "hack-ward fraction after projection (on the update when projected there)",
+    Metric("cos_post", "hack-ward fraction of the gradient after projection (what the optimizer receives)",
            kind="projection", live=True),
     Metric("cos_pre_s", "hack-ward fraction of the student half g_s", kind="projection"),
     Metric("cos_pre_t", "hack-ward fraction of the teacher half g_t", kind="projection"),
     Metric("frac_fired", "fraction of modules where the projection removed something", "{:.2f}",
            kind="projection", live=True),
+    Metric("cos_update", "hack-ward fraction of the update AdamW applied (the Adam-moment leak check)",
+           kind="projection"),
+    Metric("cos_update_pre", "hack-ward fraction of the update before projecting it (proj_on_update)",
+           kind="projection"),
+    Metric("v_refreshes", "times V was re-extracted so far (v_refresh_every > 0)", "{:.0f}", kind="projection"),
     # held-out evaluation (eval steps only): student-only generations, problems never trained on
     Metric("eval_hack_rate", "held-out: fraction of student generations exploited", kind="eval", live=True),
     Metric("eval_pass_rate", "held-out: fraction of student generations gt-correct", kind="eval", live=True),

@@ -1,0 +1,140 @@
+"""train() end to end on the smoke preset: run layout and fields, resume == uninterrupted, NaN stops cleanly."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness import metrics as M
+from harness.config import resolve_config
+from harness.hooks import Arm
+from harness.runs import SUMMARY_FIELDS, RunError, read_metrics, read_summary
+
+
+def _smoke(**over):
+    over.setdefault("sandbox", "process")
+    return resolve_config("smoke", "vanilla", 41, over)
+
+
+def _comparable(rows):
+    drop = M.nondeterministic_names()
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
+    from harness.loop import train
+
+    cfg = _smoke()
+    rd = tmp_path / "smoke" / "vanilla" / "seed41"
+    summary = train(cfg, rd, progress=False)
+
+    conf = json.loads((rd / "config.json").read_text())
+    assert conf["config_hash"] == cfg.config_hash() and conf["arm"] == "vanilla"
+    assert set(conf["hashes"]) >= {"model", "data", "pool", "v"} and conf["hashes"]["v"]
+    assert conf["resolved"]["attn_impl"] == "sdpa" and conf["resolved"]["student_per_group"] == 2
+
+    rows = read_metrics(rd)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert set(r) <= set(M.METRICS), set(r) - set(M.METRICS)
+        for key in ("reward_mean", "reward_std", "hack_rate_s", "hack_rate_t", "gt_pass_s", "gt_pass_t",
+                    "loss", "grad_norm", "lr", "t_gen", "t_grade", "t_fwd_bwd", "peak_mem_mb", "live_groups"):
+            assert key in r, key
+        if r["live_groups"] > 0:
+            for key in ("cos_pre", "cos_post", "cos_pre_s", "cos_pre_t", "frac_fired", "kl"):
+                assert r[key] is not None, key
+    evals = [r["step"] for r in rows if "eval_hack_rate" in r]
+    assert evals == [2, 3]                                   # eval_every=2 and at the end
+
+    assert set(SUMMARY_FIELDS) <= set(summary) and summary["complete"] is True
+    assert summary == read_summary(rd)
+    assert summary["hack_rate"] == rows[-1]["eval_hack_rate"]
+    assert summary["pass_rate"] == rows[-1]["eval_pass_rate"]
+    assert summary["steps"] == 3 and summary["wall_s"] > 0
+    assert summary["hashes"] == conf["hashes"]
+    cks = sorted(p.name for p in (rd / "checkpoints").iterdir())
+    assert cks == ["step_00000002", "step_00000003"]
+
+    # a finished run is returned as is on resume; a fresh start over it is refused
+    assert train(cfg, rd, resume=True, progress=False) == summary
+    with pytest.raises(RunError):
+        train(cfg, rd, resume=False, progress=False)
+
+
+class _Kill(BaseException):
+    """Stands in for SIGKILL: not an Exception, so nothing in the loop can swallow it."""
+
+
+def test_killed_run_resumes_to_the_same_metrics_rows(tmp_path, monkeypatch):
+    from harness import loop
+
+    cfg = _smoke(steps=4, checkpoint_every=2, eval_every=2)
+    full = tmp_path / "full"
+    loop.train(cfg, full, progress=False)
+    ref = read_metrics(full)
+    assert len(ref) == 4
+
+    # kill during step 4 (after step 3's row was logged; the last checkpoint is step 2)
+    real_step = loop._Run.step
+
+    def dying_step(self, step, grader):
+        if step == 3:
+            raise _Kill()
+        return real_step(self, step, grader)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(loop._Run, "step", dying_step)
+    with pytest.raises(_Kill):
+        loop.train(cfg, part, progress=False)
+    monkeypatch.setattr(loop._Run, "step", real_step)
+    assert [r["step"] for r in read_metrics(part)] == [1, 2, 3]
+    assert read_summary(part) is None
+    (part / "checkpoints" / ".tmp-step_00000004-killed").mkdir()      # a checkpoint write cut short
+
+    summary = loop.train(cfg, part, resume=True, progress=False)
+    rows = read_metrics(part)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert _comparable(rows) == _comparable(ref)
+    assert summary["hack_rate"] == read_summary(full)["hack_rate"]
+
+
+class _NaNArm(Arm):
+    """Poisons the run at step `at`, through the loss (a NaN reward) or the gradient."""
+
+    def __init__(self, where: str, at: int, prompts_per_step: int):
+        self.where, self.at, self.P, self.calls = where, at, prompts_per_step, 0
+
+    def reward_hook(self, rewards, acts):
+        step = self.calls // self.P + 1          # reward_hook runs once per group, P groups per step
+        self.calls += 1
+        rewards = rewards + 0.1 * torch.arange(len(rewards))   # spread: a random smoke model earns flat 0s
+        if self.where == "loss" and step == self.at:
+            rewards[0] = float("nan")
+        return rewards, {}
+
+    def grad_hook(self, grads):
+        if self.where == "grad" and grads.step == self.at:
+            next(iter(grads.modules.values())).delta_S.grad[0] = float("nan")
+        return {}
+
+
+@pytest.mark.parametrize("where", ["grad", "loss"])
+def test_non_finite_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, where):
+    from harness import loop
+    from harness.checkpoint import latest_checkpoint
+
+    at = 3
+    cfg = _smoke(steps=4, checkpoint_every=2, teacher_frac=0.0)
+    arm = _NaNArm(where, at, cfg.prompts_per_step)
+    monkeypatch.setattr(loop, "build_arm", lambda config: arm)
+    rd = tmp_path / where
+    with pytest.raises(loop.NonFiniteError, match=f"step {at}"):
+        loop.train(cfg, rd, progress=False)
+    assert read_summary(rd) is None
+    assert [r["step"] for r in read_metrics(rd)] == [1, 2]
+    ck = latest_checkpoint(rd / "checkpoints")
+    assert ck.step == 2 and ck.state["metrics"][-1]["step"] == 2
+    for t in load_file(str(ck.path / "adapter.safetensors")).values():
+        assert torch.isfinite(t).all()
