@@ -1,0 +1,479 @@
+"""v_hack: the hack subspace of every adapted module, extracted gradient-side in the SVD basis of W.
+
+For a contrastive pair (same prompt; hack completion h, clean completion c) the gradient GRPO would
+emit with advantages +1 / -1 is
+
+    d = grad_{delta_S} NLL(h) - grad_{delta_S} NLL(c)          # [r] per module
+
+with NLL the MEAN over completion tokens (so longer completions do not dominate) and each completion
+backwarded in isolation at delta_S = 0 (the base model). Per module we stack the pairs' d into
+D [n_pairs, r] (not centred: the shared mean direction is the signal) and take
+
+    D = U diag(s) Vh,   V = Vh[:k]  [k, r],  sv = s[:k]
+
+Each axis is oriented by majority vote over pairs (sign such that most pairs project positively), so
+"V g > 0" means "g pushes toward the hack", which is what the one-sided projection removes. Then a
+GLOBAL noise floor drops every (module, axis) whose singular value falls below the `noise_quantile`
+quantile of all singular values across all modules; modules left with no axis are dropped.
+
+Kinds (the V vocabulary): real (hack pairs), shuffled (hack/clean labels swapped at random per pair,
+seeded), nonhack (clean-vs-clean pairs), random (random orthonormal rows with the real V's modules and
+k_m, seeded). Every kind goes through the same k and floor and is cached on disk by everything it
+depends on (`get_or_extract`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+V_FORMAT = "rh-vhack-v1"
+KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
+SEEDED_KINDS = ("random", "shuffled")                # kinds whose V depends on config.seed
+REAL = "real"
+
+
+# --------------------------------------------------------------------------------------------
+# the artifact
+
+@dataclass
+class VHack:
+    """Per-module hack subspace. V[name]: [k_m, r] orthonormal rows; sv[name]: [k_m] singular values."""
+    V: dict[str, torch.Tensor]
+    sv: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None                                  # where it was loaded from / saved to
+
+    @property
+    def modules(self) -> list[str]:
+        return sorted(self.V)
+
+    def k_per_module(self) -> dict[str, int]:
+        return {n: int(v.shape[0]) for n, v in self.V.items()}
+
+    def digest(self) -> str:
+        """sha256 (16 hex) over module names and V bytes (same recipe as method.arm.v_digest)."""
+        h = hashlib.sha256()
+        for name in sorted(self.V):
+            t = self.V[name].detach().float().cpu().contiguous()
+            h.update(f"{name}|{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str | Path) -> Path:
+        """safetensors: "V::<module>" and "sv::<module>" tensors; meta as JSON in the header (atomic write)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for name in self.V:
+            tensors[f"V::{name}"] = self.V[name].detach().float().cpu().contiguous()
+            tensors[f"sv::{name}"] = self.sv[name].detach().float().cpu().contiguous()
+        header = {"format": V_FORMAT, "meta": json.dumps(self.meta, sort_keys=True, default=str)}
+        # flat copies of the scalar fields so `safetensors` header dumps are readable without JSON
+        for k, v in self.meta.items():
+            if isinstance(v, (str, int, float, bool)):
+                header[k] = str(v)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file(tensors, str(tmp), metadata=header)
+        os.replace(tmp, path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VHack":
+        V, sv = {}, {}
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            if header.get("format") != V_FORMAT:
+                raise ValueError(f"{path}: not a V file (format={header.get('format')!r})")
+            for key in f.keys():
+                which, _, name = key.partition("::")
+                (V if which == "V" else sv)[name] = f.get_tensor(key)
+        return cls(V=V, sv=sv, meta=json.loads(header.get("meta", "{}")), path=Path(path))
+
+
+# --------------------------------------------------------------------------------------------
+# the math on stacked pair differences (pure tensors; the synthetic tests live here)
+
+def top_axes(D: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """D [n_pairs, r] -> (V [k', r] orthonormal rows, sv [k']) with each axis majority-vote oriented.
+
+    k' = min(k, n_pairs, r) minus numerically-zero directions (a rank-deficient D has no axis there).
+    """
+    D = D.double()
+    _, s, Vh = torch.linalg.svd(D, full_matrices=False)      # s [min(n, r)], Vh [min(n, r), r]
+    kk = min(k, s.numel())
+    s, V = s[:kk], Vh[:kk].clone()
+    nonzero = s > s.max().clamp_min(1e-300) * 1e-10 if kk else s.bool()
+    s, V = s[nonzero], V[nonzero]
+    proj = D @ V.T                                           # [n, k'] each pair's coordinate on each axis
+    votes = torch.sign(proj).sum(0)                          # (#positive - #negative) per axis
+    tiebreak = torch.sign(proj.sum(0))                       # a tie goes to the sign of the summed projection
+    sign = torch.where(votes != 0, torch.sign(votes), tiebreak)
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    V = V * sign.unsqueeze(1)
+    return V.float(), s.float()
+
+
+def noise_floor(V: dict[str, torch.Tensor], sv: dict[str, torch.Tensor], quantile: float
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+    """Drop (module, axis) with sv below the global `quantile` of all singular values; drop empty modules.
+
+    Global, not per module: a module whose every direction is noise should lose them all rather than
+    keep its "best" noise axis. Returns (V, sv, threshold).
+    """
+    if not sv:
+        return {}, {}, float("nan")
+    every = torch.cat([s.double().reshape(-1) for s in sv.values()])
+    if quantile <= 0 or every.numel() == 0:
+        return dict(V), dict(sv), float("-inf")
+    thr = torch.quantile(every, float(quantile)).item()
+    V_out, sv_out = {}, {}
+    for name in V:
+        keep = sv[name].double() >= thr                      # sv is descending, so this keeps a prefix
+        if keep.any():
+            V_out[name], sv_out[name] = V[name][keep], sv[name][keep]
+    return V_out, sv_out, thr
+
+
+def directions_from_diffs(diffs: dict[str, torch.Tensor], k: int, quantile: float
+                          ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+    """Per-module top-k oriented axes of the stacked pair differences, then the global noise floor."""
+    V, sv = {}, {}
+    for name in sorted(diffs):
+        v, s = top_axes(diffs[name], k)
+        if s.numel():
+            V[name], sv[name] = v, s
+    return noise_floor(V, sv, quantile)
+
+
+def label_swaps(n_pairs: int, seed: int) -> torch.Tensor:
+    """[n_pairs] bool: which pairs the shuffled control swaps (hack <-> clean), each with p = 1/2, seeded."""
+    g = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+    return torch.rand(n_pairs, generator=g) < 0.5
+
+
+def apply_swaps(diffs: dict[str, torch.Tensor], swaps: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Swapping a pair's labels negates its difference: d = g(hack) - g(clean) -> g(clean) - g(hack)."""
+    sign = 1.0 - 2.0 * swaps.float()                         # [n] +1 kept, -1 swapped
+    return {name: D * sign.unsqueeze(1).to(D.dtype) for name, D in diffs.items()}
+
+
+def random_orthonormal_like(real: VHack, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Same modules and k_m as `real`, rows drawn uniformly (QR of a Gaussian), seeded per (seed, module).
+
+    sv is copied from the real V so anything that reads singular values treats both alike.
+    """
+    V, sv = {}, {}
+    for name in sorted(real.V):
+        k_m, r = real.V[name].shape
+        g = torch.Generator().manual_seed((int(seed) * 1_000_003 + zlib.crc32(name.encode())) % 2**63)
+        A = torch.randn(r, k_m, generator=g, dtype=torch.float64)
+        Q, R = torch.linalg.qr(A)                            # Q [r, k_m], orthonormal columns
+        Q = Q * torch.sign(torch.diagonal(R)).unsqueeze(0)   # fix QR's sign ambiguity -> Haar-uniform
+        V[name], sv[name] = Q.T.float().contiguous(), real.sv[name].clone()
+    return V, sv
+
+
+def validation_stats(diffs: dict[str, torch.Tensor], vh: VHack) -> dict[str, float]:
+    """Held-out check of V against pair differences it was not fitted on.
+
+    Per module of V: d_mean = mean held-out pair difference [r].
+      frac_positive     fraction of modules with cos(d_mean, V[0]) > 0 (top axis, hack-ward oriented)
+      median_cos        median over modules of that cosine
+      median_hackward   median over modules of ||relu(V d_mean)|| / ||d_mean|| (what projection removes)
+      frac_pairs_positive  fraction of (pair, module) with V[0] . d_pair > 0
+    """
+    from method.projection import hackward_fraction
+
+    cos, hw, pos, tot = [], [], 0, 0
+    for name, V in vh.V.items():
+        D = diffs.get(name)
+        if D is None or D.numel() == 0:
+            continue
+        V = V.float()
+        d = D.float().mean(0)
+        cos.append(F.cosine_similarity(d, V[0], dim=0).item())
+        hw.append(hackward_fraction(V, d).item())
+        p = D.float() @ V[0]
+        pos += int((p > 0).sum())
+        tot += p.numel()
+    if not cos:
+        return dict(frac_positive=float("nan"), median_cos=float("nan"), median_hackward=float("nan"),
+                    frac_pairs_positive=float("nan"), n_modules=0)
+    c = torch.tensor(cos)
+    return dict(frac_positive=float((c > 0).float().mean()), median_cos=float(c.median()),
+                median_hackward=float(torch.tensor(hw).median()), frac_pairs_positive=pos / max(tot, 1),
+                n_modules=len(cos))
+
+
+# --------------------------------------------------------------------------------------------
+# gradients of labelled pairs on the model
+
+@contextmanager
+def at_base(adapters: dict[str, torch.nn.Module]):
+    """delta_S (and delta_S_hack) temporarily set to 0, still requiring grad; restored on exit.
+
+    (method.adapter.adapter_disabled would also give the base forward, but cuts the graph to delta_S.)
+    """
+    saved = {}
+    with torch.no_grad():
+        for name, m in adapters.items():
+            saved[name] = (m.delta_S.detach().clone(),
+                           None if getattr(m, "delta_S_hack", None) is None else m.delta_S_hack.detach().clone())
+            m.delta_S.zero_()
+            if saved[name][1] is not None:
+                m.delta_S_hack.zero_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, m in adapters.items():
+                ds, dh = saved[name]
+                m.delta_S.copy_(ds)
+                if dh is not None:
+                    m.delta_S_hack.copy_(dh)
+
+
+@contextmanager
+def _eval_mode(model):
+    # eval: no dropout, and HF skips gradient checkpointing (single sequences fit without it)
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+class PairEncoder:
+    """Pair -> token ids, exactly as the loop encodes prompts (harness.rollout.PromptEncoder) and
+    teacher completions (text tokens + eos). Completions are NOT cut at max_new_tokens: in small presets
+    that cut would fall before the hack lever and erase the contrast."""
+
+    def __init__(self, tokenizer, enable_thinking: bool = False, max_prompt_tokens: int = 2048,
+                 eos_id: int | None = None):
+        self.tok = tokenizer
+        self.enable_thinking = enable_thinking
+        self.max_prompt_tokens = max_prompt_tokens
+        self.eos_id = tokenizer.eos_token_id if eos_id is None else eos_id
+
+    def prompt(self, messages: Sequence[dict]) -> list[int]:
+        text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                            enable_thinking=self.enable_thinking)
+        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        return list(ids[-self.max_prompt_tokens:])           # keep the end, like the loop
+
+    def completion(self, text: str) -> list[int]:
+        ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
+        return ids + ([self.eos_id] if self.eos_id is not None else [])
+
+    @classmethod
+    def for_config(cls, model, tokenizer, config) -> "PairEncoder":
+        from harness.rollout import eos_token_ids
+
+        return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0])
+
+
+def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
+                     completion_ids: list[int]) -> dict[str, torch.Tensor]:
+    """grad of the MEAN NLL over completion tokens w.r.t. every delta_S -> {name: [r] fp32 cpu}.
+
+    torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
+    (the loop's, mid-step) are never touched.
+    """
+    device = next(iter(adapters.values())).delta_S.device
+    ids = torch.tensor([prompt_ids + completion_ids], dtype=torch.long, device=device)   # [1, L]
+    Lc = len(completion_ids)
+    out = model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False)
+    logits = out.logits
+    if logits.shape[1] != Lc + 1:                            # a model that ignores logits_to_keep
+        logits = logits[:, -(Lc + 1):]
+    nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:])      # mean over the Lc completion tokens
+    if not torch.isfinite(nll):
+        raise FloatingPointError(f"non-finite NLL ({nll.item()}) during v_hack extraction")
+    names = list(adapters)
+    grads = torch.autograd.grad(nll, [adapters[n].delta_S for n in names], allow_unused=True)
+    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
+            for n, g in zip(names, grads)}
+
+
+def _track(items, description: str, progress: bool):
+    if not progress:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description, transient=True, console=_console())
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None = None,
+               adapters: dict | None = None, progress: bool = False, description: str = "pair gradients"
+               ) -> dict[str, torch.Tensor]:
+    """Per module, the stacked pair differences D [n_pairs, r] = grad NLL(pos) - grad NLL(neg), at delta_S = 0.
+
+    `pairs` are method.pairs.RenderedPair (messages, pos, neg). pos is the completion GRPO would
+    reinforce (the hack), neg the one it would push down (the clean one).
+    """
+    from method.adapter import get_adapters
+
+    adapters = adapters or get_adapters(model)
+    if not adapters:
+        raise RuntimeError("v_hack extraction needs an adapter-wrapped model (method.adapter.wrap_model)")
+    encoder = encoder or PairEncoder(tokenizer)
+    rows: dict[str, list[torch.Tensor]] = {n: [] for n in adapters}
+    with _eval_mode(model), at_base(adapters), torch.enable_grad():
+        for pair in _track(list(pairs), description, progress):
+            p_ids = encoder.prompt(pair.messages)
+            g_pos = completion_grads(model, adapters, p_ids, encoder.completion(pair.pos))
+            g_neg = completion_grads(model, adapters, p_ids, encoder.completion(pair.neg))
+            for n in adapters:
+                rows[n].append(g_pos[n] - g_neg[n])
+    return {n: torch.stack(r) for n, r in rows.items() if r}
+
+
+def extract_v(model, tokenizer, pairs: Sequence, k: int, noise_quantile: float, *,
+              encoder: PairEncoder | None = None, swaps: torch.Tensor | None = None,
+              kind: str = REAL, meta: dict | None = None, progress: bool = False) -> VHack:
+    """The extraction itself: pair differences -> (optionally label-swapped) -> top-k oriented -> floor."""
+    diffs = pair_diffs(model, tokenizer, pairs, encoder=encoder, progress=progress,
+                       description=f"v_hack[{kind}] pairs")
+    if swaps is not None:
+        diffs = apply_swaps(diffs, swaps)
+    V, sv, thr = directions_from_diffs(diffs, k, noise_quantile)
+    if not V:
+        raise RuntimeError("v_hack extraction kept no axis in any module (all pair gradients zero?)")
+    m = dict(meta or {})
+    m.update(kind=kind, k=int(k), quantile=float(noise_quantile), n_pairs=len(pairs), sv_threshold=thr,
+             n_modules=len(V), n_axes=int(sum(v.shape[0] for v in V.values())),
+             n_swapped=int(swaps.sum()) if swaps is not None else 0)
+    return VHack(V=V, sv=sv, meta=m)
+
+
+def validate(model, tokenizer, heldout_pairs: Sequence, vh: VHack, *, encoder: PairEncoder | None = None,
+             progress: bool = False, echo: bool = True) -> dict[str, float]:
+    """Held-out hack pairs vs V: {frac_positive, median_cos, median_hackward, frac_pairs_positive}; printed."""
+    diffs = pair_diffs(model, tokenizer, heldout_pairs, encoder=encoder, progress=progress,
+                       description="v_hack held-out pairs")
+    stats = validation_stats(diffs, vh)
+    stats["n_pairs"] = len(heldout_pairs)
+    if echo:
+        print(f"[v_hack:{vh.meta.get('kind', '?')}] held-out {len(heldout_pairs)} pairs, "
+              f"{stats['n_modules']} modules: frac_positive={stats['frac_positive']:.3f} "
+              f"median_cos={stats['median_cos']:+.3f} median_hackward={stats['median_hackward']:.3f} "
+              f"frac_pairs_positive={stats['frac_pairs_positive']:.3f}", file=sys.stderr)
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# cached, config-driven entry point used by the arms
+
+def _all_zero(adapters) -> bool:
+    return all(not m.delta_S.detach().any() and (getattr(m, "delta_S_hack", None) is None
+                                                  or not m.delta_S_hack.detach().any())
+               for m in adapters.values())
+
+
+def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
+    """Everything a V depends on. `state` is "base" (delta_S = 0) or the adapter hash (V refresh)."""
+    from method.adapter import basis_hash
+
+    cfg = ctx.config
+    try:
+        basis = basis_hash(ctx.model)
+    except AttributeError:
+        basis = ""
+    return dict(format=V_FORMAT, model_hash=ctx.model_hash, basis_hash=basis, pairs_hash=pair_hash, kind=kind,
+                k=int(cfg.extract_k), quantile=float(cfg.noise_quantile),
+                seed=int(cfg.seed) if kind in SEEDED_KINDS else -1,
+                prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
+                max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
+                modules=sorted(ctx.adapters), state=state)
+
+
+def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
+    """V of `kind` for the model in ctx (harness.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
+
+    Extraction runs on the adapter-wrapped model at delta_S = 0, unless config.v_refresh_every > 0 and
+    the adapter has moved (a V refresh): then at the current adapter state, keyed by its hash.
+    """
+    from method import pairs as P
+    from method.adapter import adapter_hash
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
+    cfg = ctx.config
+    state = "base"
+    if int(getattr(cfg, "v_refresh_every", 0) or 0) > 0 and not _all_zero(ctx.adapters):
+        state = adapter_hash(ctx.model)
+    pair_set = P.CLEAN_SET if kind == "nonhack" else P.HACK_SET
+    fit_pairs, held_pairs = P.load_pairs(pair_set, cfg)
+    key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(ctx.artifacts_dir) / "v" / f"{kind}-{digest}.safetensors"
+    if path.exists():
+        vh = VHack.load(path)
+        if vh.meta.get("key") == digest:
+            return vh
+
+    encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
+    meta = dict(key=digest, model_hash=key["model_hash"], basis_hash=key["basis_hash"], pairs_hash=key["pairs_hash"],
+                pair_set=pair_set, seed=key["seed"], prompt_style=key["prompt_style"], state=state,
+                fit_pair_ids=[p.pair_id for p in fit_pairs])
+    if kind == "random":
+        real = get_or_extract(ctx, REAL, progress)
+        V, sv = random_orthonormal_like(real, cfg.seed)
+        meta.update(kind=kind, k=int(cfg.extract_k), quantile=float(cfg.noise_quantile), n_pairs=0,
+                    n_modules=len(V), n_axes=int(sum(v.shape[0] for v in V.values())),
+                    shapes_from=real.meta.get("key"), pairs_hash=real.meta.get("pairs_hash"))
+        vh = VHack(V=V, sv=sv, meta=meta)
+    else:
+        swaps = label_swaps(len(fit_pairs), cfg.seed) if kind == "shuffled" else None
+        vh = extract_v(ctx.model, ctx.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile, encoder=encoder,
+                       swaps=swaps, kind=kind, meta=meta, progress=progress)
+    # Every kind is validated against the held-out HACK pairs: for the controls this says how much of the
+    # hack direction they happen to contain (random should sit near frac_positive 0.5, median_cos 0).
+    _, held_hack = (fit_pairs, held_pairs) if pair_set == P.HACK_SET else P.load_pairs(P.HACK_SET, cfg)
+    with_held = held_hack
+    if with_held:
+        vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, with_held, vh, encoder=encoder,
+                                         progress=progress, echo=progress)
+    vh.save(path)
+    return vh
+
+
+def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = True) -> dict[str, tuple[Path, str]]:
+    """Load the config's base, wrap it, build (or find) every V kind -> {kind: (path, digest)}.
+
+    `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache.
+    """
+    from harness.hooks import ArmContext
+    from harness.model_loading import load_policy
+    from harness.paths import ARTIFACTS_DIR
+    from method.adapter import model_hash, wrap_model
+
+    model, tok = load_policy(config, verbose=progress)
+    adapters = wrap_model(model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd")
+    ctx = ArmContext(config=config, model=model, tokenizer=tok, adapters=adapters, artifacts_dir=ARTIFACTS_DIR,
+                     model_hash=model_hash(model))
+    out = {}
+    for kind in kinds:
+        vh = get_or_extract(ctx, kind, progress)
+        out[kind] = (vh.path, vh.digest())
+    return out
