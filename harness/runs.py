@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -134,20 +134,39 @@ def write_config(rdir: str | os.PathLike, config: TrainConfig) -> Path:
     return write_json_atomic(Path(rdir) / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash()})
 
 
-def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
-    """The stored config, or None when there is none. Raises RunError if it is corrupt or unknown."""
-    path = Path(rdir) / CONFIG_FILE
+def _read_config_dict(rdir: Path) -> dict[str, Any] | None:
+    path = rdir / CONFIG_FILE
     if not path.exists():
         return None
     d = _read_json(path)
     if not isinstance(d, dict):
         raise RunError(f"corrupt {path}: not a JSON object")
-    # the loop adds "hashes" (model/data/pool/v) and "resolved" (device, dtype, attn) beside the config
-    d = {k: v for k, v in d.items() if k not in ("config_hash", "hashes", "resolved")}
+    return d
+
+
+def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
+    """The stored config (TrainConfig fields only; the loop adds metadata such as hashes), or None.
+
+    Raises RunError if config.json is corrupt or lacks/mistypes fields of this version's TrainConfig."""
+    d = _read_config_dict(Path(rdir))
+    if d is None:
+        return None
+    known = {f.name for f in fields(TrainConfig)}
     try:
-        return TrainConfig.from_dict(d)
+        return TrainConfig.from_dict({k: v for k, v in d.items() if k in known})
     except (ConfigError, TypeError) as e:
-        raise RunError(f"{path} does not match this version's TrainConfig: {e}") from None
+        raise RunError(f"{Path(rdir) / CONFIG_FILE} does not match this version's TrainConfig: {e}") from None
+
+
+def stored_config_hash(rdir: str | os.PathLike) -> str | None:
+    """config_hash as recorded when the run started (recomputed for a config.json without one)."""
+    d = _read_config_dict(Path(rdir))
+    if d is None:
+        return None
+    if isinstance(d.get("config_hash"), str):
+        return d["config_hash"]
+    cfg = read_config(rdir)
+    return None if cfg is None else cfg.config_hash()
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -161,35 +180,47 @@ def plan_action(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, f
     - no config.json            -> fresh (an empty or absent dir), RunError if it holds files, unless force
     - other config / corrupt    -> RunError, unless force (then overwrite)
     - same config, complete     -> skip, unless force (then overwrite)
+    - same config, no progress  -> fresh (only config.json: it never got going)
     - same config, partial      -> resume if `resume`, overwrite if force, else RunError
     """
     rdir = Path(rdir)
     try:
-        stored = read_config(rdir)
+        stored_hash = stored_config_hash(rdir)
     except RunError as e:
         if force:
             return "overwrite"
         raise RunError(f"{e}; pass --force to overwrite {rdir}") from None
-    if stored is None:
+    if stored_hash is None:
         if rdir.exists() and any(rdir.iterdir()):   # not ours to reuse: we always write config.json first
             if force:
                 return "overwrite"
             raise RunError(f"{rdir} holds files but no config.json; pass --force to overwrite it")
         return "fresh"
-    if stored.config_hash() != config.config_hash():
+    if stored_hash != config.config_hash():
         if force:
             return "overwrite"
-        diff = config_diff(stored, config)
-        shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
-        raise RunError(f"{rdir} holds a run with a different config ({shown}); "
+        try:
+            diff = config_diff(read_config(rdir), config)
+            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(diff.items())[:4])
+        except RunError as e:
+            shown = str(e)
+        raise RunError(f"{rdir} holds a run with a different config ({shown or 'config_hash differs'}); "
                        f"use another --out or pass --force to overwrite it")
     if force:
         return "overwrite"
     if is_complete(rdir):
         return "skip"
+    if not _has_progress(rdir):
+        return "fresh"                                # config.json only: it never got going
     if resume:
         return "resume"
     raise RunError(f"{rdir} holds a partial run; pass --resume to continue it or --force to restart it")
+
+
+def _has_progress(rdir: Path) -> bool:
+    metrics = rdir / METRICS_FILE
+    ckpt = rdir / CHECKPOINT_DIR
+    return (metrics.exists() and metrics.stat().st_size > 0) or (ckpt.is_dir() and any(ckpt.iterdir()))
 
 
 def prepare_run_dir(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, force: bool) -> str:

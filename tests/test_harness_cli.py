@@ -85,7 +85,10 @@ def test_refuses_other_config_unless_force(tmp_path):
     r = invoke(*args, "--force")
     assert r.exit_code == 0 and "overwrite" in r.output
     assert (rd / CONFIG_FILE).read_text() == before          # dry run touches nothing
-    # the same config with the override is accepted (a partial run: resume or force)
+    # the same config with the override is accepted: config.json alone starts fresh; with progress, resume or force
+    r = invoke(*args, "--set", "lr=0.5")
+    assert r.exit_code == 0 and "fresh" in r.output
+    (rd / "metrics.jsonl").write_text('{"step": 1}\n')
     assert_one_line_error(invoke(*args, "--set", "lr=0.5"), 1, "partial run", "--resume")
     r = invoke(*args, "--set", "lr=0.5", "--resume")
     assert r.exit_code == 0 and "resume" in r.output

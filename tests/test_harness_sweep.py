@@ -30,6 +30,7 @@ def test_local_sweep_skips_resumes_and_survives_a_failure(tmp_path):
     first = plan("smoke", [BASELINE, METHOD], [41], tmp_path)
     run_local(first[:1], train_fn=fake_train, progress=False)
     prepare_run_dir(first[1].path, first[1].config, resume=False, force=False)
+    (first[1].path / "metrics.jsonl").write_text('{"step": 1}\n')
     assert not is_complete(first[1].path)
 
     jobs = plan("smoke", arms, [41, 42], tmp_path)

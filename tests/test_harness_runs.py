@@ -1,0 +1,82 @@
+"""Run layout: atomic JSON, the summary schema, the same-config check, the scan."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config import resolve_config
+from harness.runs import (CONFIG_FILE, SUMMARY_FIELDS, RunError, plan_action, prepare_run_dir, read_config,
+                          read_metrics, run_dir, scan_runs, write_json_atomic, write_summary)
+from tests.harness_helpers import make_run
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    p = write_json_atomic(tmp_path / "a" / "x.json", {"b": (1, 2)})
+    assert json.loads(p.read_text()) == {"b": [1, 2]}
+    assert [f.name for f in p.parent.iterdir()] == ["x.json"]
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "a" / "x.json", {"b": object()})
+    assert json.loads(p.read_text()) == {"b": [1, 2]}          # old content intact
+    assert [f.name for f in p.parent.iterdir()] == ["x.json"]
+
+
+def test_summary_schema(tmp_path):
+    good = dict(arm="erase", seed=41, preset="smoke", steps=3, hack_rate=0.1, pass_rate=0.2, kl=None,
+                mean_cos=None, frac_fired=None, grad_norm=1.0, wall_s=2.0, hashes={})
+    s = json.loads(write_summary(tmp_path, good).read_text())
+    assert s["complete"] is True and set(SUMMARY_FIELDS) <= set(s)
+    with pytest.raises(RunError, match="lacks"):
+        write_summary(tmp_path, {k: v for k, v in good.items() if k != "kl"})
+    with pytest.raises(RunError, match="fraction"):
+        write_summary(tmp_path, {**good, "hack_rate": 45.0})     # pp, not a fraction
+
+
+def test_scan_lists_incomplete_with_reasons(tmp_path):
+    make_run(tmp_path, "erase", 41, 0.1, 0.2)
+    make_run(tmp_path, "erase", 42, 0.1, 0.2, complete=False)
+    bad = run_dir(tmp_path, "smoke", "erase", 43)
+    bad.mkdir(parents=True)
+    (bad / "summary.json").write_text('{"arm": "erase", "comp')
+    moved = make_run(tmp_path, "vanilla", 41, 0.1, 0.2)
+    (moved.parent / "seed44").mkdir()
+    (moved / "summary.json").rename(moved.parent / "seed44" / "summary.json")   # says seed41, lives in seed44
+    recs = {(r.arm, r.seed): r for r in scan_runs(tmp_path)}
+    assert recs[("erase", 41)].complete
+    assert "complete != true" in recs[("erase", 42)].reason
+    assert "corrupt" in recs[("erase", 43)].reason
+    assert "no summary.json" in recs[("vanilla", 41)].reason
+    assert "directory says" in recs[("vanilla", 44)].reason
+    assert sum(r.complete for r in recs.values()) == 1
+
+
+def test_config_json_with_loop_metadata_is_read(tmp_path):
+    cfg = resolve_config("smoke", "erase", 41)
+    write_json_atomic(tmp_path / CONFIG_FILE, {**cfg.to_dict(), "config_hash": cfg.config_hash(),
+                                               "hashes": {"model": "x"}, "resolved": {"device": "cpu"}})
+    assert read_config(tmp_path) == cfg
+    assert plan_action(tmp_path, cfg, resume=False, force=False) == "fresh"
+
+
+def test_plan_actions(tmp_path):
+    cfg = resolve_config("smoke", "erase", 41)
+    rd = run_dir(tmp_path, "smoke", "erase", 41)
+    assert plan_action(rd, cfg, resume=False, force=False) == "fresh"
+    assert prepare_run_dir(rd, cfg, resume=False, force=False) == "fresh"
+    (rd / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2')        # torn last line
+    assert [r["step"] for r in read_metrics(rd)] == [1]
+    assert plan_action(rd, cfg, resume=True, force=False) == "resume"
+    with pytest.raises(RunError, match="partial"):
+        plan_action(rd, cfg, resume=False, force=False)
+    assert prepare_run_dir(rd, cfg, resume=False, force=True) == "overwrite"
+    assert not (rd / "metrics.jsonl").exists()
+    make_run(tmp_path, "erase", 41, 0.1, 0.2)
+    assert plan_action(rd, cfg, resume=False, force=False) == "skip"
+    other = resolve_config("smoke", "erase", 41, {"kl_beta": 0.5})
+    with pytest.raises(RunError, match="kl_beta"):
+        plan_action(rd, other, resume=True, force=False)
+    stray = run_dir(tmp_path, "smoke", "erase", 42)
+    stray.mkdir(parents=True)
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="no config.json"):
+        plan_action(stray, cfg, resume=True, force=False)
