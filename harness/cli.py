@@ -22,9 +22,9 @@ from harness.arms import ARMS, METHOD, get_arm_spec
 from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
 from harness.presets import PRESETS, get_preset
 from harness.runs import PREREGISTERED_SEEDS, RunError
+from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
 IDENTITY_KEYS = ("preset", "arm", "seed")
-SANDBOXES = ("auto", "docker", "process")   # TrainConfig.sandbox values (auto -> docker if a daemon answers)
 DEFAULT_SEEDS = ",".join(map(str, PREREGISTERED_SEEDS))
 DEFAULT_PRESET = TrainConfig.preset
 
@@ -312,21 +312,23 @@ def build_pool(preset: str, sets: tuple[str, ...], out: str | None) -> None:
     console().print(f"pool: {path}\nsha256: {p.sha256}")
 
 
-V_KINDS = ("real", "random", "shuffled", "nonhack")
-
-
 @cli.command()
 @preset_option()
 @set_option
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(V_KINDS), help="which V (repeatable; default all)")
-def extract(preset: str, sets: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+@click.option("--kind", "kinds", default=None, help="comma-separated V kinds (default: all of method.extract.KINDS: "
+                                                   "real and the controls' V)")
+def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
     """Extract (or find cached) V per module from the contrastive pairs; print each file and its hash."""
     from method import extract as ex
+    wanted = tuple(ex.KINDS) if kinds is None else tuple(k.strip() for k in kinds.split(",") if k.strip())
+    bad = [k for k in wanted if k not in ex.KINDS]
+    if bad or not wanted:
+        raise BadInput(f"--kind: unknown V kind(s) {', '.join(bad) or kinds!r}; choose from {', '.join(ex.KINDS)}")
     config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
-    results = ex.extract_for_config(config, kinds or V_KINDS)
+    results = ex.extract_for_config(config, wanted)
     con = console()
     for kind, (path, digest) in results.items():
-        con.print(f"{kind}: {path}  sha256 {digest}")
+        con.print(f"{kind}: {path}  digest {digest}", markup=False)
 
 
 @cli.command()

@@ -7,12 +7,10 @@ process sandbox.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
 
@@ -55,35 +53,23 @@ def check_docker() -> Check:
 
 
 def check_image() -> Check:
+    """The pinned grader image and its data-hash labels, via sandbox.docker_executor.image_status()."""
     try:
-        mod = importlib.import_module("sandbox.docker_executor")
-        status_fn: Callable[[], Any] | None = getattr(mod, "image_status", None)
-    except ImportError:
-        status_fn = None
-    if status_fn is None:
-        return Check("grader image", WARN, "sandbox.docker_executor.image_status() not available", "")
-    try:
-        st = status_fn()
-    except Exception as e:  # noqa: BLE001
-        return Check("grader image", WARN, f"could not inspect: {type(e).__name__}: {e}", "make image")
-    return _image_check(st)
-
-
-def _image_check(st: Any) -> Check:
-    """Read image_status()'s answer whatever its shape: a dict, an object with attributes, or a bool."""
-    if isinstance(st, bool):
-        return Check("grader image", OK if st else WARN, "present" if st else "absent", "" if st else "make image")
-    get = st.get if isinstance(st, dict) else (lambda k, d=None: getattr(st, k, d))
-    present = bool(get("present", get("exists", False)))
-    ok = get("ok", None)
-    ok = present if ok is None else bool(ok)
-    detail = get("detail", None) or get("message", None) or ("present" if present else "absent")
-    labels = get("labels", None)
-    if labels:
-        detail = f"{detail}; labels " + ", ".join(f"{k}={v}" for k, v in sorted(dict(labels).items())
-                                                  if "hash" in k or "sha" in k)
-    fix = get("fix", None) or ("" if ok else "make image")
-    return Check("grader image", OK if ok else WARN, str(detail), fix)
+        from sandbox.docker_executor import image_status
+    except ImportError as e:
+        return Check("grader image", WARN, f"cannot import sandbox.docker_executor ({e})", "make setup")
+    st = image_status()
+    if not st.get("daemon"):
+        return Check("grader image", WARN, "not checked: no Docker daemon", "see 'docker daemon'")
+    if not st.get("present"):
+        return Check("grader image", WARN, f"{st.get('image')} absent", "make image")
+    data = st.get("data") or {}
+    labels = ", ".join(f"{name} {str(d.get('image'))[:12]}{'' if d.get('match') else ' (pinned ' + str(d.get('pinned'))[:12] + ')'}"
+                       for name, d in sorted(data.items())) or "no data labels"
+    detail = f"{st.get('image')} ({st.get('size_mb')} MB); data {labels}"
+    if st.get("ok"):
+        return Check("grader image", OK, detail + "; sandbox code matches")
+    return Check("grader image", WARN, f"{detail}; {st.get('reason')}", "make image")
 
 
 def check_data() -> Check:
