@@ -264,6 +264,32 @@ def report(runs: str, preset: str | None, out: str) -> None:
     write_report(runs, out, preset, console())
 
 
+@cli.command()
+@runs_option
+@preset_option(default=None, help_extra="; default: the only preset present")
+def hashes(runs: str, preset: str | None) -> None:
+    """Print the model / data / pool / V hashes every complete run recorded, and whether arms agree on them."""
+    from rich.table import Table
+
+    from harness.runs import HASH_KEYS, scan_runs, select_preset
+    _check_runs_dir(runs)
+    records = scan_runs(runs)
+    preset = select_preset(records, preset)
+    done = [r for r in records if r.preset == preset and r.complete]
+    t = Table(title=f"artifact hashes — preset {preset}")
+    for h in ("arm", "seed", *HASH_KEYS):
+        t.add_column(h, overflow="fold")
+    for r in done:
+        hs = r.summary.get("hashes") or {}
+        t.add_row(r.arm, str(r.seed), *(str(hs.get(k)) for k in HASH_KEYS))
+    con = console()
+    con.print(t)
+    for k in ("model", "data", "pool"):   # shared by every arm of a preset; V differs by arm (and seed for controls)
+        values = {str((r.summary.get("hashes") or {}).get(k)) for r in done}
+        con.print(f"{k}: {'one value across runs' if len(values) == 1 else f'{len(values)} DIFFERENT values'}: "
+                  f"{', '.join(sorted(values))}", markup=False)
+
+
 # --- pipeline steps ----------------------------------------------------------------------
 
 @cli.command()

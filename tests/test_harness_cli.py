@@ -27,7 +27,7 @@ def assert_one_line_error(result, code, *needles):
 
 
 @pytest.mark.parametrize("cmd", [[], ["run"], ["sweep"], ["falsify"], ["report"], ["extract"], ["build-pool"],
-                                 ["build-base"], ["grade"], ["data"], ["doctor"]])
+                                 ["build-base"], ["grade"], ["data"], ["doctor"], ["hashes"]])
 def test_help_everywhere(cmd):
     r = invoke(*cmd, "--help")
     assert r.exit_code == 0 and "Usage: " in r.output
@@ -145,6 +145,8 @@ def test_falsify_and_report_commands(tmp_path):
     assert res["H1"]["verdict"] == "supported" and res["H3"]["verdict"] == "not run"
     r = invoke("report", "--runs", str(runs), "--out", str(out))
     assert r.exit_code == 0 and (out / "pareto.png").exists() and (out / "curves.png").exists()
+    r = invoke("hashes", "--runs", str(runs))
+    assert r.exit_code == 0 and "model: one value across runs: m" in r.output
 
 
 def test_falsify_errors(tmp_path):
