@@ -327,15 +327,19 @@ def build_base(preset: str, sets: tuple[str, ...]) -> None:
 @cli.command("build-pool")
 @preset_option()
 @set_option
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="pool JSONL path (default: the cache)")
-def build_pool(preset: str, sets: tuple[str, ...], out: str | None) -> None:
-    """Build (or find cached) the frozen teacher pool for the preset and print its sha256."""
-    from sandbox import pool as pool_mod
+def build_pool(preset: str, sets: tuple[str, ...]) -> None:
+    """Build (or find cached) the preset's frozen teacher pool and print its path and sha256."""
+    from sandbox.pool import load_pool
     config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
-    build = getattr(pool_mod, "ensure_pool", None) or getattr(pool_mod, "build_pool")
-    path = build(config) if out is None else build(config, out)
-    p = pool_mod.load_pool(path)
-    console().print(f"pool: {path}\nsha256: {p.sha256}")
+    if config.teacher_pool == "builtin":
+        from harness.substrate import ensure_pool   # the same resolver the loop uses
+        path = ensure_pool(config)
+    else:
+        path = Path(config.teacher_pool)
+        if not path.is_file():
+            raise RunError(f"teacher pool {path} not found")
+    pool = load_pool(path)
+    console().print(f"pool: {path}\nsha256: {pool.sha256}", markup=False)
 
 
 @cli.command()

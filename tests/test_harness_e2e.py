@@ -1,0 +1,49 @@
+"""End to end on the smoke preset: sweep (every arm x 2 seeds, real training) -> falsify -> report, via the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harness.arms import ARMS
+from harness.cli import cli
+from harness.falsify import VERDICTS
+from harness.runs import scan_runs
+
+SEEDS = (41, 42)
+
+
+@pytest.mark.slow
+def test_smoke_sweep_falsify_report(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    seeds = ",".join(map(str, SEEDS))
+    sweep = ["sweep", "--preset", "smoke", "--out", str(runs), "--seeds", seeds, "--sandbox", "process"]
+    r = CliRunner().invoke(cli, sweep, catch_exceptions=False)
+    assert r.exit_code == 0, r.output[-3000:]
+
+    recs = scan_runs(runs)
+    assert {(x.arm, x.seed) for x in recs} == {(a, s) for a in ARMS for s in SEEDS}
+    assert all(x.complete for x in recs), [(x.arm, x.seed, x.reason) for x in recs if not x.complete]
+    for x in recs:
+        assert 0.0 <= x.summary["hack_rate"] <= 1.0 and 0.0 <= x.summary["pass_rate"] <= 1.0
+        assert (x.path / "config.json").is_file() and (x.path / "metrics.jsonl").stat().st_size > 0
+    model_hashes = {x.summary["hashes"]["model"] for x in recs}
+    assert len(model_hashes) == 1                       # every arm trained the same base
+
+    # a second sweep finds everything done and trains nothing
+    r = CliRunner().invoke(cli, sweep, catch_exceptions=False)
+    assert r.exit_code == 0 and r.output.count("skipped") == len(ARMS) * len(SEEDS)
+
+    r = CliRunner().invoke(cli, ["report", "--runs", str(runs), "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output[-3000:]
+    res = json.loads((out / "falsification.json").read_text())
+    assert res["preset"] == "smoke"
+    for h in ("H1", "H3", "H4"):
+        assert res[h]["verdict"] in VERDICTS and res[h]["verdict"] != "not run"
+        assert res[h]["n"] == len(SEEDS)
+    assert all(res["controls"][c]["n"] == len(SEEDS) for c in res["controls"] if c != "hack_specific")
+    md = (out / "falsification.md").read_text()
+    assert all(f"| {a} |" in md for a in ARMS)
+    for png in ("pareto.png", "curves.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
