@@ -172,13 +172,14 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: lis
 
 def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], incomplete: list[RunRecord],
                missing_cmd: str | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"Headline — preset {result['preset']}", caption=CAPTION, caption_justify="left")
     for h in HEADERS:
         t.add_column(h, justify="left" if h == "Arm" else "right")
     for r in rows:
-        t.add_row(*headline_cells(r))
+        t.add_row(*(escape(c) for c in headline_cells(r)))
     console.print(t)
 
     colour = {"supported": "green", "falsified": "red", "inconclusive": "yellow", NOT_RUN: "dim"}
@@ -186,6 +187,7 @@ def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], inco
     for h in VERDICT_HEADERS:
         v.add_column(h, overflow="fold")
     for row in verdict_rows(result):
+        row = [escape(c) for c in row]
         row[1] = f"[{colour[row[1]]}]{row[1]}[/]"
         v.add_row(*row)
     console.print(v)
@@ -197,7 +199,7 @@ def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], inco
         ct.add_row(*row)
     console.print(ct)
     if missing_cmd:
-        console.print(f"missing control runs: [bold]{missing_cmd}[/]", soft_wrap=True)
+        console.print(f"missing control runs: [bold]{escape(missing_cmd)}[/]", soft_wrap=True)
     if incomplete:
         console.print(f"[yellow]{len(incomplete)} incomplete run(s) ignored:[/]")
         for r in incomplete:
@@ -256,6 +258,7 @@ def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
         ys = [100 * r.summary["pass_rate"] for r in done if r.arm == arm]
         pts += list(zip(xs, ys))
         ax.scatter(xs, ys, color=colours[arm], label=arm, s=36, alpha=0.85, edgecolors="k", linewidths=0.4)
+        ax.scatter([mean(xs)], [mean(ys)], color=colours[arm], marker="X", s=90, edgecolors="k", linewidths=0.6)
         ax.annotate(arm, (mean(xs), mean(ys)), textcoords="offset points", xytext=(6, 4), fontsize=8,
                     color=colours[arm], fontweight="bold" if arm in (METHOD, ADVANTAGE_BASELINE) else "normal")
     if pts:
@@ -264,7 +267,7 @@ def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
         ax.step(fx, fy, where="post", color="k", lw=1, ls="--", label="Pareto frontier")
     ax.set_xlabel("held-out hack rate (%)  ← better")
     ax.set_ylabel("held-out pass rate (%)  ↑ better")
-    ax.set_title("Hack vs pass, one point per arm × seed")
+    ax.set_title("Hack vs pass: dots = arm × seed, X = arm mean")
     ax.grid(alpha=0.3)
     if pts:
         ax.legend(fontsize=8, loc="best")
@@ -292,21 +295,31 @@ def curves(records: list[RunRecord], metric: str) -> dict[str, tuple[list[int], 
     return out
 
 
+CURVE_SMOOTH = 5   # trailing window (steps): per-step rates over a handful of rollouts are noisy
+
+
+def trailing_mean(ys: list[float], window: int) -> list[float]:
+    return [mean(ys[max(0, i - window + 1):i + 1]) for i in range(len(ys))]
+
+
 def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
-    """Per-step student hack and pass (gt-correct) rate by arm, mean over seeds."""
+    """Per-step student hack and pass (gt-correct) rate by arm, mean over seeds, trailing-smoothed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     colours = _colours([r.arm for r in records if r.complete])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for ax, metric, title in ((axes[0], CURVE_HACK, "student hack rate"), (axes[1], CURVE_PASS, "student pass rate")):
         for arm, (steps, ys) in curves(records, metric).items():
             if steps:
-                ax.plot(steps, [100 * y for y in ys], color=colours[arm], label=arm, lw=1.4)
+                ax.plot(steps, [100 * y for y in trailing_mean(ys, CURVE_SMOOTH)], color=colours[arm], label=arm,
+                        lw=1.4)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{title} (%)")
-        ax.set_title(f"{title} (training rollouts, mean over seeds)")
+        ax.set_title(f"{title}: training rollouts, mean over seeds, {CURVE_SMOOTH}-step trailing mean", fontsize=9)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
