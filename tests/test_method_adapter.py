@@ -229,3 +229,16 @@ def test_bf16_model_keeps_factors_in_model_dtype_and_deltas_fp32(tmp_path):
     assert (logits(model) - logits(base)).abs().max() < 0.1   # bf16 rounding of U, Vh only
     model(IDS).logits.float().mean().backward()
     assert m.delta_S.grad.dtype == torch.float32
+
+
+def test_delta_grads_survive_gradient_checkpointing(tmp_path):
+    base = tiny_model()
+    plain, ckpt = copy.deepcopy(base), copy.deepcopy(base)
+    ad_plain = A.wrap_model(plain, TARGETS, cache_dir=tmp_path)
+    ad_ckpt = A.wrap_model(ckpt, TARGETS, cache_dir=tmp_path)
+    ckpt.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for m in (plain, ckpt):
+        m.train()
+        m(IDS, use_cache=False).logits.float().logsumexp(-1).mean().backward()
+    for n in ad_plain:
+        torch.testing.assert_close(ad_ckpt[n].delta_S.grad, ad_plain[n].delta_S.grad)

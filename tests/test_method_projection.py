@@ -284,3 +284,13 @@ def test_vanilla_measures_but_does_not_touch(tmp_path):
     assert st["cos_pre"] > 0 and st["cos_post"] == pytest.approx(st["cos_pre"])
     ust = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={n: -0.01 * g[n] for n in g}, step=0))
     assert set(ust) == {"cos_update"}
+
+
+def test_registry_builds_the_three_projection_arms():
+    from harness.arms import build_arm
+    modes = {}
+    for name in ("vanilla", "erase", "route"):
+        arm = build_arm(TrainConfig(arm=name))
+        assert isinstance(arm, ProjectionArm) and arm.v_kind == "real"
+        modes[name] = arm.mode
+    assert modes == {"vanilla": "measure", "erase": "erase", "route": "route"}
