@@ -8,8 +8,9 @@
         Rebound's activation capture + penalty when baselines.rebound exists, as ratios to a plain step.
 
 Model: the `mini` base (harness.substrate builtin) when it is registered, else a random
-Qwen3-architecture model of similar size (said so in the output). Timings are medians over
-repeats on whatever machine runs this; on a shared CPU they are noisy.
+Qwen3-architecture model of similar size (said so in the output); `--model 4b-block` times one
+decoder block at Qwen3-4B's widths (slow on CPU: its SVD alone takes minutes). Timings are medians
+of interleaved rounds on whatever machine runs this; on a shared CPU they are noisy.
 """
 from __future__ import annotations
 

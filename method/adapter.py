@@ -204,7 +204,8 @@ def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = 
     """Replace every target nn.Linear by an SVDLinear and freeze everything but the deltas.
 
     SVD factors are read from / written to <cache_dir or ARTIFACTS_DIR/svd>/<model_hash>.safetensors.
-    Returns {module name: SVDLinear}.
+    Each SVDLinear takes over its Linear's weight storage (merged() overwrites it), so do not keep
+    using the unwrapped Linear objects. Returns {module name: SVDLinear}.
     """
     if get_adapters(model):
         raise RuntimeError("model is already wrapped")

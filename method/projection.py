@@ -79,7 +79,7 @@ def project_grads(modules: dict, g_s: dict, g_t: dict, V_arm: dict, V_real: dict
     Modules absent from V_arm are not projected (route: their delta_S_hack.grad is zeroed);
     statistics cover the modules present in V_real.
     Returns cos_pre, cos_pre_s, cos_pre_t, cos_post (means over modules) and frac_fired
-    (fraction of V_arm's modules where something was removed; for measure, where it would be).
+    (fraction of V_arm's modules where something was removed: 0 for measure).
     """
     pre, pre_s, pre_t, post, fired = [], [], [], [], []
     for name, m in modules.items():
@@ -103,7 +103,7 @@ def project_grads(modules: dict, g_s: dict, g_t: dict, V_arm: dict, V_real: dict
         Va = V_arm.get(name)
         if Va is not None:
             if cfg.mode == "measure":
-                fired.append((torch.relu(Va @ g.float()) if cfg.one_sided else Va @ g.float()).abs().sum() > 0)
+                fired.append(torch.zeros((), dtype=torch.bool, device=g.device))   # nothing removed (the registry's meaning)
             else:
                 preserve = cfg.preserve_norm and cfg.mode == "erase"
                 g_new, removed = erase(Va, g, cfg.one_sided, preserve)
