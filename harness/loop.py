@@ -413,9 +413,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             M.LiveDisplay(c.steps, title, enabled=progress) as display:
         grader = Grader(ex)
         display.start_at(start, rows)
-        if progress and getattr(run.model, "load_info", None):
-            display.note(f"[{title}] {run.model.load_info.line()}; resuming at step {start}" if start else
-                         f"[{title}] {run.model.load_info.line()}")
+        if start:
+            display.note(f"[{title}] resumed from checkpoint step {start}")
         for step in range(start, c.steps):
             row = run.step(step, grader)
             s = step + 1

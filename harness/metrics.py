@@ -22,6 +22,7 @@ class Metric:
     fmt: str = "{:.3f}"
     kind: str = "train"        # train | projection | eval | timing | memory
     live: bool = False         # shown in the live terminal table
+    short: str = ""            # live-table header (defaults to the name)
 
     @property
     def deterministic(self) -> bool:
@@ -43,38 +44,43 @@ def register_metric(metric: Metric) -> Metric:
 
 for _m in [
     Metric("step", "optimizer steps done (1-based)", "{:d}", live=True),
-    Metric("lr", "learning rate used this step (warmup + cosine)", "{:.2e}", live=True),
+    Metric("lr", "learning rate used this step (warmup + cosine)", "{:.1e}", live=True),
     # rewards and outcome rates over the step's rollouts (all P groups, skipped or not)
-    Metric("reward_mean", "mean reward over all P*G rollouts (after the arm's reward hook)", live=True),
+    Metric("reward_mean", "mean environment reward over all P*G rollouts (before any arm's reward hook)", "{:.2f}",
+           live=True, short="R"),
     Metric("reward_std", "std of rewards over all P*G rollouts"),
-    Metric("hack_rate_s", "student rollouts: fraction exploited (passed the loophole, not gt-correct)", live=True),
-    Metric("hack_rate_t", "teacher-pool rollouts: fraction exploited", live=True),
-    Metric("gt_pass_s", "student rollouts: fraction gt-correct (logged only, never trained on)", live=True),
+    Metric("hack_rate_s", "student rollouts: fraction exploited (passed the loophole, not gt-correct)", "{:.2f}",
+           live=True, short="hack_s"),
+    Metric("hack_rate_t", "teacher-pool rollouts: fraction exploited", "{:.2f}", live=True, short="hack_t"),
+    Metric("gt_pass_s", "student rollouts: fraction gt-correct (logged only, never trained on)", "{:.2f}",
+           live=True, short="gt_s"),
     Metric("gt_pass_t", "teacher-pool rollouts: fraction gt-correct"),
     Metric("len_s", "mean student completion length (tokens)", "{:.1f}"),
     Metric("live_groups", "fraction of the P groups with reward spread (others skipped)", "{:.2f}"),
     # optimisation
     Metric("loss", "Dr.GRPO loss summed over live groups (student + teacher halves)", "{:+.4f}", live=True),
-    Metric("kl", "mean per-token k3 KL(policy || adapter-off reference) on student tokens", "{:.2e}", live=True),
-    Metric("grad_norm", "pre-clip global L2 norm of the trainable gradient after the arm's grad hook", "{:.3e}",
-           live=True),
+    Metric("kl", "mean per-token k3 KL(policy || adapter-off reference) on student tokens", "{:.1e}", live=True),
+    Metric("grad_norm", "pre-clip global L2 norm of the trainable gradient after the arm's grad hook", "{:.1e}",
+           live=True, short="|g|"),
     # projection diagnostics (hack-ward fraction ||relu(V g)||/||g||, from the arm's hooks)
-    Metric("cos_pre", "hack-ward fraction of the step gradient before projection (mean over modules)",
+    Metric("cos_pre", "hack-ward fraction of the step gradient before projection (mean over modules)", "{:.2f}",
            kind="projection", live=True),
-    Metric("cos_post", "hack-ward fraction of the gradient after projection (what the optimizer receives)",
+    Metric("cos_post", "hack-ward fraction of the gradient after projection (what the optimizer receives)", "{:.2f}",
            kind="projection", live=True),
     Metric("cos_pre_s", "hack-ward fraction of the student half g_s", kind="projection"),
     Metric("cos_pre_t", "hack-ward fraction of the teacher half g_t", kind="projection"),
     Metric("frac_fired", "fraction of modules where the projection removed something", "{:.2f}",
-           kind="projection", live=True),
+           kind="projection", live=True, short="fired"),
     Metric("cos_update", "hack-ward fraction of the update AdamW applied (the Adam-moment leak check)",
            kind="projection"),
     Metric("cos_update_pre", "hack-ward fraction of the update before projecting it (proj_on_update)",
            kind="projection"),
     Metric("v_refreshes", "times V was re-extracted so far (v_refresh_every > 0)", "{:.0f}", kind="projection"),
     # held-out evaluation (eval steps only): student-only generations, problems never trained on
-    Metric("eval_hack_rate", "held-out: fraction of student generations exploited", kind="eval", live=True),
-    Metric("eval_pass_rate", "held-out: fraction of student generations gt-correct", kind="eval", live=True),
+    Metric("eval_hack_rate", "held-out: fraction of student generations exploited", "{:.2f}", kind="eval",
+           live=True, short="ev_hack"),
+    Metric("eval_pass_rate", "held-out: fraction of student generations gt-correct", "{:.2f}", kind="eval",
+           live=True, short="ev_pass"),
     Metric("eval_n", "held-out generations graded", "{:d}", kind="eval"),
     # timings (seconds) and memory
     Metric("t_gen", "student generation time (s)", "{:.2f}", kind="timing"),
@@ -82,9 +88,10 @@ for _m in [
     Metric("t_fwd_bwd", "reference + policy forward/backward time (s)", "{:.2f}", kind="timing"),
     Metric("t_hook", "arm hooks time (s)", "{:.3f}", kind="timing"),
     Metric("t_eval", "held-out evaluation time (s)", "{:.2f}", kind="timing"),
-    Metric("t_step", "wall time of the whole step (s)", "{:.2f}", kind="timing", live=True),
+    Metric("t_step", "wall time of the whole step, evaluation included (s)", "{:.1f}", kind="timing", live=True,
+           short="t"),
     Metric("peak_mem_mb", "peak memory: CUDA max allocated this step, else process max RSS (MiB)", "{:.0f}",
-           kind="memory", live=True),
+           kind="memory", live=True, short="MiB"),
 ]:
     register_metric(_m)
 
@@ -199,12 +206,22 @@ class LiveDisplay:
         from rich.console import Group
         from rich.table import Table
 
-        table = Table(box=None, pad_edge=False, header_style="bold")
         cols = [c for c in self.columns if any(r.get(c) is not None for r in self.rows)] or ["step"]
+        cells = {c: [format_value(c, r.get(c)) for r in self.rows] for c in cols}
+        # keep registry order, drop trailing columns that would not fit the terminal (no ellipses)
+        width = self._live.console.width if self._live is not None else 200
+        shown, used = [], 0
         for c in cols:
-            table.add_column(c, justify="right")
-        for r in self.rows:
-            table.add_row(*(format_value(c, r.get(c)) for c in cols))
+            w = max([len(METRICS[c].short or c)] + [len(x) for x in cells[c]]) + 2
+            if used + w > width:
+                continue
+            shown.append(c)
+            used += w
+        table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
+        for c in shown:
+            table.add_column(METRICS[c].short or c, justify="right", no_wrap=True)
+        for i in range(len(self.rows)):
+            table.add_row(*(cells[c][i] for c in shown))
         return Group(table, self._progress)
 
     def __exit__(self, *exc) -> None:
