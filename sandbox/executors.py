@@ -1,0 +1,439 @@
+"""Executor backends: run untrusted programs and return what they did, never a verdict.
+
+Every backend drives the same fork server (`sandbox/worker.py`) over its JSON-lines protocol:
+  - `process`: the worker on the host, inside bubblewrap (no network, read-only system dirs,
+    private /tmp, own pid namespace); plain rlimits with a logged warning when bwrap cannot start.
+  - `docker`: the worker inside the pinned, locked-down container (`sandbox.docker_executor`).
+  - `subprocess`: the naive baseline the original benchmark uses — a fresh interpreter per program,
+    same limits, no fork server. Only `make bench-grader` uses it.
+The worker enforces per-program limits; this side adds crash recovery: if a program kills the
+worker (or a sibling), the affected jobs are re-run one at a time, so verdicts stay deterministic.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+WORKER_PATH = Path(__file__).resolve().with_name("worker.py")
+EXECUTOR_KINDS = ("auto", "process", "docker", "subprocess")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-program limits; the ONE place their defaults live."""
+    timeout_s: float = 15.0        # wall clock
+    cpu_s: int = 10                # RLIMIT_CPU
+    memory_mb: int = 1024          # RLIMIT_AS
+    max_output: int = 65536        # stdout/stderr bytes kept (16x this => killed)
+    max_result: int = 32 << 20     # private result-channel bytes kept
+    max_file: int = 1 << 20        # RLIMIT_FSIZE and read-back cap
+
+
+@dataclass
+class Job:
+    id: str
+    code: str                      # trusted program (the grading harness)
+    args: Any = None               # JSON handed to the program as __args__
+    setup: str = ""                # trusted setup code, exec'd once per worker
+    read_files: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+
+    def request(self) -> dict:
+        return {"id": self.id, "code": self.code, "setup": self.setup, "args": self.args,
+                "read_files": list(self.read_files), **asdict(self.limits)}
+
+
+@dataclass
+class ExecResult:
+    id: str
+    status: str                    # ok | error | timeout | memory | output_limit | killed | worker_killed | internal
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    result: bytes = b""            # the private channel (fd 3)
+    files: dict[str, bytes | None] = field(default_factory=dict)
+    wall_s: float = 0.0
+    truncated: bool = False
+
+    @classmethod
+    def from_response(cls, d: dict) -> "ExecResult":
+        return cls(id=d["id"], status=d["status"], exit_code=d.get("exit_code"), signal=d.get("signal"),
+                   stdout=d.get("stdout", ""), stderr=d.get("stderr", ""),
+                   result=base64.b64decode(d.get("result", "")),
+                   files={k: (None if v is None else base64.b64decode(v)) for k, v in (d.get("files") or {}).items()},
+                   wall_s=float(d.get("wall_s", 0.0)), truncated=bool(d.get("truncated", False)))
+
+
+class ExecutorError(RuntimeError):
+    pass
+
+
+class Executor(ABC):
+    kind: str = "abstract"
+    description: str = ""
+
+    @abstractmethod
+    def run_many(self, jobs: list[Job]) -> list[ExecResult]:
+        """Results in the order of `jobs`."""
+
+    def run(self, job: Job) -> ExecResult:
+        return self.run_many([job])[0]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _WorkerDied(Exception):
+    def __init__(self, done: dict[str, ExecResult], why: str):
+        self.done, self.why = done, why
+
+
+class WorkerExecutor(Executor):
+    """Client for one long-lived `worker.py` process. Subclasses say how to start it (`_spawn`)."""
+
+    hello_timeout_s = 30.0
+    retry_statuses = ("killed",)   # possibly a sibling's doing: re-run alone once
+
+    def __init__(self, workers: int = 2):
+        self.workers = max(1, int(workers))
+        self._proc: subprocess.Popen | None = None
+        self._reader: _LineReader | None = None
+        self.hello: dict | None = None
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def _spawn(self) -> subprocess.Popen:
+        """Start the worker with binary stdin/stdout pipes (stderr may go anywhere)."""
+
+    # -- process management
+    def _ensure(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._proc = self._spawn()
+        self._reader = _LineReader(self._proc.stdout)
+        line = self._reader.readline(self.hello_timeout_s)
+        if not line:
+            err = _drain_stderr(self._proc)
+            self._kill()
+            raise ExecutorError(f"{self.kind}: worker did not start: {err.strip()[-2000:] or 'no output'}")
+        self.hello = json.loads(line)
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        self._kill()
+
+    # -- running
+    def run_many(self, jobs: list[Job]) -> list[ExecResult]:
+        if not jobs:
+            return []
+        ids = [j.id for j in jobs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("job ids must be unique within a batch")
+        with self._lock:
+            try:
+                done = self._batch(jobs)
+            except _WorkerDied as e:
+                log.warning("%s: worker died mid-batch (%s); re-running %d unfinished job(s) one at a time",
+                            self.kind, e.why, len(jobs) - len(e.done))
+                self._kill()
+                done = e.done
+            for job in jobs:
+                r = done.get(job.id)
+                if r is None or r.status in self.retry_statuses:
+                    done[job.id] = self._solo(job)
+        return [done[i] for i in ids]
+
+    def _solo(self, job: Job) -> ExecResult:
+        try:
+            return self._batch([job])[job.id]
+        except _WorkerDied as e:
+            self._kill()
+            return ExecResult(id=job.id, status="worker_killed", stderr=e.why)
+
+    def _batch(self, jobs: list[Job]) -> dict[str, ExecResult]:
+        self._ensure()
+        proc = self._proc
+        assert proc is not None
+        payload = b"".join(json.dumps(j.request(), separators=(",", ":")).encode() + b"\n" for j in jobs)
+
+        def write():
+            try:
+                proc.stdin.write(payload)
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass  # the reader notices the dead worker
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        want = {j.id for j in jobs}
+        # the worker enforces limits itself; this only guards against a hung worker
+        patience = max(j.limits.timeout_s for j in jobs) + 60.0
+        done: dict[str, ExecResult] = {}
+        while want - done.keys():
+            line = self._reader.readline(patience)
+            if line is None:
+                raise _WorkerDied(done, "no response within %.0fs" % patience)
+            if not line:
+                raise _WorkerDied(done, f"exit code {proc.poll()}")
+            resp = json.loads(line)
+            if resp.get("id") in want:
+                done[resp["id"]] = ExecResult.from_response(resp)
+            elif resp.get("status") == "internal":
+                raise ExecutorError(f"{self.kind}: worker rejected a request: {resp.get('stderr')}")
+        writer.join(timeout=5)
+        return done
+
+
+class _LineReader:
+    """Lines from a pipe with a timeout (the worker may hang; we must not)."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno()
+        self.buf = bytearray()
+
+    def readline(self, timeout: float) -> bytes | None:
+        """One line, b'' at EOF, None on timeout."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.fd, selectors.EVENT_READ)
+            while True:
+                nl = self.buf.find(b"\n")
+                if nl >= 0:
+                    line = bytes(self.buf[:nl + 1])
+                    del self.buf[:nl + 1]
+                    return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if not sel.select(left):
+                    continue
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    return b""
+                self.buf += chunk
+
+
+def _drain_stderr(proc: subprocess.Popen) -> str:
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    if proc.stderr is None:
+        return ""
+    try:
+        return proc.stderr.read().decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+
+
+def _python() -> str:
+    return os.path.realpath(sys.executable)
+
+
+def _worker_env() -> dict[str, str]:
+    return {"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+# ---------------------------------------------------------------------------------------- process
+def bwrap_command(workers: int) -> list[str] | None:
+    """The bubblewrap command that runs the worker with no network and a minimal read-only view."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
+    import sysconfig
+
+    py = _python()
+    prefix = os.path.realpath(sys.base_prefix)
+    cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+           "--unshare-uts", "--unshare-cgroup-try", "--clearenv"]
+    for k, v in _worker_env().items():
+        cmd += ["--setenv", k, v]
+    cmd += ["--setenv", "HOME", "/tmp", "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        if os.path.islink(top):
+            cmd += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    for f in ("/etc/ld.so.cache", "/etc/localtime"):
+        cmd += ["--ro-bind-try", f, f]
+    if not prefix.startswith("/usr/"):
+        # ancestors like /root are 0700 on the host; children (uid nobody) must be able to traverse them
+        parts = prefix.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            cmd += ["--perms", "0755", "--dir", "/" + "/".join(parts[:i])]
+        cmd += ["--ro-bind", prefix, prefix]
+    if not py.startswith(prefix + "/") and not py.startswith("/usr/"):
+        cmd += ["--ro-bind", os.path.dirname(py), os.path.dirname(py)]
+    # hide third-party packages: children see the stdlib only, as in the container
+    for key in ("purelib", "platlib"):
+        sp = os.path.realpath(sysconfig.get_paths()[key])
+        if os.path.isdir(sp) and sp.startswith(prefix):
+            cmd += ["--tmpfs", sp]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--size", str(512 << 20), "--tmpfs", "/tmp",
+            "--ro-bind", str(WORKER_PATH), "/opt/rh/worker.py", "--chdir", "/tmp"]
+    if os.geteuid() == 0:  # root in the sandbox keeps only what the fork server needs
+        cmd += ["--cap-drop", "ALL"]
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER", "CAP_KILL",
+                    "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"):
+            cmd += ["--cap-add", cap]
+    cmd += [py, "-S", "/opt/rh/worker.py", "--jobs", str(workers), "--base-dir", "/tmp"]
+    return cmd
+
+
+class ProcessExecutor(WorkerExecutor):
+    """The worker on the host: inside bubblewrap when it works, else plain rlimits (logged)."""
+
+    kind = "process"
+
+    def __init__(self, workers: int = 2, isolation: str = "auto"):
+        super().__init__(workers)
+        if isolation not in ("auto", "bwrap", "none"):
+            raise ValueError(f"isolation must be auto|bwrap|none, got {isolation!r}")
+        self.isolation = isolation
+        self.isolated: bool | None = None  # known after the first start
+        self._fallback_reason = ""
+
+    def _spawn(self) -> subprocess.Popen:
+        if self.isolation != "none" and self.isolated is not False:
+            cmd = bwrap_command(self.workers)
+            if cmd is not None:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+                return proc
+            self._fallback_reason = "bwrap not found on PATH"
+        return self._plain()
+
+    def _plain(self) -> subprocess.Popen:
+        return subprocess.Popen([_python(), "-S", str(WORKER_PATH), "--jobs", str(self.workers)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=_worker_env(), start_new_session=True)
+
+    def _ensure(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        if self.isolated is None and self.isolation != "none":
+            try:
+                super()._ensure()
+                self.isolated = self._fallback_reason == ""
+            except ExecutorError as e:
+                if self.isolation == "bwrap":
+                    raise
+                self._fallback_reason = str(e)
+                self.isolated = False
+            if self.isolated:
+                self.description = "process backend: fork server inside bubblewrap (no network, read-only system, private /tmp)"
+                log.info(self.description)
+                return
+            log.warning("process backend: bubblewrap unavailable (%s); FALLING BACK to plain rlimits: "
+                        "no network or filesystem isolation for graded programs", self._fallback_reason)
+            self.description = f"process backend: plain rlimits, NOT isolated ({self._fallback_reason})"
+        elif self.isolation == "none":
+            self.isolated = False
+            self.description = "process backend: plain rlimits (isolation='none')"
+        super()._ensure()
+
+
+class SubprocessExecutor(Executor):
+    """Naive baseline: a fresh interpreter per program (what the original benchmark does), same limits.
+
+    Each program pays interpreter start-up, imports and setup; children keep the parent's uid as a
+    plain subprocess would. Used by the benchmark to check verdicts and measure the speed-up.
+    """
+
+    kind = "subprocess"
+    description = "naive: one fresh python subprocess per program"
+
+    def __init__(self, workers: int = 2):
+        self.workers = max(1, int(workers))
+
+    def _one(self, job: Job) -> ExecResult:
+        cmd = [_python(), "-S", str(WORKER_PATH), "--jobs", "1", "--no-preload", "--child-uid", str(os.geteuid())]
+        proc = subprocess.run(cmd, input=json.dumps(job.request()).encode() + b"\n", capture_output=True,
+                              env=_worker_env(), timeout=job.limits.timeout_s + 60)
+        lines = proc.stdout.splitlines()
+        if len(lines) < 2:
+            return ExecResult(id=job.id, status="worker_killed", stderr=proc.stderr.decode("utf-8", "replace"))
+        return ExecResult.from_response(json.loads(lines[1]))
+
+    def run_many(self, jobs: list[Job]) -> list[ExecResult]:
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(self._one, jobs))
+
+
+# ---------------------------------------------------------------------------------------- factory
+def docker_available() -> tuple[bool, str]:
+    """(usable, why): the docker backend needs the SDK, a daemon that answers and the pinned image."""
+    try:
+        from sandbox import docker_executor  # owned by the image helper
+    except ImportError as e:
+        return False, f"sandbox.docker_executor not importable ({e})"
+    probe = getattr(docker_executor, "docker_available", None) or getattr(docker_executor.DockerExecutor, "available", None)
+    if probe is None:
+        return True, "no availability probe; assuming usable"
+    try:
+        res = probe()
+    except Exception as e:  # a daemon that does not answer raises all sorts of things
+        return False, f"docker probe failed: {e}"
+    if isinstance(res, tuple):
+        return bool(res[0]), str(res[1])
+    return bool(res), "" if res else "docker daemon or image unavailable"
+
+
+def make_executor(kind: str = "auto", workers: int = 2, **kwargs) -> Executor:
+    """`auto` = docker when a daemon and the image answer, else process (the choice is logged)."""
+    if kind not in EXECUTOR_KINDS:
+        raise ValueError(f"unknown sandbox kind {kind!r}; choose from {', '.join(EXECUTOR_KINDS)}")
+    if kind in ("auto", "docker"):
+        ok, why = docker_available()
+        if ok:
+            from sandbox.docker_executor import DockerExecutor
+
+            log.info("sandbox: docker backend (%s)", why or "daemon and image answer")
+            return DockerExecutor(workers=workers, **kwargs)
+        if kind == "docker":
+            raise ExecutorError(f"docker sandbox requested but unavailable: {why}")
+        log.info("sandbox: docker unavailable (%s); using the process backend", why)
+    if kind == "subprocess":
+        return SubprocessExecutor(workers=workers)
+    return ProcessExecutor(workers=workers, **kwargs)
+
+
+__all__ = ["Limits", "Job", "ExecResult", "Executor", "WorkerExecutor", "ProcessExecutor", "SubprocessExecutor",
+           "ExecutorError", "make_executor", "docker_available", "bwrap_command", "WORKER_PATH", "EXECUTOR_KINDS"]
