@@ -72,8 +72,8 @@ def timeit(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(ts)
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per callable, timed in alternating rounds so machine load drifts hit all alike."""
+def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per callable per round, timed in alternating rounds so machine load drifts hit all alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -83,7 +83,12 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
             t0 = time.perf_counter()
             fn()
             ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
+    return ts
+
+
+def paired_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num/den: robust to load that changes between rounds (shared CPUs)."""
+    return statistics.median(a / b for a, b in zip(num, den))
 
 
 def random_deltas(adapters, scale=0.05):
@@ -155,7 +160,8 @@ def main(argv=None) -> dict:
         with merged(svd):
             gen(svd)
     t = interleaved({"base": lambda: gen(base), "merged": gen_merged, "factored": lambda: gen(svd)}, args.repeats)
-    t_base, t_merged, t_fact = t["base"], t["merged"], t["factored"]
+    t_base, t_merged, t_fact = (statistics.median(t[k]) for k in ("base", "merged", "factored"))
+    r_merged, r_fact = paired_ratio(t["base"], t["merged"]), paired_ratio(t["base"], t["factored"])
 
     def remerge():
         for m in adapters.values():
@@ -165,12 +171,12 @@ def main(argv=None) -> dict:
     t_merge = timeit(remerge, args.repeats)
     res.update(gen_tok_s_base=n_tok / t_base, gen_tok_s_merged=n_tok / t_merged,
                gen_tok_s_factored=n_tok / t_fact, merge_s=t_merge,
-               gen_ratio_merged=t_base / t_merged, gen_ratio_factored=t_base / t_fact)
+               gen_ratio_merged=r_merged, gen_ratio_factored=r_fact)
     print("\n(a) rollout, greedy, batch %d x %d new tokens" % (args.batch, args.new_tokens))
     print(f"  unwrapped model      {n_tok / t_base:9.1f} tok/s")
-    print(f"  SVD, merged weights  {n_tok / t_merged:9.1f} tok/s   ratio {t_base / t_merged:.3f}x "
+    print(f"  SVD, merged weights  {n_tok / t_merged:9.1f} tok/s   ratio {r_merged:.3f}x "
           f"(target >= {TARGET_GEN}x)")
-    print(f"  SVD, factored        {n_tok / t_fact:9.1f} tok/s   ratio {t_base / t_fact:.3f}x (what merging avoids)")
+    print(f"  SVD, factored        {n_tok / t_fact:9.1f} tok/s   ratio {r_fact:.3f}x (what merging avoids)")
     print(f"  merge (rebuild all dense weights, once per optimizer step): {t_merge * 1e3:.1f} ms")
 
     # ---------------------------------------------------------------- (b) train step vs LoRA r=32
@@ -190,12 +196,13 @@ def main(argv=None) -> dict:
                                                           target_modules=list(targets)))
     lora_trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
     t = interleaved({"svd": lambda: step(svd), "lora": lambda: step(lora)}, args.repeats)
-    t_svd, t_lora = t["svd"], t["lora"]
-    res.update(train_s_svd=t_svd, train_s_lora=t_lora, train_ratio=t_svd / t_lora, lora_trainable=lora_trainable)
+    t_svd, t_lora = statistics.median(t["svd"]), statistics.median(t["lora"])
+    r_train = paired_ratio(t["svd"], t["lora"])
+    res.update(train_s_svd=t_svd, train_s_lora=t_lora, train_ratio=r_train, lora_trainable=lora_trainable)
     print("\n(b) train step (fwd+bwd, Dr.GRPO loss), batch %d x (%d prompt + %d completion)"
           % (args.batch, args.prompt_len, args.completion_len))
     print(f"  PEFT LoRA r=32 ({lora_trainable} params)   {t_lora * 1e3:8.1f} ms")
-    print(f"  SVD adapter ({r_total} params)       {t_svd * 1e3:8.1f} ms   ratio {t_svd / t_lora:.3f}x "
+    print(f"  SVD adapter ({r_total} params)       {t_svd * 1e3:8.1f} ms   ratio {r_train:.3f}x "
           f"(target <= {TARGET_TRAIN}x)")
     del lora
 
@@ -232,16 +239,15 @@ def main(argv=None) -> dict:
         layer = rebound_layer(len(decoder_layers(svd)), cfg.rebound_layer_frac)
         v_concept = torch.randn(svd.config.hidden_size, generator=g).to(device)
         t = interleaved({"plain": lambda: step(svd), "capture": lambda: step(svd, layer)}, args.repeats)
-        t_plain, t_cap = t["plain"], t["capture"]
+        t_plain, t_cap = statistics.median(t["plain"]), statistics.median(t["capture"])
+        r_cap = paired_ratio(t["capture"], t["plain"])
         acts = step(svd, layer)
         rewards = torch.randn(args.batch, generator=g).to(device)
         t_pen = timeit(lambda: rewards - rebound_penalty(acts, v_concept, cfg.rebound_alpha)[0], max(5, args.repeats))
-        extra = (t_cap - t_plain) + t_pen
-        res.update(rebound_layer=layer, rebound_capture_s=t_cap, rebound_penalty_s=t_pen,
-                   rebound_extra_ratio=extra / t_plain)
-        print(f"  {'rebound capture + penalty':32s} {extra * 1e3:8.2f} ms   {100 * extra / t_plain:+.2f}%  "
-              f"(layer {layer}; step {t_plain * 1e3:.1f} -> {t_cap * 1e3:.1f} ms with capture, "
-              f"penalty {t_pen * 1e3:.2f} ms; the capture part is within timing noise near 0)")
+        extra = (r_cap - 1.0) + t_pen / t_plain      # capture as a paired ratio, penalty as a share
+        res.update(rebound_layer=layer, rebound_capture_s=t_cap, rebound_penalty_s=t_pen, rebound_extra_ratio=extra)
+        print(f"  {'rebound capture + penalty':32s} {extra * t_plain * 1e3:8.2f} ms   {100 * extra:+.2f}%  "
+              f"(layer {layer}; capture step/plain step {r_cap:.3f}x, penalty {t_pen * 1e3:.2f} ms)")
     except Exception as e:  # absent or not buildable here: say so, don't pretend
         res["rebound"] = f"skipped: {type(e).__name__}: {e}"
         print(f"  rebound: skipped ({type(e).__name__}: {e})")
