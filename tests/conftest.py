@@ -4,3 +4,14 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def problems():
+    """The 119 pinned test-split problems (sandbox.data.load_problems("test")), loophole modes assigned."""
+    from sandbox.data import load_problems
+
+    return load_problems("test")
