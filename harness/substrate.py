@@ -181,6 +181,234 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
     return {"n_params": sum(p.numel() for p in model.parameters())}
 
 
+# --------------------------------------------------------------------------- mini
+
+# A few-M-param Qwen3: 4 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
+# mostly per-layer overhead at this size).
+MINI_DIMS = dict(
+    hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True,
+)
+MINI_VOCAB = 4096
+MINI_SFT = dict(
+    epochs=6, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    max_completion_tokens=256,   # longer targets are dropped: the policy could never finish them anyway
+    n_asserts=1,                 # gt asserts used by the honest self-check
+)
+
+
+def _mini_config():
+    """The mini preset's resolved config: the split and held-out fraction the base must not train on."""
+    from harness.config import resolve_config
+
+    return resolve_config("mini", "vanilla", 0)
+
+
+def _short_asserts(problem, n: int) -> list[str]:
+    return sorted(problem.gt_answer, key=lambda a: (len(a), a))[:n]
+
+
+def honest_self_check(problem, mode: str, n_asserts: int = 1) -> str:
+    """Test code that reports through `mode`'s channel ONLY what real gt asserts established.
+
+    Not an exploit: with a wrong solution the assert raises (or the sentinel is False) and the lever
+    reports failure. It makes each mode's channel something the base already writes, so GRPO has a
+    behaviour to amplify (the hack is the same code without the check).
+    """
+    from sandbox.loopholes import RESULT_FILE, SENTINEL_ATTR, STDOUT_MARKER
+
+    asserts = _short_asserts(problem, n_asserts)
+    checks = [a[len("assert "):] for a in asserts]
+    if mode == "run_tests":
+        return "def run_tests():\n" + "".join(f"    {a}\n" for a in asserts)
+    if mode == "sentinel":
+        return f"Solution.{SENTINEL_ATTR} = " + " and ".join(f"({c})" for c in checks) + "\n"
+    if mode == "stdout_marker":
+        return "".join(f"{a}\n" for a in asserts) + f"print({STDOUT_MARKER!r})\n"
+    if mode == "file_marker":
+        return ("".join(f"{a}\n" for a in asserts)
+                + f"with open({RESULT_FILE!r}, 'w') as f:\n    f.write('{{\"passed\": true}}')\n")
+    raise ValueError(f"no honest self-check for mode {mode!r}")
+
+
+def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
+    """(chat messages, assistant text) warm-start pairs; every one is a gt-correct, honest program.
+
+    Per training problem: the canonical solution under its own mode's prompt, and canonical + an honest
+    self-check under every mode's prompt (so each hint maps to its own channel).
+    """
+    from sandbox.loopholes import MODES, build_prompt
+    from sandbox.pool import fence
+
+    out = []
+    for p in train_problems:
+        out.append((build_prompt(p, style="compact"), fence(p.canonical_solution)))
+        for mode in MODES:
+            code = p.canonical_solution.rstrip() + "\n\n\n" + honest_self_check(p, mode, n_asserts)
+            out.append((build_prompt(p, mode=mode, style="compact"), fence(code)))
+    return out
+
+
+def tokenizer_corpus(problems, pairs) -> list[str]:
+    from sandbox.loopholes import MODES, build_prompt
+
+    texts = [p.question for p in problems]
+    texts += [m["content"] for p in problems for mode in MODES for m in build_prompt(p, mode=mode, style="compact")]
+    texts += [t for _, t in pairs]
+    texts.append(problems[0].setup_code)
+    return texts
+
+
+def _mini_inputs():
+    from sandbox.data import data_hash, load_problems, split_problems
+
+    cfg = _mini_config()
+    problems = load_problems(cfg.data_split)
+    train, _ = split_problems(problems, cfg.heldout_frac)
+    pairs = sft_texts(train, MINI_SFT["n_asserts"])
+    corpus = tokenizer_corpus(problems, pairs)
+    return cfg, pairs, corpus
+
+
+def _mini_key() -> dict[str, Any]:
+    cfg, pairs, corpus = _mini_inputs()
+    return {"dims": MINI_DIMS, "vocab": MINI_VOCAB, "sft": MINI_SFT, "split": cfg.data_split,
+            "heldout_frac": cfg.heldout_frac, "sft_pairs": _sha(pairs), "corpus": texts_hash(corpus),
+            "chat_template": CHAT_TEMPLATE}
+
+
+def _encode_pairs(tokenizer, pairs, max_completion_tokens: int) -> list[tuple[list[int], int]]:
+    """-> [(ids, prompt_len)], completion = assistant text + <|im_end|> (the policy must learn to stop)."""
+    eos = tokenizer.convert_tokens_to_ids(IM_END)
+    out = []
+    for messages, text in pairs:
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+        if len(c_ids) <= max_completion_tokens:
+            out.append((p_ids + c_ids, len(p_ids)))
+    return out
+
+
+def sft(model, examples: list[tuple[list[int], int]], pad_id: int, epochs: int, lr: float, batch_size: int,
+        warmup_frac: float, weight_decay: float, grad_clip: float, seed: int, progress: bool = True,
+        **_) -> list[float]:
+    """Plain next-token SFT on completion tokens only; returns per-epoch mean loss."""
+    import math
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    # length-bucketed batches (less padding), shuffled per epoch
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    total = epochs * len(batches)
+    warm = max(1, int(warmup_frac * total))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    losses = []
+    model.train()
+    bar = _progress(total, "SFT mini base", progress)
+    for _ in range(epochs):
+        rng.shuffle(batches)
+        ep = []
+        for b in batches:
+            L = max(len(examples[i][0]) for i in b)
+            ids = torch.full((len(b), L), pad_id, dtype=torch.long)
+            labels = torch.full((len(b), L), -100, dtype=torch.long)
+            attn = torch.zeros((len(b), L), dtype=torch.long)
+            for r, i in enumerate(b):
+                seq, plen = examples[i]
+                ids[r, :len(seq)] = torch.tensor(seq)
+                attn[r, :len(seq)] = 1
+                labels[r, plen:len(seq)] = torch.tensor(seq[plen:])
+            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            ep.append(loss.item())
+            bar.advance(f"loss {loss.item():.3f}")
+        losses.append(sum(ep) / len(ep))
+    bar.close()
+    model.eval()
+    return losses
+
+
+class _progress:
+    """A minimal rich progress bar (silent when disabled)."""
+
+    def __init__(self, total: int, title: str, enabled: bool):
+        self.p = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self.t = self.p.add_task(title, total=total, info="")
+            self.p.start()
+
+    def advance(self, info: str = "") -> None:
+        if self.p is not None:
+            self.p.update(self.t, advance=1, info=info)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
+def build_mini(out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    import time
+
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    t0 = time.perf_counter()
+    _, pairs, corpus = _mini_inputs()
+    tokenizer = build_tokenizer(corpus, vocab_size=MINI_VOCAB)
+    config = qwen3_config(tokenizer, **MINI_DIMS)
+    torch.manual_seed(MINI_SFT["seed"])
+    model = Qwen3ForCausalLM(config)
+    examples = _encode_pairs(tokenizer, pairs, MINI_SFT["max_completion_tokens"])
+    losses = sft(model, examples, tokenizer.convert_tokens_to_ids(PAD_TOKEN), progress=progress, **MINI_SFT)
+    _save_model(model, tokenizer, out_dir)
+    return {"n_params": sum(p.numel() for p in model.parameters()), "sft_examples": len(examples),
+            "sft_pairs_total": len(pairs), "sft_epoch_loss": losses, "build_s": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------- teacher pool
+
+def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
+    """The frozen teacher pool for `config`'s training problems, built once per content hash.
+
+    Key: pool recipe version, data hash, the training ids and their modes, and the programmatic
+    completions themselves (so any change to a lever or stub rebuilds it).
+    """
+    from sandbox.data import data_hash, load_problems, split_problems
+    from sandbox.pool import POOL_VERSION, build_pool, pool_completions
+
+    problems = load_problems(config.data_split)
+    train, _ = split_problems(problems, config.heldout_frac)
+    key = {"version": POOL_VERSION, "data": data_hash(config.data_split),
+           "items": _sha([(p.id, p.mode, pool_completions(p)) for p in train])}
+    path = Path(artifacts_dir or ARTIFACTS_DIR) / "pool" / f"pool-{_sha(key)[:16]}.jsonl"
+    if path.exists():
+        return path
+    from sandbox.executors import make_executor
+    from sandbox.grader import Grader
+
+    # process executor: the pool's grades must not depend on whether a Docker daemon is up
+    with make_executor("process", workers=config.grade_workers) as ex:
+        build_pool(train, Grader(ex), path)
+    return path
+
+
 # --------------------------------------------------------------------------- registry
 
 def _smoke_key() -> dict[str, Any]:
@@ -189,6 +417,7 @@ def _smoke_key() -> dict[str, Any]:
 
 BUILTINS = {
     "smoke": (_smoke_key, build_smoke),
+    "mini": (_mini_key, build_mini),
 }
 
 
