@@ -367,7 +367,7 @@ def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="write graded rows here (JSONL)")
 def grade(completions: str, sandbox: str, workers: int, out: str | None) -> None:
-    """Grade a JSONL of completions ({"problem_id", "completion", "mode"?} per line) in the sandbox."""
+    """Grade a JSONL of completions ({"id", "completion", "mode"?} per line) in the sandbox; print the rates."""
     from sandbox.grader import grade_file
     summary = grade_file(completions, executor=sandbox, workers=workers, out=out)
     console().print(json.dumps(summary, indent=2, sort_keys=True, default=str), markup=False)
