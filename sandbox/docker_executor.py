@@ -7,8 +7,10 @@ The container's pid 1 is a tiny reaper; the fork server (`python3 -S /opt/rh/san
 the image) is started with `docker exec` through the SDK and driven over the exec's attached stdin/stdout
 (JSON lines) by the same client code as the process backend (`sandbox.executors.WorkerExecutor`), so the
 per-program limits (rlimits, wall time, output caps) are applied by the same code inside the container.
-The container adds the outer walls: no network, read-only root, no capabilities, no-new-privileges, a
-non-root user, pid / memory / cpu limits and tmpfs work dirs. It is removed on close() and at interpreter
+The container adds the outer walls: no network, read-only root, all capabilities dropped but the few the
+worker needs to drop privileges (see WORKER_CAPS), no-new-privileges, the image's non-root user for
+everything but the worker, programs as `nobody` with no capabilities, pid / memory / cpu limits and
+a root-owned tmpfs for the work dirs. It is removed on close() and at interpreter
 exit; containers leaked by a killed interpreter are removed by the next executor started on the same
 host (they carry the owner's host:pid in a label).
 
@@ -35,6 +37,12 @@ from sandbox.executors import Limits, WorkerExecutor, log
 # The image `make image` tags; the executor's default. Override: RH_GRADER_IMAGE.
 IMAGE = os.environ.get("RH_GRADER_IMAGE", "rh-grader:latest")
 IMAGE_ROOT = "/opt/rh"                       # where the Dockerfile puts sandbox/, data/, pool/
+# The fork server runs as root holding only these capabilities (the set the process backend keeps inside
+# bubblewrap), so that it can drop each program to `nobody` exactly as on a root host: programs then
+# cannot signal the worker, cannot write outside their job dir, and cannot reach a sibling's files or
+# /proc entries (a uid change makes them non-dumpable). Programs keep no capability at all.
+WORKER_USER = "0"
+WORKER_CAPS = ("SETUID", "SETGID", "CHOWN", "FOWNER", "KILL", "DAC_OVERRIDE", "DAC_READ_SEARCH")
 CONTAINER_LABEL = "rh.grader.owner"          # value: "<hostname>:<pid>" of the interpreter that started it
 SANDBOX_DIR = Path(__file__).resolve().parent
 
@@ -186,12 +194,14 @@ class ExecProcess:
     id, 3 zero bytes, big-endian length) into stdout -> the pipe and stderr -> a bounded tail.
     """
 
-    def __init__(self, container, argv, environment: dict[str, str] | None = None, workdir: str = "/work"):
+    def __init__(self, container, argv, environment: dict[str, str] | None = None, workdir: str = "/work",
+                 user: str = ""):
         self._api = container.client.api
         self._container = container
         self.args = list(argv)
         self._exec_id = self._api.exec_create(container.id, self.args, stdin=True, stdout=True, stderr=True,
-                                              tty=False, environment=environment, workdir=workdir)["Id"]
+                                              tty=False, environment=environment, workdir=workdir,
+                                              user=user)["Id"]
         self._sock_io = self._api.exec_start(self._exec_id, socket=True)
         self._sock: socket.socket = getattr(self._sock_io, "_sock", self._sock_io)
         self._sock.settimeout(None)  # the SDK's HTTP timeout would end a quiet worker's stream
@@ -251,8 +261,8 @@ class ExecProcess:
         return self.poll()  # type: ignore[return-value]
 
     def kill(self) -> None:
-        """Exec sessions cannot be signalled through the API: SIGKILL everything the grader user runs in the
-        container (the worker and any orphaned program; pid 1, the reaper, is immune), then drop the stream."""
+        """Exec sessions cannot be signalled through the API: SIGKILL everything in the container (the
+        worker and any orphaned program; pid 1, the reaper, is immune), then drop the stream."""
         _kill_all_but_init(self._container)
         self.stdin.close()
         try:
@@ -262,6 +272,19 @@ class ExecProcess:
 
     terminate = kill
 
+    def close(self) -> None:
+        """Drop the stream and our pipe end (the process itself ends with its container)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the demux thread out of recv()
+        except OSError:
+            pass
+        self._reader.join(timeout=5)
+        for f in (self._sock_io, self._sock, self.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
@@ -270,10 +293,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _kill_all_but_init(container) -> None:
-    # os.kill(-1, ...) signals every process the caller may signal except itself and the namespace's init
+    # os.kill(-1, ...) signals every process the caller may signal except itself and the namespace's init;
+    # as root with CAP_KILL that is the worker (root) and the programs (nobody)
     try:
         container.exec_run(["python3", "-S", "-c", "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\n"
-                                                   "except ProcessLookupError: pass"])
+                                                   "except ProcessLookupError: pass"], user=WORKER_USER)
     except Exception:
         pass
 
@@ -281,9 +305,11 @@ def _kill_all_but_init(container) -> None:
 # --------------------------------------------------------------------------------------------------
 # the container
 # --------------------------------------------------------------------------------------------------
-# pid 1 of the container: reaps whatever the programs orphan, and (as a namespace init with no handler)
-# ignores the SIGKILL sweep that clears the container between workers.
-REAPER = ("import os, time\n"
+# pid 1 of the container: drops to the image's non-root user (argv[1]), then reaps whatever the programs
+# orphan; as a namespace init with no handler it ignores the SIGKILL sweep that clears the container.
+REAPER = ("import os, sys, time\n"
+          "uid, gid = map(int, sys.argv[1].split(':'))\n"
+          "os.setgroups([]); os.setgid(gid); os.setuid(uid)\n"
           "while True:\n"
           "    try: os.wait()\n"
           "    except ChildProcessError: time.sleep(0.5)\n")
@@ -329,26 +355,30 @@ class GraderContainer:
         reap_leaked(client)
         t0 = time.monotonic()
         self.image = image
-        # the image's non-root user (Dockerfile USER) owns the tmpfs mounts: docker mounts them root-owned
         uid, _, gid = (client.images.get(image).attrs["Config"].get("User") or "").partition(":")
         if not uid.isdigit() or uid == "0":
-            raise RuntimeError(f"{image} must run as a numeric non-root USER, has {uid!r}")
-        owner = f"uid={uid},gid={gid or uid}"
+            raise RuntimeError(f"{image} must have a numeric non-root USER, has {uid!r}")
+        self.user = f"{uid}:{gid or uid}"
         self.container = client.containers.run(
             image,
-            command=["python3", "-S", "-c", REAPER],
+            command=["python3", "-S", "-c", REAPER, self.user],
+            # started as root only so that execs as root get WORKER_CAPS (docker gives a non-root container's
+            # execs no effective capabilities); pid 1 drops to the image's user at once
+            user="0",
             detach=True,
             network_mode="none",
             read_only=True,
             cap_drop=["ALL"],
+            cap_add=list(WORKER_CAPS),        # a bounding set: only the root worker exec ever holds them
             security_opt=["no-new-privileges"],
             pids_limit=pids_limit,
             mem_limit=mem_limit,
             memswap_limit=mem_limit,          # no swap on top of the memory limit
             nano_cpus=int(cpus * 1e9),
-            # the worker's per-job dirs (the same size as the process backend's private /tmp) and a small /tmp
-            tmpfs={"/work": f"rw,nosuid,nodev,size={work_tmpfs},{owner},mode=0700",
-                   "/tmp": f"rw,nosuid,nodev,size=64m,{owner},mode=0700"},
+            # root-owned like the process backend's private /tmp: programs (nobody) write only in their
+            # own job dir, which the worker creates under /work and chowns to them. No /tmp mount: the
+            # image's /tmp stays on the read-only root (a tmpfs there would copy up its 1777 mode).
+            tmpfs={"/work": f"rw,nosuid,nodev,size={work_tmpfs},uid=0,gid=0,mode=0755"},
             ipc_mode="private",
             environment={"HOME": "/work", "LANG": "C.UTF-8"},
             labels={CONTAINER_LABEL: _owner(), "rh.grader.image": image},
@@ -359,8 +389,8 @@ class GraderContainer:
         self._finalizer = weakref.finalize(self, _remove_container, self.container)
         atexit.register(self._finalizer)
 
-    def spawn(self, argv, environment: dict[str, str] | None = None) -> ExecProcess:
-        return ExecProcess(self.container, argv, environment=environment)
+    def spawn(self, argv, environment: dict[str, str] | None = None, user: str = "") -> ExecProcess:
+        return ExecProcess(self.container, argv, environment=environment, user=user)
 
     def exec(self, argv: list[str], user: str = "") -> tuple[int, str]:
         """Run a short command to completion: (exit code, stdout + stderr)."""
@@ -400,7 +430,7 @@ class DockerExecutor(WorkerExecutor):
         mem_limit = mem_limit or f"{self.workers * Limits().memory_mb + 1024}m"
         self.container = GraderContainer(image, cpus=cpus, mem_limit=mem_limit, pids_limit=pids_limit)
         self.description = (f"docker backend: fork server in {image} (network none, read-only root, no capabilities, "
-                            f"no-new-privileges, non-root, {cpus:g} cpu, {mem_limit} memory, {pids_limit} pids)")
+                            f"no-new-privileges, programs as nobody, {cpus:g} cpu, {mem_limit} memory, {pids_limit} pids)")
         log.info("%s; container %s started in %.2fs", self.description, self.container.container.short_id,
                  self.container.start_s)
 
@@ -412,7 +442,7 @@ class DockerExecutor(WorkerExecutor):
         # PYTHONHASHSEED=0 as on the host (the worker would re-exec itself to get it otherwise)
         return self.container.spawn(
             ["python3", "-S", f"{IMAGE_ROOT}/sandbox/worker.py", "--jobs", str(self.workers), "--base-dir", "/work"],
-            environment={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            environment={"PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, user=WORKER_USER)
 
     def _kill(self) -> None:
         super()._kill()
@@ -420,7 +450,8 @@ class DockerExecutor(WorkerExecutor):
         self.container.sweep()
 
     def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.container.close()
+        # removing the container ends the worker and everything else in it; no kill round trips needed
+        proc, self._proc = self._proc, None
+        self.container.close()
+        if proc is not None:
+            proc.close()
