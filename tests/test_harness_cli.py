@@ -114,6 +114,8 @@ def test_missing_and_corrupt_pool(tmp_path):
     args = ["run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path / "runs"),
             "--dry-run"]
     assert_one_line_error(invoke(*args, "--set", f"teacher_pool={tmp_path}/nope.jsonl"), 1, "not found")
+    (tmp_path / "bad.jsonl").write_text('{"problem_id": 1, "compl\n')
+    assert_one_line_error(invoke(*args, "--set", f"teacher_pool={tmp_path}/bad.jsonl"), 1, "corrupt")
 
 
 def test_missing_model_dir(tmp_path):
@@ -167,3 +169,16 @@ def test_doctor_runs(tmp_path):
     assert r.exit_code in (0, 1), r.output
     for name in ("docker daemon", "grader image", "gpu", "flash-attn", "memory", "disk"):
         assert name in r.output
+
+
+def test_grade_command(tmp_path, problems):
+    p = problems[0]
+    rows = [{"id": p.id, "completion": f"```python\n{p.canonical_solution}\n```"}, {"id": p.id, "completion": "no"}]
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = invoke("grade", str(src), "--sandbox", "process", "--out", str(tmp_path / "g.jsonl"))
+    assert r.exit_code == 0, r.output
+    graded = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert [g["gt_correct"] for g in graded] == [True, False]
+    src.write_text('{"id": 123456789, "completion": "x"}\n')
+    assert_one_line_error(invoke("grade", str(src), "--sandbox", "process"), 1, "unknown problem id")
