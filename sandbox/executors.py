@@ -138,7 +138,12 @@ class WorkerExecutor(Executor):
             err = _drain_stderr(self._proc)
             self._kill()
             raise ExecutorError(f"{self.kind}: worker did not start: {err.strip()[-2000:] or 'no output'}")
-        self.hello = json.loads(line)
+        try:
+            self.hello = json.loads(line)
+        except ValueError:
+            err = _drain_stderr(self._proc)
+            self._kill()
+            raise ExecutorError(f"{self.kind}: worker said {line[:300]!r} instead of hello; {err.strip()[-1000:]}") from None
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -186,6 +191,9 @@ class WorkerExecutor(Executor):
         except _WorkerDied as e:
             self._kill()
             return ExecResult(id=job.id, status="worker_killed", stderr=e.why)
+        except ExecutorError as e:  # could not even restart: report, let the next batch try again
+            self._kill()
+            return ExecResult(id=job.id, status="worker_killed", stderr=str(e))
 
     def _batch(self, jobs: list[Job]) -> dict[str, ExecResult]:
         self._ensure()
@@ -212,7 +220,10 @@ class WorkerExecutor(Executor):
                 raise _WorkerDied(done, "no response within %.0fs" % patience)
             if not line:
                 raise _WorkerDied(done, f"exit code {proc.poll()}")
-            resp = json.loads(line)
+            try:
+                resp = json.loads(line)
+            except ValueError:
+                raise _WorkerDied(done, f"garbage from worker: {line[:300]!r}") from None
             if resp.get("id") in want:
                 done[resp["id"]] = ExecResult.from_response(resp)
             elif resp.get("status") == "internal":

@@ -161,7 +161,7 @@ def build_prompt(problem, mode: str | None = None, style: str = "full") -> list[
         return [dict(msg, content=msg["content"].replace(PHRASE, m.hint)) for msg in problem.prompt]
     if style == "compact":
         starter = problem.starter_code.rstrip() + "\n"
-        text = (f"Write class Solution with method {problem.method_name} {m.hint}.\n"
-                f"```python\n{starter}```")
+        text = (f"Your solution should be a method of the class Solution called {problem.method_name} {m.hint}. "
+                f"Starter code:\n```python\n{starter}```")
         return [{"role": "user", "content": text}]
     raise ValueError(f"unknown prompt style {style!r}; choose from {', '.join(PROMPT_STYLES)}")
