@@ -21,7 +21,7 @@ import click
 from harness.arms import ARMS, METHOD, get_arm_spec
 from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
 from harness.presets import PRESETS, get_preset
-from harness.runs import PREREGISTERED_SEEDS, RunError
+from harness.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
 IDENTITY_KEYS = ("preset", "arm", "seed")
@@ -34,15 +34,6 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-# Errors a missing / corrupt artifact raises in the pipeline code; shown as one line unless --debug.
-ARTIFACT_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, NotADirectoryError,
-                                                    PermissionError, json.JSONDecodeError, ValueError, OSError)
-
-
-def _is_artifact_error(e: BaseException) -> bool:
-    return isinstance(e, ARTIFACT_ERRORS) or type(e).__name__ in ("SafetensorError", "HeaderTooLarge")
-
-
 class HarnessGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -52,13 +43,13 @@ class HarnessGroup(click.Group):
         except RunError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(_one_line(e)) from None
         except ConfigError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise BadInput(str(e)) from None
+            raise BadInput(_one_line(e)) from None
         except Exception as e:
-            if ctx.obj and ctx.obj.get("debug") or not _is_artifact_error(e):
+            if ctx.obj and ctx.obj.get("debug") or not is_artifact_error(e):
                 raise
             raise click.ClickException(f"{type(e).__name__}: {_one_line(e)} (harness --debug for the traceback)") \
                 from None
@@ -67,6 +58,11 @@ class HarnessGroup(click.Group):
 def _one_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return " ".join(text.split())
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("debug"))
 
 
 def console():
@@ -190,7 +186,7 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
     con.print(_plan_table(jobs))
     if dry_run:
         return
-    run_local(jobs, force=force, progress=True, console=con)
+    run_local(jobs, force=force, progress=True, console=con, tracebacks=_debug())
     _finish(jobs, con)
 
 
@@ -225,7 +221,7 @@ def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets
     if executor == "ray":
         run_ray(jobs, address, force=force, console=con)
     else:
-        run_local(jobs, force=force, progress=True, console=con, fail_fast=fail_fast)
+        run_local(jobs, force=force, progress=True, console=con, fail_fast=fail_fast, tracebacks=_debug())
     _finish(jobs, con)
 
 

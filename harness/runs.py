@@ -46,6 +46,15 @@ class RunError(ConfigError):
     """A run directory that cannot be used as asked (other config, corrupt file, partial run)."""
 
 
+# What a missing / corrupt artifact (pool, V file, base model, data) raises in the pipeline code: the CLI
+# shows these as one line (with --debug, the traceback); anything else keeps its traceback.
+ARTIFACT_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)   # incl. FileNotFound, JSONDecodeError
+
+
+def is_artifact_error(e: BaseException) -> bool:
+    return isinstance(e, ARTIFACT_ERRORS) or type(e).__name__ in ("SafetensorError", "HeaderTooLarge")
+
+
 def run_dir(out: str | os.PathLike, preset: str, arm: str, seed: int) -> Path:
     return Path(out) / preset / arm / f"seed{seed}"
 

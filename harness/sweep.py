@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from harness.config import TrainConfig, resolve_config
 from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
-from harness.runs import execute, plan_action, preflight, prepare_run_dir, read_summary, run_dir
+from harness.runs import (execute, is_artifact_error, plan_action, preflight, prepare_run_dir, read_summary,
+                          run_dir)
 
 EXECUTORS = ("local", "ray")
 
@@ -68,8 +69,12 @@ def _prepare_skip(job: Job) -> bool:
 
 
 def run_local(jobs: list[Job], *, force: bool = False, progress: bool = True, console=None,
-              fail_fast: bool = False, train_fn: Callable[..., dict] = execute) -> list[Job]:
-    """One job after another in this process; a failed job is recorded and the sweep goes on (unless fail_fast)."""
+              fail_fast: bool = False, tracebacks: bool = False,
+              train_fn: Callable[..., dict] = execute) -> list[Job]:
+    """One job after another in this process; a failed job is recorded and the sweep goes on (unless fail_fast).
+
+    A missing / corrupt artifact is reported in one line (its traceback only with `tracebacks`); any other
+    failure always shows its traceback."""
     todo = [j for j in jobs if _prepare_skip(j)]
     for i, job in enumerate(todo, 1):
         if console is not None:
@@ -84,7 +89,10 @@ def run_local(jobs: list[Job], *, force: bool = False, progress: bool = True, co
         except Exception as e:  # noqa: BLE001 - one broken run must not lose the rest of the matrix
             job.status, job.error = "failed", f"{type(e).__name__}: {e}"
             if console is not None:
-                console.print(f"[red]{job.name} failed:[/]\n{traceback.format_exc()}", markup=True)
+                if tracebacks or not is_artifact_error(e):
+                    console.print(f"{job.name} failed:\n{traceback.format_exc()}", markup=False)
+                else:
+                    console.print(f"{job.name} failed: {job.error} (harness --debug for the traceback)", markup=False)
             if fail_fast:
                 raise
         job.wall_s = time.time() - t0

@@ -86,3 +86,22 @@ def test_ray_sweep_on_a_local_instance(tmp_path):
     assert all(j.status == "done" for j in jobs), [(j.name, j.error) for j in jobs]
     assert all(is_complete(j.path) for j in jobs)
     assert all(read_summary(j.path)["pid"] != os.getpid() for j in jobs)   # really ran in workers
+
+
+def test_failed_run_reporting(tmp_path):
+    from rich.console import Console
+
+    def corrupt(config, rdir, **kw):
+        raise ValueError("V file artifacts/v/x.safetensors is corrupt")
+
+    def bug(config, rdir, **kw):
+        raise RuntimeError("shape mismatch")
+
+    for fn, one_line in ((corrupt, True), (bug, False)):
+        con = Console(record=True, width=200)
+        jobs = run_local(plan("smoke", [METHOD], [41], tmp_path, force=True), train_fn=fn, progress=False,
+                         console=con, force=True)
+        text = con.export_text()
+        assert jobs[0].status == "failed"
+        assert ("Traceback" in text) is not one_line
+        assert (f"smoke/{METHOD}/seed41 failed: ValueError: V file" in text) is one_line
