@@ -18,8 +18,10 @@ quantile of all singular values across all modules; modules left with no axis ar
 
 Kinds (the V vocabulary): real (hack pairs), shuffled (hack/clean labels swapped at random per pair,
 seeded), nonhack (clean-vs-clean pairs), random (random orthonormal rows with the real V's modules and
-k_m, seeded). Every kind goes through the same k and floor and is cached on disk by everything it
-depends on (`get_or_extract`).
+k_m, seeded). Controls are dimension-matched to the real V: the real V's floor decides the modules and
+k_m, and each control keeps its own top k_m axes there, so a control removes exactly as many dimensions
+from the same modules and only the directions differ. Every V is cached on disk by everything it depends
+on (`get_or_extract`).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import json
 import os
 import sys
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -156,6 +158,18 @@ def directions_from_diffs(diffs: dict[str, torch.Tensor], k: int, quantile: floa
         if s.numel():
             V[name], sv[name] = v, s
     return noise_floor(V, sv, quantile)
+
+
+def match_structure(V: dict[str, torch.Tensor], sv: dict[str, torch.Tensor], real: "VHack"
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Keep, per module of the real V (after ITS floor), the control's top k_m axes: a control then removes
+    exactly as many dimensions from exactly the same modules, so only the directions differ."""
+    V_out, sv_out = {}, {}
+    for name, Vr in real.V.items():
+        if name in V and V[name].shape[0]:
+            k_m = min(int(Vr.shape[0]), int(V[name].shape[0]))
+            V_out[name], sv_out[name] = V[name][:k_m], sv[name][:k_m]
+    return V_out, sv_out
 
 
 def label_swaps(n_pairs: int, seed: int) -> torch.Tensor:
@@ -324,9 +338,10 @@ def _console():
 
 
 def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None = None,
-               adapters: dict | None = None, progress: bool = False, description: str = "pair gradients"
-               ) -> dict[str, torch.Tensor]:
-    """Per module, the stacked pair differences D [n_pairs, r] = grad NLL(pos) - grad NLL(neg), at delta_S = 0.
+               adapters: dict | None = None, progress: bool = False, description: str = "pair gradients",
+               base: bool = True) -> dict[str, torch.Tensor]:
+    """Per module, the stacked pair differences D [n_pairs, r] = grad NLL(pos) - grad NLL(neg), at delta_S = 0
+    (or, with base=False, at the adapter's current state: a V refresh).
 
     `pairs` are method.pairs.RenderedPair (messages, pos, neg). pos is the completion GRPO would
     reinforce (the hack), neg the one it would push down (the clean one).
@@ -338,7 +353,7 @@ def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None
         raise RuntimeError("v_hack extraction needs an adapter-wrapped model (method.adapter.wrap_model)")
     encoder = encoder or PairEncoder(tokenizer)
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in adapters}
-    with _eval_mode(model), at_base(adapters), torch.enable_grad():
+    with _eval_mode(model), (at_base(adapters) if base else nullcontext()), torch.enable_grad():
         for pair in _track(list(pairs), description, progress):
             p_ids = encoder.prompt(pair.messages)
             g_pos = completion_grads(model, adapters, p_ids, encoder.completion(pair.pos))
@@ -350,13 +365,24 @@ def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None
 
 def extract_v(model, tokenizer, pairs: Sequence, k: int, noise_quantile: float, *,
               encoder: PairEncoder | None = None, swaps: torch.Tensor | None = None,
-              kind: str = REAL, meta: dict | None = None, progress: bool = False) -> VHack:
-    """The extraction itself: pair differences -> (optionally label-swapped) -> top-k oriented -> floor."""
-    diffs = pair_diffs(model, tokenizer, pairs, encoder=encoder, progress=progress,
-                       description=f"v_hack[{kind}] pairs")
+              match: VHack | None = None, kind: str = REAL, meta: dict | None = None,
+              progress: bool = False, base: bool = True, diffs: dict | None = None) -> VHack:
+    """The extraction itself: pair differences -> (optionally label-swapped) -> top-k oriented -> floor.
+
+    With `match` (the real V), the floor is the real V's: same modules, same k_m (see match_structure).
+    `diffs` lets a caller pass pair differences it already computed for these pairs.
+    """
+    if diffs is None:
+        diffs = pair_diffs(model, tokenizer, pairs, encoder=encoder, progress=progress,
+                           description=f"v_hack[{kind}] pairs", base=base)
     if swaps is not None:
         diffs = apply_swaps(diffs, swaps)
-    V, sv, thr = directions_from_diffs(diffs, k, noise_quantile)
+    if match is None:
+        V, sv, thr = directions_from_diffs(diffs, k, noise_quantile)
+    else:
+        V, sv, _ = directions_from_diffs(diffs, k, 0.0)
+        V, sv = match_structure(V, sv, match)
+        thr = match.meta.get("sv_threshold", float("nan"))
     if not V:
         raise RuntimeError("v_hack extraction kept no axis in any module (all pair gradients zero?)")
     m = dict(meta or {})
@@ -367,10 +393,12 @@ def extract_v(model, tokenizer, pairs: Sequence, k: int, noise_quantile: float, 
 
 
 def validate(model, tokenizer, heldout_pairs: Sequence, vh: VHack, *, encoder: PairEncoder | None = None,
-             progress: bool = False, echo: bool = True) -> dict[str, float]:
+             progress: bool = False, echo: bool = True, base: bool = True, diffs: dict | None = None
+             ) -> dict[str, float]:
     """Held-out hack pairs vs V: {frac_positive, median_cos, median_hackward, frac_pairs_positive}; printed."""
-    diffs = pair_diffs(model, tokenizer, heldout_pairs, encoder=encoder, progress=progress,
-                       description="v_hack held-out pairs")
+    if diffs is None:
+        diffs = pair_diffs(model, tokenizer, heldout_pairs, encoder=encoder, progress=progress,
+                           description="v_hack held-out pairs", base=base)
     stats = validation_stats(diffs, vh)
     stats["n_pairs"] = len(heldout_pairs)
     if echo:
@@ -405,6 +433,23 @@ def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
                 prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
                 modules=sorted(ctx.adapters), state=state)
+
+
+_DIFFS_MEMO: dict[tuple, dict[str, torch.Tensor]] = {}   # in-process: real, shuffled and the validation
+_DIFFS_MEMO_MAX = 4                                       # of every kind share the same pair gradients
+
+
+def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, what: str) -> dict:
+    from method.pairs import pairs_hash
+
+    key = (id(ctx.model), ctx.model_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
+           encoder.enable_thinking, encoder.max_prompt_tokens, encoder.eos_id, tuple(sorted(ctx.adapters)))
+    if key not in _DIFFS_MEMO:
+        if len(_DIFFS_MEMO) >= _DIFFS_MEMO_MAX:
+            _DIFFS_MEMO.pop(next(iter(_DIFFS_MEMO)))
+        _DIFFS_MEMO[key] = pair_diffs(ctx.model, ctx.tokenizer, pairs, encoder=encoder, adapters=ctx.adapters,
+                                      progress=progress, description=what, base=state == "base")
+    return _DIFFS_MEMO[key]
 
 
 def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
@@ -445,15 +490,20 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
         vh = VHack(V=V, sv=sv, meta=meta)
     else:
         swaps = label_swaps(len(fit_pairs), cfg.seed) if kind == "shuffled" else None
+        real = None if kind == REAL else get_or_extract(ctx, REAL, progress)
+        if real is not None:
+            meta["shapes_from"] = real.meta.get("key")
+        diffs = _memo_diffs(ctx, fit_pairs, encoder, state, progress, f"v_hack {pair_set} pairs")
         vh = extract_v(ctx.model, ctx.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile, encoder=encoder,
-                       swaps=swaps, kind=kind, meta=meta, progress=progress)
+                       swaps=swaps, match=real, kind=kind, meta=meta, progress=progress, base=state == "base",
+                       diffs=diffs)
     # Every kind is validated against the held-out HACK pairs: for the controls this says how much of the
     # hack direction they happen to contain (random should sit near frac_positive 0.5, median_cos 0).
-    _, held_hack = (fit_pairs, held_pairs) if pair_set == P.HACK_SET else P.load_pairs(P.HACK_SET, cfg)
-    with_held = held_hack
-    if with_held:
-        vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, with_held, vh, encoder=encoder,
-                                         progress=progress, echo=progress)
+    held_hack = held_pairs if pair_set == P.HACK_SET else P.load_pairs(P.HACK_SET, cfg)[1]
+    if held_hack:
+        held_diffs = _memo_diffs(ctx, held_hack, encoder, state, progress, "v_hack held-out pairs")
+        vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
+                                         echo=progress, diffs=held_diffs)
     vh.save(path)
     return vh
 
