@@ -481,6 +481,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
     meta = dict(key=digest, model_hash=key["model_hash"], basis_hash=key["basis_hash"], pairs_hash=key["pairs_hash"],
                 pair_set=pair_set, seed=key["seed"], prompt_style=key["prompt_style"], state=state,
                 fit_pair_ids=[p.pair_id for p in fit_pairs])
+    progress = progress and state == "base"   # a mid-run refresh must not draw over the loop's live table
     if kind == "random":
         real = get_or_extract(ctx, REAL, progress)
         V, sv = random_orthonormal_like(real, cfg.seed)
