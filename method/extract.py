@@ -16,8 +16,9 @@ Each axis is oriented by majority vote over pairs (sign such that most pairs pro
 GLOBAL noise floor drops every (module, axis) whose singular value falls below the `noise_quantile`
 quantile of all singular values across all modules; modules left with no axis are dropped.
 
-Kinds (the V vocabulary): real (hack pairs), shuffled (hack/clean labels swapped at random per pair,
-seeded), nonhack (clean-vs-clean pairs), random (random orthonormal rows with the real V's modules and
+Kinds (the V vocabulary): real (hack pairs), shuffled (hack/clean labels swapped for a seeded random
+half of the pairs; NB this spans the real V's subspace exactly and only changes axis orientation, so it
+controls for the one-sided gate, and equals real under no_gate), nonhack (clean-vs-clean pairs), random (random orthonormal rows with the real V's modules and
 k_m, seeded). Controls are dimension-matched to the real V: the real V's floor decides the modules and
 k_m, and each control keeps its own top k_m axes there, so a control removes exactly as many dimensions
 from the same modules and only the directions differ. Every V is cached on disk by everything it depends
@@ -173,9 +174,18 @@ def match_structure(V: dict[str, torch.Tensor], sv: dict[str, torch.Tensor], rea
 
 
 def label_swaps(n_pairs: int, seed: int) -> torch.Tensor:
-    """[n_pairs] bool: which pairs the shuffled control swaps (hack <-> clean), each with p = 1/2, seeded."""
+    """[n_pairs] bool: which pairs the shuffled control swaps (hack <-> clean): a seeded random half.
+
+    Why exactly half: swapping negates a row of D, which leaves D's right singular vectors (the SUBSPACE)
+    unchanged; only the majority-vote orientation sees the labels. With independent coin flips the vote
+    is decided by whether fewer than half were swapped, i.e. one global coin per seed (V ~= +real or
+    ~= -real everywhere); a balanced swap leaves each axis's orientation close to a tie instead, which is
+    what "no label information" means for a one-sided projection.
+    """
     g = torch.Generator().manual_seed(int(seed) * 7919 + 17)
-    return torch.rand(n_pairs, generator=g) < 0.5
+    swaps = torch.zeros(n_pairs, dtype=torch.bool)
+    swaps[torch.randperm(n_pairs, generator=g)[: n_pairs // 2]] = True
+    return swaps
 
 
 def apply_swaps(diffs: dict[str, torch.Tensor], swaps: torch.Tensor) -> dict[str, torch.Tensor]:

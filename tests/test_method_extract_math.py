@@ -91,7 +91,16 @@ def test_swaps_negate_and_keep_all_is_identity():
 def test_label_swaps_seeded():
     a, b, c = label_swaps(64, 41), label_swaps(64, 41), label_swaps(64, 42)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert 10 < int(a.sum()) < 54
+    assert int(a.sum()) == int(c.sum()) == 32 and int(label_swaps(7, 1).sum()) == 3
+
+
+def test_swaps_change_orientation_never_the_subspace():
+    """Why the shuffled control is an orientation control: row sign flips leave D's right singular vectors."""
+    u = _unit(12, 9)
+    D = {"m": _diffs_along(u, [1.0] * 10 + [0.8] * 10, noise=0.3, seed=11)}
+    V, _, _ = directions_from_diffs(D, 4, 0.0)
+    Vs, _, _ = directions_from_diffs(apply_swaps(D, label_swaps(20, 3)), 4, 0.0)
+    torch.testing.assert_close((V["m"] * Vs["m"]).sum(1).abs(), torch.ones(4), atol=1e-4, rtol=0)
 
 
 def test_random_v_matches_real_shapes_and_is_orthonormal():
