@@ -263,7 +263,13 @@ def test_caught_kill_of_the_worker_then_a_correct_solution(dock, proc, problems)
 
 @pytest.mark.slow
 def test_every_canonical_and_stub_hack_identically_graded(dock, proc, problems):
-    """All 119 canonical solutions are gt_correct under docker, and docker == process on them and the hacks."""
+    """All 119 canonical solutions are gt_correct under docker, and docker == process on them and the hacks.
+
+    A few canonical solutions need most of the CPU limit; on a loaded machine they can time out under
+    either backend. Those (and only those: a diagnostic status of 'timeout' on either side) are graded
+    again alone before comparing.
+    """
+    from sandbox.grader import Grader
     from sandbox.pool import pool_completions
 
     items, kinds = [], []
@@ -272,9 +278,15 @@ def test_every_canonical_and_stub_hack_identically_graded(dock, proc, problems):
             if kind in ("canonical", "hack_stub"):
                 items.append((p, text, None))
                 kinds.append(kind)
-    rec_d = _grade_all(dock, items)
-    assert rec_d == _grade_all(proc, items)
-    canon = [r for k, r in zip(kinds, rec_d) if k == "canonical"]
+    g_d, g_p = Grader(dock, limits=Limits()), Grader(proc, limits=Limits())  # the grader's real limits
+    rec_d, rec_p = g_d.grade_many_detailed(items), g_p.grade_many_detailed(items)
+    final_d, final_p = [r for r, _ in rec_d], [r for r, _ in rec_p]
+    for i, ((rd, info_d), (rp, info_p)) in enumerate(zip(rec_d, rec_p)):
+        if "timeout" in (*info_d.values(), *info_p.values()):
+            final_d[i], final_p[i] = g_d.grade_many([items[i]])[0], g_p.grade_many([items[i]])[0]
+    diff = [(kinds[i], items[i][0].id, d, q) for i, (d, q) in enumerate(zip(final_d, final_p)) if d != q]
+    assert not diff, diff
+    canon = [r for k, r in zip(kinds, final_d) if k == "canonical"]
     assert len(canon) == len(problems) and all(r.gt_correct for r in canon)
 
 
