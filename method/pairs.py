@@ -920,8 +920,15 @@ def render_all(pairs: Sequence[Pair], problems, style: str = "full") -> list[Ren
     return [render(p, by_id[p.problem_id], style) for p in pairs]
 
 
-def pairs_hash(rendered: Sequence[RenderedPair]) -> str:
-    """sha256 (16 hex) over the pair texts (ids, modes, both completions); the prompt style is keyed separately."""
+def pairs_hash(rendered: Sequence[RenderedPair] | None = None) -> str:
+    """sha256 (16 hex) over the pair texts (ids, modes, both completions); the prompt style is keyed separately.
+
+    Default: every hack pair (PAIRS) rendered on the test split's problems.
+    """
+    if rendered is None:
+        from sandbox.data import load_problems
+
+        rendered = render_all(PAIRS, load_problems("test"))
     h = hashlib.sha256()
     for rp in sorted(rendered, key=lambda r: r.pair_id):
         h.update(json.dumps([rp.pair_id, rp.problem_id, rp.mode, rp.pos, rp.neg]).encode())

@@ -76,7 +76,7 @@ def test_load_pairs_and_hash():
     fit, held = P.load_pairs(P.HACK_SET, cfg)
     assert len(fit) + len(held) == len(P.PAIRS)
     h = P.pairs_hash(fit + held)
-    assert h == P.pairs_hash(list(reversed(fit + held)))                 # order-free
+    assert h == P.pairs_hash(list(reversed(fit + held))) == P.pairs_hash()   # order-free; default = all PAIRS
     changed = [held[0].__class__(**{**held[0].__dict__, "pos": held[0].pos + "\n"})] + held[1:]
     assert P.pairs_hash(fit + changed) != h
     cfit, cheld = P.load_pairs(P.CLEAN_SET, cfg)
