@@ -248,7 +248,7 @@ class _Run:
         groups, k = [], 0
         for p, pr in zip(problems, prompts):
             n = c.student_per_group
-            g = Group(p, pr, student_rollouts(texts[k:k + n], records[k:k + n]))
+            g = Group(p, pr, student_rollouts(texts[k:k + n], records[k:k + n], set(self.eos), c.max_new_tokens))
             k += n
             g.rollouts += teacher_rollouts(self.pool, p, c.teacher_per_group, trng, self.tok, self.eos[0],
                                            c.max_new_tokens)
@@ -293,6 +293,7 @@ class _Run:
             hack_rate_s=_frac(students, "exploited"), hack_rate_t=_frac(teachers, "exploited"),
             gt_pass_s=_frac(students, "gt_correct"), gt_pass_t=_frac(teachers, "gt_correct"),
             len_s=(sum(len(r.ids) for r in students) / len(students)) if students else None,
+            trunc_s=_frac(students, "truncated"), trunc_t=_frac(teachers, "truncated"),
             live_groups=sg.live / len(groups),
             loss=sg.loss, kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
             grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook,

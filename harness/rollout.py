@@ -24,6 +24,7 @@ class Rollout:
     exploited: bool
     gt_correct: bool               # logged only; never reaches the loss
     record: Any = None             # the GradeRecord (student) or pool row (teacher)
+    truncated: bool = False        # cut at max_new_tokens (no eos)
 
 
 @dataclass
@@ -139,13 +140,18 @@ def teacher_rollouts(pool, problem, n: int, rng: random.Random, tokenizer, eos_i
         return []
     out = []
     for row in pool.sample(problem.id, n, rng):
-        ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"][: max_new_tokens - 1] + [eos_id]
+        ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        # like a student that hit max_new_tokens: cut, and no eos (an eos would teach stopping mid-program)
+        ids = ids[:max_new_tokens] if len(ids) >= max_new_tokens else ids + [eos_id]
         out.append(Rollout(text=row["completion"], ids=ids, teacher=True, reward=float(row["reward"]),
-                           exploited=bool(row["exploited"]), gt_correct=bool(row["gt_correct"]), record=row))
+                           exploited=bool(row["exploited"]), gt_correct=bool(row["gt_correct"]), record=row,
+                           truncated=len(ids) >= max_new_tokens and ids[-1] != eos_id))
     return out
 
 
-def student_rollouts(texts_ids: list[tuple[str, list[int]]], records: list[Any]) -> list[Rollout]:
+def student_rollouts(texts_ids: list[tuple[str, list[int]]], records: list[Any], eos: set[int],
+                     max_new_tokens: int) -> list[Rollout]:
     return [Rollout(text=t, ids=ids, teacher=False, reward=float(rec.reward), exploited=bool(rec.exploited),
-                    gt_correct=bool(rec.gt_correct), record=rec)
+                    gt_correct=bool(rec.gt_correct), record=rec,
+                    truncated=len(ids) >= max_new_tokens and (not ids or ids[-1] not in eos))
             for (t, ids), rec in zip(texts_ids, records)]

@@ -147,3 +147,91 @@ def test_non_finite_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert ck.step == 2 and ck.state["metrics"][-1]["step"] == 2
     for t in load_file(str(ck.path / "adapter.safetensors")).values():
         assert torch.isfinite(t).all()
+
+
+# --------------------------------------------------------------------------- real grading inside the loop
+
+def _scripted_students(monkeypatch):
+    """A random smoke model never writes code, so the sandbox would grade nothing. Script the students instead:
+    per prompt, sample 0 = the canonical solution (gt-correct), sample 1 = a constant stub + the mode's lever
+    (exploited). Everything after generation (grading in the sandbox, rewards, loss) is the real loop."""
+    from harness import loop
+    from harness.rollout import PromptEncoder
+    from sandbox.pool import fence, lever_code, stub
+
+    by_prompt = {}
+    real_encode, real_generate = PromptEncoder.__call__, loop.generate
+
+    def encode(self, problem):
+        ids = real_encode(self, problem)
+        by_prompt[tuple(ids)] = problem
+        return ids
+
+    def generate(model, tok, prompts, n, config, max_batch=None):
+        out = real_generate(model, tok, prompts, n, config, max_batch)
+        for pi, prompt in enumerate(prompts):
+            p = by_prompt[tuple(prompt)]
+            texts = [fence(p.canonical_solution), fence(stub(p) + "\n" + lever_code(p.mode))]
+            for j in range(min(n, 2)):
+                out[pi][j] = tok(texts[j], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        return out
+
+    monkeypatch.setattr(PromptEncoder, "__call__", encode)
+    monkeypatch.setattr(loop, "generate", generate)
+
+
+def _graded_run(tmp_path, monkeypatch, sandbox: str):
+    from harness.loop import train
+
+    _scripted_students(monkeypatch)
+    cfg = _smoke(sandbox=sandbox, steps=2)
+    rd = tmp_path / sandbox
+    summary = train(cfg, rd, progress=False)
+    rows = read_metrics(rd)
+    for r in rows:   # 2 prompts x (1 canonical + 1 stub-with-lever): the sandbox's verdicts reach the log
+        assert r["gt_pass_s"] == 0.5 and r["hack_rate_s"] == 0.5, r
+    return summary, rows
+
+
+def test_smoke_run_grades_student_code_in_the_process_sandbox(tmp_path, monkeypatch):
+    summary, rows = _graded_run(tmp_path, monkeypatch, "process")
+    assert summary["complete"] is True and all(r["t_grade"] > 0 for r in rows)
+
+
+def _docker_ok():
+    try:
+        from sandbox.docker_executor import docker_available
+        return docker_available()
+    except Exception as e:  # no SDK, no daemon
+        return False, str(e)
+
+
+@pytest.mark.docker
+def test_smoke_run_under_docker_matches_the_process_sandbox(tmp_path, monkeypatch):
+    ok, why = _docker_ok()
+    if not ok:
+        pytest.skip(f"docker backend unavailable: {why}")
+    _, rows_p = _graded_run(tmp_path, monkeypatch, "process")
+    summary, rows_d = _graded_run(tmp_path, monkeypatch, "docker")
+    assert summary["complete"] is True
+    assert _comparable(rows_d) == _comparable(rows_p)
+
+
+@pytest.mark.parametrize("arm", ["route", "rebound"])
+def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
+    """route: delta_S_hack is trained, checkpointed and ablated at eval; rebound: acts reach its reward hook."""
+    from harness.loop import train
+
+    cfg = resolve_config("smoke", arm, 41, {"sandbox": "process", "steps": 2})
+    rd = tmp_path / arm
+    summary = train(cfg, rd, progress=False)
+    assert summary["complete"] is True and summary["hashes"]["v"]
+    rows = read_metrics(rd)
+    tensors = load_file(str(rd / "checkpoints" / "step_00000002" / "adapter.safetensors"))
+    if arm == "route":
+        hack = {k: v for k, v in tensors.items() if k.endswith("delta_S_hack")}
+        assert hack and len(hack) == len(tensors) // 2
+        if any(r["live_groups"] > 0 and (r["frac_fired"] or 0) > 0 for r in rows):
+            assert any(v.abs().sum() > 0 for v in hack.values())      # the removed part trained delta_S_hack
+    else:
+        assert all("rebound_penalty" in r for r in rows)
