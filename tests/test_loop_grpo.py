@@ -316,3 +316,46 @@ def test_checkpoint_roundtrip_keeps_last_two_and_ignores_partial_writes(smoke_cf
         assert torch.equal(v, saved_opt[k])
     assert opt.param_groups[0]["betas"][1] == pytest.approx(0.99)
     assert torch.equal(torch.rand(3), expect_torch) and random.random() == expect_py
+
+
+# --------------------------------------------------------------------------- held-out evaluation
+
+class _RecordingGrader:
+    """Grades by a fixed rule and remembers what it saw."""
+
+    def __init__(self):
+        self.seen = []
+
+    def grade_many(self, jobs):
+        self.seen += [text for _, text, _ in jobs]
+        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0) for i in range(len(jobs))]
+
+
+def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_path):
+    from harness.evaluate import evaluate
+    from harness.rollout import PromptEncoder
+    from method.adapter import get_adapters
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path, route=True)
+    _perturb(model)
+    probs = [SimpleNamespace(id=i, mode="run_tests") for i in range(3)]
+    enc = PromptEncoder(tok, smoke_cfg)
+    enc._cache = {p.id: [5 + p.id, 6, 7, 8] for p in probs}      # skip the chat template: fixed prompt ids
+    cfg = resolve_config("smoke", "route", 41, {"eval_samples": 2})
+
+    def run(ablate, seed=11):
+        g = _RecordingGrader()
+        out = evaluate(model, tok, probs, g, cfg, enc, seed=seed, ablate_hack=ablate)
+        return out, g.seen
+
+    base_out, base_seen = run(ablate=False)
+    assert base_out["eval_n"] == 6 and base_out["eval_hack_rate"] == pytest.approx(3 / 6)
+    assert base_out["eval_pass_rate"] == pytest.approx(2 / 6)
+    assert run(ablate=False)[1] == base_seen                       # same seed, same generations
+    with torch.no_grad():
+        for m in get_adapters(model).values():
+            m.delta_S_hack.copy_(torch.randn_like(m.delta_S_hack) * m.S.abs().mean())
+    _, ablated = run(ablate=True)
+    assert ablated == base_seen                                    # delta_S_hack is zeroed for evaluation
+    _, with_hack = run(ablate=False)
+    assert with_hack != base_seen                                  # ... and it does change generations when on
