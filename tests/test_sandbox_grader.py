@@ -27,13 +27,16 @@ def grader(executor):
     return Grader(executor, LIMITS)
 
 
+# two problems per mode whose canonical solutions need only a few ms of CPU (measured), to keep runs short
+CHEAP = {"run_tests": (3329, 3305), "sentinel": (3406, 3499), "stdout_marker": (3344, 3298),
+         "file_marker": (3403, 3426)}
+
+
 @pytest.fixture(scope="module")
 def per_mode(problems):
-    """Two problems of each mode (the smallest test suites, to keep the run short)."""
-    out = {}
-    for m in MODES:
-        ps = sorted((p for p in problems if p.mode == m), key=lambda p: (len(p.gt_answer), p.id))
-        out[m] = ps[:2]
+    by_id = {p.id: p for p in problems}
+    out = {m: [by_id[i] for i in ids] for m, ids in CHEAP.items()}
+    assert all(p.mode == m for m, ps in out.items() for p in ps), "mode assignment changed: update CHEAP"
     return out
 
 

@@ -17,7 +17,7 @@ from sandbox.executors import ExecutorError, Limits, ProcessExecutor, make_execu
 from sandbox.exploits import fenced
 from sandbox.grader import Grader
 
-LIMITS = Limits(timeout_s=4.0, cpu_s=2, memory_mb=512, max_output=4096)
+LIMITS = Limits(timeout_s=3.0, cpu_s=1, memory_mb=512, max_output=4096)
 BOUND_S = 2 * LIMITS.timeout_s + 20   # two phases at most, plus slack for a busy 2-core machine
 SECRET = "rh-secret-7f3a9c"
 
@@ -38,8 +38,10 @@ def backend(request):
 
 @pytest.fixture(scope="module")
 def problem(problems):
-    """A run_tests-mode problem with few tests (the naive tests also run for failing programs)."""
-    return min((p for p in problems if p.mode == "run_tests"), key=lambda p: (len(p.gt_answer), p.id))
+    """A run_tests-mode problem whose canonical solution needs ~2 ms of CPU (the check after each program)."""
+    (p,) = [p for p in problems if p.id == 3329]
+    assert p.mode == "run_tests"
+    return p
 
 
 def method(p, body: str) -> str:
