@@ -106,9 +106,12 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
     eos = eos_token_ids(model, tokenizer)
+    # Every sampling knob explicit and non-None: HF fills None fields from the checkpoint's own
+    # generation_config.json (Qwen3-4B ships temperature 0.6, top_k 20, top_p 0.95), which would
+    # silently override the preregistered sampling. top_k=0 disables top-k; min_p=0.0 keeps everything.
     gcfg = GenerationConfig(
-        do_sample=True, temperature=config.temperature, top_p=config.top_p,
-        top_k=config.top_k if config.top_k > 0 else None, min_p=config.min_p if config.min_p > 0 else None,
+        do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+        min_p=config.min_p, repetition_penalty=1.0, num_beams=1,
         max_new_tokens=config.max_new_tokens, eos_token_id=eos, pad_token_id=pad_id,
     )
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]

@@ -243,6 +243,26 @@ def test_generation_is_reproducible_and_padding_free(smoke_cfg, tmp_path):
     assert batched[1][0] == alone[0][0]   # left padding does not change what a prompt generates
 
 
+def test_sampling_ignores_the_checkpoints_own_generation_defaults(smoke_cfg, tmp_path):
+    """Hub checkpoints ship generation defaults (Qwen3-4B: temperature 0.6, top_k 20, top_p 0.95); the config wins."""
+    from harness.rollout import generate
+    from method.adapter import merged
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    cfg = resolve_config("smoke", "vanilla", 41, {"top_k": 0, "min_p": 0.0, "max_new_tokens": 12})
+    prompts = [[5, 6, 7, 8], [9, 10, 11]]
+
+    def sample():
+        torch.manual_seed(3)
+        with merged(model):
+            return generate(model, tok, prompts, 3, cfg)
+
+    plain = sample()
+    gc = model.generation_config
+    gc.temperature, gc.top_k, gc.top_p, gc.min_p, gc.repetition_penalty = 0.05, 1, 0.5, 0.9, 3.0
+    assert sample() == plain
+
+
 def test_load_policy_from_a_local_save_pretrained_dir(smoke_path, tmp_path):
     """The code path `full` uses with a hub id: from_pretrained on a directory."""
     from transformers import AutoModelForCausalLM
