@@ -281,7 +281,7 @@ class _Run:
                 raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
                                      f"the last good checkpoint is {self._last_ckpt()}")
         else:
-            gnorm = 0.0
+            gnorm = None        # nothing was trained this step; keeps zeros out of the summary's mean
         t_hook = time.perf_counter() - t0 if sg.live else 0.0
 
         students = [r for g in groups for r in g.students]

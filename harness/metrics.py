@@ -63,7 +63,8 @@ for _m in [
     # optimisation
     Metric("loss", "Dr.GRPO loss summed over live groups (student + teacher halves)", "{:+.4f}", live=True),
     Metric("kl", "mean per-token k3 KL(policy || adapter-off reference) on student tokens", "{:.1e}", live=True),
-    Metric("grad_norm", "pre-clip global L2 norm of the trainable gradient after the arm's grad hook", "{:.1e}",
+    Metric("grad_norm", "pre-clip global L2 norm of the trainable gradient after the arm's grad hook "
+           "(null when no group was live)", "{:.1e}",
            live=True, short="|g|"),
     # projection diagnostics (hack-ward fraction ||relu(V g)||/||g||, from the arm's hooks)
     Metric("cos_pre", "hack-ward fraction of the step gradient before projection (mean over modules)", "{:.2f}",
@@ -89,7 +90,7 @@ for _m in [
     Metric("t_gen", "student generation time (s)", "{:.2f}", kind="timing"),
     Metric("t_grade", "grading time (s)", "{:.2f}", kind="timing"),
     Metric("t_fwd_bwd", "reference + policy forward/backward time (s)", "{:.2f}", kind="timing"),
-    Metric("t_hook", "arm hooks time (s)", "{:.3f}", kind="timing"),
+    Metric("t_hook", "arm grad/update hooks + clip + optimizer step time (s)", "{:.3f}", kind="timing"),
     Metric("t_eval", "held-out evaluation time (s)", "{:.2f}", kind="timing"),
     Metric("t_step", "wall time of the whole step, evaluation included (s)", "{:.1f}", kind="timing", live=True,
            short="t"),
