@@ -233,9 +233,15 @@ def controls(rates: Rates) -> dict[str, Any]:
     return out
 
 
-def controls_command(rates: Rates, preset: str, runs: str) -> str | None:
-    """The command that would run whatever the control comparisons lack, or None when nothing is missing."""
-    missing = {a: s for a, s in _missing(rates, (METHOD, *CONTROLS)).items() if s}
+def missing_runs(rates: Rates) -> dict[str, list[int]]:
+    """Per arm (every registered arm), the seeds still missing from the full matrix: the preregistered
+    seeds plus any seed some arm already has. Empty lists are dropped."""
+    return {a: s for a, s in _missing(rates, tuple(ARMS)).items() if s}
+
+
+def missing_command(rates: Rates, preset: str, runs: str) -> str | None:
+    """The command that completes the matrix, or None when nothing is missing."""
+    missing = missing_runs(rates)
     return run_command(missing, preset, runs) if missing else None
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD
 from harness.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
-                             MATCHED_PASS_PP, NOT_RUN, controls_command, falsify, mean, rates_from_records, sem)
-from harness.runs import RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
+                             MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records, sem)
+from harness.runs import PREREGISTERED_SEEDS, RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
 
 # per-step student rates for curves.png (names from harness.metrics.METRICS)
 CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
@@ -162,8 +162,9 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: lis
         "",
         f"Hack-specific (erase beats all three controls): **{'yes' if c['hack_specific'] else 'no'}**.",
     ]
-    if missing_cmd:
-        parts += ["", f"To run the missing control comparisons: `{missing_cmd}`"]
+    parts += ["", "## Missing runs", "",
+              (f"The preregistered matrix (every arm × seeds {', '.join(map(str, PREREGISTERED_SEEDS))}) is not "
+               f"complete. To complete it: `{missing_cmd}`") if missing_cmd else "none: every arm has every seed"]
     parts += ["", "## Incomplete runs", ""]
     parts += [f"- `{r.path}`: {r.reason}" for r in incomplete] or ["none"]
     parts += ["", "## The rules", "", RULES_TEXT]
@@ -199,7 +200,7 @@ def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], inco
         ct.add_row(*row)
     console.print(ct)
     if missing_cmd:
-        console.print(f"missing control runs: [bold]{escape(missing_cmd)}[/]", soft_wrap=True)
+        console.print(f"matrix incomplete; to complete it: [bold]{escape(missing_cmd)}[/]", soft_wrap=True)
     if incomplete:
         console.print(f"[yellow]{len(incomplete)} incomplete run(s) ignored:[/]")
         for r in incomplete:
@@ -215,7 +216,7 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
     incomplete = [r for r in mine if not r.complete]
     result = falsify(mine, preset, runs=str(runs))
     rows = headline(complete)
-    missing_cmd = controls_command(rates_from_records(complete), preset, str(runs))
+    missing_cmd = missing_command(rates_from_records(complete), preset, str(runs))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "falsification.json", result)

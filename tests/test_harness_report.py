@@ -69,7 +69,17 @@ def test_write_report(runs, tmp_path):
     assert "| erase | 38.0 ± 4.6 | 40.0 ± 2.9 |" in md
     assert "## Incomplete runs" in md
     assert f"smoke/{CONTROLS[0]}/seed41" in md and f"smoke/{CONTROLS[1]}/seed41" in md
-    assert f"harness run --arm {','.join(CONTROLS)} --seeds 41,42,43 --preset smoke --out {runs}" in md
+    assert "## Missing runs" in md
+    assert f"harness run --arm route,{','.join(CONTROLS)} --seeds 41,42,43 --preset smoke --out {runs}" in md
     for name in ("pareto.png", "curves.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000
+
+
+def test_missing_runs_none_when_matrix_complete(tmp_path):
+    from harness.arms import ARMS
+    for arm in ARMS:
+        make_arm(tmp_path / "runs", arm, [0.5, 0.5, 0.5], 0.3)
+    write_report(tmp_path / "runs", tmp_path / "report")
+    md = (tmp_path / "report" / "falsification.md").read_text()
+    assert "none: every arm has every seed" in md and "harness run --arm" not in md
