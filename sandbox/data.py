@@ -85,6 +85,9 @@ class Problem:
     def method_name(self) -> str:
         return self.func_name.rsplit(".", 1)[-1]
 
+    def __hash__(self) -> int:  # the prompt holds dicts; ids are unique within a split
+        return hash(self.id)
+
 
 # ------------------------------------------------------------------------------------------- files
 

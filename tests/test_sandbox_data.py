@@ -127,3 +127,10 @@ def test_split_is_deterministic_stratified_and_disjoint(problems):
     assert abs(len(held) - 0.25 * len(problems)) <= len(MODES)
     assert [p.mode for p in held[:4]] == list(MODES)  # interleaved: any prefix covers every mode
     assert D.split_problems(problems, 0.0)[1] == []
+
+
+def test_problems_are_hashable_and_typed(problems):
+    assert len(set(problems)) == 119 and {problems[0]: 1}[problems[0]] == 1
+    p = problems[0]
+    assert isinstance(p.prompt, tuple) and isinstance(p.gt_answer, tuple)
+    assert p.func_name == f"Solution().{p.method_name}" and p.method_name in p.starter_code
