@@ -29,7 +29,7 @@ def backend(request):
         try:
             ex = make_executor("docker", workers=2)
         except ExecutorError as e:
-            pytest.skip(f"docker backend unavailable: {e}")
+            pytest.skip(os.environ.get("RH_DOCKER_SKIP_REASON") or f"docker backend unavailable: {e}")
     else:
         ex = ProcessExecutor(workers=2, isolation="none" if request.param == "process-plain" else "bwrap")
     with ex:
