@@ -1,6 +1,7 @@
 """End to end on the smoke preset: sweep (every arm x 2 seeds, real training) -> falsify -> report, via the CLI."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -47,3 +48,22 @@ def test_smoke_sweep_falsify_report(tmp_path):
     assert all(f"| {a} |" in md for a in ARMS)
     for png in ("pareto.png", "curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="ray not installed (optional extra: pip install -e '.[ray]')")
+def test_smoke_sweep_on_local_ray(tmp_path):
+    """The real `_ray_job -> execute -> train` path in Ray workers (a local instance, no GPU)."""
+    import ray
+
+    runs = tmp_path / "runs"
+    args = ["sweep", "--preset", "smoke", "--arm", "vanilla,erase", "--seeds", "41", "--out", str(runs),
+            "--sandbox", "process", "--executor", "ray"]
+    try:
+        r = CliRunner().invoke(cli, args, catch_exceptions=False)
+    finally:
+        ray.shutdown()
+    assert r.exit_code == 0, r.output[-3000:]
+    recs = scan_runs(runs)
+    assert len(recs) == 2 and all(x.complete for x in recs)
