@@ -117,7 +117,7 @@ class WorkerExecutor(Executor):
     """Client for one long-lived `worker.py` process. Subclasses say how to start it (`_spawn`)."""
 
     hello_timeout_s = 30.0
-    retry_statuses = ("killed",)   # possibly a sibling's doing: re-run alone once
+    retry_statuses = ("killed", "internal")  # a sibling's doing, or a failed fork: re-run alone once
 
     def __init__(self, workers: int = 2):
         self.workers = max(1, int(workers))

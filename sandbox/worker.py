@@ -273,7 +273,14 @@ class Server:
         devnull = os.open(os.devnull, os.O_RDONLY)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # out of processes/memory: report, keep serving
+            for fd in [devnull] + [fd for pair in pipes for fd in pair]:
+                os.close(fd)
+            _rmtree(workdir)
+            self.send(_response(req, "internal", stderr=f"fork failed: {e}"))
+            return
         if pid == 0:  # child
             _child(req, workdir, (devnull, pipes[0][1], pipes[1][1], pipes[2][1]), self.child_uid, ns, code)
         os.close(devnull)
