@@ -51,6 +51,9 @@ reproduce:  ## one GPU machine with Docker: the same with preset full
 test:  ## the README's test command
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q
 
+test-docker:  ## the docker-marked tests only, slow ones included (needs a daemon and `make image`)
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q -rs -m docker
+
 test-all:  ## includes slow tests
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q -m ''
 

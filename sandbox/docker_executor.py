@@ -296,10 +296,12 @@ def _kill_all_but_init(container) -> None:
     # os.kill(-1, ...) signals every process the caller may signal except itself and the namespace's init;
     # as root with CAP_KILL that is the worker (root) and the programs (nobody)
     try:
-        container.exec_run(["python3", "-S", "-c", "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\n"
-                                                   "except ProcessLookupError: pass"], user=WORKER_USER)
-    except Exception:
-        pass
+        res = container.exec_run(["python3", "-S", "-c", "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\n"
+                                                         "except ProcessLookupError: pass"], user=WORKER_USER)
+        if res.exit_code != 0:
+            log.warning("docker: sweeping container %s failed: %s", container.short_id, res.output[-500:])
+    except Exception as e:  # the container may be gone already (close); anything else is worth a line
+        log.warning("docker: sweeping container %s failed: %s", getattr(container, "short_id", "?"), e)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,12 +309,15 @@ def _kill_all_but_init(container) -> None:
 # --------------------------------------------------------------------------------------------------
 # pid 1 of the container: drops to the image's non-root user (argv[1]), then reaps whatever the programs
 # orphan; as a namespace init with no handler it ignores the SIGKILL sweep that clears the container.
-REAPER = ("import os, sys, time\n"
+REAPER = ("import os, signal, sys\n"
           "uid, gid = map(int, sys.argv[1].split(':'))\n"
           "os.setgroups([]); os.setgid(gid); os.setuid(uid)\n"
+          "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])\n"
           "while True:\n"
-          "    try: os.wait()\n"
-          "    except ChildProcessError: time.sleep(0.5)\n")
+          "    try:\n"
+          "        while os.waitpid(-1, os.WNOHANG)[0]: pass\n"
+          "    except ChildProcessError: pass\n"
+          "    signal.sigtimedwait([signal.SIGCHLD], 5)\n")
 
 
 def _owner() -> str:
@@ -346,6 +351,13 @@ def _remove_container(container) -> None:
         pass
 
 
+def _cgroup_driver(client) -> str | None:
+    try:
+        return client.info().get("CgroupDriver")
+    except Exception:
+        return None
+
+
 class GraderContainer:
     """One locked-down, idle container of the pinned image; workers are exec'd into it."""
 
@@ -375,6 +387,12 @@ class GraderContainer:
             mem_limit=mem_limit,
             memswap_limit=mem_limit,          # no swap on top of the memory limit
             nano_cpus=int(cpus * 1e9),
+            # The container is ONE group to the CPU scheduler, by default nested in docker's own group (weight
+            # of one process): on a loaded machine its programs got about half the CPU of the process backend's
+            # (measured), so wall-clock timeouts differed. Weigh it like `cpus` host processes instead; with
+            # the cgroupfs driver that needs the group at the top level (systemd drivers keep their default).
+            cpu_shares=int(1024 * cpus),
+            **({"cgroup_parent": "/"} if _cgroup_driver(client) == "cgroupfs" else {}),
             # root-owned like the process backend's private /tmp: programs (nobody) write only in their
             # own job dir, which the worker creates under /work and chowns to them. No /tmp mount: the
             # image's /tmp stays on the read-only root (a tmpfs there would copy up its 1777 mode).
@@ -429,8 +447,9 @@ class DockerExecutor(WorkerExecutor):
         # RLIMIT_AS of each running program plus the worker, the reaper and the /work tmpfs
         mem_limit = mem_limit or f"{self.workers * Limits().memory_mb + 1024}m"
         self.container = GraderContainer(image, cpus=cpus, mem_limit=mem_limit, pids_limit=pids_limit)
-        self.description = (f"docker backend: fork server in {image} (network none, read-only root, no capabilities, "
-                            f"no-new-privileges, programs as nobody, {cpus:g} cpu, {mem_limit} memory, {pids_limit} pids)")
+        self.description = (f"docker backend: fork server in {image} (network none, read-only root, capabilities "
+                            f"dropped but the worker's {len(WORKER_CAPS)}, no-new-privileges, programs as nobody, "
+                            f"{cpus:g} cpu, {mem_limit} memory, {pids_limit} pids)")
         log.info("%s; container %s started in %.2fs", self.description, self.container.container.short_id,
                  self.container.start_s)
 

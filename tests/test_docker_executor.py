@@ -166,11 +166,15 @@ def test_exec_results_match_the_process_backend(dock, proc):
 
 
 def _container_procs(dock) -> dict[int, str]:
-    """pid -> real uid of every process in the container but the one asking (exec'd as root)."""
-    code, out = dock.container.exec(["python3", "-S", "-c",
-                                     "import json, os\nme = os.getpid()\nprint(json.dumps({p: [l.split()[1] for l in "
-                                     "open(f'/proc/{p}/status') if l.startswith('Uid:')][0] for p in os.listdir('/proc') "
-                                     "if p.isdigit() and int(p) != me}))"], user="0")
+    """pid -> real uid of every live (not zombie) process in the container but the one asking (as root)."""
+    code, out = dock.container.exec(["python3", "-S", "-c", textwrap.dedent("""
+        import json, os
+        out = {}
+        for p in (p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()):
+            st = dict(l.split(':', 1) for l in open(f'/proc/{p}/status') if ':' in l)
+            if not st['State'].strip().startswith('Z'):
+                out[p] = st['Uid'].split()[0]
+        print(json.dumps(out))""")], user="0")
     assert code == 0, out
     return {int(k): v for k, v in json.loads(out).items()}
 

@@ -7,7 +7,7 @@
 #      exists), wheelhouse/, requirements-image.txt; nothing else reaches the daemon.
 #   3. docker build (classic builder, no network) with the data / pool / code hashes as labels; tag
 #      rh-grader:<worker hash>-<sandbox hash> and rh-grader:latest (the executor's default,
-#      sandbox.docker_executor.IMAGE).
+#      sandbox.docker_executor.IMAGE). NO_CACHE=1 rebuilds every layer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -97,11 +97,15 @@ log "code: sandbox/ sha256 $SANDBOX_SHA256, worker.py sha256 $WORKER_SHA256"
 # --- 3. build -------------------------------------------------------------------------------------------
 TAG="$IMAGE_REPO:${WORKER_SHA256:0:12}-${SANDBOX_SHA256:0:8}"
 tb=$(date +%s)
-DOCKER_BUILDKIT=0 docker build --network none -f Dockerfile -t "$TAG" -t "$IMAGE" \
+DOCKER_BUILDKIT=0 docker build --network none ${NO_CACHE:+--no-cache} -f Dockerfile -t "$TAG" -t "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg BASE_NAME="$BASE_NAME" \
     --build-arg DATA_SHA256="$DATA_SHA256" --build-arg POOL_SHA256="$POOL_SHA256" \
     --build-arg SANDBOX_SHA256="$SANDBOX_SHA256" --build-arg WORKER_SHA256="$WORKER_SHA256" \
     "$STAGE" >"$STAGE.build.log" 2>&1 || { tail -n 40 "$STAGE.build.log" >&2; die "docker build failed (full log: $STAGE.build.log)"; }
+# older builds: drop their tags (layers shared with this one stay; an image a container still uses stays)
+for old in $(docker images "$IMAGE_REPO" --format '{{.Repository}}:{{.Tag}}' | grep -vxF -e "$IMAGE" -e "$TAG"); do
+    docker rmi "$old" >/dev/null 2>&1 || true
+done
 id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 log "built $IMAGE = $TAG ($id): $((size / 1024 / 1024)) MiB; docker build $(( $(date +%s) - tb )) s, total $(( $(date +%s) - t0 )) s"
