@@ -329,6 +329,6 @@ def test_container_removed_at_interpreter_exit_and_leaks_reaped():
                "ex = DockerExecutor(workers=1)\nprint(ex.container.container.id, flush=True)\n"
                "os.kill(os.getpid(), signal.SIGKILL)")
     cid = r.stdout.split()[-1]
-    assert r.returncode == -9 and _container_exists(cid)
-    assert reap_leaked() >= 1
+    assert r.returncode == -9
+    reap_leaked()  # (another test process starting an executor right now may have reaped it already)
     assert not _container_exists(cid)
