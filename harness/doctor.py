@@ -64,7 +64,8 @@ def check_image() -> Check:
     if not st.get("present"):
         return Check("grader image", WARN, f"{st.get('image')} absent", "make image")
     data = st.get("data") or {}
-    labels = ", ".join(f"{name} {str(d.get('image'))[:12]}{'' if d.get('match') else ' (pinned ' + str(d.get('pinned'))[:12] + ')'}"
+    labels = ", ".join(f"{name} {str(d.get('image'))[:12]}"
+                       + ("" if d.get("match") else f" (pinned {str(d.get('pinned'))[:12]})")
                        for name, d in sorted(data.items())) or "no data labels"
     detail = f"{st.get('image')} ({st.get('size_mb')} MB); data {labels}"
     if st.get("ok"):

@@ -13,7 +13,9 @@ from typing import Any
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD
 from harness.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                              MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records, sem)
-from harness.runs import PREREGISTERED_SEEDS, RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
+from harness.metrics import SUMMARY_WINDOW
+from harness.runs import (PREREGISTERED_SEEDS, RunRecord, finite, read_metrics, scan_runs, select_preset,
+                          write_json_atomic)
 
 # per-step student rates for curves.png (names from harness.metrics.METRICS)
 CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
@@ -114,21 +116,23 @@ Rates are held-out fractions in percentage points (pp). Seeds are paired across 
 d_i = A's hack rate − B's on seed i over the seeds both have; SEM = sample std (ddof=1) / √n.
 Δpass uses the same A − B order.
 
-- **H4** ({BASELINE} hacks): supported if the mean {BASELINE} hack rate > {H4_MIN_VANILLA_HACK_PP:g}pp, else falsified.
-- **H1** ({METHOD} vs {BASELINE}, d = {BASELINE} − {METHOD}): falsified if mean(d) < {H1_MIN_DROP_PP:g}pp, or the
-  mean pass-rate drop > {H1_MAX_PASS_DROP_PP:g}pp, or n ≥ 2 and mean(d) ≤ SEM(d). Supported if not falsified, n ≥ 2,
-  mean(d) ≥ {H1_TARGET_DROP_PP:g}pp and |Δpass| ≤ {MATCHED_PASS_PP:g}pp. Otherwise inconclusive.
-- **H3** ({METHOD} vs {ADVANTAGE_BASELINE}, d = {ADVANTAGE_BASELINE} − {METHOD}): falsified if n ≥ 2 and
-  mean(d) ≤ SEM(d), or n = 1 and mean(d) ≤ 0. Supported if n ≥ 2, mean(d) > SEM(d) and |Δpass| ≤ {MATCHED_PASS_PP:g}pp.
+- **H4** ({BASELINE} hacks): supported if the mean {BASELINE} hack rate > {H4_MIN_VANILLA_HACK_PP:g}pp,
+  else falsified.
+- **H1** ({METHOD} vs {BASELINE}, d = {BASELINE} − {METHOD}): falsified if mean(d) < {H1_MIN_DROP_PP:g}pp,
+  or the mean pass-rate drop > {H1_MAX_PASS_DROP_PP:g}pp, or n ≥ 2 and mean(d) ≤ SEM(d).
+  Supported if not falsified, n ≥ 2, mean(d) ≥ {H1_TARGET_DROP_PP:g}pp and |Δpass| ≤ {MATCHED_PASS_PP:g}pp.
   Otherwise inconclusive.
-- **Controls** ({', '.join(CONTROLS)}; d = control − {METHOD}): {METHOD} beats a control if n ≥ 2 and mean(d) > SEM(d).
-  The effect is hack-specific only if {METHOD} beats all three.
+- **H3** ({METHOD} vs {ADVANTAGE_BASELINE}, d = {ADVANTAGE_BASELINE} − {METHOD}): falsified if n ≥ 2 and
+  mean(d) ≤ SEM(d), or n = 1 and mean(d) ≤ 0. Supported if n ≥ 2, mean(d) > SEM(d) and
+  |Δpass| ≤ {MATCHED_PASS_PP:g}pp. Otherwise inconclusive.
+- **Controls** ({', '.join(CONTROLS)}; d = control − {METHOD}): {METHOD} beats a control if n ≥ 2 and
+  mean(d) > SEM(d). The effect is hack-specific only if {METHOD} beats all three.
 """
 
-CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), paired by "
-           "seed. KL, mean·cos, frac·fired, ‖g‖: means over the last 25 steps. * projection diagnostics, meaningful "
-           "for projecting arms (mean·cos is the hack-ward fraction of the gradient before projection). "
-           "Cells: mean ± SEM across seeds (no SEM with one seed).")
+CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), "
+           f"paired by seed. KL, mean·cos, frac·fired, ‖g‖: means over the last {SUMMARY_WINDOW} steps. "
+           "* projection diagnostics, meaningful for projecting arms (mean·cos is the hack-ward fraction of the "
+           "gradient before projection). Cells: mean ± SEM across seeds (no SEM with one seed).")
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
