@@ -388,6 +388,18 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     elif list_checkpoints(ckpt_root) or (metrics_path.exists() and metrics_path.stat().st_size > 0):
         raise RunError(f"{run_dir} already holds a partial run; pass resume=True or use another directory")
 
+    old_threads = torch.get_num_threads()
+    try:
+        if config.cpu_threads > 0 and not torch.cuda.is_available():
+            torch.set_num_threads(config.cpu_threads)
+        return _train(config, run_dir, resume, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict:
+    ckpt_root = run_dir / CHECKPOINT_DIR
+    metrics_path = run_dir / METRICS_FILE
     wall0 = time.perf_counter()
     run = _Run(config, run_dir, progress)
     write_json_atomic(run_dir / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash(),
