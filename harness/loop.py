@@ -124,6 +124,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"step {step}: non-finite loss ({loss.item()}) on problem {g.problem.id} "
                                      f"({'student' if h == 's' else 'teacher'} half)")
+            model.train()       # the mode the graph was built in (checkpointed blocks recompute in backward)
             loss.backward()
             for name, p in params.items():
                 if p.grad is not None:

@@ -379,3 +379,24 @@ def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_p
     assert ablated == base_seen                                    # delta_S_hack is zeroed for evaluation
     _, with_hack = run(ablate=False)
     assert with_hack != base_seen                                  # ... and it does change generations when on
+
+
+def test_gradient_checkpointing_gives_the_same_step_gradient(tmp_path):
+    """The full preset trains with checkpointing (and Rebound's capture forward first): same g_s, g_t, acts."""
+    from harness.loop import policy_gradient
+
+    out = []
+    for ckpt in (False, True):
+        cfg = resolve_config("smoke", "rebound", 41, {"grad_checkpointing": ckpt, "kl_beta": 0.1})
+        model, tok, _ = _wrapped(cfg, tmp_path)
+        _perturb(model)
+        arm = _ActsArm()
+        groups = _groups(len(tok), tok.eos_token_id, seed=9)
+        sg = policy_gradient(model, groups, arm, cfg, tok.pad_token_id, 10.0, step=1)
+        out.append((sg, [a for _, a in arm.seen]))
+    (a, acts_a), (b, acts_b) = out
+    for n in a.g_s:
+        assert torch.allclose(a.g_s[n], b.g_s[n], atol=1e-6, rtol=1e-5)
+        assert torch.allclose(a.g_t[n], b.g_t[n], atol=1e-6, rtol=1e-5)
+    for x, y in zip(acts_a, acts_b):
+        assert torch.allclose(x, y, atol=1e-6)
