@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 FLAT_EPS = 1e-4   # simple_GRPO: max(R) - min(R) < 1e-4 -> no advantage signal
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -3,7 +3,6 @@ zeroed adapter, Rebound activations, generation determinism, checkpoints, model 
 from __future__ import annotations
 
 import json
-import math
 import random
 from types import SimpleNamespace
 
