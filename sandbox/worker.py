@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import builtins
 import errno
+import gc
 import hashlib
 import io
 import json
@@ -102,6 +103,7 @@ def _cached_setup(src: str) -> dict:
         ns: dict = {"__name__": "__main__", "__builtins__": builtins}
         exec(compile(src, "<setup>", "exec"), ns)
         _SETUP_CACHE[key] = ns
+        gc.freeze()  # children never collect (or copy-on-write-touch) the server's objects
     return _SETUP_CACHE[key]
 
 
@@ -481,6 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         child_uid = None
     if not a.no_preload:
         _preload()
+    gc.freeze()
     Server(a.jobs, child_uid, a.base_dir).serve()
 
 
