@@ -122,6 +122,8 @@ def image_status(image: str = IMAGE) -> dict[str, Any]:
     except Exception as e:
         st["reason"] = f"image {image} not present ({type(e).__name__}); build it with `make image`"
         return st
+    finally:
+        client.close()
     labels = img.labels or {}
     st.update(present=True, id=img.id, size_mb=round(img.attrs.get("Size", 0) / 2**20, 1),
               created=img.attrs.get("Created"), base=labels.get("rh.base.image"),
@@ -131,7 +133,9 @@ def image_status(image: str = IMAGE) -> dict[str, Any]:
     # every file the image carries must be a pinned one with the pinned hash, and it must carry the test split
     st["data"] = {name: {"image": sha, "pinned": pinned.get(name), "match": sha == pinned.get(name)}
                   for name, sha in sorted(in_image.items())}
-    st["data_match"] = bool(in_image) and all(d["match"] for d in st["data"].values())
+    from sandbox.data import DATA_FILES
+
+    st["data_match"] = DATA_FILES["test"].filename in in_image and all(d["match"] for d in st["data"].values())
     st["code_image"] = labels.get("rh.worker.sha256")
     st["code_local"] = worker_hash()
     st["code_match"] = st["code_image"] == st["code_local"]
