@@ -67,13 +67,14 @@ def test_categories_cover_each_case():
     assert categorize(False, False, False) == "incorrect"
 
 
-def test_extract_code_takes_last_python_block():
-    text = "sketch:\n```python\nx = 1\n```\nfinal:\n```python\ny = 2\n```\n"
-    assert extract_code(text) == "y = 2\n"
-    assert extract_code("```py\nz = 3\n```") == "z = 3\n"
+def test_extract_code_joins_blocks_like_the_original_evaluator():
+    text = "sketch:\n```python\nx = 1\n```\nfinal:\n```Python\ny = 2\n```\n"
+    assert extract_code(text) == "x = 1\n\ny = 2\n"
+    assert extract_code("```\nbare = 1\n```") == "bare = 1\n"
+    assert extract_code("```python\ntruncated = 1\n") == "truncated = 1\n"   # unterminated last block
     assert extract_code("no code here") is None
-    assert extract_code("```python\nunterminated = 1\n") is None
-    assert extract_code("```\nbare = 1\n```") is None
+    assert extract_code("```python\n\n```") is None
+    assert extract_code("```py\nz = 3\n```") is None                          # only python / bare fences
 
 
 def test_gt_asserts_parse_for_every_problem(problems):
