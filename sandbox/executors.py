@@ -326,8 +326,7 @@ def bwrap_command(workers: int) -> list[str] | None:
     if not py.startswith(prefix + "/") and not py.startswith("/usr/"):
         cmd += ["--ro-bind", os.path.dirname(py), os.path.dirname(py)]
     # hide third-party packages: children see the stdlib only, as in the container
-    for key in ("purelib", "platlib"):
-        sp = os.path.realpath(sysconfig.get_paths()[key])
+    for sp in sorted({os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}):
         if os.path.isdir(sp) and sp.startswith(prefix):
             cmd += ["--tmpfs", sp]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--size", str(512 << 20), "--tmpfs", "/tmp",
