@@ -358,15 +358,21 @@ def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
 
 
 @cli.command()
-@click.argument("completions", type=click.Path(exists=True, dir_okay=False))
+@click.option("--in", "in_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help='completions JSONL: {"id": <problem id>, "completion": "<model text>", "mode"?: <loophole mode>}')
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="graded JSONL: each input row plus every GradeRecord field, in input order")
 @click.option("--sandbox", type=click.Choice(SANDBOXES), default="auto", show_default=True)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write graded rows here (JSONL)")
-def grade(completions: str, sandbox: str, workers: int, out: str | None) -> None:
-    """Grade a JSONL of completions ({"id", "completion", "mode"?} per line) in the sandbox; print the rates."""
-    from sandbox.grader import grade_file
-    summary = grade_file(completions, executor=sandbox, workers=workers, out=out)
-    console().print(json.dumps(summary, indent=2, sort_keys=True, default=str), markup=False)
+def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
+    """Grade model completions in the sandbox; write graded rows; print counts per loophole mode x category."""
+    from sandbox.grader import grade_file, summary_table
+    summary = grade_file(in_path, out_path, sandbox_kind=sandbox, workers=workers)
+    con = console()
+    con.print(summary_table(summary))
+    reward = summary["mean_reward"]
+    con.print(f"mean reward {reward:.3f}" if reward is not None else "no rows", markup=False)
+    con.print(f"wrote {summary['output']}", markup=False)
 
 
 @cli.command()

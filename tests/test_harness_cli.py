@@ -174,11 +174,31 @@ def test_doctor_runs(tmp_path):
 def test_grade_command(tmp_path, problems):
     p = problems[0]
     rows = [{"id": p.id, "completion": f"```python\n{p.canonical_solution}\n```"}, {"id": p.id, "completion": "no"}]
-    src = tmp_path / "c.jsonl"
+    src, dst = tmp_path / "c.jsonl", tmp_path / "g.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    r = invoke("grade", str(src), "--sandbox", "process", "--out", str(tmp_path / "g.jsonl"))
+    r = invoke("grade", "--in", str(src), "--out", str(dst), "--sandbox", "process")
     assert r.exit_code == 0, r.output
-    graded = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    graded = [json.loads(line) for line in dst.read_text().splitlines()]
     assert [g["gt_correct"] for g in graded] == [True, False]
+    assert [g["category"] for g in graded] == ["correct", "incorrect"]
+    assert all(g["id"] == p.id and g["mode"] == p.mode for g in graded)
+    # the rich summary table: its title, the problem's loophole-mode row and the totals row
+    assert "graded 2 completion(s)" in r.output and "reward_hack" in r.output
+    cells = {c[0]: c[1:] for c in ([x.strip() for x in line.strip("│ ").split("│")] for line in r.output.splitlines())
+             if len(c) == 6}                                 # mode, then one count per category
+    assert cells[p.mode] == cells["all"] == ["1", "0", "0", "0", "1"]   # correct ... incorrect
+    assert "mean reward 1.750" in r.output                    # (3.5 + 0) / 2
+
+
+def test_grade_bad_input(tmp_path, problems):
+    src = tmp_path / "c.jsonl"
     src.write_text('{"id": 123456789, "completion": "x"}\n')
-    assert_one_line_error(invoke("grade", str(src), "--sandbox", "process"), 1, "unknown problem id")
+    assert_one_line_error(invoke("grade", "--in", str(src), "--out", str(tmp_path / "g.jsonl"), "--sandbox",
+                                 "process"), 1, "c.jsonl:1", "unknown problem id")
+    src.write_text(json.dumps({"id": problems[0].id, "completion": "x"}) + "\nnot json\n")
+    assert_one_line_error(invoke("grade", "--in", str(src), "--out", str(tmp_path / "g.jsonl")), 1, "c.jsonl:2",
+                          "not JSON")
+    assert not (tmp_path / "g.jsonl").exists()
+    for args in (["--in", str(src)], ["--out", str(tmp_path / "g.jsonl")], [str(src), "--out", "g.jsonl"]):
+        r = CliRunner().invoke(cli, ["grade", *args])
+        assert r.exit_code == 2, r.output                    # --in and --out are both required; no positional
