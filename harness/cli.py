@@ -288,14 +288,65 @@ def hashes(runs: str, preset: str | None) -> None:
 
 # --- pipeline steps ----------------------------------------------------------------------
 
+NO_TRAIN_SPLIT = "presets use the deterministic train/held-out partition of the test split instead"
+
+
+def _warn(text: str) -> None:
+    click.echo(f"warning: {text}", err=True)       # one line each, never wrapped (rich would wrap at 80 columns)
+
+
 @cli.command()
-def data() -> None:
-    """Fetch (or reuse ../shared/data) the pinned LeetCode splits and verify their hashes."""
-    from sandbox.data import ensure_data
-    paths = ensure_data()
+@click.option("--allow-unpinned", is_flag=True,
+              help="also fetch split files that have no pinned sha256 (the train splits): used UNVERIFIED, "
+                   "their sha256 printed and recorded in <data dir>/unpinned.json")
+def data(allow_unpinned: bool) -> None:
+    """Fetch (or reuse ../shared/data) the pinned LeetCode splits and verify their hashes.
+
+    The test split is required. The train split files are tried next: they have no pinned hash yet,
+    so without --allow-unpinned they are skipped with a warning (exit 0)."""
+    import sandbox.data as D
+
     con = console()
-    for name, path in paths.items():
-        con.print(f"{name}: {path}")
+    try:
+        test = D.ensure_data(("test",))["test"]
+    except D.DataError as e:
+        raise click.ClickException(f"test split: {_one_line(e)}") from None
+    con.print(f"test: {test}  sha256 {D.DATA_FILES['test'].sha256} (verified)", markup=False)
+
+    unpinned, failed = {}, []
+    for split, df in D.DATA_FILES.items():
+        if split == "test":
+            continue
+        if df.sha256 is None and not allow_unpinned:
+            _warn(f"{split}: {df.filename} skipped: no pinned sha256 in sandbox/data.py DATA_FILES, so it cannot be "
+                  f"verified (--allow-unpinned fetches it unverified); {NO_TRAIN_SPLIT}")
+            continue
+        try:
+            path = D.ensure_data((split,), allow_unpinned=allow_unpinned)[split]
+        except D.DataError as e:
+            if not isinstance(e.__cause__, OSError):   # a hash mismatch or a bad file: never skipped quietly
+                raise click.ClickException(f"{split}: {_one_line(e)}") from None
+            failed.append(split)
+            _warn(f"{split}: {df.filename} not fetched ({type(e.__cause__).__name__}: {_one_line(e.__cause__)}); "
+                  f"{NO_TRAIN_SPLIT}")
+            continue
+        if df.sha256 is not None:
+            con.print(f"{split}: {path}  sha256 {df.sha256} (verified)", markup=False)
+            continue
+        digest = D.sha256_file(path)
+        unpinned[df.filename] = {"split": split, "path": str(path), "sha256": digest, "url": df.url,
+                                 "commit": D.REPO_COMMIT}
+        _warn(f"UNPINNED {split}: {path} sha256 {digest} is NOT verified against any pin; to pin it set "
+              f'DataFile("{split}", "{df.filename}", "{digest}") in sandbox/data.py')
+    if unpinned:
+        record = Path(D.DATA_DIR) / "unpinned.json"
+        old = json.loads(record.read_text()) if record.is_file() else {}
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({**old, **unpinned}, indent=1, sort_keys=True) + "\n")
+        con.print(f"[bold red]UNPINNED[/] {len(unpinned)} file(s) used without hash verification; recorded in "
+                  f"{record}")
+    if failed and allow_unpinned:   # asked for explicitly: not getting them is a failure
+        raise click.ClickException(f"--allow-unpinned: could not fetch {', '.join(failed)} (see warnings above)")
 
 
 def _builtin_name(model: str) -> str | None:

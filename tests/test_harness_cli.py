@@ -202,3 +202,91 @@ def test_grade_bad_input(tmp_path, problems):
     for args in (["--in", str(src)], ["--out", str(tmp_path / "g.jsonl")], [str(src), "--out", "g.jsonl"]):
         r = CliRunner().invoke(cli, ["grade", *args])
         assert r.exit_code == 2, r.output                    # --in and --out are both required; no positional
+
+
+# --- data ------------------------------------------------------------------------------
+
+@pytest.fixture
+def data_dirs(tmp_path, monkeypatch):
+    """The real shared dir (it holds the pinned test split), an empty cache, and a fake download per test."""
+    import sandbox.data as D
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(D, "DATA_DIR", cache)
+    calls = []
+
+    def set_download(fn):
+        def download(df, dest, timeout=60.0):
+            calls.append(df.filename)
+            return fn(df, dest)
+        monkeypatch.setattr(D, "_download", download)
+    return D, cache, calls, set_download
+
+
+def _unreachable(df, dest):
+    import sandbox.data as D
+    try:
+        raise OSError("Network is unreachable")
+    except OSError as e:
+        raise D.DataError(f"{df.filename}: download from {df.url} failed ({e})") from e
+
+
+def test_data_verifies_test_and_warns_once_per_unpinned_train_file(data_dirs):
+    D, cache, calls, set_download = data_dirs
+    set_download(_unreachable)
+    train = [df.filename for s, df in D.DATA_FILES.items() if s != "test"]
+    assert train == ["leetcode_train_medhard_filtered.jsonl", "leetcode_train_medhard_holdout.jsonl"]
+    r = invoke("data")
+    assert r.exit_code == 0, r.output
+    assert D.DATA_FILES["test"].sha256 in r.stdout and "verified" in r.stdout
+    warnings = r.stderr.strip().splitlines()
+    assert len(warnings) == 2
+    for w, name in zip(warnings, train):
+        assert w.startswith("warning: ") and name in w and "no pinned sha256" in w and "partition of the test split" in w
+    assert calls == []                                       # unpinned files are not even fetched
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_data_allow_unpinned_fetches_and_records_loudly(data_dirs):
+    D, cache, calls, set_download = data_dirs
+
+    def fake(df, dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(f'{{"file": "{df.filename}"}}\n')
+        return dest
+    set_download(fake)
+    r = invoke("data", "--allow-unpinned")
+    assert r.exit_code == 0, r.output
+    record = json.loads((cache / "unpinned.json").read_text())
+    assert sorted(calls) == sorted(record) == ["leetcode_train_medhard_filtered.jsonl",
+                                               "leetcode_train_medhard_holdout.jsonl"]
+    for name, rec in record.items():
+        digest = D.sha256_file(cache / name)
+        assert rec["sha256"] == digest and rec["commit"] == D.REPO_COMMIT
+        assert f"UNPINNED {rec['split']}: " in r.stderr and digest in r.stderr
+    assert "UNPINNED" in r.stdout
+
+
+def test_data_unreachable_train_split(data_dirs, monkeypatch):
+    D, cache, calls, set_download = data_dirs
+    set_download(_unreachable)
+    r = invoke("data", "--allow-unpinned")                  # asked for explicitly: failing to get them is an error
+    assert r.exit_code == 1 and "could not fetch train, train_holdout" in r.stderr
+    assert r.stderr.count("Network is unreachable") == 2 and "partition of the test split" in r.stderr
+    # once pinned, an unreachable train file is a warning (exit 0), a wrong hash is fatal
+    for split in ("train", "train_holdout"):
+        df = D.DATA_FILES[split]
+        monkeypatch.setitem(D.DATA_FILES, split, D.DataFile(split, df.filename, "0" * 64))
+    r = invoke("data")
+    assert r.exit_code == 0 and r.stderr.count("not fetched (OSError: Network is unreachable)") == 2
+
+    def wrong_hash(df, dest):
+        raise D.DataError(f"{df.filename}: downloaded from {df.url} but sha256 is 1234, pinned {df.sha256}")
+    set_download(wrong_hash)
+    assert_one_line_error(invoke("data"), 1, "leetcode_train_medhard_filtered.jsonl", "sha256")
+
+
+def test_data_test_split_failure_is_fatal(data_dirs, tmp_path, monkeypatch):
+    D, cache, calls, set_download = data_dirs
+    monkeypatch.setattr(D, "SHARED_DATA_DIR", tmp_path / "empty")
+    set_download(_unreachable)
+    assert_one_line_error(invoke("data"), 1, "test split", "leetcode_test_medhard.jsonl", "failed")
