@@ -164,6 +164,51 @@ def _finish(jobs, con) -> None:
                                    + "; ".join(f"{j.name}: {j.error}" for j in failed))
 
 
+def _print_dry_run(jobs, con) -> None:
+    """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
+    from rich.table import Table
+
+    from harness.model_loading import BUILTIN_PREFIX, dry_run
+    from harness.runs import config_diff
+    if not jobs:
+        return
+    first = jobs[0].config
+    con.print(f"resolved config of {jobs[0].name} (config_hash {first.config_hash()}):", markup=False)
+    con.print(json.dumps(first.to_dict(), indent=1, sort_keys=True, default=str), markup=False)
+    for j in jobs[1:]:
+        diff = config_diff(first, j.config)
+        con.print(f"{j.name}: same, except " + ", ".join(f"{k}={new!r}" for k, (_, new) in diff.items()), markup=False)
+    if first.model.startswith(BUILTIN_PREFIX):
+        # estimating needs the built model's config.json, and a dry run must not build (mini's build trains)
+        con.print(f"memory estimate: skipped for {first.model}, a CPU substrate built on demand "
+                  f"(`harness build-base --preset {first.preset}`)", markup=False)
+        return
+    estimates: dict[str, tuple[dict, list[str]]] = {}   # identical estimates are shown once
+    for j in jobs:
+        info = dry_run(j.config)
+        key = json.dumps(info["memory_gib"], sort_keys=True, default=str)
+        estimates.setdefault(key, (info, []))[1].append(j.name)
+    for info, names in estimates.values():
+        who = f"all {len(names)} run(s)" if len(estimates) == 1 else ", ".join(names)
+        con.print(f"this machine: device {info['device']}, dtype {info['dtype']}, attn {info['attn_impl']}",
+                  markup=False)
+        mem = info["memory_gib"]
+        if not isinstance(mem, dict):
+            con.print(f"memory estimate ({who}): {mem}", markup=False)
+            continue
+        con.print(f"peak GPU memory of one training step ({who}): an estimate from the architecture "
+                  "(harness.model_loading.estimate_memory), not a measurement", markup=False)
+        t = Table(title="peak GPU memory estimate")
+        t.add_column("component")
+        t.add_column("GiB", justify="right")
+        for k, v in mem.items():
+            if k not in ("dense_params_billion", "total_gib"):
+                t.add_row(k, f"{v:.2f}" if v is not None else "?")
+        t.add_row("[b]total_gib[/b]", f"[b]{mem['total_gib']:.2f}[/b]")
+        con.print(t)
+        con.print(f"dense params: {mem['dense_params_billion']:.2f} B", markup=False)
+
+
 @cli.command()
 @click.option("--arm", "arm", required=True, help=f"arm or comma-separated arms: {', '.join(ARMS)}")
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
@@ -173,7 +218,8 @@ def _finish(jobs, con) -> None:
 @click.option("--resume", is_flag=True, help="continue a partial run from its last checkpoint")
 @click.option("--force", is_flag=True, help="overwrite a run dir holding another config (or a finished run)")
 @set_option
-@click.option("--dry-run", is_flag=True, help="resolve configs and show the plan; train nothing")
+@click.option("--dry-run", is_flag=True, help="show the plan, the resolved config and a peak-memory estimate; "
+                                              "train nothing")
 def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
         sets: tuple[str, ...], dry_run: bool) -> None:
     """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""
@@ -185,6 +231,7 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
+        _print_dry_run(jobs, con)
         return
     run_local(jobs, force=force, progress=True, console=con, tracebacks=_debug())
     _finish(jobs, con)

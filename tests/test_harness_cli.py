@@ -134,6 +134,28 @@ def test_sweep_dry_run_plans_every_arm_and_touches_nothing(tmp_path):
     assert not (tmp_path / "smoke" / BASELINE).exists()
 
 
+def test_run_dry_run_prints_resolved_config_and_memory_estimate_offline(tmp_path):
+    from harness.model_loading import dry_run
+    r = invoke("run", "--arm", f"{METHOD},{BASELINE}", "--seeds", "41", "--preset", "full", "--out", str(tmp_path),
+               "--set", "max_new_tokens=512", "--dry-run")
+    assert r.exit_code == 0, r.output
+    cfg = resolve_config("full", METHOD, 41, {"max_new_tokens": 512})
+    text = r.output
+    shown = json.loads(text[text.index("{\n"):text.index("\n}\n") + 2])     # the first job's config, in full
+    assert shown == json.loads(json.dumps(cfg.to_dict())) and shown["model"] == "Qwen/Qwen3-4B"
+    assert cfg.config_hash() in text and f"full/{BASELINE}/seed41: same, except arm='{BASELINE}'" in text
+    mem = dry_run(cfg)["memory_gib"]                         # from KNOWN_ARCHS: no hub, no weights
+    rows = {c[0]: c[1] for c in ([x.strip() for x in line.strip("│ ").split("│")] for line in text.splitlines())
+            if len(c) == 2}
+    assert rows["total_gib"] == f"{mem['total_gib']:.2f}" and 15 < float(rows["total_gib"]) < 80
+    assert rows["kv_cache_generation"] == f"{mem['kv_cache_generation']:.2f}"
+    assert "all 2 run(s)" in text and "not a measurement" in text
+    assert not (tmp_path / "full").exists()
+    # a builtin base is not built by a dry run: the estimate is skipped, saying so
+    r = invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path), "--dry-run")
+    assert r.exit_code == 0 and "memory estimate: skipped for builtin:smoke" in r.output
+
+
 # --- falsify / report --------------------------------------------------------------------
 
 def test_falsify_and_report_commands(tmp_path):
