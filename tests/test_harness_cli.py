@@ -74,6 +74,18 @@ def test_address_needs_ray_executor(tmp_path):
                           "--address")
 
 
+def test_extract_kinds_come_from_the_v_kind_registry(monkeypatch):
+    from method import extract as ex
+    assert_one_line_error(invoke("extract", "--preset", "smoke", "--kind", "real,bogus"), 2, "bogus",
+                          ", ".join(ex.KINDS))
+    monkeypatch.setattr(ex, "KINDS", (*ex.KINDS, "extra"))   # a kind added to the registry is accepted as is
+    seen = []
+    monkeypatch.setattr(ex, "extract_for_config", lambda config, kinds: seen.append(kinds) or {})
+    assert invoke("extract", "--preset", "smoke", "--kind", "extra").exit_code == 0
+    assert invoke("extract", "--preset", "smoke").exit_code == 0
+    assert seen == [("extra",), ex.KINDS]
+
+
 # --- the out dir ------------------------------------------------------------------------
 
 def test_refuses_other_config_unless_force(tmp_path):
