@@ -11,6 +11,7 @@ diagnostics are comparable with erase's. V comes from `method.extract.get_or_ext
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Callable
 
 import torch
@@ -47,6 +48,7 @@ class ProjectionArm(Arm):
         self.V_real: dict[str, torch.Tensor] = {}
         self.V_arm: dict[str, torch.Tensor] = {}
         self.v_refreshes = 0
+        self.refresh_every = 0
 
     # ------------------------------------------------------------------ setup / V
     def setup(self, ctx: ArmContext) -> None:
@@ -76,10 +78,60 @@ class ProjectionArm(Arm):
         real = self._v_source(self.ctx, REAL)
         self.V_real = self._fit(real)
         self.V_arm = self.V_real if self.v_kind == REAL else self._fit(self._v_source(self.ctx, self.v_kind))
+        self._rehash()
+
+    def _rehash(self) -> None:
         self._hashes = {"v": v_digest(self.V_arm), "v_real": v_digest(self.V_real), "v_kind": self.v_kind}
 
     def artifact_hashes(self) -> dict[str, str]:
         return dict(self._hashes)
+
+    # ------------------------------------------------------------------ checkpoint state
+    # harness.checkpoint saves state_dict() as arm.safetensors and calls load_state_dict() after setup().
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The V in use now, as flat safetensors-ready tensors: "V_real/<module>" [k, r] fp32,
+        "V_arm/<module>" (only when the arm projects with a control V), "v_refreshes" (int64 scalar),
+        "meta" (uint8 JSON bytes: v_kind, mode, refresh_every).
+
+        Empty for a frozen V (v_refresh_every = 0): setup() re-derives it identically from the cache. A refreshed V
+        was extracted at a past adapter state, so a resumed run must get it from the checkpoint."""
+        if self.refresh_every <= 0:
+            return {}
+        sd = {f"V_real/{n}": V for n, V in self.V_real.items()}
+        if self.V_arm is not self.V_real:   # real-V arms alias the two (safetensors refuses shared storage)
+            sd.update({f"V_arm/{n}": V for n, V in self.V_arm.items()})
+        meta = {"v_kind": self.v_kind, "mode": self.mode, "refresh_every": self.refresh_every}
+        sd["meta"] = torch.tensor(list(json.dumps(meta, sort_keys=True).encode()), dtype=torch.uint8)
+        sd["v_refreshes"] = torch.tensor(self.v_refreshes, dtype=torch.int64)
+        return sd
+
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        """Restore V and the refresh counter saved by state_dict(); call after setup()."""
+        if not sd:
+            return
+        meta = json.loads(bytes(sd["meta"].tolist()).decode())
+        mine = {"v_kind": self.v_kind, "mode": self.mode, "refresh_every": self.refresh_every}
+        if meta != mine:
+            raise ValueError(f"arm state was saved by {meta}, this arm is {mine}")
+
+        def take(prefix: str, now: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            V = {k[len(prefix):]: t for k, t in sd.items() if k.startswith(prefix)}
+            if set(V) != set(now):
+                raise ValueError(f"arm state {prefix}* covers modules {sorted(set(V) ^ set(now))[:4]} "
+                                 "that differ from this run's V")
+            out = {}
+            for n, t in V.items():
+                m = self.ctx.adapters[n]
+                if t.dim() != 2 or t.shape[1] != m.rank:
+                    raise ValueError(f"arm state {prefix}{n} has shape {tuple(t.shape)}, adapter rank is {m.rank}")
+                out[n] = t.to(device=m.delta_S.device, dtype=torch.float32)
+            return out
+
+        V_real = take("V_real/", self.V_real)
+        self.V_arm = take("V_arm/", self.V_arm) if self.V_arm is not self.V_real else V_real
+        self.V_real = V_real
+        self.v_refreshes = int(sd["v_refreshes"])
+        self._rehash()
 
     # ------------------------------------------------------------------ hooks
     def grad_hook(self, grads: GradBundle) -> dict[str, float]:
