@@ -65,7 +65,7 @@ class TrainConfig:
     # --- v_hack extraction ------------------------------------------------------
     extract_k: int = 12            # top-k right singular vectors kept per module
     noise_quantile: float = 0.25   # global floor: drop this bottom quantile of singular values
-    heldout_pairs_frac: float = 0.25
+    heldout_pairs_frac: float = 0.1  # >= 64 pairs must remain for extraction (spec: ~60-80)
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign

@@ -54,7 +54,7 @@ register(Preset(
     overrides=dict(
         model="Qwen/Qwen3-4B", dtype="auto", grad_checkpointing=True, prompt_style="full",
         steps=200, prompts_per_step=8, group_size=8, max_new_tokens=1024,
-        lr=7e-5, kl_beta=1e-3, eval_every=25, eval_problems=0, checkpoint_every=25,
+        lr=7e-5, kl_beta=1e-3, eval_every=25, eval_problems=0, eval_samples=8, checkpoint_every=25,
         grade_workers=8,
     ),
 ))
