@@ -3,6 +3,10 @@
 Headline numbers: hack rate (fraction exploited) and gt pass rate (fraction gt-correct). For an
 arm that routes the hack-ward update into delta_S_hack, evaluation runs with it ablated (zeroed),
 which is the deploy-time model of that arm.
+
+Diagnostic merge_gap: generation samples from the merged dense weights, the loss differentiates the
+factored forward; in bf16 the two differ by rounding (a small delta moves W by less than its ulp).
+Measured on the first held-out problem's samples; ~0 in fp32.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from contextlib import ExitStack
 import torch
 
 from harness.config import TrainConfig
+from harness.grpo import completion_logprobs, make_batch
 from harness.rollout import PromptEncoder, generate
 
 
@@ -21,20 +26,21 @@ def eval_problems(heldout: list, config: TrainConfig) -> list:
 
 def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, encoder: PromptEncoder,
              seed: int, ablate_hack: bool = False) -> dict[str, float]:
-    """-> {eval_hack_rate, eval_pass_rate, eval_n}. Seeds torch's RNG with `seed` (the caller derives it
-    from (run seed, step)) so evaluation is reproducible and independent of the training RNG stream."""
+    """-> {eval_hack_rate, eval_pass_rate, eval_n, merge_gap}. Seeds torch's RNG with `seed` (the caller derives
+    it from (run seed, step)) so evaluation is reproducible and independent of the training RNG stream."""
     from method.adapter import hack_ablated, merged
 
     if not problems:
-        return {"eval_hack_rate": None, "eval_pass_rate": None, "eval_n": 0}
+        return {"eval_hack_rate": None, "eval_pass_rate": None, "eval_n": 0, "merge_gap": None}
     torch.manual_seed(seed)
     prompts = [encoder(p) for p in problems]
     with ExitStack() as stack:
         if ablate_hack:
             stack.enter_context(hack_ablated(model))   # first: the merged weights must not include delta_S_hack
-        stack.enter_context(merged(model))
-        batch = max(1, config.prompts_per_step * max(1, config.student_per_group))
-        ids = generate(model, tokenizer, prompts, config.eval_samples, config, max_batch=batch)
+        with merged(model):
+            batch = max(1, config.prompts_per_step * max(1, config.student_per_group))
+            ids = generate(model, tokenizer, prompts, config.eval_samples, config, max_batch=batch)
+        gap = merge_gap(model, prompts[0], ids[0], tokenizer.pad_token_id)
     jobs = []
     for p, samples in zip(problems, ids):
         for s in samples:
@@ -45,4 +51,27 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
         "eval_hack_rate": sum(bool(r.exploited) for r in records) / n,
         "eval_pass_rate": sum(bool(r.gt_correct) for r in records) / n,
         "eval_n": n,
+        "merge_gap": gap,
     }
+
+
+@torch.no_grad()
+def merge_gap(model, prompt_ids: list[int], completions: list[list[int]], pad_id: int) -> float | None:
+    """Mean |logp_merged - logp_factored| over the completion tokens of one group (None if it has none):
+    how far the policy that generates is from the policy the loss differentiates."""
+    from method.adapter import merged
+
+    completions = [c for c in completions if c]
+    if not completions:
+        return None
+    batch = make_batch(prompt_ids, completions, pad_id, next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        factored, _ = completion_logprobs(model, batch)
+        with merged(model):
+            dense, _ = completion_logprobs(model, batch)
+    finally:
+        model.train(was_training)
+    mask = batch.completion_mask
+    return ((dense - factored).abs() * mask).sum().item() / mask.sum().item()

@@ -86,6 +86,8 @@ for _m in [
     Metric("eval_pass_rate", "held-out: fraction of student generations gt-correct", "{:.2f}", kind="eval",
            live=True, short="ev_pass"),
     Metric("eval_n", "held-out generations graded", "{:d}", kind="eval"),
+    Metric("merge_gap", "held-out: mean |logp merged - logp factored| over one problem's sampled tokens "
+           "(generation vs training forward; ~0 in fp32, bf16 rounding on GPU)", "{:.1e}", kind="eval"),
     # timings (seconds) and memory
     Metric("t_gen", "student generation time (s)", "{:.2f}", kind="timing"),
     Metric("t_grade", "grading time (s)", "{:.2f}", kind="timing"),

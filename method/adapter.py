@@ -16,7 +16,11 @@ U diag(S + delta) Vh, written into the original weight's storage (no extra memor
 only when the effective delta differs from the one last merged.
 
 Dtypes: SVD always in fp32; U, Vh (and the dense weight) kept in the model dtype (bf16 on GPU);
-S and the deltas stay fp32 (they are tiny and Adam's updates are small relative to them).
+S and the deltas stay fp32 (they are tiny and Adam's updates are small relative to them). The factored
+forward applies the scale in fp32 and rounds the scaled activations once: rounding S + delta itself to
+bf16 would snap it back to S for |delta| < ulp(S)/2 (0.016 at S = 4), so every token would see no change.
+The merged weight is computed in fp32 and rounded once; in bf16 a small delta still moves W by less than
+its ulp, so generation sees it only statistically (see merge_gap in harness.metrics, REPRODUCE.md).
 """
 from __future__ import annotations
 
@@ -95,7 +99,8 @@ class SVDLinear(nn.Module):
                 raise RuntimeError("merged weights carry no gradient to delta_S; compute losses outside merged()")
             return F.linear(x, self.weight, self.bias)
         h = F.linear(x, self.Vh)                               # [..., r]
-        h = h * (self.S + self.effective_delta()).to(h.dtype)  # scale each singular direction
+        # scale each singular direction in fp32, round once (a bf16 S + delta would lose |delta| ~ 1e-3)
+        h = (h.float() * (self.S.float() + self.effective_delta())).to(x.dtype)
         return F.linear(h, self.U, self.bias)                  # [..., d_out]
 
     def extra_repr(self) -> str:

@@ -399,3 +399,27 @@ def test_gradient_checkpointing_gives_the_same_step_gradient(tmp_path):
         assert torch.allclose(a.g_t[n], b.g_t[n], atol=1e-6, rtol=1e-5)
     for x, y in zip(acts_a, acts_b):
         assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_merge_gap_is_zero_in_fp32_and_sees_a_stale_merged_weight(smoke_cfg, tmp_path, monkeypatch):
+    """merge_gap = mean |logp merged - logp factored| on one held-out group: ~0 on CPU fp32 (logged at every
+    evaluation), and it does see generation running on weights that differ from the trained ones."""
+    from harness.evaluate import evaluate, merge_gap
+    from harness.rollout import PromptEncoder
+    from method.adapter import SVDLinear, merged
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    _perturb(model, scale=0.2)
+    probs = [SimpleNamespace(id=i, mode="run_tests") for i in range(2)]
+    enc = PromptEncoder(tok, smoke_cfg)
+    enc._cache = {p.id: [5 + p.id, 6, 7, 8] for p in probs}
+    cfg = resolve_config("smoke", "vanilla", 41, {"eval_samples": 3})
+    out = evaluate(model, tok, probs, _RecordingGrader(), cfg, enc, seed=11)
+    assert out["merge_gap"] is not None and out["merge_gap"] < 1e-4
+
+    completions = [[9, 10, 11, 12, tok.eos_token_id], [13, 14, 15]]
+    with merged(model):
+        pass                                          # dense weights now hold the current delta
+    _perturb(model, scale=0.2, seed=8)                # train on ...
+    monkeypatch.setattr(SVDLinear, "sync_merged", lambda self: False)   # ... but generate on the stale merge
+    assert merge_gap(model, [5, 6, 7, 8], completions, tok.pad_token_id) > 1e-3
