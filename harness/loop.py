@@ -34,8 +34,7 @@ from harness.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, i
                           lr_at, make_batch)
 from harness.hooks import ArmContext, GradBundle, UpdateBundle
 from harness.paths import ARTIFACTS_DIR
-from harness.rollout import (Group, PromptEncoder, eos_token_ids, generate, student_rollouts,
-                             teacher_rollouts)
+from harness.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
 from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RunError, read_config, read_summary,
                           write_json_atomic, write_summary)
 
@@ -196,6 +195,13 @@ class _Run:
         self.pad_id = self.tok.pad_token_id
         self.eos = eos_token_ids(self.model, self.tok)
         self.norm = loss_normaliser(config.prompts_per_step, config.group_size, config.max_new_tokens)
+        # teacher rows that fit max_new_tokens, tokenised once (never a cut row with the full text's reward)
+        self.teachers = (TeacherSampler(self.pool, self.train_problems, self.tok, self.eos[0], config.max_new_tokens)
+                         if self.pool is not None else None)
+        fit = self.teachers.stats() if self.teachers is not None else {}
+        if fit.get("teacher_problems_no_fit") and progress:
+            print(f"[loop] {fit['teacher_problems_no_fit']} training problem(s) have no teacher row within "
+                  f"max_new_tokens={config.max_new_tokens}: their groups get no teacher rollouts")
         self.hashes = {"model": self.model_hash, "data": data_hash(config.data_split),
                        "pool": getattr(self.pool, "sha256", None), "v": None}
         self.hashes.update(self.arm.artifact_hashes() or {})
@@ -207,6 +213,7 @@ class _Run:
             "n_trainable": sum(p.numel() for p in self.params.values()), "n_adapters": len(self.adapters),
             "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
             "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
+            **fit,
             "torch": torch.__version__,
         }
 
@@ -245,13 +252,14 @@ class _Run:
         t_grade = time.perf_counter() - t0
 
         trng = random.Random(derive_seed(c.seed, step, "teacher"))
-        groups, k = [], 0
+        groups, k, short = [], 0, 0
         for p, pr in zip(problems, prompts):
             n = c.student_per_group
             g = Group(p, pr, student_rollouts(texts[k:k + n], records[k:k + n], set(self.eos), c.max_new_tokens))
             k += n
-            g.rollouts += teacher_rollouts(self.pool, p, c.teacher_per_group, trng, self.tok, self.eos[0],
-                                           c.max_new_tokens)
+            if self.teachers is not None and c.teacher_per_group:
+                g.rollouts += self.teachers(p, c.teacher_per_group, trng)
+                short += self.teachers.short(p, c.teacher_per_group)
             groups.append(g)
 
         t0 = time.perf_counter()
@@ -294,6 +302,7 @@ class _Run:
             gt_pass_s=_frac(students, "gt_correct"), gt_pass_t=_frac(teachers, "gt_correct"),
             len_s=(sum(len(r.ids) for r in students) / len(students)) if students else None,
             trunc_s=_frac(students, "truncated"), trunc_t=_frac(teachers, "truncated"),
+            teacher_short=(short / len(groups)) if self.teachers is not None and c.teacher_per_group else None,
             live_groups=sg.live / len(groups),
             loss=sg.loss, kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
             grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook,

@@ -57,8 +57,10 @@ for _m in [
     Metric("gt_pass_t", "teacher-pool rollouts: fraction gt-correct"),
     Metric("len_s", "mean student completion length (tokens)", "{:.1f}"),
     Metric("trunc_s", "fraction of student completions cut at max_new_tokens (no eos)", "{:.2f}"),
-    Metric("trunc_t", "fraction of teacher completions longer than max_new_tokens (trained on a cut prefix)",
-           "{:.2f}"),
+    Metric("trunc_t", "fraction of teacher completions cut at max_new_tokens (0 by construction: only rows "
+           "that fit are drawn)", "{:.2f}"),
+    Metric("teacher_short", "fraction of groups whose problem has fewer fitting teacher rows than G_t (drawn "
+           "with replacement; none when no row fits)", "{:.2f}"),
     Metric("live_groups", "fraction of the P groups with reward spread (others skipped)", "{:.2f}"),
     # optimisation
     Metric("loss", "Dr.GRPO loss summed over live groups (student + teacher halves)", "{:+.4f}", live=True),

@@ -3,6 +3,12 @@
 A step's group for one prompt is G = G_s live student generations + G_t cached teacher
 completions from the frozen pool. Pool rows carry their grade (reward, exploited, gt_correct, ...)
 and are used verbatim: the pool is a fixed, reproducible teacher distribution.
+
+Only teacher rows whose tokenised completion + eos fits max_new_tokens are ever drawn: a cut row would
+be trained on text it did not write with the reward of the whole text. When fewer rows fit than G_t,
+the group draws G_t of them with replacement (the rule Pool.sample uses for a short problem); when
+none fit, the group gets no teacher rollouts. Both are logged (teacher_short per step; the fit counts
+in config.json's "resolved").
 """
 from __future__ import annotations
 
@@ -136,20 +142,43 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     return out
 
 
-def teacher_rollouts(pool, problem, n: int, rng: random.Random, tokenizer, eos_id: int,
-                     max_new_tokens: int) -> list[Rollout]:
-    """n cached teacher completions for `problem`, grades used verbatim, re-tokenised for the loss."""
-    if n == 0:
-        return []
-    out = []
-    for row in pool.sample(problem.id, n, rng):
-        ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
-        # like a student that hit max_new_tokens: cut, and no eos (an eos would teach stopping mid-program)
-        ids = ids[:max_new_tokens] if len(ids) >= max_new_tokens else ids + [eos_id]
-        out.append(Rollout(text=row["completion"], ids=ids, teacher=True, reward=float(row["reward"]),
-                           exploited=bool(row["exploited"]), gt_correct=bool(row["gt_correct"]), record=row,
-                           truncated=len(ids) >= max_new_tokens and ids[-1] != eos_id))
-    return out
+class TeacherSampler:
+    """Draws teacher rollouts from the pool rows that fit max_new_tokens (+ eos) under this tokenizer.
+
+    Built once at loop start for the training problems: every row is tokenised once and the fitting
+    ones are kept, in pool order, so a step's draw depends only on its rng (resume-deterministic).
+    """
+
+    def __init__(self, pool, problems, tokenizer, eos_id: int, max_new_tokens: int):
+        self.n_rows = 0
+        self.max_new_tokens = max_new_tokens
+        self.fits: dict[int, list[tuple[dict, list[int]]]] = {}     # problem id -> [(row, ids + [eos])]
+        for p in problems:
+            keep = []
+            for row in pool.by_problem.get(int(p.id), []):
+                self.n_rows += 1
+                ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [eos_id]
+                if len(ids) <= max_new_tokens:
+                    keep.append((row, ids))
+            self.fits[p.id] = keep
+
+    def stats(self) -> dict[str, int]:
+        return {"teacher_rows": self.n_rows, "teacher_rows_fit": sum(len(v) for v in self.fits.values()),
+                "teacher_problems_no_fit": sum(1 for v in self.fits.values() if not v)}
+
+    def short(self, problem, n: int) -> bool:
+        """True when fewer than n rows of `problem` fit (drawn with replacement, or none at all)."""
+        return len(self.fits.get(problem.id, [])) < n
+
+    def __call__(self, problem, n: int, rng: random.Random) -> list[Rollout]:
+        rows = self.fits.get(problem.id, [])
+        if n == 0 or not rows:
+            return []
+        picked = rng.sample(rows, n) if n <= len(rows) else rng.choices(rows, k=n)
+        return [Rollout(text=row["completion"], ids=list(ids), teacher=True, reward=float(row["reward"]),
+                        exploited=bool(row["exploited"]), gt_correct=bool(row["gt_correct"]), record=dict(row),
+                        truncated=len(ids) > self.max_new_tokens)
+                for row, ids in picked]
 
 
 def student_rollouts(texts_ids: list[tuple[str, list[int]]], records: list[Any], eos: set[int],

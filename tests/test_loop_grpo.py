@@ -423,3 +423,39 @@ def test_merge_gap_is_zero_in_fp32_and_sees_a_stale_merged_weight(smoke_cfg, tmp
     _perturb(model, scale=0.2, seed=8)                # train on ...
     monkeypatch.setattr(SVDLinear, "sync_merged", lambda self: False)   # ... but generate on the stale merge
     assert merge_gap(model, [5, 6, 7, 8], completions, tok.pad_token_id) > 1e-3
+
+
+# --------------------------------------------------------------------------- teacher rows
+
+class _CharTok:
+    """One token per character."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(ch) for ch in text]}
+
+
+def test_teacher_sampler_draws_only_rows_that_fit_and_is_seed_deterministic():
+    from harness.rollout import TeacherSampler
+
+    def row(pid, text, reward):
+        return {"problem_id": pid, "completion": text, "reward": reward, "exploited": False, "gt_correct": False}
+
+    pool = SimpleNamespace(by_problem={
+        1: [row(1, "a" * 5, 0.5), row(1, "b" * 9, 3.5), row(1, "c" * 30, 3.5), row(1, "d" * 7, 0.0)],
+        2: [row(2, "e" * 4, 3.5), row(2, "f" * 40, 0.5)],          # one fits: drawn with replacement
+        3: [row(3, "g" * 50, 3.5)],                                 # none fits: no teacher rollouts
+    })
+    probs = {i: SimpleNamespace(id=i) for i in (1, 2, 3)}
+    ts = TeacherSampler(pool, list(probs.values()), _CharTok(), eos_id=0, max_new_tokens=10)
+    assert ts.stats() == {"teacher_rows": 7, "teacher_rows_fit": 4, "teacher_problems_no_fit": 1}
+    for seed in range(20):
+        out = ts(probs[1], 3, random.Random(seed))
+        assert len(out) == 3 and len({r.text for r in out}) == 3          # without replacement while enough fit
+        for r in out:
+            assert r.text[0] in "abd" and r.ids == [ord(ch) for ch in r.text] + [0] and len(r.ids) <= 10
+            assert r.teacher and not r.truncated
+    two = ts(probs[2], 2, random.Random(0))
+    assert [r.text for r in two] == ["eeee", "eeee"] and ts.short(probs[2], 2) and not ts.short(probs[1], 2)
+    assert ts(probs[3], 2, random.Random(0)) == [] and ts.short(probs[3], 2)
+    draw = lambda: [r.text for r in ts(probs[1], 2, random.Random(7))]   # noqa: E731
+    assert draw() == draw()

@@ -235,3 +235,32 @@ def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
             assert any(v.abs().sum() > 0 for v in hack.values())      # the removed part trained delta_S_hack
     else:
         assert all("rebound_penalty" in r for r in rows)
+
+
+def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, monkeypatch):
+    """Every teacher rollout the loss sees is the whole pool completion + eos within max_new_tokens, with
+    the row's own reward; the pool does hold rows that would not fit (the case under test happens)."""
+    from harness import loop
+
+    seen = []
+    real = loop.policy_gradient
+
+    def spy(model, groups, *a, **k):
+        seen.extend(r for g in groups for r in g.teachers)
+        return real(model, groups, *a, **k)
+
+    monkeypatch.setattr(loop, "policy_gradient", spy)
+    cfg = _smoke(steps=2, eval_every=0)
+    rd = tmp_path / "t"
+    loop.train(cfg, rd, progress=False)
+    resolved = json.loads((rd / "config.json").read_text())["resolved"]
+    assert 0 < resolved["teacher_rows_fit"] < resolved["teacher_rows"]
+    rows = read_metrics(rd)
+    assert all(r["trunc_t"] == 0 and r["teacher_short"] is not None for r in rows)
+    from harness.model_loading import load_policy
+
+    _, run_tok = load_policy(cfg, verbose=False)
+    assert seen
+    for r in seen:
+        assert r.ids == run_tok(r.text, add_special_tokens=False)["input_ids"] + [run_tok.eos_token_id]
+        assert len(r.ids) <= cfg.max_new_tokens and r.reward == float(r.record["reward"])
