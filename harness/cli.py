@@ -98,6 +98,20 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_jobs(text: str) -> int:
+    """--jobs: a positive integer, or "auto" (the CPU cores this process may use)."""
+    if text.strip().lower() == "auto":
+        from harness.sweep import available_cpus
+        return available_cpus()
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--jobs: expected a positive integer or auto, got {text!r}")
+    return n
+
+
 def parse_sets(items: tuple[str, ...], sandbox: str | None = None) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:
@@ -246,13 +260,16 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
 @set_option
 @click.option("--force", is_flag=True, help="overwrite run dirs holding another config (and re-run finished ones)")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
-              help="local: one run after another here; ray: one task per arm x seed")
+              help="local: runs on this machine (--jobs at a time); ray: one task per arm x seed")
 @click.option("--address", default=None, help="Ray cluster address (e.g. auto, ray://head:10001); "
                                               "default: start a local Ray instance")
+@click.option("--jobs", "n_jobs", default="1", show_default=True, metavar="N|auto",
+              help="local executor: runs at a time, each its own process with config.cpu_threads torch threads "
+                   "and its output in <run dir>/run.log; auto = the CPU cores available")
 @click.option("--fail-fast", is_flag=True, help="stop at the first failed run (local executor)")
 @click.option("--dry-run", is_flag=True, help="show the plan; train nothing")
 def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets: tuple[str, ...], force: bool,
-          executor: str, address: str | None, fail_fast: bool, dry_run: bool) -> None:
+          executor: str, address: str | None, n_jobs: str, fail_fast: bool, dry_run: bool) -> None:
     """The preregistered matrix: every arm x seed; finished runs are skipped, interrupted ones resumed."""
     from harness.sweep import plan, run_local, run_ray
 
@@ -260,6 +277,9 @@ def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets
     overrides = parse_sets(sets, sandbox)
     if address is not None and executor != "ray":
         raise BadInput("--address only applies to --executor ray")
+    workers = parse_jobs(n_jobs)
+    if workers != 1 and executor != "local":
+        raise BadInput("--jobs only applies to --executor local (Ray schedules its own tasks)")
     jobs = plan(preset, arms, seed_list, out, overrides, resume=True, force=force)
     con = console()
     con.print(_plan_table(jobs))
@@ -268,7 +288,8 @@ def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets
     if executor == "ray":
         run_ray(jobs, address, force=force, console=con)
     else:
-        run_local(jobs, force=force, progress=True, console=con, fail_fast=fail_fast, tracebacks=_debug())
+        run_local(jobs, force=force, progress=True, console=con, fail_fast=fail_fast, tracebacks=_debug(),
+                  n_jobs=workers)
     _finish(jobs, con)
 
 

@@ -1,4 +1,5 @@
-"""The run matrix: arms x seeds for one preset, run locally one after another or as Ray tasks.
+"""The run matrix: arms x seeds for one preset, run locally (one after another, or N at a time as
+separate processes) or as Ray tasks.
 
 Every job is planned (and every conflict raised) before any job starts, so a bad out dir
 fails in a second, not after hours. Complete runs are skipped, interrupted ones resumed.
@@ -6,18 +7,26 @@ Jobs go seed-major (all arms on seed 41, then 42, ...) so a partial sweep alread
 """
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
 import time
 import traceback
+from collections import deque
+from multiprocessing.connection import wait as mp_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.config import TrainConfig, resolve_config
 from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
-from harness.runs import (execute, is_artifact_error, plan_action, preflight, prepare_run_dir, read_summary,
-                          run_dir)
+from harness.runs import (METRICS_FILE, execute, is_artifact_error, plan_action, preflight, prepare_run_dir,
+                          read_summary, run_dir)
 
 EXECUTORS = ("local", "ray")
+LOG_FILE = "run.log"                  # <run dir>/run.log: a parallel worker's stdout + stderr (appended per session)
 
 
 @dataclass
@@ -27,7 +36,7 @@ class Job:
     config: TrainConfig
     path: Path
     action: str                       # fresh | overwrite | resume | skip
-    status: str = "pending"           # pending | done | skipped | failed
+    status: str = "pending"           # pending | done | skipped | failed | interrupted (parallel: stopped by us)
     error: str = ""
     summary: dict[str, Any] | None = field(default=None, repr=False)
     wall_s: float = 0.0
@@ -70,11 +79,15 @@ def _prepare_skip(job: Job) -> bool:
 
 def run_local(jobs: list[Job], *, force: bool = False, progress: bool = True, console=None,
               fail_fast: bool = False, tracebacks: bool = False,
-              train_fn: Callable[..., dict] = execute) -> list[Job]:
+              train_fn: Callable[..., dict] = execute, n_jobs: int = 1) -> list[Job]:
     """One job after another in this process; a failed job is recorded and the sweep goes on (unless fail_fast).
 
     A missing / corrupt artifact is reported in one line (its traceback only with `tracebacks`); any other
-    failure always shows its traceback."""
+    failure always shows its traceback. `n_jobs` > 1 runs that many jobs at a time in worker processes
+    (run_parallel); `train_fn` must then be picklable (a module-level function)."""
+    if n_jobs > 1:
+        return run_parallel(jobs, n_jobs, force=force, progress=progress, console=console, fail_fast=fail_fast,
+                            tracebacks=tracebacks, train_fn=train_fn)
     todo = [j for j in jobs if _prepare_skip(j)]
     for i, job in enumerate(todo, 1):
         if console is not None:
@@ -97,6 +110,220 @@ def run_local(jobs: list[Job], *, force: bool = False, progress: bool = True, co
                 raise
         job.wall_s = time.time() - t0
     return jobs
+
+
+# --- local, N at a time ---------------------------------------------------------------
+
+def available_cpus() -> int:
+    """CPU cores this process may use (the affinity mask / cgroup cpuset, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
+def _worker(train_fn: Callable[..., dict], config_dict: dict[str, Any], path: str, resume: bool, conn) -> None:
+    """Runs in a spawned process: train one job with stdout/stderr (fd level: C libraries too) in run.log.
+
+    Sends exactly one message: ("done", summary) or ("failed", error line, traceback, is_artifact_error).
+    SIGTERM / SIGINT raise KeyboardInterrupt once, so context managers (the grader's sandbox workers)
+    unwind; the loop's checkpoints are atomic, so the run dir stays resumable either way."""
+    _die_with_parent()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    log = open(Path(path) / LOG_FILE, "a", buffering=1)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not abort the unwinding
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    config = TrainConfig.from_dict(config_dict)
+    print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: "
+          f"{config.preset}/{config.arm}/seed{config.seed} ({'resume' if resume else 'start'}) ===", flush=True)
+    try:
+        summary = train_fn(config, Path(path), resume=resume, progress=False)
+        print("=== done ===", flush=True)
+        conn.send(("done", summary))
+    except KeyboardInterrupt:
+        print("=== interrupted (the run dir resumes from its last checkpoint) ===", flush=True)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which goes on with the other jobs
+        tb = traceback.format_exc()
+        print(tb, flush=True)
+        conn.send(("failed", f"{type(e).__name__}: {e}", tb, is_artifact_error(e)))
+    finally:
+        conn.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker if the sweep process dies (even by SIGKILL), so no trainer is orphaned."""
+    try:
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _last_step(path: Path) -> int:
+    """The step of the last complete metrics.jsonl row (0 if none): the per-job progress bar."""
+    try:
+        with open(path / METRICS_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError, TypeError):
+            continue   # a torn last line (mid-write) or the cut first line
+    return 0
+
+
+@dataclass
+class _Slot:
+    job: Job
+    proc: Any                  # multiprocessing Process
+    conn: Any                  # parent end of the result pipe
+    task: Any                  # rich progress task id
+    t0: float
+    msg: tuple | None = None
+    stopped: bool = False      # terminated by us (fail_fast): interrupted, not failed
+
+
+def run_parallel(jobs: list[Job], n_jobs: int, *, force: bool = False, progress: bool = True, console=None,
+                 fail_fast: bool = False, tracebacks: bool = False, train_fn: Callable[..., dict] = execute,
+                 grace_s: float = 20.0) -> list[Job]:
+    """Up to `n_jobs` jobs at a time, each in its own spawned process (a fresh interpreter: no forked torch /
+    tokenizer threads), its output in <run dir>/run.log; one progress line per running job here.
+
+    Same skip / resume decisions as run_local. A failed or crashed job is recorded and the others go on
+    (with fail_fast: nothing new starts and running jobs are stopped). On Ctrl-C or any error here, every
+    worker is terminated (SIGTERM, then SIGKILL after `grace_s`) and the exception re-raised; its run dir
+    resumes from the last checkpoint on the next sweep.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    ctx = mp.get_context("spawn")
+    todo = deque(j for j in jobs if _prepare_skip(j))
+    total = len(todo)
+    running: dict[str, _Slot] = {}
+    stop = False
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=console is None, refresh_per_second=2) as bar:
+        overall = bar.add_task("", total=total)
+
+        def say(text: str) -> None:
+            if console is not None:
+                console.print(text, markup=False, highlight=False)
+
+        def headline() -> str:
+            done = sum(j.status == "done" for j in jobs)
+            failed = sum(j.status == "failed" for j in jobs)
+            return f"sweep: {n_jobs} at a time, {len(running)} running, {done} done, {failed} failed"
+
+        def start(job: Job) -> None:
+            try:
+                _prepare(job, force)
+            except Exception as e:  # noqa: BLE001 - e.g. the dir changed since planning: this job only
+                job.status, job.error = "failed", f"{type(e).__name__}: {e}"
+                say(f"x {job.name} failed: {job.error}")
+                bar.advance(overall)
+                return
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, name=f"sweep {job.name}",
+                               args=(train_fn, job.config.to_dict(), str(job.path), job.action == "resume", send))
+            task = bar.add_task(f"  {job.name} ({job.action})", total=job.config.steps, visible=progress)
+            running[job.name] = _Slot(job, proc, recv, task, time.time())   # before start: Ctrl-C must find it
+            proc.start()
+            send.close()   # the child holds the only writer: EOF when it dies
+            say(f"> {job.name} ({job.action}) started, pid {proc.pid}, log {job.path / LOG_FILE}")
+
+        def collect(slot: _Slot) -> None:
+            if slot.msg is None and slot.conn.poll():
+                try:
+                    slot.msg = slot.conn.recv()
+                except (EOFError, OSError):
+                    pass
+            if slot.proc.exitcode is None:
+                return
+            slot.proc.join()
+            slot.conn.close()
+            job, msg = slot.job, slot.msg
+            job.wall_s = time.time() - slot.t0
+            log = job.path / LOG_FILE
+            if msg is not None and msg[0] == "done":
+                job.status, job.summary = "done", msg[1]
+                say(f"+ {job.name} done in {job.wall_s:.0f}s")
+            elif msg is not None:
+                _, job.error, tb, artifact = msg
+                job.status = "failed"
+                if tracebacks or not artifact:
+                    say(f"x {job.name} failed (full log {log}):\n{tb}")
+                else:
+                    say(f"x {job.name} failed: {job.error} (full log {log}; harness --debug for the traceback)")
+            elif slot.stopped:
+                job.status = "interrupted"
+                say(f"- {job.name} stopped; it resumes on the next sweep")
+            else:   # killed (OOM killer, segfault): no message
+                job.status, job.error = "failed", f"worker exited with code {slot.proc.exitcode} (see {log})"
+                say(f"x {job.name} failed: {job.error}")
+            bar.remove_task(slot.task)
+            bar.advance(overall)
+            del running[job.name]
+
+        try:
+            while todo or running:
+                while todo and not stop and len(running) < n_jobs:
+                    start(todo.popleft())
+                if stop and not running:
+                    break
+                bar.update(overall, description=headline())
+                if running:
+                    mp_wait([s.proc.sentinel for s in running.values()] + [s.conn for s in running.values()],
+                            timeout=1.0)
+                for slot in list(running.values()):
+                    bar.update(slot.task, completed=_last_step(slot.job.path))
+                    collect(slot)
+                if fail_fast and not stop and any(j.status == "failed" for j in jobs):
+                    stop = True
+                    say("--fail-fast: a run failed; stopping the running ones (they resume on the next sweep)")
+                    _terminate(running.values(), grace_s)
+            bar.update(overall, description=headline())
+        except BaseException:
+            say(f"stopping {len(running)} running job(s); their run dirs resume on the next sweep")
+            _terminate(running.values(), grace_s)
+            raise
+        finally:
+            for slot in running.values():   # stopped, not failed: resumable
+                slot.job.status, slot.job.wall_s = "interrupted", time.time() - slot.t0
+    return jobs
+
+
+def _terminate(slots, grace_s: float) -> None:
+    """SIGTERM every worker (they unwind: sandbox workers closed), SIGKILL what is left after grace_s."""
+    slots = list(slots)
+    for s in slots:
+        s.stopped = True
+        if s.proc.pid is not None and s.proc.exitcode is None:
+            s.proc.terminate()
+    deadline = time.time() + grace_s
+    for s in slots:
+        if s.proc.pid is None:      # interrupted before it started
+            continue
+        s.proc.join(max(0.0, deadline - time.time()))
+        if s.proc.exitcode is None:
+            s.proc.kill()
+            s.proc.join()
 
 
 # --- Ray ------------------------------------------------------------------------
