@@ -5,6 +5,7 @@ RUNS ?= runs
 REPORT ?= report
 SEEDS ?= 41,42,43
 PYTEST_WORKERS ?= 2
+JOBS ?= 2
 
 .PHONY: setup data base-image-offline image wheelhouse artifacts sweep falsify report \
         reproduce reproduce-mini test test-all test-docker bench-grader bench-method doctor clean
@@ -31,7 +32,7 @@ artifacts: data  ## base model, tokenizer, teacher pool and V files for $(PRESET
 	harness extract --preset $(PRESET)
 
 sweep:
-	harness sweep --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS)
+	harness sweep --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
 
 falsify:
 	harness falsify --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
