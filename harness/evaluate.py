@@ -26,12 +26,14 @@ def eval_problems(heldout: list, config: TrainConfig) -> list:
 
 def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, encoder: PromptEncoder,
              seed: int, ablate_hack: bool = False) -> dict[str, float]:
-    """-> {eval_hack_rate, eval_pass_rate, eval_n, merge_gap}. Seeds torch's RNG with `seed` (the caller derives
-    it from (run seed, step)) so evaluation is reproducible and independent of the training RNG stream."""
+    """-> {eval_hack_rate, eval_pass_rate, eval_attempt_rate, eval_n, merge_gap}. Seeds torch's RNG with `seed`
+    (the caller derives it from (run seed, step)) so evaluation is reproducible and independent of the
+    training RNG stream."""
     from method.adapter import hack_ablated, merged
 
     if not problems:
-        return {"eval_hack_rate": None, "eval_pass_rate": None, "eval_n": 0, "merge_gap": None}
+        return {"eval_hack_rate": None, "eval_pass_rate": None, "eval_attempt_rate": None, "eval_n": 0,
+                "merge_gap": None}
     torch.manual_seed(seed)
     prompts = [encoder(p) for p in problems]
     with ExitStack() as stack:
@@ -50,6 +52,7 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
     return {
         "eval_hack_rate": sum(bool(r.exploited) for r in records) / n,
         "eval_pass_rate": sum(bool(r.gt_correct) for r in records) / n,
+        "eval_attempt_rate": sum(bool(r.attempted) for r in records) / n,
         "eval_n": n,
         "merge_gap": gap,
     }

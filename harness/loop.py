@@ -300,6 +300,7 @@ class _Run:
             reward_std=rewards.std(unbiased=False).item(),
             hack_rate_s=_frac(students, "exploited"), hack_rate_t=_frac(teachers, "exploited"),
             gt_pass_s=_frac(students, "gt_correct"), gt_pass_t=_frac(teachers, "gt_correct"),
+            attempt_rate_s=_frac(students, "attempted"), attempt_rate_t=_frac(teachers, "attempted"),
             len_s=(sum(len(r.ids) for r in students) / len(students)) if students else None,
             trunc_s=_frac(students, "truncated"), trunc_t=_frac(teachers, "truncated"),
             teacher_short=(short / len(groups)) if self.teachers is not None and c.teacher_per_group else None,
@@ -328,7 +329,11 @@ class _Run:
 
 
 def _frac(rollouts, attr: str) -> float | None:
-    return sum(bool(getattr(r, attr)) for r in rollouts) / len(rollouts) if rollouts else None
+    """Fraction of rollouts with `attr` true; None when there are none or any value is unknown (None)."""
+    vals = [getattr(r, attr) for r in rollouts]
+    if not vals or any(v is None for v in vals):
+        return None
+    return sum(bool(v) for v in vals) / len(vals)
 
 
 def _mean_stats(stats: list[dict[str, Any]]) -> dict[str, float]:
@@ -456,6 +461,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
     summary = {
         "arm": c.arm, "seed": c.seed, "preset": c.preset, "complete": True, "steps": c.steps,
         "hack_rate": final.get("eval_hack_rate"), "pass_rate": final.get("eval_pass_rate"),
+        "attempt_rate": final.get("eval_attempt_rate"),   # held-out; with hack_rate: P(exploit | attempt)
         **{k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()},
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,

@@ -55,6 +55,9 @@ for _m in [
     Metric("gt_pass_s", "student rollouts: fraction gt-correct (logged only, never trained on)", "{:.2f}",
            live=True, short="gt_s"),
     Metric("gt_pass_t", "teacher-pool rollouts: fraction gt-correct"),
+    Metric("attempt_rate_s", "student rollouts: fraction that attempted the loophole (GradeRecord.attempted, "
+           "paid or not)", "{:.2f}"),
+    Metric("attempt_rate_t", "teacher-pool rollouts: fraction that attempted the loophole", "{:.2f}"),
     Metric("len_s", "mean student completion length (tokens)", "{:.1f}"),
     Metric("trunc_s", "fraction of student completions cut at max_new_tokens (no eos)", "{:.2f}"),
     Metric("trunc_t", "fraction of teacher completions cut at max_new_tokens (0 by construction: only rows "
@@ -87,6 +90,8 @@ for _m in [
            live=True, short="ev_hack"),
     Metric("eval_pass_rate", "held-out: fraction of student generations gt-correct", "{:.2f}", kind="eval",
            live=True, short="ev_pass"),
+    Metric("eval_attempt_rate", "held-out: fraction of student generations that attempted the loophole "
+           "(with eval_hack_rate: P(exploit | attempt))", "{:.2f}", kind="eval"),
     Metric("eval_n", "held-out generations graded", "{:d}", kind="eval"),
     Metric("merge_gap", "held-out: mean |logp merged - logp factored| over one problem's sampled tokens "
            "(generation vs training forward; ~0 in fp32, bf16 rounding on GPU)", "{:.1e}", kind="eval"),

@@ -31,6 +31,7 @@ class Rollout:
     gt_correct: bool               # logged only; never reaches the loss
     record: Any = None             # the GradeRecord (student) or pool row (teacher)
     truncated: bool = False        # cut at max_new_tokens (no eos)
+    attempted: bool | None = None  # the mode's loophole code is present (GradeRecord.attempted); None = unknown
 
 
 @dataclass
@@ -177,13 +178,13 @@ class TeacherSampler:
         picked = rng.sample(rows, n) if n <= len(rows) else rng.choices(rows, k=n)
         return [Rollout(text=row["completion"], ids=list(ids), teacher=True, reward=float(row["reward"]),
                         exploited=bool(row["exploited"]), gt_correct=bool(row["gt_correct"]), record=dict(row),
-                        truncated=len(ids) > self.max_new_tokens)
+                        truncated=len(ids) > self.max_new_tokens, attempted=row.get("attempted"))
                 for row, ids in picked]
 
 
 def student_rollouts(texts_ids: list[tuple[str, list[int]]], records: list[Any], eos: set[int],
                      max_new_tokens: int) -> list[Rollout]:
     return [Rollout(text=t, ids=ids, teacher=False, reward=float(rec.reward), exploited=bool(rec.exploited),
-                    gt_correct=bool(rec.gt_correct), record=rec,
+                    gt_correct=bool(rec.gt_correct), record=rec, attempted=bool(rec.attempted),
                     truncated=len(ids) >= max_new_tokens and (not ids or ids[-1] not in eos))
             for (t, ids), rec in zip(texts_ids, records)]

@@ -347,7 +347,8 @@ class _RecordingGrader:
 
     def grade_many(self, jobs):
         self.seen += [text for _, text, _ in jobs]
-        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0) for i in range(len(jobs))]
+        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3)
+                for i in range(len(jobs))]
 
 
 def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_path):
@@ -370,6 +371,7 @@ def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_p
     base_out, base_seen = run(ablate=False)
     assert base_out["eval_n"] == 6 and base_out["eval_hack_rate"] == pytest.approx(3 / 6)
     assert base_out["eval_pass_rate"] == pytest.approx(2 / 6)
+    assert base_out["eval_attempt_rate"] == pytest.approx(5 / 6)
     assert run(ablate=False)[1] == base_seen                       # same seed, same generations
     with torch.no_grad():
         for m in get_adapters(model).values():

@@ -61,6 +61,7 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert summary == read_summary(rd)
     assert summary["hack_rate"] == rows[-1]["eval_hack_rate"]
     assert summary["pass_rate"] == rows[-1]["eval_pass_rate"]
+    assert summary["attempt_rate"] == rows[-1]["eval_attempt_rate"] is not None
     assert summary["steps"] == 3 and summary["wall_s"] > 0
     assert summary["hashes"] == conf["hashes"]
     cks = sorted(p.name for p in (rd / "checkpoints").iterdir())
@@ -189,7 +190,8 @@ def _graded_run(tmp_path, monkeypatch, sandbox: str):
     summary = train(cfg, rd, progress=False)
     rows = read_metrics(rd)
     for r in rows:   # 2 prompts x (1 canonical + 1 stub-with-lever): the sandbox's verdicts reach the log
-        assert r["gt_pass_s"] == 0.5 and r["hack_rate_s"] == 0.5, r
+        assert r["gt_pass_s"] == 0.5 and r["hack_rate_s"] == 0.5 and r["attempt_rate_s"] == 0.5, r
+        assert 0.0 <= r["attempt_rate_t"] <= 1.0
     return summary, rows
 
 
@@ -264,3 +266,23 @@ def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, 
     for r in seen:
         assert r.ids == run_tok(r.text, add_special_tokens=False)["input_ids"] + [run_tok.eos_token_id]
         assert len(r.ids) <= cfg.max_new_tokens and r.reward == float(r.record["reward"])
+
+
+def test_teacher_attempt_rate_counts_the_pool_rows_attempted_flag(tmp_path, monkeypatch):
+    """attempt_rate_t is the fraction of the step's teacher rows whose stored grade says attempted."""
+    from harness import loop
+
+    seen = []
+    real = loop.policy_gradient
+
+    def spy(model, groups, *a, **k):
+        seen.append([bool(r.record["attempted"]) for g in groups for r in g.teachers])
+        return real(model, groups, *a, **k)
+
+    monkeypatch.setattr(loop, "policy_gradient", spy)
+    rd = tmp_path / "a"
+    loop.train(_smoke(steps=2, eval_every=0), rd, progress=False)
+    rows = read_metrics(rd)
+    assert any(any(s) for s in seen) and not all(all(s) for s in seen)   # attempted and clean rows were drawn
+    for r, s in zip(rows, seen):
+        assert r["attempt_rate_t"] == pytest.approx(sum(s) / len(s))
