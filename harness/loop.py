@@ -8,6 +8,7 @@ Per step (P prompts from the training partition, G = G_s student + G_t teacher r
                 skip if max(R) - min(R) < 1e-4
                 A = R - mean(R)                     (Dr.GRPO)
                 backward student half -> g_s, teacher half -> g_t   (separately; g_s + g_t = step grad)
+                (the kl_beta * k3 term on the student half only: k3 is a KL estimate only on policy samples)
     arm.grad_hook(g)          -> projection stats (cos_pre, cos_post, frac_fired, ...)
     clip (log pre-clip norm), AdamW step (warmup + cosine lr), arm.update_hook(applied update)
     log a row; held-out eval every eval_every steps; checkpoint every checkpoint_every steps
@@ -111,14 +112,18 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
             n = b.input_ids.shape[0]
             a_h = adv[offset:offset + n]
             offset += n
-            model.eval()
-            with torch.no_grad(), adapter_disabled(model):
-                ref, _ = completion_logprobs(model, b)
+            # k3 is an unbiased KL(policy || ref) estimate only on samples from the policy: teacher tokens get no KL
+            beta = config.kl_beta if h == "s" else 0.0
+            ref = None
+            if h == "s":        # the student reference is also what the logged KL is measured against
+                model.eval()
+                with torch.no_grad(), adapter_disabled(model):
+                    ref, _ = completion_logprobs(model, b)
             if h not in fwd:
                 model.train()
                 fwd[h], _ = completion_logprobs(model, b)
             logp = fwd.pop(h)
-            loss = dr_grpo_loss(logp, ref, a_h, b.completion_mask, config.kl_beta, norm)
+            loss = dr_grpo_loss(logp, ref, a_h, b.completion_mask, beta, norm)
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"step {step}: non-finite loss ({loss.item()}) on problem {g.problem.id} "
                                      f"({'student' if h == 's' else 'teacher'} half)")

@@ -138,7 +138,8 @@ def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path)
     assert gs.norm() > 0 and gt.norm() > 0
     assert torch.cosine_similarity(gs, gt, dim=0) < 0.999   # two different halves
 
-    # independent reference: one batch per group (both halves together), one backward of the summed loss
+    # independent reference: one batch per group (both halves together), one backward of the summed loss;
+    # the KL term on student rows only (k3 estimates the KL only on the policy's own samples)
     from method.adapter import adapter_disabled
 
     model.zero_grad(set_to_none=True)
@@ -148,11 +149,33 @@ def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path)
         with torch.no_grad(), adapter_disabled(model):
             ref, _ = completion_logprobs(model, b)
         logp, _ = completion_logprobs(model, b)
-        total = total + dr_grpo_loss(logp, ref, group_advantages(g.rewards()), b.completion_mask, 0.1, norm)
+        student = torch.tensor([0.0 if r.teacher else 1.0 for r in g.rollouts])[:, None]
+        total = total + dr_grpo_loss(logp, None, group_advantages(g.rewards()), b.completion_mask, 0.0, norm)
+        total = total + 0.1 * (k3_kl(logp, ref) * b.completion_mask * student).sum() / norm
     total.backward()
     for n, p in params.items():
         assert torch.allclose(p.grad, sg.g_s[n] + sg.g_t[n], atol=1e-6, rtol=1e-4), n
     assert sg.loss == pytest.approx(total.item(), rel=1e-4, abs=1e-7)
+
+
+def test_teacher_half_gradient_has_no_kl_term(smoke_cfg, tmp_path):
+    """kl_beta changes g_s (student tokens are policy samples) and leaves g_t untouched (teacher tokens are not)."""
+    from harness.loop import policy_gradient
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    _perturb(model, scale=0.2)      # off the reference: the KL gradient is not zero
+    groups = _groups(len(tok), tok.eos_token_id, seed=6)
+    out = {}
+    for beta in (0.0, 0.5):
+        cfg = resolve_config("smoke", "vanilla", 41, {"kl_beta": beta})
+        out[beta] = policy_gradient(model, groups, Arm(), cfg, tok.pad_token_id, 10.0, step=1)
+    g0, g1 = out[0.0], out[0.5]
+    assert g1.live == 2 and g1.kl_tokens > 0 and g1.kl_sum > 0
+    for n in g0.g_t:
+        assert torch.equal(g0.g_t[n], g1.g_t[n]), n
+    gs0 = torch.cat([g0.g_s[n] for n in g0.g_s])
+    gs1 = torch.cat([g1.g_s[n] for n in g1.g_s])
+    assert (gs1 - gs0).norm() > 1e-3 * gs0.norm()
 
 
 def test_flat_groups_are_skipped_and_gt_correct_never_reaches_the_gradient(smoke_cfg, tmp_path):
