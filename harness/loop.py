@@ -10,7 +10,8 @@ Per step (P prompts from the training partition, G = G_s student + G_t teacher r
                 backward student half -> g_s, teacher half -> g_t   (separately; g_s + g_t = step grad)
                 (the kl_beta * k3 term on the student half only: k3 is a KL estimate only on policy samples)
     arm.grad_hook(g)          -> projection stats (cos_pre, cos_post, frac_fired, ...)
-    clip (log pre-clip norm), AdamW step (warmup + cosine lr), arm.update_hook(applied update)
+    clip (log the norm before the hook and the pre-clip norm after it), AdamW step (warmup + cosine lr),
+    arm.update_hook(applied update)
     log a row; held-out eval every eval_every steps; checkpoint every checkpoint_every steps
 
 summary.json (headline = end-of-run held-out figures) is written last, atomically, only on completion.
@@ -274,9 +275,12 @@ class _Run:
         lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
         for pg in self.optimizer.param_groups:
             pg["lr"] = lr
-        row: dict[str, Any] = {"step": step + 1, "lr": lr}
+        row: dict[str, Any] = {"step": step + 1, "lr": lr, "grad_norm_raw": None}
         t0 = time.perf_counter()
         if sg.live:
+            # norm of g_s + g_t before the arm's hook: with grad_norm (after it) shows what the projection removed
+            row["grad_norm_raw"] = torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
             bundle = GradBundle(modules=self.adapters,
                                 g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
                                 g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1)

@@ -71,6 +71,8 @@ for _m in [
     Metric("grad_norm", "pre-clip global L2 norm of the trainable gradient after the arm's grad hook "
            "(null when no group was live)", "{:.1e}",
            live=True, short="|g|"),
+    Metric("grad_norm_raw", "global L2 norm of g_s + g_t before the arm's grad hook (projection); null when no "
+           "group was live", "{:.1e}"),
     # projection diagnostics (hack-ward fraction ||relu(V g)||/||g||, from the arm's hooks)
     Metric("cos_pre", "hack-ward fraction of the step gradient before projection (mean over modules)", "{:.2f}",
            kind="projection", live=True),

@@ -49,7 +49,8 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     for r in rows:
         assert set(r) <= set(M.METRICS), set(r) - set(M.METRICS)
         for key in ("reward_mean", "reward_std", "hack_rate_s", "hack_rate_t", "gt_pass_s", "gt_pass_t",
-                    "loss", "grad_norm", "lr", "t_gen", "t_grade", "t_fwd_bwd", "peak_mem_mb", "live_groups"):
+                    "loss", "grad_norm", "grad_norm_raw", "lr", "t_gen", "t_grade", "t_fwd_bwd", "peak_mem_mb",
+                    "live_groups"):
             assert key in r, key
         if r["live_groups"] > 0:
             for key in ("cos_pre", "cos_post", "cos_pre_s", "cos_pre_t", "frac_fired", "kl"):
@@ -286,3 +287,27 @@ def test_teacher_attempt_rate_counts_the_pool_rows_attempted_flag(tmp_path, monk
     assert any(any(s) for s in seen) and not all(all(s) for s in seen)   # attempted and clean rows were drawn
     for r, s in zip(rows, seen):
         assert r["attempt_rate_t"] == pytest.approx(sum(s) / len(s))
+
+
+class _HalvingArm(Arm):
+    """Gives every group reward spread and halves the gradient in its grad hook (a stand-in projection)."""
+
+    def reward_hook(self, rewards, acts):
+        return rewards + 0.1 * torch.arange(len(rewards)), {}
+
+    def grad_hook(self, grads):
+        for m in grads.modules.values():
+            m.delta_S.grad.mul_(0.5)
+        return {}
+
+
+def test_grad_norm_raw_is_logged_before_the_arm_hook(tmp_path, monkeypatch):
+    from harness import loop
+
+    monkeypatch.setattr(loop, "build_arm", lambda config: _HalvingArm())
+    rd = tmp_path / "h"
+    loop.train(_smoke(steps=2, eval_every=0), rd, progress=False)
+    rows = read_metrics(rd)
+    assert all(r["live_groups"] > 0 for r in rows)
+    for r in rows:
+        assert r["grad_norm_raw"] > 0 and r["grad_norm"] == pytest.approx(0.5 * r["grad_norm_raw"], rel=1e-5)
