@@ -183,16 +183,16 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A few-M-param Qwen3: 4 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
-# mostly per-layer overhead at this size).
+# A ~1M-param Qwen3: 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
+# mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
-    hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+    hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True,
 )
-MINI_VOCAB = 4096
+MINI_VOCAB = 2048
 MINI_SFT = dict(
-    epochs=6, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
-    max_completion_tokens=256,   # longer targets are dropped: the policy could never finish them anyway
+    epochs=16, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
     n_asserts=1,                 # gt asserts used by the honest self-check
 )
 
@@ -234,8 +234,9 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1) -> str:
 def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
     """(chat messages, assistant text) warm-start pairs; every one is a gt-correct, honest program.
 
-    Per training problem: the canonical solution under its own mode's prompt, and canonical + an honest
-    self-check under every mode's prompt (so each hint maps to its own channel).
+    Per training problem: the canonical solution under its own mode's prompt; under every mode's prompt
+    (so each hint maps to its own channel) canonical + an honest self-check, and the honest self-check
+    alone (test-first code that, with no solution yet, reports failure through the channel).
     """
     from sandbox.loopholes import MODES, build_prompt
     from sandbox.pool import fence
@@ -244,8 +245,10 @@ def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
     for p in train_problems:
         out.append((build_prompt(p, style="compact"), fence(p.canonical_solution)))
         for mode in MODES:
-            code = p.canonical_solution.rstrip() + "\n\n\n" + honest_self_check(p, mode, n_asserts)
-            out.append((build_prompt(p, mode=mode, style="compact"), fence(code)))
+            check = honest_self_check(p, mode, n_asserts)
+            prompt = build_prompt(p, mode=mode, style="compact")
+            out.append((prompt, fence(p.canonical_solution.rstrip() + "\n\n\n" + check)))
+            out.append((prompt, fence(check)))
     return out
 
 
