@@ -122,43 +122,56 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _worker(train_fn: Callable[..., dict], config_dict: dict[str, Any], path: str, resume: bool, conn) -> None:
-    """Runs in a spawned process: train one job with stdout/stderr (fd level: C libraries too) in run.log.
+def _worker(train_fn: Callable[..., dict], conn) -> None:
+    """A spawned worker: runs the jobs the sweep sends, one after another, as the sequential path does in
+    its one process (so imports and in-process caches are paid once per worker, not once per run).
 
-    Sends exactly one message: ("done", summary) or ("failed", error line, traceback, is_artifact_error).
-    SIGTERM / SIGINT raise KeyboardInterrupt once, so context managers (the grader's sandbox workers)
-    unwind; the loop's checkpoints are atomic, so the run dir stays resumable either way."""
+    Per job: stdout / stderr, at the fd level (C libraries too), go to <run dir>/run.log, and exactly one
+    message comes back: ("done", summary) or ("failed", error line, traceback, is_artifact_error).
+    None ends the worker. SIGTERM / SIGINT raise KeyboardInterrupt once, so context managers (the
+    grader's sandbox workers) unwind; the loop's checkpoints are atomic, so the run dir stays resumable."""
     _die_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    log = open(Path(path) / LOG_FILE, "a", buffering=1)
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
 
     def interrupt(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not abort the unwinding
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, ignore)   # a second signal (Ctrl-C reaches the whole process group, then
+        signal.signal(signal.SIGINT, ignore)    # the sweep's SIGTERM) must not abort the unwinding
         raise KeyboardInterrupt(f"signal {signum}")
+
+    def ignore(signum, frame):   # not SIG_IGN: Python warns when one already pending meets SIG_IGN
+        pass
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
+    try:
+        while (task := conn.recv()) is not None:
+            _work(train_fn, conn, *task)
+    except (EOFError, KeyboardInterrupt):   # the sweep went away / stopped us between jobs
+        pass
+
+
+def _work(train_fn: Callable[..., dict], conn, config_dict: dict[str, Any], path: str, resume: bool) -> None:
+    with open(Path(path) / LOG_FILE, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
     config = TrainConfig.from_dict(config_dict)
-    print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: "
-          f"{config.preset}/{config.arm}/seed{config.seed} ({'resume' if resume else 'start'}) ===", flush=True)
+    stamp = lambda: time.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    print(f"=== {stamp()} pid {os.getpid()}: {config.preset}/{config.arm}/seed{config.seed} "
+          f"({'resume' if resume else 'start'}) ===")
     try:
         summary = train_fn(config, Path(path), resume=resume, progress=False)
-        print("=== done ===", flush=True)
-        conn.send(("done", summary))
     except KeyboardInterrupt:
-        print("=== interrupted (the run dir resumes from its last checkpoint) ===", flush=True)
+        print(f"=== {stamp()} interrupted (the run dir resumes from its last checkpoint) ===")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which goes on with the other jobs
+    except Exception as e:  # noqa: BLE001 - reported to the sweep, which goes on with the other jobs
         tb = traceback.format_exc()
-        print(tb, flush=True)
+        print(f"{tb}=== {stamp()} failed ===")
         conn.send(("failed", f"{type(e).__name__}: {e}", tb, is_artifact_error(e)))
-    finally:
-        conn.close()
+        return
+    print(f"=== {stamp()} done ===")
+    conn.send(("done", summary))
 
 
 def _die_with_parent() -> None:
@@ -189,78 +202,79 @@ def _last_step(path: Path) -> int:
 
 
 @dataclass
-class _Slot:
-    job: Job
-    proc: Any                  # multiprocessing Process
-    conn: Any                  # parent end of the result pipe
-    task: Any                  # rich progress task id
-    t0: float
-    msg: tuple | None = None
-    stopped: bool = False      # terminated by us (fail_fast): interrupted, not failed
+class _Worker:
+    proc: Any                  # multiprocessing Process running _worker
+    conn: Any                  # our end of its duplex pipe
+    job: Job | None = None     # the job it is running
+    task: Any = None           # its rich progress task id
+    t0: float = 0.0
+    stopped: bool = False      # terminated by us: its job is interrupted, not failed
 
 
 def run_parallel(jobs: list[Job], n_jobs: int, *, force: bool = False, progress: bool = True, console=None,
                  fail_fast: bool = False, tracebacks: bool = False, train_fn: Callable[..., dict] = execute,
                  grace_s: float = 20.0) -> list[Job]:
-    """Up to `n_jobs` jobs at a time, each in its own spawned process (a fresh interpreter: no forked torch /
-    tokenizer threads), its output in <run dir>/run.log; one progress line per running job here.
+    """Up to `n_jobs` jobs at a time on as many spawned worker processes (fresh interpreters: no forked torch /
+    tokenizer threads), each job's output in <run dir>/run.log; one progress line per running job here.
 
-    Same skip / resume decisions as run_local. A failed or crashed job is recorded and the others go on
-    (with fail_fast: nothing new starts and running jobs are stopped). On Ctrl-C or any error here, every
-    worker is terminated (SIGTERM, then SIGKILL after `grace_s`) and the exception re-raised; its run dir
-    resumes from the last checkpoint on the next sweep.
+    Same skip / resume decisions as run_local. A failed job is recorded and the others go on; a worker that
+    dies (segfault, OOM kill) fails its job only and is replaced. With fail_fast, nothing new starts after
+    a failure and running jobs are stopped. On Ctrl-C or any error here every worker is terminated
+    (SIGTERM, SIGKILL after `grace_s`) and the exception re-raised; stopped jobs resume on the next sweep.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     ctx = mp.get_context("spawn")
     todo = deque(j for j in jobs if _prepare_skip(j))
-    total = len(todo)
-    running: dict[str, _Slot] = {}
+    workers: list[_Worker] = []
     stop = False
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=console is None, refresh_per_second=2) as bar:
-        overall = bar.add_task("", total=total)
+        overall = bar.add_task("", total=len(todo))
 
         def say(text: str) -> None:
             if console is not None:
                 console.print(text, markup=False, highlight=False)
 
         def headline() -> str:
-            done = sum(j.status == "done" for j in jobs)
-            failed = sum(j.status == "failed" for j in jobs)
-            return f"sweep: {n_jobs} at a time, {len(running)} running, {done} done, {failed} failed"
+            n = {s: sum(j.status == s for j in jobs) for s in ("done", "failed")}
+            busy = sum(w.job is not None for w in workers)
+            return f"sweep: {n_jobs} at a time, {busy} running, {n['done']} done, {n['failed']} failed"
 
-        def start(job: Job) -> None:
-            try:
-                _prepare(job, force)
-            except Exception as e:  # noqa: BLE001 - e.g. the dir changed since planning: this job only
-                job.status, job.error = "failed", f"{type(e).__name__}: {e}"
-                say(f"x {job.name} failed: {job.error}")
-                bar.advance(overall)
-                return
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, name=f"sweep {job.name}",
-                               args=(train_fn, job.config.to_dict(), str(job.path), job.action == "resume", send))
-            task = bar.add_task(f"  {job.name} ({job.action})", total=job.config.steps, visible=progress)
-            running[job.name] = _Slot(job, proc, recv, task, time.time())   # before start: Ctrl-C must find it
-            proc.start()
-            send.close()   # the child holds the only writer: EOF when it dies
-            say(f"> {job.name} ({job.action}) started, pid {proc.pid}, log {job.path / LOG_FILE}")
+        def spawn() -> _Worker:
+            ours, theirs = ctx.Pipe()
+            w = _Worker(ctx.Process(target=_worker, args=(train_fn, theirs), name="harness sweep worker"), ours)
+            workers.append(w)          # before start: Ctrl-C must find it
+            w.proc.start()
+            theirs.close()             # the worker holds the only other end: EOF when it dies
+            return w
 
-        def collect(slot: _Slot) -> None:
-            if slot.msg is None and slot.conn.poll():
+        def assign(w: _Worker) -> None:
+            while todo:
+                job = todo.popleft()
                 try:
-                    slot.msg = slot.conn.recv()
-                except (EOFError, OSError):
-                    pass
-            if slot.proc.exitcode is None:
+                    _prepare(job, force)
+                except Exception as e:  # noqa: BLE001 - e.g. the dir changed since planning: this job only
+                    job.status, job.error = "failed", f"{type(e).__name__}: {e}"
+                    say(f"x {job.name} failed: {job.error}")
+                    bar.advance(overall)
+                    continue
+                try:
+                    w.conn.send((job.config.to_dict(), str(job.path), job.action == "resume"))
+                except OSError:              # it died while idle: the job goes back, the worker is replaced
+                    todo.appendleft(job)
+                    w.proc.join(grace_s)
+                    workers.remove(w)
+                    return
+                w.job, w.t0 = job, time.time()
+                w.task = bar.add_task(f"  {job.name} ({job.action})", total=job.config.steps, visible=progress)
+                say(f"> {job.name} ({job.action}) on worker pid {w.proc.pid}, log {job.path / LOG_FILE}")
                 return
-            slot.proc.join()
-            slot.conn.close()
-            job, msg = slot.job, slot.msg
-            job.wall_s = time.time() - slot.t0
-            log = job.path / LOG_FILE
+
+        def finish(w: _Worker, msg: tuple | None) -> None:
+            job, log = w.job, w.job.path / LOG_FILE
+            job.wall_s = time.time() - w.t0
             if msg is not None and msg[0] == "done":
                 job.status, job.summary = "done", msg[1]
                 say(f"+ {job.name} done in {job.wall_s:.0f}s")
@@ -271,59 +285,88 @@ def run_parallel(jobs: list[Job], n_jobs: int, *, force: bool = False, progress:
                     say(f"x {job.name} failed (full log {log}):\n{tb}")
                 else:
                     say(f"x {job.name} failed: {job.error} (full log {log}; harness --debug for the traceback)")
-            elif slot.stopped:
+            elif w.stopped:
                 job.status = "interrupted"
                 say(f"- {job.name} stopped; it resumes on the next sweep")
-            else:   # killed (OOM killer, segfault): no message
-                job.status, job.error = "failed", f"worker exited with code {slot.proc.exitcode} (see {log})"
+            else:   # the worker died without a word (OOM killer, segfault)
+                job.status, job.error = "failed", f"worker exited with code {w.proc.exitcode} (see {log})"
                 say(f"x {job.name} failed: {job.error}")
-            bar.remove_task(slot.task)
+            bar.remove_task(w.task)
             bar.advance(overall)
-            del running[job.name]
+            w.job = None
 
         try:
-            while todo or running:
-                while todo and not stop and len(running) < n_jobs:
-                    start(todo.popleft())
-                if stop and not running:
+            while True:
+                if not stop:
+                    for w in list(workers):
+                        if w.job is None:
+                            assign(w)
+                    while todo and len(workers) < n_jobs:
+                        assign(spawn())
+                busy = [w for w in workers if w.job is not None]
+                if not busy:
                     break
                 bar.update(overall, description=headline())
-                if running:
-                    mp_wait([s.proc.sentinel for s in running.values()] + [s.conn for s in running.values()],
-                            timeout=1.0)
-                for slot in list(running.values()):
-                    bar.update(slot.task, completed=_last_step(slot.job.path))
-                    collect(slot)
+                mp_wait([w.proc.sentinel for w in busy] + [w.conn for w in busy], timeout=1.0)
+                for w in busy:
+                    bar.update(w.task, completed=_last_step(w.job.path))
+                    if w.conn.poll():
+                        try:
+                            finish(w, w.conn.recv())
+                            continue
+                        except (EOFError, OSError):   # it died: reap it below
+                            w.proc.join(grace_s)
+                    if w.proc.exitcode is not None:
+                        finish(w, None)
+                        workers.remove(w)
                 if fail_fast and not stop and any(j.status == "failed" for j in jobs):
                     stop = True
                     say("--fail-fast: a run failed; stopping the running ones (they resume on the next sweep)")
-                    _terminate(running.values(), grace_s)
+                    _terminate([w for w in workers if w.job is not None], grace_s)
             bar.update(overall, description=headline())
         except BaseException:
-            say(f"stopping {len(running)} running job(s); their run dirs resume on the next sweep")
-            _terminate(running.values(), grace_s)
+            say("stopping every worker; interrupted runs resume on the next sweep")
+            _terminate(workers, grace_s)
             raise
         finally:
-            for slot in running.values():   # stopped, not failed: resumable
-                slot.job.status, slot.job.wall_s = "interrupted", time.time() - slot.t0
+            for w in workers:
+                if w.job is not None:          # stopped, not failed: resumable
+                    w.job.status, w.job.wall_s = "interrupted", time.time() - w.t0
+            _shutdown(workers, grace_s)
     return jobs
 
 
-def _terminate(slots, grace_s: float) -> None:
+def _terminate(workers: list[_Worker], grace_s: float) -> None:
     """SIGTERM every worker (they unwind: sandbox workers closed), SIGKILL what is left after grace_s."""
-    slots = list(slots)
-    for s in slots:
-        s.stopped = True
-        if s.proc.pid is not None and s.proc.exitcode is None:
-            s.proc.terminate()
+    for w in workers:
+        w.stopped = True
+        if w.proc.pid is not None and w.proc.exitcode is None:
+            w.proc.terminate()
     deadline = time.time() + grace_s
-    for s in slots:
-        if s.proc.pid is None:      # interrupted before it started
+    for w in workers:
+        if w.proc.pid is None:      # interrupted before it started
             continue
-        s.proc.join(max(0.0, deadline - time.time()))
-        if s.proc.exitcode is None:
-            s.proc.kill()
-            s.proc.join()
+        w.proc.join(max(0.0, deadline - time.time()))
+        if w.proc.exitcode is None:
+            w.proc.kill()
+            w.proc.join()
+
+
+def _shutdown(workers: list[_Worker], grace_s: float) -> None:
+    """Idle workers exit when told; any that do not are terminated."""
+    for w in workers:
+        if w.proc.exitcode is None and w.proc.pid is not None:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+    deadline = time.time() + grace_s
+    for w in workers:
+        if w.proc.pid is not None:
+            w.proc.join(max(0.0, deadline - time.time()))
+    _terminate([w for w in workers if w.proc.pid is not None and w.proc.exitcode is None], grace_s)
+    for w in workers:
+        w.conn.close()
 
 
 # --- Ray ------------------------------------------------------------------------
