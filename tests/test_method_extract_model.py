@@ -45,12 +45,17 @@ def env(tmp_path_factory):
     mp.setattr(P, "CLEAN_PAIRS", tuple(c for c in P.CLEAN_PAIRS if c.pair_id[3:] in {p.pair_id for p in P.PAIRS}))
     E._DIFFS_MEMO.clear()
     tmp = tmp_path_factory.mktemp("extract")
-    ctx = _make_ctx(tmp)
+    ctx = _make_ctx(tmp, heldout_pairs_frac=0.25)  # 16-pair subset: keep 4 for validation
     vs = {kind: E.get_or_extract(ctx, kind, progress=False) for kind in E.KINDS}
     yield ctx, vs, tmp
     mp.undo()
     E._DIFFS_MEMO.clear()
     torch.set_num_threads(threads)
+
+
+def _n_fit(ctx):
+    """Pairs left for extraction after the held-out validation split of the (patched) pair set."""
+    return len(P.split_pairs(P.PAIRS, ctx.config.heldout_pairs_frac)[0])
 
 
 def _orthonormal(V):
@@ -69,7 +74,7 @@ def test_real_v_shapes_meta_and_file(env):
     assert all(torch.all(s >= floor) for s in real.sv.values())
     m = real.meta
     assert m["kind"] == "real" and m["model_hash"] == ctx.model_hash and m["k"] == ctx.config.extract_k
-    assert m["quantile"] == ctx.config.noise_quantile and m["n_pairs"] == 12 and m["seed"] == -1
+    assert m["quantile"] == ctx.config.noise_quantile and m["n_pairs"] == _n_fit(ctx) and m["seed"] == -1
     assert m["pairs_hash"] and set(m["validation"]) >= {"frac_positive", "median_cos"}
     assert real.path.parent == tmp / "v" and real.path.exists()
     # majority-vote orientation holds on the pairs V was fitted on
@@ -178,7 +183,7 @@ def test_rebound_concept_and_reward_hook_on_the_model(env):
     d = ctx.model.config.hidden_size
     assert arm.v_concept.shape == (d,) and arm.v_concept.norm() > 0
     v2, meta = get_or_extract_concept(ctx, arm.activation_layer, progress=False)
-    assert torch.equal(v2, arm.v_concept) and meta["n_pairs"] == 12 and "validation" in meta
+    assert torch.equal(v2, arm.v_concept) and meta["n_pairs"] == _n_fit(ctx) and "validation" in meta
     assert any((tmp / "rebound").glob("concept-*.safetensors"))
     # the loop's capture (harness.grpo) at arm.activation_layer feeds the reward hook; no hook is left behind
     fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
