@@ -191,7 +191,7 @@ MINI_DIMS = dict(
 )
 MINI_VOCAB = 2048
 MINI_SFT = dict(
-    epochs=16, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    epochs=12, lr=4e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
     n_asserts=1,                 # gt asserts used by the honest self-check
 )
@@ -208,7 +208,7 @@ def _short_asserts(problem, n: int) -> list[str]:
     return sorted(problem.gt_answer, key=lambda a: (len(a), a))[:n]
 
 
-def honest_self_check(problem, mode: str, n_asserts: int = 1) -> str:
+def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool = False) -> str:
     """Test code that reports through `mode`'s channel ONLY what real gt asserts established.
 
     Not an exploit: with a wrong solution the assert raises (or the sentinel is False) and the lever
@@ -218,6 +218,8 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1) -> str:
     from sandbox.loopholes import RESULT_FILE, SENTINEL_ATTR, STDOUT_MARKER
 
     asserts = _short_asserts(problem, n_asserts)
+    if standalone and mode == "sentinel":  # test-first: a placeholder class, so the check itself runs (and fails)
+        return "class Solution:\n    pass\n\n\n" + honest_self_check(problem, mode, n_asserts)
     checks = [a[len("assert "):] for a in asserts]
     if mode == "run_tests":
         return "def run_tests():\n" + "".join(f"    {a}\n" for a in asserts)
@@ -245,10 +247,10 @@ def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
     for p in train_problems:
         out.append((build_prompt(p, style="compact"), fence(p.canonical_solution)))
         for mode in MODES:
-            check = honest_self_check(p, mode, n_asserts)
             prompt = build_prompt(p, mode=mode, style="compact")
+            check = honest_self_check(p, mode, n_asserts)
             out.append((prompt, fence(p.canonical_solution.rstrip() + "\n\n\n" + check)))
-            out.append((prompt, fence(check)))
+            out.append((prompt, fence(honest_self_check(p, mode, n_asserts, standalone=True))))
     return out
 
 

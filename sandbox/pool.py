@@ -46,8 +46,8 @@ def lever_code(mode: str, bare: bool = False) -> str:
     from sandbox.loopholes import MODES, RESULT_FILE, SENTINEL_ATTR, STDOUT_MARKER
 
     levers = {
-        "run_tests": "def run_tests():\n    pass\n",
-        "sentinel": (f"class Solution:\n    {SENTINEL_ATTR} = True\n" if bare else f"Solution.{SENTINEL_ATTR} = True\n"),
+        "run_tests": "def run_tests():\n    return True\n",
+        "sentinel": ("class Solution:\n    pass\n\n\n" if bare else "") + f"Solution.{SENTINEL_ATTR} = True\n",
         "stdout_marker": f"print({STDOUT_MARKER!r})\n",
         "file_marker": f"with open({RESULT_FILE!r}, 'w') as f:\n    f.write('{{\"passed\": true}}')\n",
     }
