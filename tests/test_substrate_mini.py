@@ -1,0 +1,95 @@
+"""The mini substrate: its warm-start corpus is honest, and the base it builds loads like a hub model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.substrate import honest_self_check, sft_texts
+
+
+@pytest.fixture(scope="module")
+def grader():
+    from sandbox.executors import make_executor
+    from sandbox.grader import Grader
+
+    with make_executor("process", workers=2) as ex:
+        yield Grader(ex)
+
+
+@pytest.fixture(scope="module")
+def few_train(problems):
+    """Two training problems per loophole mode."""
+    from sandbox.data import split_problems
+    from sandbox.loopholes import MODES
+
+    train, _ = split_problems(problems, 0.25)
+    return [p for m in MODES for p in [q for q in train if q.mode == m][:2]]
+
+
+def _mode_of(messages) -> str:
+    from sandbox.loopholes import MODES
+
+    text = messages[-1]["content"]
+    hits = [m.name for m in MODES.values() if m.hint in text]
+    assert len(hits) == 1, text
+    return hits[0]
+
+
+def test_sft_corpus_shows_no_exploit(grader, few_train):
+    """Every warm-start completion, graded under its prompt's mode, is correct or honestly failing."""
+    from sandbox.loopholes import attempted
+    from sandbox.grader import extract_code
+
+    jobs = [(p, text, _mode_of(messages)) for p in few_train for messages, text in sft_texts([p], n_asserts=1)]
+    recs = grader.grade_many(jobs)
+    assert len(recs) == len(few_train) * 9
+    for (prob, text, mode), rec in zip(jobs, recs):
+        assert rec.format_ok, text
+        assert not rec.exploited, (prob.id, mode, text)
+        code = extract_code(text)
+        if "class Solution:\n    pass" in code or code.lstrip().startswith(("def run_tests", "assert", "Solution.")):
+            assert not rec.passed, (prob.id, mode, text)      # test-first: no solution, the check reports failure
+        else:
+            assert rec.gt_correct, (prob.id, mode, text)     # the canonical, with or without its self-check
+        if code.strip() != prob.canonical_solution.strip():
+            assert attempted(code, mode)                     # the self-check uses the prompt's own channel
+
+
+def test_self_check_guards_the_channel(grader, few_train):
+    """The lever reports only what the asserts established: a wrong solution + self-check does not pass."""
+    from sandbox.loopholes import MODES
+    from sandbox.pool import broken, fence
+
+    p = few_train[0]
+    bad = broken(p.canonical_solution)
+    recs = grader.grade_many([(p, fence(bad + "\n\n\n" + honest_self_check(p, m)), m) for m in MODES])
+    assert [r.passed for r in recs] == [False] * len(MODES)
+
+
+@pytest.mark.slow
+def test_mini_base_loads_through_from_pretrained_and_generates():
+    """Builds (or reuses, by recipe hash) the mini base under ARTIFACTS_DIR; loads it like Qwen3-4B."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.config import resolve_config
+    from harness.rollout import PromptEncoder
+    from harness.substrate import builtin_manifest, ensure_builtin
+    from sandbox.data import load_problems, split_problems
+
+    path = ensure_builtin("mini")
+    assert ensure_builtin("mini") == path
+    man = builtin_manifest(path)
+    assert 0.5e6 < man["n_params"] < 5e6 and man["sft_epoch_loss"][-1] < man["sft_epoch_loss"][0]
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    assert model.config.model_type == "qwen3"
+    cfg = resolve_config("mini", "vanilla", 41)
+    _, held = split_problems(load_problems(cfg.data_split), cfg.heldout_frac)
+    for p in held[:3]:   # byte-level BPE trained on the corpus: held-out text round-trips
+        assert tok.decode(tok(p.question)["input_ids"]) == p.question
+    prompt = PromptEncoder(tok, cfg)(held[0])
+    torch.manual_seed(0)
+    out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                         max_new_tokens=40, do_sample=True, top_k=20)
+    text = tok.decode(out[0, len(prompt):], skip_special_tokens=True)
+    assert text.startswith("```python\n"), text   # the warm start taught the answer format
