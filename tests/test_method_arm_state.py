@@ -104,4 +104,9 @@ def test_resumed_run_keeps_the_refreshed_v(tmp_path, monkeypatch):
         torch.set_num_threads(old_threads)
     drop = M.nondeterministic_names()
     rows = [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(tmp_path / "part")]
-    assert rows == [{k: v for k, v in r.items() if k not in drop} for r in ref]
+    expected = [{k: v for k, v in r.items() if k not in drop} for r in ref]
+    # cos_post is ~1e-8 after projection: its last bits depend on whether V came from memory or from the
+    # safetensors cache, so compare to float tolerance (still far below any value the test is about).
+    assert len(rows) == len(expected)
+    for got, want in zip(rows, expected):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
