@@ -429,6 +429,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
                                                "hashes": run.hashes, "resolved": run.resolved})
     log = M.MetricsLog(metrics_path)
     rows: list[dict[str, Any]] = []
+    base_eval: dict[str, Any] | None = None   # held-out eval of the untrained policy (delta = 0)
     start = 0
     ck = latest_checkpoint(ckpt_root) if resume else None
     if ck is not None:
@@ -436,6 +437,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
             raise RunError(f"checkpoint {ck.path} was written by a different config")
         state = load_checkpoint(ck, run.model, run.optimizer, run.arm)
         rows = list(state["metrics"])
+        base_eval = state.get("base_eval")
         start = ck.step
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
     setup_s = time.perf_counter() - wall0
@@ -448,6 +450,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
     with make_executor(kind=c.sandbox, workers=c.grade_workers) as ex, \
             M.LiveDisplay(c.steps, title, enabled=progress) as display:
         grader = Grader(ex)
+        if base_eval is None and start == 0:
+            # Step-0 reference: every arm of one seed evaluates the same untrained policy with the same
+            # seed, so these numbers agree across arms and show what training changed.
+            base_eval = _strip_private(run.evaluate(0, grader))
         display.start_at(start, rows)
         if start:
             display.note(f"[{title}] resumed from checkpoint step {start}")
@@ -464,13 +470,18 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
             display.update(row)
             if (c.checkpoint_every > 0 and s % c.checkpoint_every == 0) or s == c.steps:
                 save_checkpoint(ckpt_root, s, run.model, run.optimizer,
-                                {"metrics": rows, "config_hash": c.config_hash()}, arm=run.arm)
+                                {"metrics": rows, "config_hash": c.config_hash(), "base_eval": base_eval},
+                                arm=run.arm)
 
     final = rows[-1]
     summary = {
         "arm": c.arm, "seed": c.seed, "preset": c.preset, "complete": True, "steps": c.steps,
         "hack_rate": final.get("eval_hack_rate"), "pass_rate": final.get("eval_pass_rate"),
         "attempt_rate": final.get("eval_attempt_rate"),   # held-out; with hack_rate: P(exploit | attempt)
+        # the same held-out eval before any update (step 0): what the run started from
+        "base_hack_rate": (base_eval or {}).get("eval_hack_rate"),
+        "base_pass_rate": (base_eval or {}).get("eval_pass_rate"),
+        "base_attempt_rate": (base_eval or {}).get("eval_attempt_rate"),
         **{k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()},
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,

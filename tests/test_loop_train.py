@@ -311,3 +311,30 @@ def test_grad_norm_raw_is_logged_before_the_arm_hook(tmp_path, monkeypatch):
     assert all(r["live_groups"] > 0 for r in rows)
     for r in rows:
         assert r["grad_norm_raw"] > 0 and r["grad_norm"] == pytest.approx(0.5 * r["grad_norm_raw"], rel=1e-5)
+
+
+def test_base_eval_runs_on_the_untrained_policy_and_lands_in_the_summary(tmp_path, monkeypatch):
+    """The step-0 held-out eval must see delta_S == 0 (before any update) and feed summary.base_*; the
+    final eval feeds hack_rate / pass_rate. Sentinel rates per step tell the two apart."""
+    from harness import loop
+    from method.adapter import get_adapters
+
+    seen = {}
+    real_eval = loop._Run.evaluate
+
+    def spy(self, step, grader):
+        out = real_eval(self, step, grader)
+        seen[step] = max(float(m.delta_S.abs().max()) for m in get_adapters(self.model).values())
+        out.update(eval_hack_rate=0.01 * (step + 1), eval_pass_rate=0.02 * (step + 1),
+                   eval_attempt_rate=0.03 * (step + 1))
+        return out
+
+    monkeypatch.setattr(loop._Run, "evaluate", spy)
+    cfg = _smoke(eval_every=0)
+    summary = loop.train(cfg, tmp_path / "run", progress=False)
+    assert sorted(seen) == [0, cfg.steps]
+    assert seen[0] == 0.0 and seen[cfg.steps] > 0.0           # base eval before any update, final after
+    assert summary["base_hack_rate"] == pytest.approx(0.01) and summary["base_pass_rate"] == pytest.approx(0.02)
+    assert summary["base_attempt_rate"] == pytest.approx(0.03)
+    assert summary["hack_rate"] == pytest.approx(0.01 * (cfg.steps + 1))
+    assert all(r["step"] >= 1 for r in read_metrics(tmp_path / "run"))   # no extra metrics row for step 0
