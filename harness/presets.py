@@ -40,11 +40,11 @@ register(Preset(
 
 register(Preset(
     name="mini",
-    description="CPU substrate: a few-M-param Qwen3-architecture model the project builds, on which vanilla GRPO hacks",
+    description="CPU substrate: a ~0.75M-param Qwen3-architecture model the project builds (SFT warm start), on which vanilla GRPO hacks",
     overrides=dict(
         model="builtin:mini", dtype="float32", prompt_style="compact", max_prompt_tokens=384,
         steps=60, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=160,
-        lr=3e-2, warmup_frac=0.05, eval_every=20, eval_problems=30, checkpoint_every=10,
+        lr=5e-2, warmup_frac=0.05, eval_every=20, eval_problems=30, eval_samples=2, checkpoint_every=10,
         grade_workers=2,
     ),
 ))
