@@ -2,8 +2,11 @@
 
     builtin:smoke  tiny random-init Qwen3 (hidden 64, 2 layers) + a byte-level BPE tokenizer trained on a fixed
                    code corpus; built in seconds; for tests and CI.
-    builtin:mini   a few-M-param Qwen3 + a BPE tokenizer trained on the problem corpus, warm-started by SFT on
-                   clean canonical solutions (and honest test code) of the TRAINING problems; see `build_mini`.
+    builtin:mini   a ~0.75M-param Qwen3 (2 layers) + a 2k byte-level BPE trained on the problem corpus,
+                   warm-started by SFT on the TRAINING problems only: canonical solutions, canonical + an honest
+                   self-check through the prompt's grading channel, and the self-check alone (test-first code
+                   that truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them);
+                   the unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
 `AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/model_loading.py).
@@ -183,7 +186,7 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A ~1M-param Qwen3: 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
+# A ~0.75M-param Qwen3: 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
 # mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
     hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
@@ -234,7 +237,7 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
 
 
 def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
-    """(chat messages, assistant text) warm-start pairs; every one is a gt-correct, honest program.
+    """(chat messages, assistant text) warm-start pairs; every one is honest: correct, or failing truthfully.
 
     Per training problem: the canonical solution under its own mode's prompt; under every mode's prompt
     (so each hint maps to its own channel) canonical + an honest self-check, and the honest self-check
