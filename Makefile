@@ -40,14 +40,18 @@ falsify:
 report:
 	harness report --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
 
-reproduce-mini:  ## CPU: everything, preset mini, all arms x 3 seeds, then the verdicts
+# The image is built after the artifacts so that it carries the frozen teacher pool.
+reproduce-mini:  ## CPU: everything, preset mini, all arms x 3 seeds, then the verdicts (Docker optional)
 	$(MAKE) setup data
+	$(MAKE) artifacts PRESET=mini
 	-$(MAKE) image
-	$(MAKE) artifacts sweep falsify report PRESET=mini
+	$(MAKE) sweep falsify report PRESET=mini
 
 reproduce:  ## one GPU machine with Docker: the same with preset full
-	$(MAKE) setup data image
-	$(MAKE) artifacts sweep falsify report PRESET=full
+	$(MAKE) setup data
+	$(MAKE) artifacts PRESET=full
+	$(MAKE) image
+	$(MAKE) sweep falsify report PRESET=full
 
 test:  ## the README's test command
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q

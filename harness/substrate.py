@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.paths import ARTIFACTS_DIR
+from sandbox.data import sha256_file
 
 # Bump when the build procedure changes in a way the recipe dict does not capture.
 BUILDER_VERSION = 1
@@ -70,7 +71,7 @@ def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path 
     try:
         manifest = build_fn(tmp) or {}
         manifest.update(name=name, recipe_hash=digest, key=key, builder_version=BUILDER_VERSION,
-                        weights_sha256=_file_sha(tmp / "model.safetensors"))
+                        weights_sha256=sha256_file(tmp / "model.safetensors"))
         (tmp / "builtin.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         try:
             os.rename(tmp, final)
@@ -81,14 +82,6 @@ def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- tokenizer
