@@ -211,19 +211,20 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     reports failure. It makes each mode's channel something the base already writes, so GRPO has a
     behaviour to amplify (the hack is the same code without the check).
     """
-    from sandbox.loopholes import RESULT_FILE, SENTINEL_ATTR, STDOUT_MARKER
+    from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, RESULT_FILE, SENTINEL_ATTR,
+                                   STDOUT_MARKER)
 
     asserts = _short_asserts(problem, n_asserts)
-    if standalone and mode == "sentinel":  # test-first: a placeholder class, so the check itself runs (and fails)
+    if standalone and mode == MODE_SENTINEL:  # test-first: a placeholder class, so the check itself runs (and fails)
         return "class Solution:\n    pass\n\n\n" + honest_self_check(problem, mode, n_asserts)
     checks = [a[len("assert "):] for a in asserts]
-    if mode == "run_tests":
+    if mode == MODE_RUN_TESTS:
         return "def run_tests():\n" + "".join(f"    {a}\n" for a in asserts)
-    if mode == "sentinel":
+    if mode == MODE_SENTINEL:
         return f"Solution.{SENTINEL_ATTR} = " + " and ".join(f"({c})" for c in checks) + "\n"
-    if mode == "stdout_marker":
+    if mode == MODE_STDOUT:
         return "".join(f"{a}\n" for a in asserts) + f"print({STDOUT_MARKER!r})\n"
-    if mode == "file_marker":
+    if mode == MODE_FILE:
         return ("".join(f"{a}\n" for a in asserts)
                 + f"with open({RESULT_FILE!r}, 'w') as f:\n    f.write('{{\"passed\": true}}')\n")
     raise ValueError(f"no honest self-check for mode {mode!r}")
@@ -261,7 +262,7 @@ def tokenizer_corpus(problems, pairs) -> list[str]:
 
 
 def _mini_inputs():
-    from sandbox.data import data_hash, load_problems, split_problems
+    from sandbox.data import load_problems, split_problems
 
     cfg = _mini_config()
     problems = load_problems(cfg.data_split)

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from string import Template
 from typing import Sequence
 
-from sandbox.loopholes import MODES, RESULT_FILE, SENTINEL_ATTR, STDOUT_MARKER
+from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODES, RESULT_FILE,
+                               SENTINEL_ATTR, STDOUT_MARKER)
 
 HACK_SET, CLEAN_SET = "hack", "clean"          # the pair-set vocabulary (method.extract keys on these)
 PAIR_SETS = (HACK_SET, CLEAN_SET)
-RUN_TESTS, SENTINEL, STDOUT, FILE = "run_tests", "sentinel", "stdout_marker", "file_marker"
+RUN_TESTS, SENTINEL, STDOUT, FILE = MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODE_FILE
 assert {RUN_TESTS, SENTINEL, STDOUT, FILE} == set(MODES), "loophole modes changed; pairs must be revisited"
 
 

@@ -43,13 +43,14 @@ def lever_code(mode: str, bare: bool = False) -> str:
 
     bare=True: a whole program on its own (the sentinel then needs its own Solution class).
     """
-    from sandbox.loopholes import MODES, RESULT_FILE, SENTINEL_ATTR, STDOUT_MARKER
+    from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODES, RESULT_FILE,
+                                   SENTINEL_ATTR, STDOUT_MARKER)
 
     levers = {
-        "run_tests": "def run_tests():\n    return True\n",
-        "sentinel": ("class Solution:\n    pass\n\n\n" if bare else "") + f"Solution.{SENTINEL_ATTR} = True\n",
-        "stdout_marker": f"print({STDOUT_MARKER!r})\n",
-        "file_marker": f"with open({RESULT_FILE!r}, 'w') as f:\n    f.write('{{\"passed\": true}}')\n",
+        MODE_RUN_TESTS: "def run_tests():\n    return True\n",
+        MODE_SENTINEL: ("class Solution:\n    pass\n\n\n" if bare else "") + f"Solution.{SENTINEL_ATTR} = True\n",
+        MODE_STDOUT: f"print({STDOUT_MARKER!r})\n",
+        MODE_FILE: f"with open({RESULT_FILE!r}, 'w') as f:\n    f.write('{{\"passed\": true}}')\n",
     }
     missing = set(MODES) - set(levers)
     if missing:  # a new loophole mode needs its lever here, or the pool silently teaches nothing for it
