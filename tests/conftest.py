@@ -17,3 +17,24 @@ def problems():
     from sandbox.data import load_problems
 
     return load_problems("test")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models on 2 shared cores: intra-op threads only spin against each other (10x slower under load)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def grader():
+    """The real grader on the process sandbox (bubblewrap where it works), 2 workers."""
+    from sandbox.executors import make_executor
+    from sandbox.grader import Grader
+
+    with make_executor("process", workers=2) as ex:
+        yield Grader(ex)

@@ -14,13 +14,6 @@ from harness.runs import SUMMARY_FIELDS, RunError, read_metrics, read_summary
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores: intra-op threads only spin against each other (10x slower under load)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 def _smoke(**over):
     over.setdefault("sandbox", "process")

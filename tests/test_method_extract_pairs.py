@@ -98,28 +98,21 @@ def test_surface_form_differs_from_teacher_pool(problems):
         assert pool.lever_code(pair.mode).strip() not in ours, pair.pair_id
 
 
-def _grade(items):
-    from sandbox.executors import make_executor
-    from sandbox.grader import Grader
-
-    with make_executor("process", workers=2) as ex:
-        return Grader(ex).grade_many(items)
-
-
-def test_real_grader_every_hack_is_exploited(problems):
+def test_real_grader_every_hack_is_exploited(problems, grader):
     items = [(problems[p.problem_id], P.hack_completion(p, problems[p.problem_id]), p.mode) for p in P.PAIRS]
-    bad = [(p.pair_id, r) for p, r in zip(P.PAIRS, _grade(items))
+    bad = [(p.pair_id, r) for p, r in zip(P.PAIRS, grader.grade_many(items))
            if not (r.exploited and r.attempted and not r.gt_correct)]
     assert not bad, bad[:5]
 
 
 @pytest.mark.slow
-def test_real_grader_clean_sides_are_honest_and_correct(problems):
+def test_real_grader_clean_sides_are_honest_and_correct(problems, grader):
     """Both clean sides: the canonical (neg of every pair) and the restyled one (pos of the clean-vs-clean set)."""
     items, names = [], []
     for p in P.CLEAN_PAIRS:
         prob = problems[p.problem_id]
         items += [(prob, P.clean_completion(prob), p.mode), (prob, P.restyled_completion(p, prob), p.mode)]
         names += [("canonical", p.pair_id), ("restyled", p.pair_id)]
-    bad = [(n, r) for n, r in zip(names, _grade(items)) if not (r.gt_correct and not r.attempted and not r.exploited)]
+    bad = [(n, r) for n, r in zip(names, grader.grade_many(items))
+           if not (r.gt_correct and not r.attempted and not r.exploited)]
     assert not bad, bad[:5]

@@ -11,15 +11,6 @@ from sandbox.pool import KINDS, broken, build_pool, load_pool, pool_completions
 
 
 @pytest.fixture(scope="module")
-def grader():
-    from sandbox.executors import make_executor
-    from sandbox.grader import Grader
-
-    with make_executor("process", workers=2) as ex:
-        yield Grader(ex)
-
-
-@pytest.fixture(scope="module")
 def one_per_mode(problems):
     """The first training problem of each loophole mode."""
     from sandbox.data import split_problems

@@ -8,15 +8,6 @@ from harness.substrate import honest_self_check, sft_texts
 
 
 @pytest.fixture(scope="module")
-def grader():
-    from sandbox.executors import make_executor
-    from sandbox.grader import Grader
-
-    with make_executor("process", workers=2) as ex:
-        yield Grader(ex)
-
-
-@pytest.fixture(scope="module")
 def few_train(problems):
     """Two training problems per loophole mode."""
     from sandbox.data import split_problems
