@@ -178,6 +178,30 @@ def _finish(jobs, con) -> None:
                                    + "; ".join(f"{j.name}: {j.error}" for j in failed))
 
 
+def _print_problem_set(name: str) -> None:
+    """Which file trains and which evaluates (one line each, never wrapped), the set's note, and what is missing."""
+    import sandbox.data as D
+    ps = D.get_problem_set(name)
+    for k, v in ps.describe().items():
+        click.echo(f"problem set {name}: {k} {v}")
+    if ps.note:
+        click.echo(f"problem set {name}: note: {ps.note}")
+    try:
+        D.require_problem_set(name)
+    except D.DataError as e:
+        click.echo(f"problem set {name}: MISSING: {_one_line(e)}")
+
+
+def _require_data(jobs) -> None:
+    """Stop before any model loads when a data file a run needs is not on this machine (one line, exit 1)."""
+    from sandbox.data import DataError, require_problem_set
+    for name in dict.fromkeys(j.config.problem_set for j in jobs if j.action != "skip"):
+        try:
+            require_problem_set(name)
+        except DataError as e:
+            raise RunError(str(e)) from None
+
+
 def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
@@ -192,6 +216,8 @@ def _print_dry_run(jobs, con) -> None:
     for j in jobs[1:]:
         diff = config_diff(first, j.config)
         con.print(f"{j.name}: same, except " + ", ".join(f"{k}={new!r}" for k, (_, new) in diff.items()), markup=False)
+    for name in dict.fromkeys(j.config.problem_set for j in jobs):
+        _print_problem_set(name)
     if first.model.startswith(BUILTIN_PREFIX):
         # estimating needs the built model's config.json, and a dry run must not build (mini's build trains)
         con.print(f"memory estimate: skipped for {first.model}, a CPU substrate built on demand "
@@ -242,6 +268,8 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
     arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
     overrides = parse_sets(sets, sandbox)
     jobs = plan(preset, arms, seed_list, out, overrides, resume=resume, force=force)
+    if not dry_run:
+        _require_data(jobs)
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
@@ -281,6 +309,8 @@ def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets
     if workers != 1 and executor != "local":
         raise BadInput("--jobs only applies to --executor local (Ray schedules its own tasks)")
     jobs = plan(preset, arms, seed_list, out, overrides, resume=True, force=force)
+    if not dry_run:
+        _require_data(jobs)
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
