@@ -58,7 +58,7 @@ register(Preset(
                 "evaluates on its whole test split (spec + amendments)",
     overrides=dict(
         model="Qwen/Qwen3-4B", dtype="auto", grad_checkpointing=True, prompt_style="full",
-        problem_set="leetcode",     # leetcode_train_medhard_filtered.jsonl trains, leetcode_test_medhard.jsonl evaluates
+        problem_set="leetcode",     # the train split trains, the whole test split evaluates (sandbox.data)
         steps=200, prompts_per_step=8, group_size=8, max_new_tokens=1024,
         lr=7e-5, kl_beta=1e-3, checkpoint_every=25,
         # Evaluation protocol: the benchmark's (10 samples per problem at temperature 0.7, all 119 test problems),

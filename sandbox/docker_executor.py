@@ -138,7 +138,8 @@ def image_status(image: str = IMAGE) -> dict[str, Any]:
     pinned_blob = {f.filename: f.git_blob for f in DATA_FILES.values()}
     # every file the image carries must be a pinned one with the pinned hash, and it must carry the test split
     st["data"] = {name: {"image": sha, "pinned": pinned.get(name),
-                         "match": sha == pinned.get(name) and blobs.get(name, pinned_blob.get(name)) == pinned_blob.get(name)}
+                         "match": sha == pinned.get(name)
+                         and blobs.get(name, pinned_blob.get(name)) == pinned_blob.get(name)}
                   for name, sha in sorted(in_image.items())}
 
     st["data_match"] = DATA_FILES["test"].filename in in_image and all(d["match"] for d in st["data"].values())
