@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import shutil
 import sys
@@ -109,6 +110,7 @@ def run_check(cpu: bool, steps: int, max_new: int, problem_set: str, workdir: Pa
     _, tok_n, dt = _timed_generate(base, tok, prompts, cfg.student_per_group, cfg, device)
     out["unwrapped"] = {"tokens": tok_n, "s": dt, "tokens_per_s": tok_n / dt}
     del base
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -180,7 +182,7 @@ def _summary(r: dict[str, Any]) -> str:
     m, tps = r["mean_step_s"], r["rollout_tokens_per_s"]
     lines = [
         r["label"],
-        f"device {r['device']}, attn {r['attn_impl']}, {r['n_params'] / 1e9:.3f}B params, problem set "
+        f"device {r['device']}, attn {r['attn_impl']}, {r['n_params'] / 1e6:.2f}M params, problem set "
         f"{r['problem_set']} ({r['problem_set_why']})",
         f"peak memory ({r['peak_kind']}): {r['peak_gib']:.2f} GiB (setup {r['peak_setup_gib']:.2f}); "
         f"--dry-run estimate {r['dry_run_estimate_gib']:.2f} GiB ({r['estimate_at_longest_prompt_gib']:.2f} at the "
