@@ -102,3 +102,36 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     assert all(m.delta_S.dtype == torch.float32 for m in get_adapters(model).values())
     assert row["grad_norm"] is not None and torch.isfinite(torch.tensor(row["loss"]))
     assert any(m.delta_S.abs().max() > 0 for m in get_adapters(model).values())       # the step moved delta_S
+
+
+def test_evaluation_samples_at_the_eval_temperature(tmp_path, monkeypatch):
+    """full evaluates like the benchmark (10 samples at T 0.7) while training samples at T 1.0."""
+    from types import SimpleNamespace
+
+    import harness.evaluate as E
+    from harness.config import resolve_config
+    from harness.model_loading import load_policy
+    from harness.rollout import PromptEncoder
+    from method.adapter import wrap_model
+
+    full = resolve_config("full", "vanilla", 41)
+    assert (full.eval_samples, full.eval_temperature, full.temperature, full.eval_problems) == (10, 0.7, 1.0, 0)
+    cfg = resolve_config("smoke", "vanilla", 41, {"eval_temperature": 0.3, "eval_samples": 2, "max_new_tokens": 4})
+    model, tok = load_policy(cfg, verbose=False)
+    wrap_model(model, cfg.target_modules, cache_dir=tmp_path / "svd")
+    seen = []
+    real = E.generate
+
+    def spy(m, t, prompts, n, c, **k):
+        seen.append((n, c.temperature, c.top_k))
+        return real(m, t, prompts, n, c, **k)
+    monkeypatch.setattr(E, "generate", spy)
+    probs = [SimpleNamespace(id=i, mode="run_tests") for i in range(2)]
+    enc = PromptEncoder(tok, cfg)
+    enc._cache = {p.id: [5 + p.id, 6, 7] for p in probs}
+
+    class Grader:
+        def grade_many(self, jobs):
+            return [SimpleNamespace(exploited=False, gt_correct=False, attempted=False) for _ in jobs]
+    out = E.evaluate(model, tok, probs, Grader(), cfg, enc, seed=0)
+    assert seen == [(2, 0.3, cfg.top_k)] and out["eval_n"] == 4 and cfg.temperature == 1.0
