@@ -58,8 +58,9 @@ install_lock() {  # $1 = cpu|cuda; the lock lists every transitive dependency, s
 }
 if ! install_lock "$LOCK"; then
     [ "$LOCK" = cpu ] || die "pip install -r requirements/$LOCK.lock failed (above)"
-    say "torch's +cpu wheel is not reachable here ($TORCH_CPU_INDEX, pip's find-links); installing requirements/cuda.lock" \
-        "(torch from PyPI with its CUDA libraries: a larger download, the same CPU results)"
+    say "requirements/cpu.lock did not install (above; usually: neither $TORCH_CPU_INDEX nor pip's find-links" \
+        "serve torch's +cpu wheel); trying requirements/cuda.lock (torch from PyPI with its CUDA libraries:" \
+        "a larger download, the same CPU code)"
     LOCK=cuda; install_lock cuda || die "pip install -r requirements/cuda.lock failed (above)"
 fi
 step_done "requirements/$LOCK.lock installed"
