@@ -15,7 +15,9 @@ ARG BASE_IMAGE
 ARG BASE_NAME=python:3.11-slim
 # "file=sha256,file=sha256" of data/*.jsonl and pool/*.jsonl, the sandbox/ tree hash and the worker.py hash
 # (sandbox.docker_executor.code_hash / worker_hash); the RUN below re-checks all but the tree hash.
+# DATA_GIT_BLOB: "file=<git blob id>,..." of data/*.jsonl, the ids sandbox.data.DATA_FILES pins.
 ARG DATA_SHA256=
+ARG DATA_GIT_BLOB=
 ARG POOL_SHA256=
 ARG SANDBOX_SHA256=unknown
 ARG WORKER_SHA256=unknown
@@ -66,6 +68,7 @@ LABEL org.opencontainers.image.title="rh-grader" \
       org.opencontainers.image.base.name="${BASE_NAME}" \
       rh.base.image="${BASE_IMAGE}" \
       rh.data.sha256="${DATA_SHA256}" \
+      rh.data.git_blob="${DATA_GIT_BLOB}" \
       rh.pool.sha256="${POOL_SHA256}" \
       rh.sandbox.sha256="${SANDBOX_SHA256}" \
       rh.worker.sha256="${WORKER_SHA256}"

@@ -11,7 +11,8 @@ PYTEST_WORKERS ?= 2
 JOBS ?= 2
 
 .PHONY: setup lock data base-image-offline image wheelhouse artifacts sweep falsify report \
-        reproduce reproduce-mini reproduce-smoke reproduce-cpu test test-all test-docker bench-grader bench-method doctor clean
+        reproduce reproduce-mini reproduce-smoke reproduce-cpu test test-all test-docker bench-grader bench-method \
+        gpu-check gpu-check-cpu doctor clean
 
 setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root)
 	VENV=$(VENV) bash scripts/setup.sh
@@ -80,6 +81,12 @@ bench-grader:
 
 bench-method:
 	$(PYTHON) -m harness.bench_method
+
+gpu-check:  ## one GPU, no network, <= 8 min: 3 full steps on a random-init Qwen3-4B; peak memory, s/step, tokens/s
+	$(PYTHON) -m harness.gpu_check
+
+gpu-check-cpu:  ## the same code on Qwen3-4B's architecture shrunk to 2 layers, on CPU (CI)
+	$(PYTHON) -m harness.gpu_check --cpu
 
 doctor:
 	$(HARNESS) doctor

@@ -178,6 +178,30 @@ def _finish(jobs, con) -> None:
                                    + "; ".join(f"{j.name}: {j.error}" for j in failed))
 
 
+def _print_problem_set(name: str) -> None:
+    """Which file trains and which evaluates (one line each, never wrapped), the set's note, and what is missing."""
+    import sandbox.data as D
+    ps = D.get_problem_set(name)
+    for k, v in ps.describe().items():
+        click.echo(f"problem set {name}: {k} {v}")
+    if ps.note:
+        click.echo(f"problem set {name}: note: {ps.note}")
+    try:
+        D.require_problem_set(name)
+    except D.DataError as e:
+        click.echo(f"problem set {name}: MISSING: {_one_line(e)}")
+
+
+def _require_data(jobs) -> None:
+    """Stop before any model loads when a data file a run needs is not on this machine (one line, exit 1)."""
+    from sandbox.data import DataError, require_problem_set
+    for name in dict.fromkeys(j.config.problem_set for j in jobs if j.action != "skip"):
+        try:
+            require_problem_set(name)
+        except DataError as e:
+            raise RunError(str(e)) from None
+
+
 def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
@@ -192,6 +216,8 @@ def _print_dry_run(jobs, con) -> None:
     for j in jobs[1:]:
         diff = config_diff(first, j.config)
         con.print(f"{j.name}: same, except " + ", ".join(f"{k}={new!r}" for k, (_, new) in diff.items()), markup=False)
+    for name in dict.fromkeys(j.config.problem_set for j in jobs):
+        _print_problem_set(name)
     if first.model.startswith(BUILTIN_PREFIX):
         # estimating needs the built model's config.json, and a dry run must not build (mini's build trains)
         con.print(f"memory estimate: skipped for {first.model}, a CPU substrate built on demand "
@@ -242,6 +268,8 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
     arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
     overrides = parse_sets(sets, sandbox)
     jobs = plan(preset, arms, seed_list, out, overrides, resume=resume, force=force)
+    if not dry_run:
+        _require_data(jobs)
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
@@ -281,6 +309,8 @@ def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets
     if workers != 1 and executor != "local":
         raise BadInput("--jobs only applies to --executor local (Ray schedules its own tasks)")
     jobs = plan(preset, arms, seed_list, out, overrides, resume=True, force=force)
+    if not dry_run:
+        _require_data(jobs)
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
@@ -356,65 +386,42 @@ def hashes(runs: str, preset: str | None) -> None:
 
 # --- pipeline steps ----------------------------------------------------------------------
 
-NO_TRAIN_SPLIT = "presets use the deterministic train/held-out partition of the test split instead"
-
-
 def _warn(text: str) -> None:
     click.echo(f"warning: {text}", err=True)       # one line each, never wrapped (rich would wrap at 80 columns)
 
 
 @cli.command()
-@click.option("--allow-unpinned", is_flag=True,
-              help="also fetch split files that have no pinned sha256 (the train splits): used UNVERIFIED, "
-                   "their sha256 printed and recorded in <data dir>/unpinned.json")
-def data(allow_unpinned: bool) -> None:
-    """Fetch (or reuse ../shared/data) the pinned LeetCode splits and verify their hashes.
+def data() -> None:
+    """Fetch (or reuse ../shared/data) every published LeetCode split and verify it against its pinned git blob id.
 
-    The test split is required. The train split files are tried next: they have no pinned hash yet,
-    so without --allow-unpinned they are skipped with a warning (exit 0)."""
+    The test split is required. A train split that cannot be fetched (no network) is a warning naming what needs
+    it; a file with the wrong id is an error. What was verified is recorded in <data dir>/manifest.json."""
     import sandbox.data as D
 
-    con = console()
     try:
         test = D.ensure_data(("test",))["test"]
     except D.DataError as e:
         raise click.ClickException(f"test split: {_one_line(e)}") from None
-    con.print(f"test: {test}  sha256 {D.DATA_FILES['test'].sha256} (verified)", markup=False)
-
-    unpinned, failed = {}, []
+    _print_verified(D, "test", test)
     for split, df in D.DATA_FILES.items():
         if split == "test":
             continue
-        if df.sha256 is None and not allow_unpinned:
-            _warn(f"{split}: {df.filename} skipped: no pinned sha256 in sandbox/data.py DATA_FILES, so it cannot be "
-                  f"verified (--allow-unpinned fetches it unverified); {NO_TRAIN_SPLIT}")
-            continue
         try:
-            path = D.ensure_data((split,), allow_unpinned=allow_unpinned)[split]
+            path = D.ensure_data((split,))[split]
         except D.DataError as e:
             if not isinstance(e.__cause__, OSError):   # a hash mismatch or a bad file: never skipped quietly
                 raise click.ClickException(f"{split}: {_one_line(e)}") from None
-            failed.append(split)
+            need = [n for n, ps in D.PROBLEM_SETS.items() if split in ps.splits()]
             _warn(f"{split}: {df.filename} not fetched ({type(e.__cause__).__name__}: {_one_line(e.__cause__)}); "
-                  f"{NO_TRAIN_SPLIT}")
+                  f"needed by problem set(s) {', '.join(need) or 'none'}")
             continue
-        if df.sha256 is not None:
-            con.print(f"{split}: {path}  sha256 {df.sha256} (verified)", markup=False)
-            continue
-        digest = D.sha256_file(path)
-        unpinned[df.filename] = {"split": split, "path": str(path), "sha256": digest, "url": df.url,
-                                 "commit": D.REPO_COMMIT}
-        _warn(f"UNPINNED {split}: {path} sha256 {digest} is NOT verified against any pin; to pin it set "
-              f'DataFile("{split}", "{df.filename}", "{digest}") in sandbox/data.py')
-    if unpinned:
-        record = Path(D.DATA_DIR) / "unpinned.json"
-        old = json.loads(record.read_text()) if record.is_file() else {}
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({**old, **unpinned}, indent=1, sort_keys=True) + "\n")
-        con.print(f"[bold red]UNPINNED[/] {len(unpinned)} file(s) used without hash verification; recorded in "
-                  f"{record}")
-    if failed and allow_unpinned:   # asked for explicitly: not getting them is a failure
-        raise click.ClickException(f"--allow-unpinned: could not fetch {', '.join(failed)} (see warnings above)")
+        _print_verified(D, split, path)
+    click.echo(f"manifest: {Path(D.DATA_DIR) / D.MANIFEST}")
+
+
+def _print_verified(D, split: str, path: Path) -> None:
+    entry = D.read_manifest().get(D.DATA_FILES[split].filename, {})   # one line each (hashes must stay greppable)
+    click.echo(f"{split}: {path}  git blob {D.DATA_FILES[split].git_blob}  sha256 {entry.get('sha256')} (verified)")
 
 
 def _builtin_name(model: str) -> str | None:

@@ -35,8 +35,9 @@ class TrainConfig:
     max_prompt_tokens: int = 2048
 
     # --- data / environment -------------------------------------------------
-    data_split: str = "test"       # which published split the problems come from
-    heldout_frac: float = 0.25     # deterministic by-id partition when only one split is present
+    # which problems train and which evaluate: a key of sandbox.data.PROBLEM_SETS ("leetcode": the
+    # benchmark's train split trains, its whole test split evaluates)
+    problem_set: str = "leetcode"
     sandbox: str = "auto"          # auto -> docker when a daemon answers, else process
     grade_workers: int = 2
 
@@ -81,6 +82,7 @@ class TrainConfig:
     eval_every: int = 50
     eval_problems: int = 32        # held-out problems per evaluation (0 = all)
     eval_samples: int = 1          # student generations per held-out problem
+    eval_temperature: float = 0.7  # the benchmark's evaluation temperature; other sampling knobs as in training
     checkpoint_every: int = 25
     log_every: int = 1
 

@@ -10,6 +10,7 @@ Measured on the first held-out problem's samples; ~0 in fp32.
 """
 from __future__ import annotations
 
+import dataclasses
 from contextlib import ExitStack
 
 import torch
@@ -41,7 +42,8 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
             stack.enter_context(hack_ablated(model))   # first: the merged weights must not include delta_S_hack
         with merged(model):
             batch = max(1, config.prompts_per_step * max(1, config.student_per_group))
-            ids = generate(model, tokenizer, prompts, config.eval_samples, config, max_batch=batch)
+            sampling = dataclasses.replace(config, temperature=config.eval_temperature)
+            ids = generate(model, tokenizer, prompts, config.eval_samples, sampling, max_batch=batch)
         gap = merge_gap(model, prompts[0], ids[0], tokenizer.pad_token_id)
     jobs = []
     for p, samples in zip(problems, ids):

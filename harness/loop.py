@@ -159,12 +159,13 @@ class _Run:
 
     def __init__(self, config: TrainConfig, run_dir: Path, progress: bool):
         from method.adapter import model_hash, wrap_model
-        from sandbox.data import data_hash, load_problems, split_problems
+        from sandbox.data import load_problem_set, require_problem_set
         from harness.model_loading import load_policy
 
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
+        require_problem_set(config.problem_set)     # a missing data file stops the run before any model loads
         seed_all(config.seed)
         self.model, self.tok = load_policy(config, verbose=progress)
         self.device = next(self.model.parameters()).device
@@ -182,11 +183,11 @@ class _Run:
                                            betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
         self.delta_names = _delta_s_names(self.adapters, self.model)
 
-        problems = load_problems(config.data_split)
-        self.train_problems, heldout = split_problems(problems, config.heldout_frac)
+        problems = load_problem_set(config.problem_set)
+        self.train_problems = problems.train
         from harness.evaluate import eval_problems
 
-        self.eval_set = eval_problems(heldout, config)
+        self.eval_set = eval_problems(problems.eval, config)
         self.pool = _load_pool(config)
         if self.pool is not None:
             ids = _pool_problem_ids(self.pool)
@@ -208,7 +209,7 @@ class _Run:
         if fit.get("teacher_problems_no_fit") and progress:
             print(f"[loop] {fit['teacher_problems_no_fit']} training problem(s) have no teacher row within "
                   f"max_new_tokens={config.max_new_tokens}: their groups get no teacher rollouts")
-        self.hashes = {"model": self.model_hash, "data": data_hash(config.data_split),
+        self.hashes = {"model": self.model_hash, "data": problems.data_hash,
                        "pool": getattr(self.pool, "sha256", None), "v": None}
         self.hashes.update(self.arm.artifact_hashes() or {})
         info = getattr(self.model, "load_info", None)

@@ -31,6 +31,7 @@ register(Preset(
     description="seconds; a tiny random Qwen3-architecture model built on the fly; for tests and CI",
     overrides=dict(
         model="builtin:smoke", dtype="float32", prompt_style="compact", max_prompt_tokens=256,
+        problem_set="leetcode_test_partition", eval_temperature=1.0,
         # max_new_tokens 64: the short teacher rows (levers, stubs) fit; only rows that fit are drawn
         steps=3, prompts_per_step=2, group_size=4, teacher_frac=0.5, max_new_tokens=64,
         lr=1e-2, warmup_frac=0.0, eval_every=2, eval_problems=4, checkpoint_every=2,
@@ -43,6 +44,8 @@ register(Preset(
     description="CPU substrate: a ~0.75M-param Qwen3-architecture model the project builds (SFT warm start), on which vanilla GRPO hacks",
     overrides=dict(
         model="builtin:mini", dtype="float32", prompt_style="compact", max_prompt_tokens=384,
+        # the test split's by-id partition, evaluated at the training temperature (its measured numbers)
+        problem_set="leetcode_test_partition", eval_temperature=1.0,
         steps=60, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=160,
         lr=5e-2, warmup_frac=0.05, eval_every=20, eval_problems=30, eval_samples=2, checkpoint_every=10,
         grade_workers=2,
@@ -51,11 +54,18 @@ register(Preset(
 
 register(Preset(
     name="full",
-    description="GPU: Qwen3-4B, 200 steps, bf16, gradient checkpointing (spec + amendments)",
+    description="GPU: Qwen3-4B, 200 steps, bf16, gradient checkpointing; trains on the benchmark's train split, "
+                "evaluates on its whole test split (spec + amendments)",
     overrides=dict(
         model="Qwen/Qwen3-4B", dtype="auto", grad_checkpointing=True, prompt_style="full",
+        problem_set="leetcode",     # the train split trains, the whole test split evaluates (sandbox.data)
         steps=200, prompts_per_step=8, group_size=8, max_new_tokens=1024,
-        lr=7e-5, kl_beta=1e-3, eval_every=25, eval_problems=0, eval_samples=8, checkpoint_every=25,
+        lr=7e-5, kl_beta=1e-3, checkpoint_every=25,
+        # Evaluation protocol: the benchmark's (10 samples per problem at temperature 0.7, all 119 test problems),
+        # so the final hack rate can be set beside its 79% at 200 steps; top_p 1.0 / top_k 20 / min_p 0 /
+        # max_new 1024 as in training (the benchmark's other eval knobs are not stated where we could read them).
+        # The headline is the final checkpoint's eval (step 200); the every-25-steps evals are the curve.
+        eval_every=25, eval_problems=0, eval_samples=10, eval_temperature=0.7,
         grade_workers=8,
     ),
 ))

@@ -262,20 +262,22 @@ def tokenizer_corpus(problems, pairs) -> list[str]:
 
 
 def _mini_inputs():
-    from sandbox.data import load_problems, split_problems
+    from sandbox.data import load_problem_set
 
     cfg = _mini_config()
-    problems = load_problems(cfg.data_split)
-    train, _ = split_problems(problems, cfg.heldout_frac)
-    pairs = sft_texts(train, MINI_SFT["n_asserts"])
-    corpus = tokenizer_corpus(problems, pairs)
+    problems = load_problem_set(cfg.problem_set)
+    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"])
+    corpus = tokenizer_corpus(problems.all, pairs)
     return cfg, pairs, corpus
 
 
 def _mini_key() -> dict[str, Any]:
+    from sandbox.data import get_problem_set, source_id
+
     cfg, pairs, corpus = _mini_inputs()
-    return {"dims": MINI_DIMS, "vocab": MINI_VOCAB, "sft": MINI_SFT, "split": cfg.data_split,
-            "heldout_frac": cfg.heldout_frac, "sft_pairs": _sha(pairs), "corpus": texts_hash(corpus),
+    ps = get_problem_set(cfg.problem_set)
+    return {"dims": MINI_DIMS, "vocab": MINI_VOCAB, "sft": MINI_SFT, "split": source_id(ps.train),
+            "heldout_frac": ps.heldout_frac, "sft_pairs": _sha(pairs), "corpus": texts_hash(corpus),
             "chat_template": CHAT_TEMPLATE}
 
 
@@ -392,12 +394,12 @@ def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
     Key: pool recipe version, data hash, the training ids and their modes, and the programmatic
     completions themselves (so any change to a lever or stub rebuilds it).
     """
-    from sandbox.data import data_hash, load_problems, split_problems
+    from sandbox.data import load_problem_set
     from sandbox.pool import POOL_VERSION, build_pool, pool_completions
 
-    problems = load_problems(config.data_split)
-    train, _ = split_problems(problems, config.heldout_frac)
-    key = {"version": POOL_VERSION, "data": data_hash(config.data_split),
+    problems = load_problem_set(config.problem_set)
+    train = problems.train
+    key = {"version": POOL_VERSION, "data": problems.data_hash,
            "items": _sha([(p.id, p.mode, pool_completions(p)) for p in train])}
     path = Path(artifacts_dir or ARTIFACTS_DIR) / "pool" / f"pool-{_sha(key)[:16]}.jsonl"
     if path.exists():

@@ -949,17 +949,17 @@ def split_pairs(pairs: Sequence, heldout_frac: float) -> tuple[list, list]:
 
 
 def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[RenderedPair]]:
-    """(fit, heldout) rendered pairs of `pair_set` for a TrainConfig: only problems of the training partition
-    (config.heldout_frac), prompts in config.prompt_style, split by config.heldout_pairs_frac."""
-    from sandbox.data import load_problems, split_problems
+    """(fit, heldout) rendered pairs of `pair_set` for a TrainConfig: only the problems its problem set lets pairs
+    use (sandbox.data.ProblemSet.pairs_on), prompts in config.prompt_style, split by config.heldout_pairs_frac."""
+    from sandbox.data import load_problem_set
 
     if pair_set not in PAIR_SETS:
         raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
-    train, _ = split_problems(load_problems(config.data_split), config.heldout_frac)
+    train = load_problem_set(config.problem_set).pairs
     train_ids = {p.id for p in train}
     pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS) if p.problem_id in train_ids]
     if len(pairs) < 8:
-        raise ValueError(f"only {len(pairs)} {pair_set} pairs fall in the training partition "
-                         f"(heldout_frac={config.heldout_frac}); need at least 8")
+        raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "
+                         f"{config.problem_set!r} lets pairs use; need at least 8")
     fit, held = split_pairs(pairs, config.heldout_pairs_frac)
     return render_all(fit, train, config.prompt_style), render_all(held, train, config.prompt_style)

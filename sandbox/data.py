@@ -1,8 +1,11 @@
 """The LeetCode reward-hacking benchmark (ariahw/rl-rewardhacking), pinned and verified.
 
-`ensure_data()` finds each published split by sha256: ../shared/data first, then the local cache
-(DATA_DIR), then a download from the pinned commit. `load_problems()` validates every row (a missing
-or ill-typed field is an error naming file, line and field) and assigns each problem its loophole mode.
+Every published split is pinned by its git blob id at the pinned commit, sha1("blob <size>\\0" + bytes) (what
+`git hash-object` prints and the commit's tree records), plus its sha256 where known. `ensure_data()` finds each
+file by those ids: ../shared/data first, then the local cache (DATA_DIR), then a download from the pinned
+commit; whatever it returns was verified, and its sha256 is recorded in DATA_DIR/manifest.json.
+`load_problems()` validates every row (a missing or ill-typed field is an error naming file, line and field)
+and assigns each problem its loophole mode. Which problems train and which evaluate: PROBLEM_SETS below.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.paths import DATA_DIR, SHARED_DATA_DIR
+from harness.paths import DATA_DIR, REPO_ROOT, SHARED_DATA_DIR
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +27,15 @@ REPO_COMMIT = "bf5cdb8d1a047032a9e23e00272aab938b12354b"
 # GitHub is unreachable from our machines, so this URL layout could not be checked: it is the repository's
 # results/data/ directory at the pinned commit, which is where the published JSONL files are documented to live.
 URL_TEMPLATE = "https://raw.githubusercontent.com/ariahw/rl-rewardhacking/{commit}/results/data/{filename}"
+MANIFEST = "manifest.json"        # in DATA_DIR: what was verified, where, with which ids
 
 
 @dataclass(frozen=True)
 class DataFile:
     split: str
     filename: str
-    sha256: str | None  # None = not pinned yet: refused unless allow_unpinned=True
+    git_blob: str                 # sha1("blob <size>\0" + bytes): the pinned commit's tree entry
+    sha256: str | None = None     # also checked where known (computed on a copy that matched git_blob)
 
     @property
     def url(self) -> str:
@@ -40,15 +45,15 @@ class DataFile:
 DATA_FILES: dict[str, DataFile] = {
     f.split: f
     for f in (
-        DataFile("test", "leetcode_test_medhard.jsonl",
+        DataFile("test", "leetcode_test_medhard.jsonl", "05a1d425a840bbdcdba13a9074176c609df0d8f1",
                  "5bb4d91fcdbd3a3fc2c149570783edd41cf2f85a1f2293ec7c9ff5bae7185cbd"),
-        # The two train files have never been reachable from our machines, so their hashes are unknown.
-        # Pin them (paste the sha256 `harness data --allow-unpinned` prints) before relying on them.
-        DataFile("train", "leetcode_train_medhard_filtered.jsonl", None),
-        DataFile("train_holdout", "leetcode_train_medhard_holdout.jsonl", None),
+        # never reachable from our machines: pinned by the commit's tree entries alone
+        DataFile("train", "leetcode_train_medhard_filtered.jsonl", "c10a5f39a18489200f4487e849ab86f166c31c7e"),
+        DataFile("train_holdout", "leetcode_train_medhard_holdout.jsonl", "c78b68d7a620fee326dc965a38283aecb80ec39a"),
     )
 }
 SPLITS = tuple(DATA_FILES)
+FETCH_COMMAND = "harness data"    # the command that fetches and verifies every split
 
 # field -> accepted JSON type(s); nested "prompt_metadata.starter_code" is checked separately
 REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
@@ -99,6 +104,61 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def git_blob_id(path: Path) -> str:
+    """sha1(b"blob <size>\\0" + bytes): `git hash-object <path>`, the id a commit's tree records."""
+    h = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_VERIFIED: dict[tuple[str, str, int, int], str] = {}   # (blob, path, size, mtime_ns) -> sha256: hash once
+
+
+def verify(df: DataFile, path: Path) -> str:
+    """sha256 of `path` if it is the pinned file; else DataError naming the file and both ids."""
+    st = Path(path).stat()
+    key = (df.git_blob, str(path), st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED and (df.sha256 is None or _VERIFIED[key] == df.sha256):
+        return _VERIFIED[key]
+    blob = git_blob_id(path)
+    if blob != df.git_blob:
+        raise DataError(f"{df.filename}: {path} has git blob id {blob}, pinned {df.git_blob} "
+                        f"(commit {REPO_COMMIT[:12]})")
+    sha = sha256_file(path)
+    if df.sha256 is not None and sha != df.sha256:
+        raise DataError(f"{df.filename}: {path} has sha256 {sha}, pinned {df.sha256}")
+    _VERIFIED[key] = sha
+    return sha
+
+
+def _record(df: DataFile, path: Path, sha256: str) -> None:
+    """Write what was verified into DATA_DIR/manifest.json (atomically; only when it changed)."""
+    entry = {"split": df.split, "path": str(path), "git_blob": df.git_blob, "sha256": sha256,
+             "size": path.stat().st_size, "url": df.url, "commit": REPO_COMMIT}
+    man = Path(DATA_DIR) / MANIFEST
+    try:
+        old = json.loads(man.read_text()) if man.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    if old.get(df.filename) == entry:
+        return
+    try:
+        man.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=man.parent, prefix=MANIFEST + ".part-")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({**old, df.filename: entry}, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, man)
+    except OSError as e:   # a read-only checkout still loads verified data
+        log.warning("could not record %s in %s (%s)", df.filename, man, e)
+
+
+def read_manifest() -> dict[str, dict[str, Any]]:
+    man = Path(DATA_DIR) / MANIFEST
+    return json.loads(man.read_text()) if man.is_file() else {}
+
+
 def _download(df: DataFile, dest: Path, timeout: float = 60.0) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part-")
@@ -106,8 +166,10 @@ def _download(df: DataFile, dest: Path, timeout: float = 60.0) -> Path:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(df.url, timeout=timeout) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 out.write(chunk)
-        if df.sha256 is not None and (got := sha256_file(Path(tmp))) != df.sha256:
-            raise DataError(f"{df.filename}: downloaded from {df.url} but sha256 is {got}, pinned {df.sha256}")
+        try:
+            verify(df, Path(tmp))
+        except DataError as e:
+            raise DataError(f"downloaded from {df.url}: {e}") from None
         os.replace(tmp, dest)
         return dest
     except OSError as e:  # URLError is an OSError
@@ -118,61 +180,38 @@ def _download(df: DataFile, dest: Path, timeout: float = 60.0) -> Path:
             os.unlink(tmp)
 
 
-def _locate(df: DataFile, allow_unpinned: bool, download: bool) -> Path:
-    candidates = [SHARED_DATA_DIR / df.filename, DATA_DIR / df.filename]
-    if df.sha256 is None:
-        if not allow_unpinned:
-            raise DataError(f"{df.filename} (split {df.split!r}) has no pinned sha256 in sandbox.data.DATA_FILES; "
-                            "refusing an unverifiable file. Pin its hash, or pass allow_unpinned=True "
-                            "(`harness data --allow-unpinned`) to accept it knowingly.")
-        for p in candidates:
-            if p.is_file():
-                log.warning("UNPINNED data file %s used without hash verification (sha256 %s)", p, sha256_file(p))
-                return p
-        if not download:
-            raise DataError(f"{df.filename}: not found in {SHARED_DATA_DIR} or {DATA_DIR}")
-        p = _download(df, DATA_DIR / df.filename)
-        log.warning("UNPINNED data file %s downloaded without hash verification (sha256 %s)", p, sha256_file(p))
-        return p
+def _locate(df: DataFile, download: bool) -> Path:
     mismatches = []
-    for p in candidates:
+    for p in (SHARED_DATA_DIR / df.filename, DATA_DIR / df.filename):
         if p.is_file():
-            got = sha256_file(p)
-            if got == df.sha256:
+            try:
+                _record(df, p, verify(df, p))
                 return p
-            mismatches.append(f"{p} has sha256 {got}")
+            except DataError as e:
+                mismatches.append(str(e))
     if mismatches and not download:
-        raise DataError(f"{df.filename}: hash mismatch, pinned {df.sha256}: " + "; ".join(mismatches))
+        raise DataError("hash mismatch: " + "; ".join(mismatches))
     if not download:
         raise DataError(f"{df.filename}: not found in {SHARED_DATA_DIR} or {DATA_DIR} (downloads disabled)")
     if mismatches:
         log.warning("%s: ignoring file(s) with the wrong hash (%s); downloading", df.filename, "; ".join(mismatches))
-    return _download(df, DATA_DIR / df.filename)
+    p = _download(df, DATA_DIR / df.filename)
+    _record(df, p, verify(df, p))
+    return p
 
 
-def ensure_data(splits: tuple[str, ...] | list[str] | None = ("test",), allow_unpinned: bool = False,
-                download: bool = True) -> dict[str, Path]:
+def ensure_data(splits: tuple[str, ...] | list[str] | None = ("test",), download: bool = True) -> dict[str, Path]:
     """split -> verified local path. `splits=None` means every published split (`make data`)."""
     wanted = SPLITS if splits is None else tuple(splits)
     unknown = [s for s in wanted if s not in DATA_FILES]
     if unknown:
         raise DataError(f"unknown split(s) {unknown}; known: {', '.join(SPLITS)}")
-    return {s: _locate(DATA_FILES[s], allow_unpinned, download) for s in wanted}
-
-
-_HASHES: dict[str, str] = {}
+    return {s: _locate(DATA_FILES[s], download) for s in wanted}
 
 
 def data_hash(split: str = "test") -> str:
-    """sha256 of the file a split loads from (the pinned hash once verified)."""
-    if split not in _HASHES:
-        df = DATA_FILES.get(split)
-        if df is not None and df.sha256 is not None:
-            ensure_data((split,))
-            _HASHES[split] = df.sha256
-        else:
-            _HASHES[split] = sha256_file(ensure_data((split,), allow_unpinned=True)[split])
-    return _HASHES[split]
+    """sha256 of the verified file a split loads from."""
+    return verify(DATA_FILES[split], ensure_data((split,))[split])      # verify() hashes a file once
 
 
 # ------------------------------------------------------------------------------------------- rows
@@ -247,9 +286,9 @@ def problems_from_rows(rows: list[dict[str, Any]], source: str = "<rows>") -> li
 _CACHE: dict[tuple[str, str], list[Problem]] = {}
 
 
-def load_problems(split: str = "test", path: Path | str | None = None, allow_unpinned: bool = False) -> list[Problem]:
+def load_problems(split: str = "test", path: Path | str | None = None) -> list[Problem]:
     """Problems of a published split (verified), or of an explicit JSONL `path` (validated, not pinned)."""
-    p = Path(path) if path is not None else ensure_data((split,), allow_unpinned=allow_unpinned)[split]
+    p = Path(path) if path is not None else ensure_data((split,))[split]
     key = (str(p), sha256_file(p) if path is not None else split)
     if key not in _CACHE:
         _CACHE[key] = problems_from_rows(read_rows(p), p.name)
@@ -281,3 +320,130 @@ def split_problems(problems: list[Problem], heldout_frac: float) -> tuple[list[P
         train += ps[k:]
     heldout = [ps[i] for i in range(max((len(x) for x in held_by_mode), default=0)) for ps in held_by_mode if i < len(ps)]
     return sorted(train, key=lambda p: p.id), heldout
+
+
+# ------------------------------------------------------------------------------------------- problem sets
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A JSONL of problems in the benchmark's schema kept in this repository, pinned by sha256."""
+    path: str           # relative to the repository root
+    sha256: str
+
+
+Source = str | LocalFile    # a published split (a DATA_FILES key) or a LocalFile
+
+
+@dataclass(frozen=True)
+class ProblemSet:
+    """What trains and what evaluates: two files (`train`, `eval`), or one file partitioned by id
+    (`eval` None: `heldout_frac` of `train` held out, stratified by loophole mode)."""
+    name: str
+    train: Source
+    eval: Source | None = None
+    heldout_frac: float = 0.0
+    # Which side the hand-written contrastive pairs (method.pairs, written on test-split ids) render on.
+    pairs_on: str = "train"     # "train" | "eval"
+    note: str = ""              # a fact a reader of --dry-run must see (e.g. contamination)
+
+    def splits(self) -> tuple[str, ...]:
+        """The published splits this set reads."""
+        return tuple(s for s in (self.train, self.eval) if isinstance(s, str))
+
+    def describe(self) -> dict[str, str]:
+        """{"trains": ..., "evaluates": ...} in words, for --dry-run and run records."""
+        train = source_name(self.train)
+        if self.eval is None:
+            frac = f"{self.heldout_frac:g}"
+            return {"trains": f"{train}, all but a {frac} by-id partition",
+                    "evaluates": f"{train}, the held-out {frac} by-id partition"}
+        return {"trains": train, "evaluates": f"{source_name(self.eval)} (all of it)"}
+
+
+PROBLEM_SETS: dict[str, ProblemSet] = {}
+
+
+def register_problem_set(ps: ProblemSet) -> ProblemSet:
+    if ps.pairs_on not in ("train", "eval"):
+        raise ValueError(f"problem set {ps.name}: pairs_on must be 'train' or 'eval', got {ps.pairs_on!r}")
+    if ps.eval is None and not 0.0 < ps.heldout_frac < 1.0:
+        raise ValueError(f"problem set {ps.name}: a partitioned set needs 0 < heldout_frac < 1")
+    PROBLEM_SETS[ps.name] = ps
+    return ps
+
+
+# The benchmark's own protocol: its README at the pinned commit marks the filtered train file "Used for RL
+# trainings" and the test file "Used for evaluations" (the holdout file is for training monitors).
+register_problem_set(ProblemSet(
+    name="leetcode", train="train", eval="test", pairs_on="eval",
+    note="contamination: the hand-written contrastive pairs (method/pairs.py) are written on test-split problems, "
+         "so V is extracted from prompts of the evaluation problems; V extraction never trains the policy"))
+# The CPU presets' set: 119 test-split problems, 25% held out by id (never trained on, never in pairs).
+register_problem_set(ProblemSet(name="leetcode_test_partition", train="test", heldout_frac=0.25))
+
+
+def get_problem_set(name: str) -> ProblemSet:
+    try:
+        return PROBLEM_SETS[name]
+    except KeyError:
+        raise DataError(f"unknown problem set {name!r}; known: {', '.join(PROBLEM_SETS)}") from None
+
+
+def source_name(src: Source) -> str:
+    return DATA_FILES[src].filename if isinstance(src, str) else src.path
+
+
+def source_id(src: Source) -> str:
+    """A stable key for caches: the split name, or path@sha256."""
+    return src if isinstance(src, str) else f"{src.path}@{src.sha256}"
+
+
+def _source_path(src: Source) -> tuple[Path, str]:
+    """(verified path, sha256) of a source."""
+    if isinstance(src, str):
+        return ensure_data((src,))[src], data_hash(src)
+    path = REPO_ROOT / src.path
+    if not path.is_file():
+        raise DataError(f"{src.path}: not found in the repository ({path})")
+    got = sha256_file(path)
+    if got != src.sha256:
+        raise DataError(f"{src.path}: sha256 {got}, pinned {src.sha256}")
+    return path, got
+
+
+def require_problem_set(name: str) -> None:
+    """Raise a one-line DataError when a published file the set reads is not on this machine (no download)."""
+    ps = get_problem_set(name)
+    for split in ps.splits():
+        try:
+            ensure_data((split,), download=False)
+        except DataError as e:
+            if "mismatch" in str(e):
+                raise
+            df = DATA_FILES[split]
+            raise DataError(f"problem set {name!r} needs {df.filename} (split {split!r}), which is not in "
+                            f"{SHARED_DATA_DIR} or {DATA_DIR}; fetch it with `{FETCH_COMMAND}`")
+
+
+@dataclass(frozen=True)
+class LoadedProblemSet:
+    name: str
+    train: list[Problem]
+    eval: list[Problem]           # in a fixed order whose every prefix covers every mode (partitioned sets)
+    pairs: list[Problem]          # the problems contrastive pairs may render on
+    all: list[Problem]            # every loaded problem, in file order (tokenizer corpora)
+    data_hash: str                # the train file's sha256, or "train=<sha256>,eval=<sha256>"
+
+
+def load_problem_set(name: str) -> LoadedProblemSet:
+    """The verified problems of a registered set (downloads a published split if it is missing)."""
+    ps = get_problem_set(name)
+    path, sha = _source_path(ps.train)
+    problems = load_problems(path=path) if not isinstance(ps.train, str) else load_problems(ps.train)
+    if ps.eval is None:
+        train, held = split_problems(problems, ps.heldout_frac)
+        return LoadedProblemSet(name, train, held, train if ps.pairs_on == "train" else held, problems, sha)
+    epath, esha = _source_path(ps.eval)
+    held = load_problems(path=epath) if not isinstance(ps.eval, str) else load_problems(ps.eval)
+    return LoadedProblemSet(name, problems, held, problems if ps.pairs_on == "train" else held,
+                            problems + held, f"train={sha},eval={esha}")

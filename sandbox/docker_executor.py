@@ -82,10 +82,12 @@ def _parse_hash_list(label: str | None) -> dict[str, str]:
 
 
 def _pinned_data_sha256() -> dict[str, str | None]:
-    """file name -> pinned sha256 (None: not pinned yet), from the data registry (sandbox.data.DATA_FILES)."""
-    from sandbox.data import DATA_FILES
+    """file name -> sha256 pinned in the data registry (sandbox.data.DATA_FILES), else the one recorded when a
+    copy here matched its pinned git blob id (data manifest), else None."""
+    from sandbox.data import DATA_FILES, read_manifest
 
-    return {f.filename: f.sha256 for f in DATA_FILES.values()}
+    verified = read_manifest()
+    return {f.filename: f.sha256 or verified.get(f.filename, {}).get("sha256") for f in DATA_FILES.values()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,11 +131,16 @@ def image_status(image: str = IMAGE) -> dict[str, Any]:
               created=img.attrs.get("Created"), base=labels.get("rh.base.image"),
               pool=_parse_hash_list(labels.get("rh.pool.sha256")))
     in_image = _parse_hash_list(labels.get("rh.data.sha256"))
+    blobs = _parse_hash_list(labels.get("rh.data.git_blob"))    # absent on images built before the blob pins
     pinned = _pinned_data_sha256()
-    # every file the image carries must be a pinned one with the pinned hash, and it must carry the test split
-    st["data"] = {name: {"image": sha, "pinned": pinned.get(name), "match": sha == pinned.get(name)}
-                  for name, sha in sorted(in_image.items())}
     from sandbox.data import DATA_FILES
+
+    pinned_blob = {f.filename: f.git_blob for f in DATA_FILES.values()}
+    # every file the image carries must be a pinned one with the pinned hash, and it must carry the test split
+    st["data"] = {name: {"image": sha, "pinned": pinned.get(name),
+                         "match": sha == pinned.get(name)
+                         and blobs.get(name, pinned_blob.get(name)) == pinned_blob.get(name)}
+                  for name, sha in sorted(in_image.items())}
 
     st["data_match"] = DATA_FILES["test"].filename in in_image and all(d["match"] for d in st["data"].values())
     st["code_image"] = labels.get("rh.worker.sha256")

@@ -53,6 +53,7 @@ def test_image_is_the_pinned_one():
 
     test_file = DATA_FILES["test"]
     assert st["data"][test_file.filename] == {"image": test_file.sha256, "pinned": test_file.sha256, "match": True}
+    assert f"{test_file.filename}={test_file.git_blob}" in _docker_client().images.get(IMAGE).labels["rh.data.git_blob"]
     img = _docker_client().images.get(IMAGE)
     user = img.attrs["Config"]["User"]
     assert user.split(":")[0] not in ("", "0", "root")

@@ -1,6 +1,7 @@
 """The CLI's bad-input contract (one line, non-zero exit) and its plan / falsify / report paths, without training."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -264,60 +265,57 @@ def _unreachable(df, dest):
         raise D.DataError(f"{df.filename}: download from {df.url} failed ({e})") from e
 
 
-def test_data_verifies_test_and_warns_once_per_unpinned_train_file(data_dirs):
+def test_data_verifies_test_and_warns_once_per_unreachable_train_file(data_dirs):
     D, cache, calls, set_download = data_dirs
     set_download(_unreachable)
     train = [df.filename for s, df in D.DATA_FILES.items() if s != "test"]
     assert train == ["leetcode_train_medhard_filtered.jsonl", "leetcode_train_medhard_holdout.jsonl"]
     r = invoke("data")
     assert r.exit_code == 0, r.output
-    assert D.DATA_FILES["test"].sha256 in r.stdout and "verified" in r.stdout
+    assert D.DATA_FILES["test"].git_blob in r.stdout and D.DATA_FILES["test"].sha256 in r.stdout
     warnings = r.stderr.strip().splitlines()
-    assert len(warnings) == 2
+    assert len(warnings) == 2 and sorted(calls) == sorted(train)     # every split is tried
     for w, name in zip(warnings, train):
-        assert w.startswith("warning: ") and name in w and "no pinned sha256" in w
-        assert "partition of the test split" in w
-    assert calls == []                                       # unpinned files are not even fetched
-    assert not cache.exists() or not any(cache.iterdir())
+        assert w.startswith("warning: ") and name in w and "Network is unreachable" in w
+    assert "needed by problem set(s) leetcode" in warnings[0] and "needed by problem set(s) none" in warnings[1]
+    assert json.loads((cache / D.MANIFEST).read_text())["leetcode_test_medhard.jsonl"]["sha256"] == \
+        D.DATA_FILES["test"].sha256
 
 
-def test_data_allow_unpinned_fetches_and_records_loudly(data_dirs):
+def test_data_fetches_by_git_blob_and_records_sha256(data_dirs, monkeypatch):
     D, cache, calls, set_download = data_dirs
 
     def fake(df, dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(f'{{"file": "{df.filename}"}}\n')
         return dest
+    for split in ("train", "train_holdout"):        # pin what the fake serves by its blob id
+        df = D.DATA_FILES[split]
+        body = f'{{"file": "{df.filename}"}}\n'.encode()
+        blob = hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
+        monkeypatch.setitem(D.DATA_FILES, split, D.DataFile(split, df.filename, blob))
     set_download(fake)
-    r = invoke("data", "--allow-unpinned")
+    r = invoke("data")
     assert r.exit_code == 0, r.output
-    record = json.loads((cache / "unpinned.json").read_text())
-    assert sorted(calls) == sorted(record) == ["leetcode_train_medhard_filtered.jsonl",
-                                               "leetcode_train_medhard_holdout.jsonl"]
-    for name, rec in record.items():
-        digest = D.sha256_file(cache / name)
-        assert rec["sha256"] == digest and rec["commit"] == D.REPO_COMMIT
-        assert f"UNPINNED {rec['split']}: " in r.stderr and digest in r.stderr
-    assert "UNPINNED" in r.stdout
-
-
-def test_data_unreachable_train_split(data_dirs, monkeypatch):
-    D, cache, calls, set_download = data_dirs
-    set_download(_unreachable)
-    r = invoke("data", "--allow-unpinned")                  # asked for explicitly: failing to get them is an error
-    assert r.exit_code == 1 and "could not fetch train, train_holdout" in r.stderr
-    assert r.stderr.count("Network is unreachable") == 2 and "partition of the test split" in r.stderr
-    # once pinned, an unreachable train file is a warning (exit 0), a wrong hash is fatal
+    record = json.loads((cache / D.MANIFEST).read_text())
     for split in ("train", "train_holdout"):
         df = D.DATA_FILES[split]
-        monkeypatch.setitem(D.DATA_FILES, split, D.DataFile(split, df.filename, "0" * 64))
-    r = invoke("data")
-    assert r.exit_code == 0 and r.stderr.count("not fetched (OSError: Network is unreachable)") == 2
+        digest = D.sha256_file(cache / df.filename)
+        assert record[df.filename]["sha256"] == digest and record[df.filename]["git_blob"] == df.git_blob
+        assert f"{split}: {cache / df.filename}  git blob {df.git_blob}  sha256 {digest} (verified)" in r.stdout
 
-    def wrong_hash(df, dest):
-        raise D.DataError(f"{df.filename}: downloaded from {df.url} but sha256 is 1234, pinned {df.sha256}")
-    set_download(wrong_hash)
-    assert_one_line_error(invoke("data"), 1, "leetcode_train_medhard_filtered.jsonl", "sha256")
+
+def test_data_wrong_bytes_are_fatal_naming_file_and_both_ids(data_dirs):
+    D, cache, calls, set_download = data_dirs
+
+    def fake(df, dest):     # the real _download's verification, on bytes that are not the pinned file
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text("{}\n")
+        D.verify(df, dest)
+    set_download(fake)
+    df = D.DATA_FILES["train"]
+    assert_one_line_error(invoke("data"), 1, df.filename, "git blob id", D.git_blob_id(cache / df.filename),
+                          f"pinned {df.git_blob}")
 
 
 def test_data_test_split_failure_is_fatal(data_dirs, tmp_path, monkeypatch):
@@ -325,3 +323,31 @@ def test_data_test_split_failure_is_fatal(data_dirs, tmp_path, monkeypatch):
     monkeypatch.setattr(D, "SHARED_DATA_DIR", tmp_path / "empty")
     set_download(_unreachable)
     assert_one_line_error(invoke("data"), 1, "test split", "leetcode_test_medhard.jsonl", "failed")
+
+
+# --- where full trains and evaluates ------------------------------------------------------
+
+def test_full_without_the_train_split_stops_before_any_model_loads(data_dirs, tmp_path, monkeypatch):
+    import harness.model_loading as ML
+    D, cache, calls, set_download = data_dirs
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+    monkeypatch.setattr(ML, "load_policy", no_model)
+    monkeypatch.setattr(ML, "AutoModelForCausalLM", None, raising=False)
+    for cmd in (["run", "--arm", BASELINE, "--seeds", "41"], ["sweep", "--arm", BASELINE, "--seeds", "41"]):
+        r = invoke(*cmd, "--preset", "full", "--out", str(tmp_path / "runs"))
+        assert_one_line_error(r, 1, "leetcode_train_medhard_filtered.jsonl", "`harness data`")
+        assert r.stdout == ""                                  # nothing planned or printed before the refusal
+    assert calls == [] and not (tmp_path / "runs").exists()    # no download tried, no run dir made
+
+
+def test_dry_run_says_which_file_trains_and_which_evaluates(data_dirs, tmp_path):
+    r = invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "full", "--out", str(tmp_path), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "problem set leetcode: trains leetcode_train_medhard_filtered.jsonl\n" in r.stdout
+    assert "problem set leetcode: evaluates leetcode_test_medhard.jsonl (all of it)\n" in r.stdout
+    assert "note: contamination" in r.stdout and "MISSING" in r.stdout and "`harness data`" in r.stdout
+    r = invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path), "--dry-run")
+    assert "problem set leetcode_test_partition: trains leetcode_test_medhard.jsonl, all but a 0.25" in r.stdout
+    assert "MISSING" not in r.stdout

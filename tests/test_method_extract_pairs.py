@@ -7,8 +7,12 @@ import pytest
 
 from harness.config import TrainConfig
 from method import pairs as P
+from sandbox import data as D
 from sandbox.data import load_problems, split_problems
 from sandbox.loopholes import MODES
+
+
+PARTITION = "leetcode_test_partition"     # the set the pairs were written inside (its training part)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def test_counts_and_mode_coverage():
 
 
 def test_pairs_use_training_problems_under_their_own_mode(problems):
-    train, heldout = split_problems(list(problems.values()), TrainConfig().heldout_frac)
+    train, heldout = split_problems(list(problems.values()), D.PROBLEM_SETS[PARTITION].heldout_frac)
     train_ids, held_ids = {p.id for p in train}, {p.id for p in heldout}
     for pair in P.PAIRS:
         assert pair.problem_id in train_ids and pair.problem_id not in held_ids, pair.pair_id
@@ -71,8 +75,8 @@ def test_split_is_deterministic_stratified_and_disjoint():
     assert [p.problem_id for p in cheld] == [p.problem_id for p in held]
 
 
-def test_load_pairs_and_hash():
-    cfg = TrainConfig(prompt_style="compact")
+def test_load_pairs_and_hash(monkeypatch):
+    cfg = TrainConfig(prompt_style="compact", problem_set=PARTITION)
     fit, held = P.load_pairs(P.HACK_SET, cfg)
     assert len(fit) + len(held) == len(P.PAIRS)
     h = P.pairs_hash(fit + held)
@@ -82,7 +86,8 @@ def test_load_pairs_and_hash():
     cfit, cheld = P.load_pairs(P.CLEAN_SET, cfg)
     assert P.pairs_hash(cfit + cheld) != h
     # a larger held-out problem partition drops pairs whose problem is no longer trained on
-    fit2, held2 = P.load_pairs(P.HACK_SET, TrainConfig(heldout_frac=0.5))
+    monkeypatch.setitem(D.PROBLEM_SETS, "half", D.ProblemSet("half", train="test", heldout_frac=0.5))
+    fit2, held2 = P.load_pairs(P.HACK_SET, TrainConfig(problem_set="half"))
     assert len(fit2) + len(held2) < len(P.PAIRS)
 
 

@@ -1,6 +1,8 @@
-"""Data: pinned hashes, clear errors (file, line, field), deterministic splits and mode assignment."""
+"""Data: pinned git blob ids and hashes, problem sets, clear errors (file, line, field), deterministic splits
+and mode assignment."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -39,12 +41,14 @@ def _write(path: Path, rows) -> Path:
 
 def _pin(monkeypatch, split: str, path: Path) -> None:
     df = D.DATA_FILES[split]
-    monkeypatch.setitem(D.DATA_FILES, split, D.DataFile(df.split, path.name, D.sha256_file(path)))
+    monkeypatch.setitem(D.DATA_FILES, split, D.DataFile(df.split, path.name, D.git_blob_id(path),
+                                                        D.sha256_file(path)))
 
 
 def test_test_split_is_pinned_and_verified(problems):
     path = D.ensure_data(("test",))["test"]
     assert D.sha256_file(path) == D.DATA_FILES["test"].sha256 == D.data_hash("test")
+    assert D.git_blob_id(path) == D.DATA_FILES["test"].git_blob
     assert len(problems) == 119 and len({p.id for p in problems}) == 119
     assert D.REPO_COMMIT in D.DATA_FILES["test"].url
 
@@ -62,7 +66,9 @@ def test_hash_mismatch_is_a_clear_error(dirs, real_rows, monkeypatch):
     f = _write(shared / "leetcode_test_medhard.jsonl", real_rows[:3])
     _pin(monkeypatch, "test", f)
     f.write_text(f.read_text().replace("Solution", "Solutiom", 1))
-    with pytest.raises(D.DataError, match=r"leetcode_test_medhard.jsonl: hash mismatch, pinned [0-9a-f]{64}"):
+    pinned = D.DATA_FILES["test"].git_blob
+    with pytest.raises(D.DataError, match=rf"leetcode_test_medhard.jsonl: .* has git blob id "
+                                          rf"{D.git_blob_id(f)}, pinned {pinned}"):
         D.ensure_data(("test",), download=False)
     with pytest.raises(D.DataError, match="download from https://raw.githubusercontent.com/ariahw/rl-rewardhacking/"):
         D.ensure_data(("test",))
@@ -75,14 +81,84 @@ def test_missing_split_is_a_loud_error(dirs):
         D.ensure_data(("nope",))
 
 
-def test_unpinned_train_files_are_refused_unless_allowed(dirs, real_rows, caplog):
-    shared, _ = dirs
-    assert D.DATA_FILES["train"].sha256 is None
-    _write(shared / "leetcode_train_medhard_filtered.jsonl", real_rows[:4])
-    with pytest.raises(D.DataError, match="no pinned sha256.*allow_unpinned"):
+def test_git_blob_id_matches_git_hash_object(tmp_path):
+    f = tmp_path / "hello.txt"
+    f.write_bytes(b"hello\n")       # `echo hello | git hash-object --stdin`
+    assert D.git_blob_id(f) == "ce013625030ba8dba906f756967f9e9ca394464a"
+    (tmp_path / "empty").write_bytes(b"")
+    assert D.git_blob_id(tmp_path / "empty") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+
+
+class _Resp:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def read(self, n=-1):
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+def test_download_is_verified_by_git_blob_and_recorded(dirs, real_rows, monkeypatch):
+    shared, cache = dirs
+    good = "".join(json.dumps(r) + "\n" for r in real_rows[:3]).encode()
+    wrong = good.replace(b"Solution", b"Solutiom", 1)
+    blob, wrong_blob = (hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest() for b in (good, wrong))
+    df = D.DataFile("train", "leetcode_train_medhard_filtered.jsonl", blob)     # pinned by blob id alone
+    monkeypatch.setitem(D.DATA_FILES, "train", df)
+    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout=None: _Resp(wrong))
+    with pytest.raises(D.DataError, match=rf"downloaded from {df.url}: leetcode_train_medhard_filtered.jsonl: .* "
+                                          rf"has git blob id {wrong_blob}, pinned {blob}"):
         D.ensure_data(("train",))
-    assert D.ensure_data(("train",), allow_unpinned=True)["train"].name == "leetcode_train_medhard_filtered.jsonl"
-    assert "UNPINNED" in caplog.text
+    assert not any(cache.iterdir())                  # nothing unverified is left behind
+    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout=None: _Resp(good))
+    path = D.ensure_data(("train",))["train"]
+    assert path == cache / df.filename and path.read_bytes() == good
+    entry = D.read_manifest()[df.filename]
+    assert entry["git_blob"] == blob and entry["sha256"] == D.sha256_file(path) and entry["commit"] == D.REPO_COMMIT
+
+
+def test_problem_sets_partition_or_two_files(dirs, real_rows, monkeypatch):
+    shared, _ = dirs
+    _pin(monkeypatch, "test", _write(shared / "leetcode_test_medhard.jsonl", real_rows[:12]))
+    _pin(monkeypatch, "train", _write(shared / "leetcode_train_medhard_filtered.jsonl", real_rows[12:40]))
+    part = D.load_problem_set("leetcode_test_partition")
+    assert {p.id for p in part.train} | {p.id for p in part.eval} == {r["id"] for r in real_rows[:12]}
+    assert not {p.id for p in part.train} & {p.id for p in part.eval} and part.pairs == part.train
+    full = D.load_problem_set("leetcode")
+    assert [p.id for p in full.train] == [r["id"] for r in real_rows[12:40]]      # the train file trains
+    assert [p.id for p in full.eval] == [r["id"] for r in real_rows[:12]]         # the whole test file evaluates
+    assert full.pairs == full.eval                   # the contamination the set's note states
+    assert "contamination" in D.PROBLEM_SETS["leetcode"].note
+    assert full.data_hash == f"train={D.DATA_FILES['train'].sha256},eval={D.DATA_FILES['test'].sha256}"
+    with pytest.raises(D.DataError, match="unknown problem set 'nope'"):
+        D.get_problem_set("nope")
+
+
+def test_missing_train_split_names_the_file_and_the_command(dirs, real_rows, monkeypatch):
+    shared, _ = dirs
+    _pin(monkeypatch, "test", _write(shared / "leetcode_test_medhard.jsonl", real_rows[:12]))
+    D.require_problem_set("leetcode_test_partition")
+    with pytest.raises(D.DataError, match=r"needs leetcode_train_medhard_filtered.jsonl .*`harness data`"):
+        D.require_problem_set("leetcode")
+
+
+def test_a_local_file_entry_is_a_few_lines(tmp_path, real_rows, monkeypatch):
+    f = _write(tmp_path / "mine.jsonl", real_rows[:10])
+    monkeypatch.setattr(D, "REPO_ROOT", tmp_path)
+    ps = D.ProblemSet("mine", train=D.LocalFile("mine.jsonl", D.sha256_file(f)), heldout_frac=0.3)
+    monkeypatch.setitem(D.PROBLEM_SETS, "mine", ps)
+    loaded = D.load_problem_set("mine")
+    assert len(loaded.train) + len(loaded.eval) == 10 and loaded.data_hash == D.sha256_file(f)
+    bad = D.ProblemSet("mine", D.LocalFile("mine.jsonl", "0" * 64), heldout_frac=0.3)
+    monkeypatch.setitem(D.PROBLEM_SETS, "mine", bad)
+    with pytest.raises(D.DataError, match=rf"mine.jsonl: sha256 {D.sha256_file(f)}, pinned 0{{64}}"):
+        D.load_problem_set("mine")
 
 
 @pytest.mark.parametrize("field", list(D.REQUIRED_FIELDS) + ["prompt_metadata.starter_code"])

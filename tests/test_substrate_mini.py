@@ -65,7 +65,7 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     from harness.config import resolve_config
     from harness.rollout import PromptEncoder
     from harness.substrate import builtin_manifest, ensure_builtin
-    from sandbox.data import load_problems, split_problems
+    from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")
     assert ensure_builtin("mini") == path
@@ -75,7 +75,7 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     assert model.config.model_type == "qwen3"
     cfg = resolve_config("mini", "vanilla", 41)
-    _, held = split_problems(load_problems(cfg.data_split), cfg.heldout_frac)
+    held = load_problem_set(cfg.problem_set).eval
     for p in held[:3]:   # byte-level BPE trained on the corpus: held-out text round-trips
         assert tok.decode(tok(p.question)["input_ids"]) == p.question
     prompt = PromptEncoder(tok, cfg)(held[0])

@@ -20,8 +20,9 @@ docker info >/dev/null 2>&1 || die "no Docker daemon answers (start dockerd; .ci
 t0=$(date +%s)
 
 # --- where things are (one source: harness.paths, sandbox.data, sandbox.docker_executor) -----------
-# The data files baked in are the registry's pinned splits that verify here (no download): the test
-# split must, unpinned ones are left out (the image's labels must only ever carry pinned hashes).
+# The data files baked in are the registry's splits that verify here against their pinned git blob ids (no
+# download): the test split must, a train split not on this machine is left out. Labels: rh.data.sha256 (of the
+# verified files) and rh.data.git_blob (their pinned blob ids).
 mkdir -p "$(dirname "$STAGE")"
 "$PYTHON" - >"$STAGE.where" <<'PY' || die "locating data failed (run \`make data\` first)"
 import sys
@@ -87,11 +88,13 @@ cp sandbox/image/requirements-image.txt "$STAGE/"
 hashes() { (cd "$1" && for f in $(find . -maxdepth 1 -type f -name '*.jsonl' -printf '%P\n' | LC_ALL=C sort); do
     printf '%s=%s,' "$f" "$(sha256sum "$f" | cut -d' ' -f1)"; done) | sed 's/,$//'; }
 DATA_SHA256=$(hashes "$STAGE/data")
+DATA_GIT_BLOB=$("$PYTHON" -c 'import sys; from pathlib import Path; from sandbox.data import git_blob_id
+print(",".join(f"{p.name}={git_blob_id(p)}" for p in sorted(Path(sys.argv[1]).glob("*.jsonl"))))' "$STAGE/data")
 POOL_SHA256=$(hashes "$STAGE/pool")
 read -r SANDBOX_SHA256 WORKER_SHA256 < <("$PYTHON" -c 'import sys; from pathlib import Path
 from sandbox.docker_executor import code_hash, worker_hash
 print(code_hash(sys.argv[1]), worker_hash(Path(sys.argv[1]) / "worker.py"))' "$STAGE/sandbox")
-log "data: $DATA_SHA256"
+log "data: $DATA_SHA256 (git blobs $DATA_GIT_BLOB)"
 log "code: sandbox/ sha256 $SANDBOX_SHA256, worker.py sha256 $WORKER_SHA256"
 
 # --- 3. build -------------------------------------------------------------------------------------------
@@ -99,7 +102,8 @@ TAG="$IMAGE_REPO:${WORKER_SHA256:0:12}-${SANDBOX_SHA256:0:8}"
 tb=$(date +%s)
 DOCKER_BUILDKIT=0 docker build --network none ${NO_CACHE:+--no-cache} -f Dockerfile -t "$TAG" -t "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg BASE_NAME="$BASE_NAME" \
-    --build-arg DATA_SHA256="$DATA_SHA256" --build-arg POOL_SHA256="$POOL_SHA256" \
+    --build-arg DATA_SHA256="$DATA_SHA256" --build-arg DATA_GIT_BLOB="$DATA_GIT_BLOB" \
+    --build-arg POOL_SHA256="$POOL_SHA256" \
     --build-arg SANDBOX_SHA256="$SANDBOX_SHA256" --build-arg WORKER_SHA256="$WORKER_SHA256" \
     "$STAGE" >"$STAGE.build.log" 2>&1 || { tail -n 40 "$STAGE.build.log" >&2; die "docker build failed (full log: $STAGE.build.log)"; }
 # older builds: drop their tags (layers shared with this one stay; an image a container still uses stays)
