@@ -415,18 +415,26 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     try:
         if config.cpu_threads > 0 and not torch.cuda.is_available():
             torch.set_num_threads(config.cpu_threads)
-        return _train(config, run_dir, resume, progress)
+        from sandbox.executors import make_executor
+
+        # the grader starts first: a refusal to grade without isolation comes before minutes of set-up
+        with make_executor(kind=config.sandbox, workers=config.grade_workers) as ex:
+            return _train(config, run_dir, resume, progress, ex, ex.start())
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict:
+def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex, sandbox: dict[str, str]) -> dict:
+    from harness.determinism import environment
+
     ckpt_root = run_dir / CHECKPOINT_DIR
     metrics_path = run_dir / METRICS_FILE
     wall0 = time.perf_counter()
     run = _Run(config, run_dir, progress)
+    # environment and sandbox: what decided this session's numbers and what isolated graded programs
     write_json_atomic(run_dir / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash(),
-                                               "hashes": run.hashes, "resolved": run.resolved})
+                                               "hashes": run.hashes, "resolved": run.resolved,
+                                               "environment": environment(), "sandbox": sandbox})
     log = M.MetricsLog(metrics_path)
     rows: list[dict[str, Any]] = []
     base_eval: dict[str, Any] | None = None   # held-out eval of the untrained policy (delta = 0)
@@ -442,13 +450,11 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
     setup_s = time.perf_counter() - wall0
 
-    from sandbox.executors import make_executor
     from sandbox.grader import Grader
 
     c = config
     title = f"{c.preset}/{c.arm}/seed{c.seed}"
-    with make_executor(kind=c.sandbox, workers=c.grade_workers) as ex, \
-            M.LiveDisplay(c.steps, title, enabled=progress) as display:
+    with M.LiveDisplay(c.steps, title, enabled=progress) as display:
         grader = Grader(ex)
         if base_eval is None and start == 0:
             # Step-0 reference: every arm of one seed evaluates the same untrained policy with the same

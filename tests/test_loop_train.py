@@ -36,6 +36,10 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert conf["config_hash"] == cfg.config_hash() and conf["arm"] == "vanilla"
     assert set(conf["hashes"]) >= {"model", "data", "pool", "v"} and conf["hashes"]["v"]
     assert conf["resolved"]["attn_impl"] == "sdpa" and conf["resolved"]["student_per_group"] == 2
+    assert conf["sandbox"]["backend"] == "process" and conf["sandbox"]["isolated_by"] in ("bubblewrap", "none")
+    assert conf["environment"]["torch"] == torch.__version__
+    assert conf["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert {"python", "transformers", "tokenizers"} <= set(conf["environment"])
 
     rows = read_metrics(rd)
     assert [r["step"] for r in rows] == [1, 2, 3]
