@@ -88,6 +88,7 @@ class ExecResult:
     files: dict[str, bytes | None] = field(default_factory=dict)
     wall_s: float = 0.0
     truncated: bool = False
+    cpu_time_s: float = 0.0        # the program's own user + system CPU (its rusage at reaping)
 
     @classmethod
     def from_response(cls, d: dict) -> "ExecResult":
@@ -95,7 +96,8 @@ class ExecResult:
                    stdout=d.get("stdout", ""), stderr=d.get("stderr", ""),
                    result=base64.b64decode(d.get("result", "")),
                    files={k: (None if v is None else base64.b64decode(v)) for k, v in (d.get("files") or {}).items()},
-                   wall_s=float(d.get("wall_s", 0.0)), truncated=bool(d.get("truncated", False)))
+                   wall_s=float(d.get("wall_s", 0.0)), truncated=bool(d.get("truncated", False)),
+                   cpu_time_s=float(d.get("cpu_time_s", 0.0)))
 
 
 class ExecutorError(RuntimeError):
