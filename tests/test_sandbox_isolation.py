@@ -137,3 +137,13 @@ def test_doctor_records_the_versions_that_matter():
     row = check_python()
     for needed in ("python ", "torch ", "transformers ", "tokenizers ", torch.backends.cpu.get_cpu_capability()):
         assert needed in row.detail, (needed, row.detail)
+
+
+def test_harness_run_refuses_before_any_training(no_bwrap, tmp_path, monkeypatch):
+    monkeypatch.setattr(E, "docker_available", lambda: (False, "no daemon"))
+    res = CliRunner().invoke(cli, ["run", "--arm", "vanilla", "--seeds", "41", "--preset", "smoke",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "refusing to grade without isolation" in res.output
+    run_dir = tmp_path / "smoke" / "vanilla" / "seed41"
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "checkpoints").exists()
