@@ -453,8 +453,9 @@ class SubprocessExecutor(Executor):
     kind = "subprocess"
     description = "naive: one fresh python subprocess per program"
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, allow_unsandboxed: bool | None = None, **_):
         self.workers = max(1, int(workers))
+        self.allow_unsandboxed = allow_unsandboxed
 
     def _one(self, job: Job) -> ExecResult:
         cmd = [_python(), "-S", str(WORKER_PATH), "--jobs", "1", "--no-preload", "--child-uid", str(os.geteuid())]
@@ -466,6 +467,9 @@ class SubprocessExecutor(Executor):
         return ExecResult.from_response(json.loads(lines[1]))
 
     def run_many(self, jobs: list[Job]) -> list[ExecResult]:
+        allowed = unsandboxed_allowed() if self.allow_unsandboxed is None else self.allow_unsandboxed
+        if not allowed:   # `--sandbox subprocess` must not be a way around the refusal
+            raise UnsandboxedError(refusal("the subprocess backend never isolates"))
         with ThreadPoolExecutor(self.workers) as pool:
             return list(pool.map(self._one, jobs))
 
@@ -504,7 +508,7 @@ def make_executor(kind: str = "auto", workers: int = 2, **kwargs) -> Executor:
             raise ExecutorError(f"docker sandbox requested but unavailable: {why}")
         log.info("sandbox: docker unavailable (%s); using the process backend", why)
     if kind == "subprocess":
-        return SubprocessExecutor(workers=workers)
+        return SubprocessExecutor(workers=workers, **kwargs)
     return ProcessExecutor(workers=workers, **kwargs)
 
 

@@ -147,3 +147,10 @@ def test_harness_run_refuses_before_any_training(no_bwrap, tmp_path, monkeypatch
     assert "refusing to grade without isolation" in res.output
     run_dir = tmp_path / "smoke" / "vanilla" / "seed41"
     assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_the_subprocess_backend_is_no_way_around_the_refusal(monkeypatch):
+    monkeypatch.delenv(ALLOW_UNSANDBOXED_ENV, raising=False)
+    with pytest.raises(UnsandboxedError):
+        E.make_executor("subprocess", workers=1).run(HELLO)
+    assert E.make_executor("subprocess", workers=1, allow_unsandboxed=True).run(HELLO).stdout == "hi\n"
