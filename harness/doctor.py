@@ -50,7 +50,7 @@ def check_isolation() -> Check:
     ex = ProcessExecutor(workers=1, allow_unsandboxed=True)   # probe only: start the worker, run nothing
     try:
         ex.start()
-        reason = ex._fallback_reason
+        reason = ex.fallback_reason
     except Exception as e:  # noqa: BLE001
         return Check("grader isolation", FAIL, f"the process sandbox does not start: {type(e).__name__}: {e}",
                      "harness --debug grade ... for the traceback")
@@ -190,8 +190,8 @@ def check_ray() -> Check:
 
 def run_checks(out: Path = Path("runs")) -> list[Check]:
     checks: list[Check] = []
-    for fn in (check_python, check_docker, check_image, check_isolation, check_data, check_gpu, check_flash_attn, check_memory,
-               lambda: check_disk([out, Path(ARTIFACTS_DIR)]), check_ray):
+    for fn in (check_python, check_docker, check_image, check_isolation, check_data, check_gpu, check_flash_attn,
+               check_memory, lambda: check_disk([out, Path(ARTIFACTS_DIR)]), check_ray):
         try:
             checks.append(fn())
         except Exception as e:  # noqa: BLE001 - the doctor must never crash on a sick machine

@@ -386,7 +386,7 @@ class ProcessExecutor(WorkerExecutor):
         self.isolation = isolation
         self.allow_unsandboxed = allow_unsandboxed
         self.isolated: bool | None = None  # known after the first start
-        self._fallback_reason = ""
+        self.fallback_reason = ""
 
     def _allowed(self) -> bool:
         return unsandboxed_allowed() if self.allow_unsandboxed is None else bool(self.allow_unsandboxed)
@@ -398,11 +398,11 @@ class ProcessExecutor(WorkerExecutor):
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         start_new_session=True)
                 return proc
-            self._fallback_reason = "bubblewrap (bwrap) not found on PATH"
+            self.fallback_reason = "bubblewrap (bwrap) not found on PATH"
             if self.isolation == "bwrap":
-                raise ExecutorError(f"process backend: isolation='bwrap' requested but {self._fallback_reason}")
+                raise ExecutorError(f"process backend: isolation='bwrap' requested but {self.fallback_reason}")
             if not self._allowed():
-                raise UnsandboxedError(refusal(self._fallback_reason))
+                raise UnsandboxedError(refusal(self.fallback_reason))
         return self._plain()
 
     def _plain(self) -> subprocess.Popen:
@@ -416,15 +416,15 @@ class ProcessExecutor(WorkerExecutor):
         if self.isolated is None and self.isolation != "none":
             try:
                 super()._ensure()
-                self.isolated = self._fallback_reason == ""
+                self.isolated = self.fallback_reason == ""
             except UnsandboxedError:
                 raise
             except ExecutorError as e:
                 if self.isolation == "bwrap":
                     raise
-                self._fallback_reason = f"bubblewrap did not start: {' '.join(str(e).split())[:300]}"
+                self.fallback_reason = f"bubblewrap did not start: {' '.join(str(e).split())[:300]}"
                 if not self._allowed():
-                    raise UnsandboxedError(refusal(self._fallback_reason)) from None
+                    raise UnsandboxedError(refusal(self.fallback_reason)) from None
                 self.isolated = False
             if self.isolated:
                 self.isolated_by = "bubblewrap"
@@ -432,8 +432,8 @@ class ProcessExecutor(WorkerExecutor):
                 log.info(self.description)
                 return
             log.warning("process backend: %s; graded programs run with plain rlimits and NO network or filesystem "
-                        "isolation (allowed by --allow-unsandboxed / %s)", self._fallback_reason, ALLOW_UNSANDBOXED_ENV)
-            self.description = f"process backend: plain rlimits, NOT isolated ({self._fallback_reason}; opted in)"
+                        "isolation (allowed by --allow-unsandboxed / %s)", self.fallback_reason, ALLOW_UNSANDBOXED_ENV)
+            self.description = f"process backend: plain rlimits, NOT isolated ({self.fallback_reason}; opted in)"
         elif self.isolation == "none":
             if not self._allowed():
                 raise UnsandboxedError(refusal("isolation='none' was requested"))
