@@ -59,7 +59,9 @@ def regenerate_rollouts(steps: int = ROLLOUT_STEPS) -> Path:
 
     config = resolve_config("mini", "vanilla", ROLLOUT_SEED, {"steps": steps, "eval_problems": 1})
     run_dir = Path(ARTIFACTS_DIR) / "bench" / f"mini-vanilla-seed{ROLLOUT_SEED}-{config.config_hash()}"
-    print(f"rollouts: none saved under --rollouts; regenerating with a {steps}-step mini run in {run_dir}", flush=True)
+    done = (run_dir / ROLLOUTS_FILE).exists() and (run_dir / "summary.json").exists()
+    print(f"rollouts: none saved under --rollouts; {'reusing' if done else 'making'} the {steps}-step mini run "
+          f"in {run_dir}", flush=True)
     train(config, run_dir, resume=True, progress=True)
     return run_dir / ROLLOUTS_FILE
 
