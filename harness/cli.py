@@ -12,6 +12,7 @@ Bad input is one line on stderr and a non-zero exit (2: bad arguments, 1: bad ru
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from harness.arms import ARMS, METHOD, get_arm_spec
 from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
 from harness.presets import PRESETS, get_preset
 from harness.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
+from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
 IDENTITY_KEYS = ("preset", "arm", "seed")
@@ -48,6 +50,10 @@ class HarnessGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise BadInput(_one_line(e)) from None
+        except ExecutorError as e:   # the grader could not start, or refuses to grade without isolation
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise click.ClickException(_one_line(e)) from None
         except Exception as e:
             if ctx.obj and ctx.obj.get("debug") or not is_artifact_error(e):
                 raise
@@ -140,6 +146,18 @@ set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                           help="override a TrainConfig field (repeatable), e.g. --set lr=1e-4")
 sandbox_option = click.option("--sandbox", type=click.Choice(SANDBOXES), default=None,
                               help="grader executor (default: the config's, auto)")
+
+
+def _opt_in_unsandboxed(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:   # the env var, not an argument: sweep workers and every executor this process makes see it
+        os.environ[ALLOW_UNSANDBOXED_ENV] = "1"
+    return value
+
+
+unsandboxed_option = click.option(
+    "--allow-unsandboxed", is_flag=True, expose_value=False, callback=_opt_in_unsandboxed,
+    help=f"where neither bubblewrap nor Docker is available, grade model-written programs with plain rlimits "
+         f"only (no network or filesystem isolation) instead of refusing; same as {ALLOW_UNSANDBOXED_ENV}=1")
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -255,6 +273,7 @@ def _print_dry_run(jobs, con) -> None:
 @preset_option()
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="runs root")
 @sandbox_option
+@unsandboxed_option
 @click.option("--resume", is_flag=True, help="continue a partial run from its last checkpoint")
 @click.option("--force", is_flag=True, help="overwrite a run dir holding another config (or a finished run)")
 @set_option
@@ -285,6 +304,7 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
 @click.option("--arm", "arm", default=",".join(ARMS), show_default=True, help="subset of arms")
 @sandbox_option
+@unsandboxed_option
 @set_option
 @click.option("--force", is_flag=True, help="overwrite run dirs holding another config (and re-run finished ones)")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
@@ -449,6 +469,7 @@ def build_base(preset: str, sets: tuple[str, ...]) -> None:
 @cli.command("build-pool")
 @preset_option()
 @set_option
+@unsandboxed_option
 def build_pool(preset: str, sets: tuple[str, ...]) -> None:
     """Build (or find cached) the preset's frozen teacher pool and print its path and sha256."""
     from sandbox.pool import load_pool
@@ -489,6 +510,7 @@ def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="graded JSONL: each input row plus every GradeRecord field, in input order")
 @click.option("--sandbox", type=click.Choice(SANDBOXES), default="auto", show_default=True)
+@unsandboxed_option
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
     """Grade model completions in the sandbox; write graded rows; print counts per loophole mode x category."""
@@ -506,6 +528,7 @@ def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
               help="where runs will go (for the disk check)")
 def doctor(out: str) -> None:
     """Check Docker, the grader image and its data hashes, GPU, flash-attn, memory and disk; say what to fix."""
+    from rich.markup import escape
     from rich.table import Table
 
     from harness.doctor import FAIL, run_checks
@@ -515,7 +538,8 @@ def doctor(out: str) -> None:
     for h in ("check", "status", "detail", "fix"):
         t.add_column(h, overflow="fold")
     for c in checks:
-        t.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+        # details and fixes are plain text: `pip install -e '.[ray]'` must not lose [ray] as markup
+        t.add_row(escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.detail), escape(c.fix))
     con = console()
     con.print(t)
     failed = [c.name for c in checks if c.status == FAIL]

@@ -37,8 +37,8 @@ from harness.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, i
 from harness.hooks import ArmContext, GradBundle, UpdateBundle
 from harness.paths import ARTIFACTS_DIR
 from harness.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
-from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RunError, read_config, read_summary,
-                          write_json_atomic, write_summary)
+from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, ROLLOUTS_FILE, JsonlFile, RunError, read_config,
+                          read_summary, write_json_atomic, write_summary)
 
 
 class NonFiniteError(RuntimeError):
@@ -321,6 +321,9 @@ class _Run:
         for key, val in _mean_stats(sg.hook_stats).items():
             row.setdefault(key, val)
         row["_t_start"] = t_start
+        # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
+        row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
+                            for (p, text, _), rec in zip(jobs, records)]
         return row
 
     def _last_ckpt(self) -> str:
@@ -416,18 +419,26 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     try:
         if config.cpu_threads > 0 and not torch.cuda.is_available():
             torch.set_num_threads(config.cpu_threads)
-        return _train(config, run_dir, resume, progress)
+        from sandbox.executors import make_executor
+
+        # the grader starts first: a refusal to grade without isolation comes before minutes of set-up
+        with make_executor(kind=config.sandbox, workers=config.grade_workers) as ex:
+            return _train(config, run_dir, resume, progress, ex, ex.start())
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict:
+def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex, grader_info: dict[str, str]) -> dict:
+    from harness.determinism import environment
+
     ckpt_root = run_dir / CHECKPOINT_DIR
     metrics_path = run_dir / METRICS_FILE
     wall0 = time.perf_counter()
     run = _Run(config, run_dir, progress)
+    # environment and grader: what decided this session's numbers and what isolated graded programs
     write_json_atomic(run_dir / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash(),
-                                               "hashes": run.hashes, "resolved": run.resolved})
+                                               "hashes": run.hashes, "resolved": run.resolved,
+                                               "environment": environment(), "grader": grader_info})
     log = M.MetricsLog(metrics_path)
     rows: list[dict[str, Any]] = []
     base_eval: dict[str, Any] | None = None   # held-out eval of the untrained policy (delta = 0)
@@ -441,15 +452,15 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
         base_eval = state.get("base_eval")
         start = ck.step
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
+    rollouts = JsonlFile(run_dir / ROLLOUTS_FILE)
+    rollouts.keep(lambda r: r["step"] <= start)
     setup_s = time.perf_counter() - wall0
 
-    from sandbox.executors import make_executor
     from sandbox.grader import Grader
 
     c = config
     title = f"{c.preset}/{c.arm}/seed{c.seed}"
-    with make_executor(kind=c.sandbox, workers=c.grade_workers) as ex, \
-            M.LiveDisplay(c.steps, title, enabled=progress) as display:
+    with M.LiveDisplay(c.steps, title, enabled=progress) as display:
         grader = Grader(ex)
         if base_eval is None and start == 0:
             # Step-0 reference: every arm of one seed evaluates the same untrained policy with the same
@@ -464,6 +475,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
             if (c.eval_every > 0 and s % c.eval_every == 0) or s == c.steps:
                 row.update(run.evaluate(s, grader))
             row["t_step"] = time.perf_counter() - row.pop("_t_start")
+            rollouts.append(row.pop("_rollouts"))
             row["peak_mem_mb"] = M.peak_memory_mb(run.device)
             row = _strip_private(row)
             log.append(row)

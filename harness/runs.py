@@ -30,6 +30,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
+ROLLOUTS_FILE = "rollouts.jsonl"   # every student completion: step, problem id, text and its GradeRecord
 
 # summary.json fields; rates are held-out fractions in [0, 1]; kl .. grad_norm are means over the last 25 steps.
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -60,6 +61,34 @@ def run_dir(out: str | os.PathLike, preset: str, arm: str, seed: int) -> Path:
 
 
 # --- atomic JSON --------------------------------------------------------------
+
+class JsonlFile:
+    """Append-only JSONL, each append flushed and fsynced; `keep` rewrites it atomically (resume)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def keep(self, pred) -> None:
+        if not self.path.exists():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.read() if pred(r))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
+
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""

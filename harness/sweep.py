@@ -380,6 +380,9 @@ def _env_for_workers() -> dict[str, str]:
     """Workers must see the same data / artifact caches (a shared filesystem on a real cluster)."""
     env = {"RH_DATA_DIR": str(Path(DATA_DIR).resolve()), "RH_ARTIFACTS_DIR": str(Path(ARTIFACTS_DIR).resolve()),
            "RH_SHARED_DATA_DIR": str(Path(SHARED_DATA_DIR).resolve()), "TOKENIZERS_PARALLELISM": "false"}
+    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, unsandboxed_allowed
+    if unsandboxed_allowed():   # the driver's --allow-unsandboxed holds for its tasks too
+        env[ALLOW_UNSANDBOXED_ENV] = "1"
     return env
 
 

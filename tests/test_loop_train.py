@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from harness import metrics as M
 from harness.config import resolve_config
 from harness.hooks import Arm
-from harness.runs import SUMMARY_FIELDS, RunError, read_metrics, read_summary
+from harness.runs import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
 
 
 
@@ -36,6 +36,10 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert conf["config_hash"] == cfg.config_hash() and conf["arm"] == "vanilla"
     assert set(conf["hashes"]) >= {"model", "data", "pool", "v"} and conf["hashes"]["v"]
     assert conf["resolved"]["attn_impl"] == "sdpa" and conf["resolved"]["student_per_group"] == 2
+    assert conf["grader"]["backend"] == "process" and conf["grader"]["isolated_by"] in ("bubblewrap", "none")
+    assert conf["environment"]["torch"] == torch.__version__
+    assert conf["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert {"python", "transformers", "tokenizers"} <= set(conf["environment"])
 
     rows = read_metrics(rd)
     assert [r["step"] for r in rows] == [1, 2, 3]
@@ -58,6 +62,12 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert summary["attempt_rate"] == rows[-1]["eval_attempt_rate"] is not None
     assert summary["steps"] == 3 and summary["wall_s"] > 0
     assert summary["hashes"] == conf["hashes"]
+
+    rollouts = JsonlFile(rd / ROLLOUTS_FILE).read()   # every student completion, as graded
+    assert [r["step"] for r in rollouts] == [s for s in (1, 2, 3) for _ in range(cfg.prompts_per_step
+                                                                                 * cfg.student_per_group)]
+    assert all(isinstance(r["completion"], str) and r["category"] for r in rollouts)
+    assert rows[0]["hack_rate_s"] == sum(r["exploited"] for r in rollouts[:4]) / 4
     cks = sorted(p.name for p in (rd / "checkpoints").iterdir())
     assert cks == ["step_00000002", "step_00000003"]
 
@@ -102,6 +112,8 @@ def test_killed_run_resumes_to_the_same_metrics_rows(tmp_path, monkeypatch):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert _comparable(rows) == _comparable(ref)
     assert summary["hack_rate"] == read_summary(full)["hack_rate"]
+    # the rollouts of the step recomputed after the checkpoint are logged once, as in the uninterrupted run
+    assert JsonlFile(part / ROLLOUTS_FILE).read() == JsonlFile(full / ROLLOUTS_FILE).read()
 
 
 class _NaNArm(Arm):
