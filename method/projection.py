@@ -121,10 +121,14 @@ def project_update(modules: dict, delta: dict, V_arm: dict, V_real: dict, cfg: P
                    apply: bool) -> dict[str, float]:
     """The Adam-moment leak check/fix: measure (and optionally project) the update the optimizer applied.
 
+    V is oriented for GRADIENTS (V g > 0: descending g moves toward the hack). An update is a descent step,
+    delta ~ -lr * (preconditioned g), so a hack-ward update has V delta < 0: everything here works on
+    u = -delta, the update read back as the gradient that would produce it.
+
     delta: name -> [r] = delta_S_after - delta_S_before. With apply, delta_S is reset to
-    before + erase(delta) (route: the removed part is added to delta_S_hack instead, so the sum is kept).
-    Returns cos_update (hack-ward fraction of the update finally applied, real V) and, with apply,
-    cos_update_pre (before projection).
+    before - erase(-delta) (route: the removed hack-ward motion is added to delta_S_hack instead, so the
+    sum is kept). Returns cos_update (hack-ward fraction of the update finally applied, real V) and, with
+    apply, cos_update_pre (before projection).
     """
     pre, post = [], []
     with torch.no_grad():
@@ -132,21 +136,22 @@ def project_update(modules: dict, delta: dict, V_arm: dict, V_real: dict, cfg: P
             m = modules.get(name)
             if m is None:
                 continue
+            u = -d.float()                                    # [r] the update in gradient orientation
             Vr = V_real.get(name)
             Va = V_arm.get(name)
             if apply and Va is not None and cfg.mode != "measure":
                 if Vr is not None:
-                    pre.append(hackward_fraction(Vr, d))
+                    pre.append(hackward_fraction(Vr, u))
                 preserve = cfg.preserve_norm and cfg.mode == "erase"
-                d_new, removed = erase(Va, d, cfg.one_sided, preserve)
-                m.delta_S.add_((d_new - d.float()).to(m.delta_S.dtype))   # = before + d_new
+                u_new, removed = erase(Va, u, cfg.one_sided, preserve)
+                m.delta_S.add_((u - u_new).to(m.delta_S.dtype))          # = before - u_new
                 if cfg.mode == "route" and m.delta_S_hack is not None:
-                    m.delta_S_hack.add_(removed.to(m.delta_S_hack.dtype))
-                d = d_new
+                    m.delta_S_hack.add_((-removed).to(m.delta_S_hack.dtype))   # the hack-ward motion
+                u = u_new
             elif apply and Vr is not None:
-                pre.append(hackward_fraction(Vr, d))
+                pre.append(hackward_fraction(Vr, u))
             if Vr is not None:
-                post.append(hackward_fraction(Vr, d))
+                post.append(hackward_fraction(Vr, u))
     out = dict(cos_update=_mean(post))
     if apply:
         out["cos_update_pre"] = _mean(pre)

@@ -157,7 +157,7 @@ def adam_leak_setup():
     mods = {"m0": FakeAdapter()}
     V = {"m0": orthonormal(k=1)}
     opt = torch.optim.AdamW([mods["m0"].delta_S], lr=0.1, betas=(0.9, 0.99), weight_decay=0.0)
-    mods["m0"].delta_S.grad = -5.0 * V["m0"][0]            # descent moves +V: hack-ward update
+    mods["m0"].delta_S.grad = 5.0 * V["m0"][0]             # V g > 0: descent moves -V, a hack-ward update
     opt.step()
     g = torch.randn(R, generator=torch.Generator().manual_seed(3))
     mods["m0"].delta_S.grad = g - V["m0"].T @ (V["m0"] @ g)  # no V component at all
@@ -175,8 +175,28 @@ def test_update_projection_closes_the_adam_momentum_leak():
     mods, V, delta, before = adam_leak_setup()
     st = project_update(mods, delta, V, V, cfg, apply=True)
     applied = mods["m0"].delta_S.detach() - before
-    assert (V["m0"] @ applied).max() <= 1e-7                 # no positive V component left
+    assert (V["m0"] @ applied).min() >= -1e-7                # no hack-ward (V delta < 0) motion left
     assert st["cos_update"] < 1e-6 and st["cos_update_pre"] > 0.1
+
+
+def test_update_sign_a_descent_step_on_a_hackward_gradient_is_a_hackward_update():
+    """V = e0, g = [2, 1, 0, 0] (V g > 0: hack-ward gradient), delta = -0.1 g (what SGD applies)."""
+    V = {"m0": torch.eye(4)[:1]}
+    g = torch.tensor([2.0, 1.0, 0.0, 0.0])
+    for mode in ("erase", "route"):
+        mods = {"m0": FakeAdapter(r=4, route=mode == "route")}
+        delta = {"m0": -0.1 * g}
+        with torch.no_grad():
+            mods["m0"].delta_S.add_(delta["m0"])           # the optimizer already applied it
+        cfg = ProjectionConfig(mode, True, False)
+        assert project_update(mods, delta, V, V, cfg, apply=False)["cos_update"] > 0.5
+        st = project_update(mods, delta, V, V, cfg, apply=True)
+        applied = mods["m0"].delta_S.detach()
+        assert st["cos_update_pre"] > 0.5 and st["cos_update"] < 1e-6
+        assert (V["m0"] @ applied).min() >= -1e-7 and hackward_fraction(V["m0"], -applied) < 1e-6
+        torch.testing.assert_close(applied, torch.tensor([0.0, -0.1, 0.0, 0.0]))   # anti-hack / orthogonal kept
+        if mode == "route":                                # the hack-ward motion went to delta_S_hack, sum kept
+            torch.testing.assert_close(mods["m0"].delta_S_hack.detach(), torch.tensor([-0.2, 0.0, 0.0, 0.0]))
 
 
 # ------------------------------------------------------------------------------ arms on a real model
@@ -267,7 +287,7 @@ def test_v_refresh_refetches_every_n_steps_and_update_hook_logs_cos_update(tmp_p
         ust = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta=delta, step=step))
         assert ust["cos_update"] < 1e-6
         for n, m in ctx.adapters.items():
-            assert (arm.V_arm[n] @ (m.delta_S.detach() - before[n])).max() <= 1e-6
+            assert (arm.V_arm[n] @ (m.delta_S.detach() - before[n])).min() >= -1e-6   # no hack-ward motion
     assert calls == ["real"] * 3 and arm.v_refreshes == 2   # setup + steps 2 and 4
 
 
