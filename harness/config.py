@@ -66,6 +66,9 @@ class TrainConfig:
     extract_k: int = 12            # top-k right singular vectors kept per module
     noise_quantile: float = 0.25   # global floor: drop this bottom quantile of singular values
     heldout_pairs_frac: float = 0.1  # >= 64 pairs must remain for extraction (spec: ~60-80)
+    # per-pair gradient: "sum" = the loop's Dr.GRPO form (token sum / P*G*max_new_tokens), exactly the gradient
+    # training emits for the pair at advantages +1/-1; "mean" = per-completion mean NLL (the length-bias ablation)
+    extract_nll: str = "sum"
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign

@@ -219,3 +219,36 @@ def test_full_pair_set_validation_numbers(tmp_path, capsys):
                   f"frac_positive={v['frac_positive']:.3f} median_cos={v['median_cos']:+.3f} "
                   f"median_hackward={v['median_hackward']:.3f} (held-out pairs: {v['n_pairs']})")
     assert vs["real"].meta["n_pairs"] + vs["real"].meta["validation"]["n_pairs"] == len(P.PAIRS)
+
+
+def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
+    """Default extract_nll="sum": a pair's row of D equals the gradient of the loop's Dr.GRPO loss for a group of
+    exactly that pair with advantages (+1, -1) (same batch code, same constant); "mean" (the ablation) does not."""
+    from harness.grpo import completion_logprobs, dr_grpo_loss, make_batch
+
+    ctx, _, _ = env
+    pair = P.load_pairs(P.HACK_SET, ctx.config)[0][0]
+    enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
+    assert enc.nll == "sum" and enc.norm == E._loop_norm(ctx.config)
+    p_ids, pos, neg = enc.prompt(pair.messages), enc.completion(pair.pos), enc.completion(pair.neg)
+    assert len(pos) != len(neg)                         # the case where mean and sum differ
+    D = E.pair_diffs(ctx.model, ctx.tokenizer, [pair], encoder=enc, adapters=ctx.adapters)
+
+    model = ctx.model
+    b = make_batch(p_ids, [pos, neg], ctx.tokenizer.pad_token_id, next(model.parameters()).device)
+    with E._eval_mode(model), E.at_base(ctx.adapters):
+        model.zero_grad(set_to_none=True)
+        logp, _ = completion_logprobs(model, b)
+        dr_grpo_loss(logp, logp.detach(), torch.tensor([1.0, -1.0]), b.completion_mask,
+                     ctx.config.kl_beta, enc.norm).backward()
+        loop = {n: m.delta_S.grad.detach().float().clone() for n, m in ctx.adapters.items()}
+        model.zero_grad(set_to_none=True)
+    for n in loop:
+        torch.testing.assert_close(D[n][0], loop[n], rtol=1e-3, atol=1e-9)
+
+    mean_enc = E.PairEncoder(ctx.tokenizer, ctx.config.enable_thinking, ctx.config.max_prompt_tokens, enc.eos_id,
+                             nll="mean")
+    Dm = E.pair_diffs(ctx.model, ctx.tokenizer, [pair], encoder=mean_enc, adapters=ctx.adapters)
+    cos = torch.nn.functional.cosine_similarity(torch.cat([Dm[n][0] for n in loop]),
+                                                torch.cat([loop[n] for n in loop]), dim=0)
+    assert cos < 0.999                                   # mean NLL is a different direction, not a rescale
