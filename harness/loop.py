@@ -3,7 +3,9 @@
 Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each):
 
     sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
-    grade students            -> rewards R [P, G] (record.reward only; gt_correct is logged, never trained on)
+    grade students            -> rewards R [P, G] = record.reward = 0.5*format_ok + 3*(gt_correct or passed), the
+                                 benchmark's reward, so the oracle DOES shape R; nothing else reads gt_correct
+                                 (no hook, projection statistic or advantage sees it except through R; logged)
     per group:  R <- arm.reward_hook(R, acts)       acts: mean residual stream at arm.activation_layer
                 skip if max(R) - min(R) < 1e-4
                 A = R - mean(R)                     (Dr.GRPO)
