@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
-from method.projection import MODES, ProjectionConfig, project_grads, project_update
+from method.projection import MODES, ProjectionConfig, confine_route, project_grads, project_update
 
 REAL = "real"
 
@@ -146,7 +146,10 @@ class ProjectionArm(Arm):
 
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:
         apply = self.on_update and self.mode != "measure"
-        return project_update(update.modules, update.delta, self.V_arm, self.V_real, self.proj, apply=apply)
+        stats = project_update(update.modules, update.delta, self.V_arm, self.V_real, self.proj, apply=apply)
+        if self.uses_route:      # keep the quarantine inside span(V): what evaluation zeroes is only hack directions
+            stats.update(confine_route(update.modules, self.V_arm))
+        return stats
 
 
 def build_erase(config=None) -> ProjectionArm:

@@ -7,7 +7,10 @@ and g [r] is delta_S.grad. With c = V g [k] (the component of g along each hack 
     erase (no_gate):    g' = g - V^T c            # remove the whole span
     preserve_norm:      g' <- g' * ||g|| / ||g'|| # the spec's default: same step size, new direction
     route:              delta_S.grad = g - V^T relu(c),  delta_S_hack.grad = V^T relu(c)
-                        (exact split, no rescale, so the sum still equals g)
+                        (exact split, no rescale, so the sum still equals g); after each optimizer step
+                        delta_S_hack <- V^T V delta_S_hack (confine_route): AdamW normalises per coordinate,
+                        so a gradient inside span(V) gives an update that is not, and zeroing delta_S_hack
+                        at evaluation would then remove more than the hack directions
     measure:            g untouched (vanilla), statistics only
 
 The statistic everywhere is the hack-ward fraction ||relu(V g)|| / ||g|| in [0, 1]: 0 means g
@@ -156,3 +159,30 @@ def project_update(modules: dict, delta: dict, V_arm: dict, V_real: dict, cfg: P
     if apply:
         out["cos_update_pre"] = _mean(pre)
     return out
+
+
+def out_of_span_share(V: torch.Tensor | None, h: torch.Tensor) -> torch.Tensor:
+    """||(I - V^T V) h|| / ||h||, a 0-dim tensor (0 when h = 0); V None = the empty span (share 1)."""
+    h = h.float()
+    inside = V.T @ (V @ h) if V is not None else torch.zeros_like(h)
+    return (h - inside).norm() / h.norm().clamp_min(EPS)
+
+
+def confine_route(modules: dict, V_arm: dict) -> dict[str, float]:
+    """Project every delta_S_hack back onto span(V_arm) (a module without V: onto {0}) after the optimizer step.
+
+    Returns hack_out_of_span_pre (share of ||delta_S_hack|| outside span(V) the step left, mean over modules
+    with delta_S_hack != 0) and hack_out_of_span (the same after confining: 0 up to rounding).
+    """
+    pre, post = [], []
+    with torch.no_grad():
+        for name, m in modules.items():
+            h = getattr(m, "delta_S_hack", None)
+            if h is None or not h.detach().any():
+                continue
+            V = V_arm.get(name)
+            pre.append(out_of_span_share(V, h))
+            h.copy_((V.T @ (V @ h.float()) if V is not None else torch.zeros_like(h)).to(h.dtype))
+            if h.detach().any():
+                post.append(out_of_span_share(V, h))
+    return dict(hack_out_of_span_pre=_mean(pre), hack_out_of_span=_mean(post))

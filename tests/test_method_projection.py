@@ -314,3 +314,41 @@ def test_registry_builds_the_three_projection_arms():
         assert isinstance(arm, ProjectionArm) and arm.v_kind == "real"
         modes[name] = arm.mode
     assert modes == {"vanilla": "measure", "erase": "erase", "route": "route"}
+
+
+def test_route_keeps_delta_s_hack_inside_span_v_under_adamw(tmp_path):
+    """delta_S_hack only ever gets gradients in span(V), but AdamW's per-coordinate normalisation moves it out;
+    the route arm's update hook projects it back every step, so evaluation's zeroing removes only span(V)."""
+    from method.projection import out_of_span_share
+
+    ctx = arm_ctx(tmp_path, route=True)
+    arm = ProjectionArm("real", "route", v_source=fake_v_source([]))
+    arm.setup(ctx)
+    opt = torch.optim.AdamW(A.adapter_parameters(ctx.model), lr=0.01, weight_decay=0.1)
+    for step in range(4):
+        arm.grad_hook(backward_bundle(ctx, step))
+        for n, m in ctx.adapters.items():       # the gradient it receives lies in span(V) ...
+            assert out_of_span_share(arm.V_arm[n], m.delta_S_hack.grad) < 1e-5
+        opt.step()
+        st = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={}, step=step))
+        assert st["hack_out_of_span_pre"] > 1e-2           # ... yet the AdamW step leaves it outside
+        assert st["hack_out_of_span"] < 1e-5
+        moved = [n for n, m in ctx.adapters.items() if m.delta_S_hack.detach().any()]
+        assert moved
+        for n in moved:
+            assert out_of_span_share(arm.V_arm[n], ctx.adapters[n].delta_S_hack) < 1e-5
+        opt.zero_grad(set_to_none=True)
+
+
+def test_confine_route_zeroes_delta_s_hack_of_modules_without_v():
+    from method.projection import confine_route
+
+    mods = {"m0": FakeAdapter(route=True), "m1": FakeAdapter(route=True)}
+    V = {"m0": orthonormal()}
+    with torch.no_grad():
+        for m in mods.values():
+            m.delta_S_hack.copy_(torch.randn(R, generator=torch.Generator().manual_seed(7)))
+    inside = V["m0"].T @ (V["m0"] @ mods["m0"].delta_S_hack.detach())
+    st = confine_route(mods, V)
+    torch.testing.assert_close(mods["m0"].delta_S_hack.detach(), inside)
+    assert mods["m1"].delta_S_hack.abs().max() == 0 and st["hack_out_of_span"] < 1e-6
