@@ -484,7 +484,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
         "base_hack_rate": (base_eval or {}).get("eval_hack_rate"),
         "base_pass_rate": (base_eval or {}).get("eval_pass_rate"),
         "base_attempt_rate": (base_eval or {}).get("eval_attempt_rate"),
-        **{k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()},
+        **(means := {k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()}),
+        # mean_cos as a multiple of its chance level (1 = no more hack-ward than an isotropic gradient)
+        "cos_over_null": (means["mean_cos"] / means["null_cos"]
+                          if means["mean_cos"] is not None and means["null_cos"] else None),
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,
         "hashes": run.hashes,

@@ -26,6 +26,8 @@ COLUMNS: list[tuple[str, str, float, int]] = [
     ("Pass %↑", "pass_rate", 100.0, 1),
     ("KL↓", "kl", 1.0, 4),
     ("mean·cos*", "mean_cos", 1.0, 3),
+    ("null·cos*", "null_cos", 1.0, 3),
+    ("cos/null*", "cos_over_null", 1.0, 2),
     ("frac·fired*", "frac_fired", 1.0, 2),
     ("‖g‖*", "grad_norm", 1.0, 3),
 ]
@@ -132,7 +134,8 @@ d_i = A's hack rate − B's on seed i over the seeds both have; SEM = sample std
 CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), "
            f"paired by seed. KL, mean·cos, frac·fired, ‖g‖: means over the last {SUMMARY_WINDOW} steps. "
            "* projection diagnostics, meaningful for projecting arms (mean·cos is the hack-ward fraction of the "
-           "gradient before projection). Cells: mean ± SEM across seeds (no SEM with one seed).")
+           "gradient before projection; null·cos its chance level, that of an isotropic random gradient against the "
+           "same V; cos/null their ratio, 1 = chance). Cells: mean ± SEM across seeds (no SEM with one seed).")
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:

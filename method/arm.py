@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
-from method.projection import MODES, ProjectionConfig, confine_route, project_grads, project_update
+from method.projection import MODES, ProjectionConfig, confine_route, null_hackward, project_grads, project_update
 
 REAL = "real"
 
@@ -82,6 +82,7 @@ class ProjectionArm(Arm):
 
     def _rehash(self) -> None:
         self._hashes = {"v": v_digest(self.V_arm), "v_real": v_digest(self.V_real), "v_kind": self.v_kind}
+        self.null_cos = null_hackward(self.V_real)["mean"]     # cos_pre's chance level (real V, like cos_pre)
 
     def artifact_hashes(self) -> dict[str, str]:
         return dict(self._hashes)
@@ -142,6 +143,7 @@ class ProjectionArm(Arm):
             self.v_refreshes += 1
             stats["v_refreshes"] = float(self.v_refreshes)
         stats.update(project_grads(grads.modules, grads.g_s, grads.g_t, self.V_arm, self.V_real, self.proj))
+        stats["null_cos"] = self.null_cos
         return stats
 
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:

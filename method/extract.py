@@ -491,6 +491,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
     """
     from method import pairs as P
     from method.adapter import adapter_hash
+    from method.projection import null_hackward
 
     if kind not in KINDS:
         raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
@@ -536,6 +537,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
         held_diffs = _memo_diffs(ctx, held_hack, encoder, state, progress, "v_hack held-out pairs")
         vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
                                          echo=progress, diffs=held_diffs)
+    vh.meta["null_hackward"] = null_hackward(vh.V)   # the chance level of cos_* against this V
     vh.save(path)
     return vh
 

@@ -16,6 +16,11 @@ and g [r] is delta_S.grad. With c = V g [k] (the component of g along each hack 
 The statistic everywhere is the hack-ward fraction ||relu(V g)|| / ||g|| in [0, 1]: 0 means g
 has no component pointing toward any hack axis; after one-sided erase it is exactly 0.
 
+Chance level (null_hackward): the hack-ward fraction an isotropic random gradient shows against V. Only
+the shape matters: for g uniform in direction, V g is distributed as the first k_m coordinates of a
+uniform unit vector in R^r, so per module E ||relu(V g)|| / ||g|| depends on (k_m, r) alone. cos_pre
+means something only as a multiple of it.
+
 Arms may project with a control V (random / shuffled / non-hack) while every cos_* statistic is
 measured against the REAL V, so all arms' diagnostics are comparable.
 """
@@ -68,6 +73,37 @@ class ProjectionConfig:
     @classmethod
     def from_train_config(cls, config, mode: str) -> "ProjectionConfig":
         return cls(mode=mode, one_sided=config.proj_one_sided, preserve_norm=config.proj_preserve_norm)
+
+
+NULL_SAMPLES, NULL_SEED = 200_000, 0   # the fixed-seed Monte Carlo of null_hackward (relative std error < 0.5%)
+
+
+def null_fraction(k: int, r: int, n: int = NULL_SAMPLES, seed: int = NULL_SEED) -> float:
+    """E ||relu(V u)|| for u uniform on the unit sphere of R^r and V [k, r] with orthonormal rows.
+
+    By rotation invariance V u ~ z / sqrt(|z|^2 + c) with z ~ N(0, I_k), c ~ chi2(r - k): no [n, r] draw needed.
+    """
+    with torch.random.fork_rng(devices=[]):              # seeded, and the caller's RNG stream is untouched
+        torch.manual_seed(int(seed) * 1_000_003 + 7919 * int(k) + int(r))
+        z = torch.randn(n, k, dtype=torch.float64)                                   # [n, k]
+        rest = (torch.distributions.Chi2(torch.tensor(float(r - k), dtype=torch.float64)).sample((n,))
+                if r > k else torch.zeros(n, dtype=torch.float64))                  # [n] chi2(r - k)
+    frac = torch.relu(z).norm(dim=1) / (z.pow(2).sum(1) + rest).sqrt().clamp_min(EPS)
+    return float(frac.mean())
+
+
+def null_hackward(V: dict[str, torch.Tensor], n: int = NULL_SAMPLES, seed: int = NULL_SEED) -> dict:
+    """Chance-level hack-ward fraction of an isotropic gradient against V, per module and the mean over modules
+    (the same mean cos_pre takes) -> {"mean", "per_module", "n_samples", "seed"}."""
+    cache: dict[tuple[int, int], float] = {}
+    per = {}
+    for name in sorted(V):
+        k, r = (int(x) for x in V[name].shape)
+        if (k, r) not in cache:
+            cache[(k, r)] = null_fraction(k, r, n, seed)
+        per[name] = cache[(k, r)]
+    mean = sum(per.values()) / len(per) if per else float("nan")
+    return {"mean": mean, "per_module": per, "n_samples": int(n), "seed": int(seed)}
 
 
 def _mean(xs: list[torch.Tensor]) -> float:

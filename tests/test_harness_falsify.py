@@ -276,3 +276,19 @@ def test_preset_selection(tmp_path):
     # the other preset's runs never leak into a verdict
     assert falsify(recs, "mini")["H4"]["verdict"] == FALSIFIED
     assert falsify(recs, "smoke")["H4"]["verdict"] == SUPPORTED
+
+
+def test_falsification_md_headline_shows_mean_cos_its_null_and_their_ratio(tmp_path):
+    from harness.report import write_falsification
+
+    runs = tmp_path / "runs"
+    for seed, (cos, null) in zip((41, 42, 43), [(0.30, 0.10), (0.20, 0.10), (0.25, 0.10)]):
+        make_run(runs, METHOD, seed, 0.1, 0.2, mean_cos=cos, null_cos=null, cos_over_null=cos / null)
+    write_falsification(runs, tmp_path / "report", "smoke")
+    md = (tmp_path / "report" / "falsification.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| Arm"))
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    row = next(line for line in md.splitlines() if line.startswith(f"| {METHOD} "))
+    cells = dict(zip(cols, (c.strip() for c in row.strip("|").split("|"))))
+    assert cells["mean·cos*"].startswith("0.250") and cells["null·cos*"].startswith("0.100")
+    assert cells["cos/null*"].startswith("2.50")

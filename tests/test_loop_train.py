@@ -58,6 +58,9 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert summary["attempt_rate"] == rows[-1]["eval_attempt_rate"] is not None
     assert summary["steps"] == 3 and summary["wall_s"] > 0
     assert summary["hashes"] == conf["hashes"]
+    # cos_pre's chance level for the real V, and mean_cos as a multiple of it
+    assert 0 < summary["null_cos"] < 1 and summary["null_cos"] == M.tail_mean(rows, "null_cos")
+    assert summary["cos_over_null"] == pytest.approx(summary["mean_cos"] / summary["null_cos"])
     cks = sorted(p.name for p in (rd / "checkpoints").iterdir())
     assert cks == ["step_00000002", "step_00000003"]
 

@@ -77,6 +77,10 @@ def test_real_v_shapes_meta_and_file(env):
     assert m["quantile"] == ctx.config.noise_quantile and m["n_pairs"] == _n_fit(ctx) and m["seed"] == -1
     assert m["pairs_hash"] and set(m["validation"]) >= {"frac_positive", "median_cos"}
     assert real.path.parent == tmp / "v" and real.path.exists()
+    from method.projection import null_hackward
+    for vh in vs.values():                              # every V file carries its own chance level
+        stored = E.VHack.load(vh.path).meta["null_hackward"]
+        assert stored["per_module"] == null_hackward(vh.V)["per_module"] and 0 < stored["mean"] < 1
     # majority-vote orientation holds on the pairs V was fitted on
     fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
     diffs = E.pair_diffs(ctx.model, ctx.tokenizer, fit, encoder=E.PairEncoder.for_config(ctx.model, ctx.tokenizer,

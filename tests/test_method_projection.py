@@ -352,3 +352,32 @@ def test_confine_route_zeroes_delta_s_hack_of_modules_without_v():
     st = confine_route(mods, V)
     torch.testing.assert_close(mods["m0"].delta_S_hack.detach(), inside)
     assert mods["m1"].delta_S_hack.abs().max() == 0 and st["hack_out_of_span"] < 1e-6
+
+
+def test_null_hackward_is_the_chance_level_of_an_isotropic_gradient():
+    import math
+
+    from method.projection import null_fraction, null_hackward
+
+    for r in (16, 256):        # k = 1 has a closed form: E relu(u_1) = E|u_1| / 2 = G(r/2) / (2 sqrt(pi) G((r+1)/2))
+        exact = math.exp(math.lgamma(r / 2) - math.lgamma((r + 1) / 2)) / (2 * math.sqrt(math.pi))
+        assert null_fraction(1, r) == pytest.approx(exact, rel=0.01)
+    V = {"a": orthonormal(k=3, r=R, seed=0), "b": orthonormal(k=1, r=R, seed=1)}
+    nh = null_hackward(V)
+    assert nh == null_hackward(V)                                           # fixed seed
+    assert set(nh["per_module"]) == {"a", "b"} and nh["per_module"]["a"] > nh["per_module"]["b"]
+    assert nh["mean"] == pytest.approx((nh["per_module"]["a"] + nh["per_module"]["b"]) / 2)
+    # an independent check: isotropic gradients measured the way cos_pre measures them
+    g = torch.randn(4000, R, generator=torch.Generator().manual_seed(5))
+    emp = torch.stack([hackward_fraction(V["a"], gi) for gi in g]).mean().item()
+    assert emp == pytest.approx(nh["per_module"]["a"], rel=0.03)
+
+
+def test_arms_log_null_cos_for_the_real_v(tmp_path):
+    from method.projection import null_hackward
+
+    ctx = arm_ctx(tmp_path)
+    arm = ProjectionArm("random", "erase", v_source=fake_v_source([]))
+    arm.setup(ctx)
+    st = arm.grad_hook(backward_bundle(ctx))
+    assert st["null_cos"] == null_hackward(arm.V_real)["mean"] != null_hackward({"x": torch.eye(R)[:1]})["mean"]
