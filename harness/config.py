@@ -69,6 +69,9 @@ class TrainConfig:
     # per-pair gradient: "sum" = the loop's Dr.GRPO form (token sum / P*G*max_new_tokens), exactly the gradient
     # training emits for the pair at advantages +1/-1; "mean" = per-completion mean NLL (the length-bias ablation)
     extract_nll: str = "sum"
+    # spec step 1c: the real V must pass held-out validation (frac_positive > 0.5) or nothing trains with it;
+    # True proceeds anyway and says so in config.json ("resolved".v_validation) and the report
+    allow_weak_v: bool = False
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign

@@ -222,6 +222,7 @@ class _Run:
             "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
             "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
             **fit,
+            **(self.arm.resolved() or {}),
             "torch": torch.__version__,
         }
 

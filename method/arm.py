@@ -49,6 +49,7 @@ class ProjectionArm(Arm):
         self.V_arm: dict[str, torch.Tensor] = {}
         self.v_refreshes = 0
         self.refresh_every = 0
+        self.v_validation: dict | None = None
 
     # ------------------------------------------------------------------ setup / V
     def setup(self, ctx: ArmContext) -> None:
@@ -76,6 +77,13 @@ class ProjectionArm(Arm):
 
     def _load_v(self) -> None:
         real = self._v_source(self.ctx, REAL)
+        val = (getattr(real, "meta", None) or {}).get("validation")
+        if val is not None and self.v_validation is None:   # the base V's step-1c check (get_or_extract enforces it)
+            from method.extract import validation_passed
+
+            self.v_validation = dict(frac_positive=val.get("frac_positive"), median_cos=val.get("median_cos"),
+                                     n_pairs=val.get("n_pairs"), passed=validation_passed(real),
+                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)))
         self.V_real = self._fit(real)
         self.V_arm = self.V_real if self.v_kind == REAL else self._fit(self._v_source(self.ctx, self.v_kind))
         self._rehash()
@@ -86,6 +94,10 @@ class ProjectionArm(Arm):
 
     def artifact_hashes(self) -> dict[str, str]:
         return dict(self._hashes)
+
+    def resolved(self) -> dict:
+        """config.json: the real V's held-out validation and whether the run proceeded on a weak V."""
+        return {} if self.v_validation is None else {"v_validation": dict(self.v_validation)}
 
     # ------------------------------------------------------------------ checkpoint state
     # harness.checkpoint saves state_dict() as arm.safetensors and calls load_state_dict() after setup().

@@ -44,11 +44,38 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from harness.runs import RunError
+
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
 SEEDED_KINDS = ("random", "shuffled")                # kinds whose V depends on config.seed
 REAL = "real"
 NLL_FORMS = ("sum", "mean")                           # config.extract_nll: "sum" = the loop's Dr.GRPO form
+MIN_FRAC_POSITIVE = 0.5                               # spec step 1c: held-out frac_positive must EXCEED this
+
+
+class WeakVError(RunError):
+    """The real V failed its held-out validation (spec step 1c) and config.allow_weak_v is off."""
+
+
+def validation_passed(vh: "VHack") -> bool:
+    """Spec step 1c on the V's stored held-out validation: frac_positive > 0.5 (no validation = not passed)."""
+    fp = (vh.meta.get("validation") or {}).get("frac_positive")
+    return isinstance(fp, (int, float)) and fp == fp and fp > MIN_FRAC_POSITIVE
+
+
+def check_validation(vh: "VHack", config) -> dict[str, Any]:
+    """Stop with WeakVError when the real V fails step 1c, unless config.allow_weak_v; -> what to record."""
+    val = vh.meta.get("validation") or {}
+    ok = validation_passed(vh)
+    if not ok and not config.allow_weak_v:
+        raise WeakVError(
+            f"the real V failed held-out validation (spec step 1c): frac_positive="
+            f"{val.get('frac_positive', 'n/a (no held-out pairs)')} must exceed {MIN_FRAC_POSITIVE} "
+            f"({val.get('n_pairs', 0)} held-out pairs, {vh.path}); nothing was trained with it. "
+            f"Pass --allow-weak-v (config allow_weak_v=true) to proceed anyway and record it")
+    return dict(passed=ok, allowed_weak=not ok, frac_positive=val.get("frac_positive"),
+                median_cos=val.get("median_cos"), n_pairs=val.get("n_pairs"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,6 +534,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
     if path.exists():
         vh = VHack.load(path)
         if vh.meta.get("key") == digest:
+            if kind == REAL and state == "base":
+                check_validation(vh, cfg)
             return vh
 
     encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
@@ -538,7 +567,9 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
         vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
                                          echo=progress, diffs=held_diffs)
     vh.meta["null_hackward"] = null_hackward(vh.V)   # the chance level of cos_* against this V
-    vh.save(path)
+    vh.save(path)                                    # saved even when weak: --allow-weak-v reuses it
+    if kind == REAL and state == "base":             # a mid-run refresh is recorded, never stops the run
+        check_validation(vh, cfg)
     return vh
 
 

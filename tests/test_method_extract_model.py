@@ -256,3 +256,75 @@ def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
     cos = torch.nn.functional.cosine_similarity(torch.cat([Dm[n][0] for n in loop]),
                                                 torch.cat([loop[n] for n in loop]), dim=0)
     assert cos < 0.999                                   # mean NLL is a different direction, not a rescale
+
+
+def _swapped_heldout(monkeypatch):
+    """Held-out hack pairs with hack and clean sides swapped: the real V (fitted on the unswapped fit pairs)
+    then points the wrong way on them, so it fails held-out validation for real."""
+    real_load = P.load_pairs
+
+    def load(pair_set, config):
+        fit, held = real_load(pair_set, config)
+        if pair_set == P.HACK_SET:
+            held = [dataclasses.replace(p, pos=p.neg, neg=p.pos) for p in held]
+        return fit, held
+    monkeypatch.setattr(P, "load_pairs", load)
+
+
+def test_a_real_v_that_fails_validation_stops_unless_allowed(env, tmp_path, monkeypatch):
+    from harness.arms import build_arm
+
+    ctx, _, _ = env
+    _swapped_heldout(monkeypatch)
+    E._DIFFS_MEMO.clear()
+    weak = dataclasses.replace(ctx, artifacts_dir=tmp_path)
+    with pytest.raises(E.WeakVError, match=r"frac_positive=.* must exceed 0.5.*--allow-weak-v"):
+        E.get_or_extract(weak, "real", progress=False)
+    (path,) = (tmp_path / "v").glob("real-*.safetensors")      # kept: --allow-weak-v reuses it
+    assert E.VHack.load(path).meta["validation"]["frac_positive"] <= 0.5
+    with pytest.raises(E.WeakVError):                           # the cache hit is gated too
+        E.get_or_extract(weak, "real", progress=False)
+    with pytest.raises(E.WeakVError):                           # and every control (dimension-matched to it)
+        E.get_or_extract(weak, "random", progress=False)
+    arm = build_arm(dataclasses.replace(ctx.config, arm="erase"))
+    with pytest.raises(E.WeakVError):                           # a run extracting on a cache miss stops at setup
+        arm.setup(weak)
+
+    allowed = dataclasses.replace(weak, config=dataclasses.replace(ctx.config, allow_weak_v=True))
+    assert E.get_or_extract(allowed, "real", progress=False).path == path
+    arm = build_arm(dataclasses.replace(allowed.config, arm="erase"))
+    arm.setup(allowed)
+    rec = arm.resolved()["v_validation"]
+    assert rec["passed"] is False and rec["allow_weak_v"] is True and rec["frac_positive"] <= 0.5
+    E._DIFFS_MEMO.clear()
+
+
+def test_a_real_v_that_passes_is_recorded_as_passed(env):
+    from harness.arms import build_arm
+
+    ctx, vs, _ = env
+    assert E.validation_passed(vs["real"])
+    arm = build_arm(dataclasses.replace(ctx.config, arm="vanilla"))
+    arm.setup(ctx)
+    rec = arm.resolved()["v_validation"]
+    assert rec["passed"] is True and rec["allow_weak_v"] is False
+    assert rec["frac_positive"] == vs["real"].meta["validation"]["frac_positive"]
+
+
+def test_harness_extract_stops_on_a_weak_v_and_allow_weak_v_proceeds(env, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import harness.paths
+    from harness.cli import cli
+
+    _swapped_heldout(monkeypatch)
+    E._DIFFS_MEMO.clear()
+    monkeypatch.setattr(harness.paths, "ARTIFACTS_DIR", tmp_path)
+    args = ["extract", "--preset", "smoke", "--kind", "real", "--set", "heldout_pairs_frac=0.25"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "failed held-out validation" in r.output and "--allow-weak-v" in r.output
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(cli, [*args, "--allow-weak-v"])
+    assert r.exit_code == 0, r.output
+    assert "real: " in r.output and "FAILED held-out validation" in r.output
+    E._DIFFS_MEMO.clear()
