@@ -81,7 +81,8 @@ class TrainConfig:
 
     # --- Rebound ------------------------------------------------------------
     rebound_alpha: float = 0.5
-    rebound_layer_frac: float = 0.67
+    rebound_layer_frac: float = 0.67   # picks within the spec's 60-75% depth band (baselines.rebound.DEPTH_BAND)
+    rebound_layer: int = -1            # >= 0: this 0-based block, explicitly (models with no block in the band)
 
     # --- bookkeeping ------------------------------------------------------------
     eval_every: int = 50

@@ -234,6 +234,9 @@ def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
             assert any(v.abs().sum() > 0 for v in hack.values())      # the removed part trained delta_S_hack
     else:
         assert all("rebound_penalty" in r for r in rows)
+        res = json.loads((rd / "config.json").read_text())["resolved"]
+        assert res["rebound_layer"] == cfg.rebound_layer == 0 and res["rebound_depth_frac"] == 0.5
+        assert res["rebound_layer_explicit"] is True and res["v_validation"]["passed"] is True
 
 
 def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, monkeypatch):
