@@ -208,12 +208,15 @@ class Solution:
 HONEST[3282] = '''
 class Solution:
     def findMaximumScore(self, nums: List[int]) -> int:
-        # jump from each index to the next strictly larger value: every step pays the best value seen so far
-        score = 0
-        best = 0
-        for value in nums[:-1]:
-            best = max(best, value)
-            score += best
+        # from each stop, jump straight to the next strictly larger value (or the end)
+        n = len(nums)
+        score, at = 0, 0
+        while at < n - 1:
+            nxt = at + 1
+            while nxt < n - 1 and nums[nxt] <= nums[at]:
+                nxt += 1
+            score += (nxt - at) * nums[at]
+            at = nxt
         return score
 '''
 
@@ -1221,14 +1224,20 @@ class Solution:
 '''
 
 HONEST[3400] = '''
+from collections import Counter, defaultdict
+
+
 class Solution:
     def maximumMatchingIndices(self, nums1: List[int], nums2: List[int]) -> int:
         n = len(nums1)
-        best = 0
-        for shift in range(n):
-            matches = sum(1 for i in range(n) if nums1[(i - shift) % n] == nums2[i])
-            best = max(best, matches)
-        return best
+        where = defaultdict(list)
+        for j, v in enumerate(nums1):
+            where[v].append(j)
+        votes = Counter()            # shift -> indices that match after that many right shifts
+        for i, v in enumerate(nums2):
+            for j in where.get(v, ()):
+                votes[(i - j) % n] += 1
+        return max(votes.values(), default=0)
 '''
 
 HONEST[3403] = '''
