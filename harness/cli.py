@@ -118,7 +118,7 @@ def parse_jobs(text: str) -> int:
     return n
 
 
-def parse_sets(items: tuple[str, ...], sandbox: str | None = None) -> dict[str, Any]:
+def parse_sets(items: tuple[str, ...], sandbox: str | None = None, allow_weak_v: bool = False) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:
         k, v = parse_override(item)
@@ -127,6 +127,8 @@ def parse_sets(items: tuple[str, ...], sandbox: str | None = None) -> dict[str, 
         overrides[k] = v
     if sandbox is not None:
         overrides["sandbox"] = sandbox
+    if allow_weak_v:
+        overrides["allow_weak_v"] = True
     return overrides
 
 
@@ -144,6 +146,9 @@ def preset_option(default: str | None = DEFAULT_PRESET, help_extra: str = ""):
 
 set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                           help="override a TrainConfig field (repeatable), e.g. --set lr=1e-4")
+weak_v_option = click.option("--allow-weak-v", "allow_weak_v", is_flag=True,
+                             help="proceed when the real V fails held-out validation (frac_positive <= 0.5, spec "
+                                  "step 1c); recorded in config.json and the report (= --set allow_weak_v=true)")
 sandbox_option = click.option("--sandbox", type=click.Choice(SANDBOXES), default=None,
                               help="grader executor (default: the config's, auto)")
 
@@ -277,15 +282,16 @@ def _print_dry_run(jobs, con) -> None:
 @click.option("--resume", is_flag=True, help="continue a partial run from its last checkpoint")
 @click.option("--force", is_flag=True, help="overwrite a run dir holding another config (or a finished run)")
 @set_option
+@weak_v_option
 @click.option("--dry-run", is_flag=True, help="show the plan, the resolved config and a peak-memory estimate; "
                                               "train nothing")
 def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
-        sets: tuple[str, ...], dry_run: bool) -> None:
+        sets: tuple[str, ...], allow_weak_v: bool, dry_run: bool) -> None:
     """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""
     from harness.sweep import plan, run_local
 
     arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
-    overrides = parse_sets(sets, sandbox)
+    overrides = parse_sets(sets, sandbox, allow_weak_v)
     jobs = plan(preset, arms, seed_list, out, overrides, resume=resume, force=force)
     if not dry_run:
         _require_data(jobs)
@@ -306,6 +312,7 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
 @sandbox_option
 @unsandboxed_option
 @set_option
+@weak_v_option
 @click.option("--force", is_flag=True, help="overwrite run dirs holding another config (and re-run finished ones)")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="local: runs on this machine (--jobs at a time); ray: one task per arm x seed")
@@ -316,13 +323,13 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
                    "and its output in <run dir>/run.log; auto = the CPU cores available")
 @click.option("--fail-fast", is_flag=True, help="stop at the first failed run (local executor)")
 @click.option("--dry-run", is_flag=True, help="show the plan; train nothing")
-def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets: tuple[str, ...], force: bool,
-          executor: str, address: str | None, n_jobs: str, fail_fast: bool, dry_run: bool) -> None:
+def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets: tuple[str, ...],
+          allow_weak_v: bool, force: bool, executor: str, address: str | None, n_jobs: str, fail_fast: bool, dry_run: bool) -> None:
     """The preregistered matrix: every arm x seed; finished runs are skipped, interrupted ones resumed."""
     from harness.sweep import plan, run_local, run_ray
 
     arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
-    overrides = parse_sets(sets, sandbox)
+    overrides = parse_sets(sets, sandbox, allow_weak_v)
     if address is not None and executor != "ray":
         raise BadInput("--address only applies to --executor ray")
     workers = parse_jobs(n_jobs)
@@ -488,20 +495,26 @@ def build_pool(preset: str, sets: tuple[str, ...]) -> None:
 @cli.command()
 @preset_option()
 @set_option
+@weak_v_option
 @click.option("--kind", "kinds", default=None, help="comma-separated V kinds (default: all of method.extract.KINDS: "
                                                    "real and the controls' V)")
-def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
+def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str | None) -> None:
     """Extract (or find cached) V per module from the contrastive pairs; print each file and its hash."""
     from method import extract as ex
     wanted = tuple(ex.KINDS) if kinds is None else tuple(k.strip() for k in kinds.split(",") if k.strip())
     bad = [k for k in wanted if k not in ex.KINDS]
     if bad or not wanted:
         raise BadInput(f"--kind: unknown V kind(s) {', '.join(bad) or kinds!r}; choose from {', '.join(ex.KINDS)}")
-    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets, allow_weak_v=allow_weak_v))
     results = ex.extract_for_config(config, wanted)
     con = console()
     for kind, (path, digest) in results.items():
         con.print(f"{kind}: {path}  digest {digest}", markup=False)
+    real = ex.VHack.load(results[ex.REAL][0]) if ex.REAL in results else None
+    if real is not None and not ex.validation_passed(real):
+        _warn(f"the real V FAILED held-out validation (frac_positive="
+              f"{(real.meta.get('validation') or {}).get('frac_positive')}); proceeding only because of "
+              "--allow-weak-v / allow_weak_v=true")
 
 
 @cli.command()

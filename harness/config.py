@@ -67,6 +67,12 @@ class TrainConfig:
     extract_k: int = 12            # top-k right singular vectors kept per module
     noise_quantile: float = 0.25   # global floor: drop this bottom quantile of singular values
     heldout_pairs_frac: float = 0.1  # >= 64 pairs must remain for extraction (spec: ~60-80)
+    # per-pair gradient: "sum" = the loop's Dr.GRPO form (token sum / P*G*max_new_tokens), exactly the gradient
+    # training emits for the pair at advantages +1/-1; "mean" = per-completion mean NLL (the length-bias ablation)
+    extract_nll: str = "sum"
+    # spec step 1c: the real V must pass held-out validation (frac_positive > 0.5) or nothing trains with it;
+    # True proceeds anyway and says so in config.json ("resolved".v_validation) and the report
+    allow_weak_v: bool = False
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
@@ -76,7 +82,8 @@ class TrainConfig:
 
     # --- Rebound ------------------------------------------------------------
     rebound_alpha: float = 0.5
-    rebound_layer_frac: float = 0.67
+    rebound_layer_frac: float = 0.67   # picks within the spec's 60-75% depth band (baselines.rebound.DEPTH_BAND)
+    rebound_layer: int = -1            # >= 0: this 0-based block, explicitly (models with no block in the band)
 
     # --- bookkeeping ------------------------------------------------------------
     eval_every: int = 50

@@ -62,6 +62,10 @@ class Arm:
         """Hashes of whatever V / concept files this arm used, for summary.json."""
         return {}
 
+    def resolved(self) -> dict[str, Any]:
+        """What setup decided that the config does not say (V validation, Rebound's layer), for config.json."""
+        return {}
+
 
 @dataclass
 class ArmContext:

@@ -3,7 +3,9 @@
 Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each):
 
     sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
-    grade students            -> rewards R [P, G] (record.reward only; gt_correct is logged, never trained on)
+    grade students            -> rewards R [P, G] = record.reward = 0.5*format_ok + 3*(gt_correct or passed), the
+                                 benchmark's reward, so the oracle DOES shape R; nothing else reads gt_correct
+                                 (no hook, projection statistic or advantage sees it except through R; logged)
     per group:  R <- arm.reward_hook(R, acts)       acts: mean residual stream at arm.activation_layer
                 skip if max(R) - min(R) < 1e-4
                 A = R - mean(R)                     (Dr.GRPO)
@@ -221,6 +223,7 @@ class _Run:
             "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
             "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
             **fit,
+            **(self.arm.resolved() or {}),
             "torch": torch.__version__,
         }
 
@@ -495,7 +498,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
         "base_hack_rate": (base_eval or {}).get("eval_hack_rate"),
         "base_pass_rate": (base_eval or {}).get("eval_pass_rate"),
         "base_attempt_rate": (base_eval or {}).get("eval_attempt_rate"),
-        **{k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()},
+        **(means := {k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()}),
+        # mean_cos as a multiple of its chance level (1 = no more hack-ward than an isotropic gradient)
+        "cos_over_null": (means["mean_cos"] / means["null_cos"]
+                          if means["mean_cos"] is not None and means["null_cos"] else None),
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,
         "hashes": run.hashes,

@@ -36,6 +36,7 @@ register(Preset(
         steps=3, prompts_per_step=2, group_size=4, teacher_frac=0.5, max_new_tokens=64,
         lr=1e-2, warmup_frac=0.0, eval_every=2, eval_problems=4, checkpoint_every=2,
         extract_k=4, grade_workers=2,
+        rebound_layer=0,   # 2 blocks (depths 0.5, 1.0): none in the spec's 60-75% band; 0.5 is the nearer
     ),
 ))
 
@@ -49,6 +50,7 @@ register(Preset(
         steps=60, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=160,
         lr=5e-2, warmup_frac=0.05, eval_every=20, eval_problems=30, eval_samples=2, checkpoint_every=10,
         grade_workers=2,
+        rebound_layer=0,   # 2 blocks (depths 0.5, 1.0): none in the spec's 60-75% band; 0.5 is the nearer
     ),
 ))
 

@@ -26,6 +26,8 @@ COLUMNS: list[tuple[str, str, float, int]] = [
     ("Pass %↑", "pass_rate", 100.0, 1),
     ("KL↓", "kl", 1.0, 4),
     ("mean·cos*", "mean_cos", 1.0, 3),
+    ("null·cos*", "null_cos", 1.0, 3),
+    ("cos/null*", "cos_over_null", 1.0, 2),
     ("frac·fired*", "frac_fired", 1.0, 2),
     ("‖g‖*", "grad_norm", 1.0, 3),
 ]
@@ -132,7 +134,8 @@ d_i = A's hack rate − B's on seed i over the seeds both have; SEM = sample std
 CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), "
            f"paired by seed. KL, mean·cos, frac·fired, ‖g‖: means over the last {SUMMARY_WINDOW} steps. "
            "* projection diagnostics, meaningful for projecting arms (mean·cos is the hack-ward fraction of the "
-           "gradient before projection). Cells: mean ± SEM across seeds (no SEM with one seed).")
+           "gradient before projection; null·cos its chance level, that of an isotropic random gradient against the "
+           "same V; cos/null their ratio, 1 = chance). Cells: mean ± SEM across seeds (no SEM with one seed).")
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -142,8 +145,37 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def setup_notes(records: list[RunRecord]) -> list[str]:
+    """One line per complete run whose config.json records what setup decided: the real V's held-out
+    validation (and whether the run proceeded on a V that failed it, --allow-weak-v) and Rebound's layer."""
+    from harness.runs import CONFIG_FILE
+
+    lines = []
+    for r in sorted(records, key=lambda r: (_arm_rank(r.arm), r.seed)):
+        try:
+            res = json.loads((Path(r.path) / CONFIG_FILE).read_text()).get("resolved") or {}
+        except (OSError, ValueError):
+            continue
+        bits = []
+        val = res.get("v_validation")
+        if val:
+            fp = val.get("frac_positive")
+            bits.append(f"real V held-out frac_positive {_num(fp, 3)}: "
+                        + ("passed" if val.get("passed") else "**FAILED, trained anyway (--allow-weak-v)**"))
+        if res.get("rebound_layer") is not None:
+            bits.append(f"Rebound layer {res['rebound_layer']} of {res.get('rebound_n_layers')} "
+                        f"(depth fraction {_num(res.get('rebound_depth_frac'), 2)})")
+        if bits:
+            lines.append(f"- `{r.arm}` seed {r.seed}: " + "; ".join(bits))
+    return lines
+
+
+def _arm_rank(arm: str) -> int:
+    return list(ARMS).index(arm) if arm in ARMS else len(ARMS)
+
+
 def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: list[RunRecord],
-             runs: str, n_complete: int, missing_cmd: str | None) -> str:
+             runs: str, n_complete: int, missing_cmd: str | None, notes: list[str] | None = None) -> str:
     c = result["controls"]
     parts = [
         f"# Falsification report — preset `{result['preset']}`",
@@ -169,6 +201,8 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: lis
     parts += ["", "## Missing runs", "",
               (f"The preregistered matrix (every arm × seeds {', '.join(map(str, PREREGISTERED_SEEDS))}) is not "
                f"complete. To complete it: `{missing_cmd}`") if missing_cmd else "none: every arm has every seed"]
+    parts += ["", "## Setup of each run (config.json)", ""]
+    parts += notes or ["none recorded"]
     parts += ["", "## Incomplete runs", ""]
     parts += [f"- `{r.path}`: {r.reason}" for r in incomplete] or ["none"]
     parts += ["", "## The rules", "", RULES_TEXT]
@@ -224,7 +258,8 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "falsification.json", result)
-    (out / "falsification.md").write_text(markdown(result, rows, incomplete, str(runs), len(complete), missing_cmd))
+    (out / "falsification.md").write_text(markdown(result, rows, incomplete, str(runs), len(complete), missing_cmd,
+                                                   setup_notes(complete)))
     if console is not None:
         print_rich(console, result, rows, incomplete, missing_cmd)
     return result

@@ -28,7 +28,7 @@ class Rollout:
     teacher: bool
     reward: float
     exploited: bool
-    gt_correct: bool               # logged only; never reaches the loss
+    gt_correct: bool               # logged; reaches the loss only through `reward` (which pays gt_correct or passed)
     record: Any = None             # the GradeRecord (student) or pool row (teacher)
     truncated: bool = False        # cut at max_new_tokens (no eos)
     attempted: bool | None = None  # the mode's loophole code is present (GradeRecord.attempted); None = unknown

@@ -64,7 +64,8 @@ def test_write_report(runs, tmp_path):
     assert result["controls"]["hack_specific"] is False
     assert all(result["controls"][c]["erase_beats"] is None for c in CONTROLS)
     md = (out / "falsification.md").read_text()
-    assert "| Arm | ΔSafePass↑ | Hack %↓ | Pass %↑ | KL↓ | mean·cos* | frac·fired* | ‖g‖* | n |" in md
+    assert ("| Arm | ΔSafePass↑ | Hack %↓ | Pass %↑ | KL↓ | mean·cos* | null·cos* | cos/null* | frac·fired* | ‖g‖* | n |"
+            in md)
     assert "| vanilla | 0 (ref) | 80.0 ± 5.8 |" in md
     assert "| erase | 38.0 ± 4.6 | 40.0 ± 2.9 |" in md
     assert "## Incomplete runs" in md

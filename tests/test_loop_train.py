@@ -68,6 +68,9 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
                                                                                  * cfg.student_per_group)]
     assert all(isinstance(r["completion"], str) and r["category"] for r in rollouts)
     assert rows[0]["hack_rate_s"] == sum(r["exploited"] for r in rollouts[:4]) / 4
+    # cos_pre's chance level for the real V, and mean_cos as a multiple of it
+    assert 0 < summary["null_cos"] < 1 and summary["null_cos"] == M.tail_mean(rows, "null_cos")
+    assert summary["cos_over_null"] == pytest.approx(summary["mean_cos"] / summary["null_cos"])
     cks = sorted(p.name for p in (rd / "checkpoints").iterdir())
     assert cks == ["step_00000002", "step_00000003"]
 
@@ -243,6 +246,9 @@ def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
             assert any(v.abs().sum() > 0 for v in hack.values())      # the removed part trained delta_S_hack
     else:
         assert all("rebound_penalty" in r for r in rows)
+        res = json.loads((rd / "config.json").read_text())["resolved"]
+        assert res["rebound_layer"] == cfg.rebound_layer == 0 and res["rebound_depth_frac"] == 0.5
+        assert res["rebound_layer_explicit"] is True and res["v_validation"]["passed"] is True
 
 
 def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, monkeypatch):
