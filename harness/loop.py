@@ -4,7 +4,8 @@ Per step (P prompts from the training partition, G = G_s student + G_t teacher r
 
     sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
     grade students            -> rewards R [P, G] (record.reward only; gt_correct is logged, never trained on)
-    per group:  R <- arm.reward_hook(R, acts)       acts: mean residual stream at arm.activation_layer
+    per group:  R <- arm.reward_hook(R, acts, info) acts: mean residual stream at arm.activation_layer;
+                                                    info: the rollouts' env labels (a monitor reads them)
                 skip if max(R) - min(R) < 1e-4
                 A = R - mean(R)                     (Dr.GRPO)
                 backward student half -> g_s, teacher half -> g_t   (separately; g_s + g_t = step grad)
@@ -19,7 +20,9 @@ summary.json (headline = end-of-run held-out figures) is written last, atomicall
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -34,11 +37,11 @@ from harness.checkpoint import latest_checkpoint, list_checkpoints, load_checkpo
 from harness.config import TrainConfig
 from harness.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
                           lr_at, make_batch)
-from harness.hooks import ArmContext, GradBundle, UpdateBundle
+from harness.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
 from harness.paths import ARTIFACTS_DIR
 from harness.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
-from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RunError, read_config, read_summary,
-                          write_json_atomic, write_summary)
+from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, RunError, read_config,
+                          read_metrics, read_summary, write_json_atomic, write_summary)
 
 
 class NonFiniteError(RuntimeError):
@@ -89,7 +92,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
     out = StepGrads(acc["s"], acc["t"])
     model.zero_grad(set_to_none=True)
     layer = getattr(arm, "activation_layer", None)
-    for g in groups:
+    for gi, g in enumerate(groups):
         halves = [(h, rs) for h, rs in (("s", g.students), ("t", g.teachers)) if rs]
         batches = {h: make_batch(g.prompt_ids, [r.ids for r in rs], pad_id, device) for h, rs in halves}
         rewards = g.rewards()
@@ -102,7 +105,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                 fwd[h], a = completion_logprobs(model, b, capture_layer=layer)
                 caps.append(a)
             acts = torch.cat(caps).detach()
-        rewards, st = arm.reward_hook(rewards, acts)
+        rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi))
         out.hook_stats.append(st or {})
         if config.skip_flat_groups and is_flat(rewards):
             continue
@@ -334,7 +337,25 @@ class _Run:
                        seed=derive_seed(self.config.seed, step, "eval"),
                        ablate_hack=bool(getattr(self.arm, "uses_route", False)))
         out["t_eval"] = time.perf_counter() - t0
+        self.eval_log.extend([{"step": step, **r} for r in out.pop("_records")])
         return out
+
+
+class _EvalLog:
+    """eval_records.jsonl: appended per evaluation, fsynced; on resume, rows of evaluations after the checkpoint
+    step are dropped (they are recomputed identically)."""
+
+    def __init__(self, path: Path, keep_through: int):
+        self.log = M.MetricsLog(path)
+        self.log.rewrite([r for r in read_metrics(path.parent, path.name) if int(r.get("step", 0)) <= keep_through])
+
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with open(self.log.path, "a") as f:
+            f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _frac(rollouts, attr: str) -> float | None:
@@ -368,7 +389,8 @@ def _load_pool(config: TrainConfig):
             raise RunError("teacher_pool='builtin' but harness.substrate has no ensure_pool(); "
                            "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
         path = resolver(config)
-    return load_pool(path)
+    pool = load_pool(path)
+    return pool.restrict(config.pool_modes) if config.pool_modes else pool
 
 
 def _pool_problem_ids(pool) -> set[int] | None:
@@ -440,6 +462,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
         base_eval = state.get("base_eval")
         start = ck.step
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
+    run.eval_log = _EvalLog(run_dir / EVAL_RECORDS_FILE, keep_through=start if base_eval is not None else -1)
     setup_s = time.perf_counter() - wall0
 
     from sandbox.executors import make_executor

@@ -957,7 +957,9 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
         raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
     train, _ = split_problems(load_problems(config.data_split), config.heldout_frac)
     train_ids = {p.id for p in train}
-    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS) if p.problem_id in train_ids]
+    modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
+    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS)
+             if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
         raise ValueError(f"only {len(pairs)} {pair_set} pairs fall in the training partition "
                          f"(heldout_frac={config.heldout_frac}); need at least 8")

@@ -212,7 +212,7 @@ class _ActsArm(Arm):
     def __init__(self):
         self.seen = []
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         self.seen.append((rewards.clone(), acts))
         return rewards - 0.1 * torch.arange(len(rewards)), {"penalty": 0.1}
 
