@@ -90,6 +90,9 @@ class TrainConfig:
     monitor_penalty: float = 3.0       # penalty mode: subtracted from a flagged reward (= the pass reward)
 
     # --- bookkeeping ------------------------------------------------------------
+    # every N steps, one extra backward of the teacher rows split by label (correct / hacking) to measure V's cos
+    # on each (a diagnostic, never trained on); 0 = off
+    teacher_split_every: int = 5
     eval_every: int = 50
     eval_problems: int = 32        # held-out problems per evaluation (0 = all)
     eval_samples: int = 1          # student generations per held-out problem

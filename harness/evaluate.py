@@ -50,7 +50,7 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
             jobs.append((p, tokenizer.decode(s, skip_special_tokens=True), None))
     records = grader.grade_many(jobs)
     n = len(records)
-    per_gen = [{"problem_id": p.id, "sample": i, "mode": r.mode, "category": r.category,
+    per_gen = [{"problem_id": p.id, "sample": i, "mode": p.mode, "category": r.category,
                 "exploited": bool(r.exploited), "attempted": bool(r.attempted), "gt_correct": bool(r.gt_correct)}
                for (p, _, _), r, i in zip(jobs, records, _sample_index(ids))]
     return {

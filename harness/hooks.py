@@ -14,7 +14,7 @@ labels of the group's rollouts (a hack monitor reads them; the loss never does).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,6 +50,10 @@ class GradBundle:
     g_s: dict[str, torch.Tensor]
     g_t: dict[str, torch.Tensor]
     step: int
+    # measured on some steps only (config.teacher_split_every), apart from training: the gradient of the teacher
+    # rows that are gt-correct ("t_correct") and that hack ("t_hack"); labels with no row absent. A diagnostic: is
+    # V's cos different on correct and on hacking teacher rows? Never part of .grad.
+    g_t_parts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass

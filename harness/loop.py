@@ -75,14 +75,53 @@ class StepGrads:
     kl_sum: float = 0.0                    # k3 summed over student tokens of live groups
     kl_tokens: int = 0
     hook_stats: list[dict[str, float]] = field(default_factory=list)
+    g_t_parts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)   # TEACHER_PARTS -> by name
+
+
+# A diagnostic, measured apart from training (its backward never reaches .grad): the gradient of the teacher rows
+# of each label. Equal hack-ward fractions on correct and on hacking rows mean V tracks the teacher distribution,
+# not hack-ness. Split by label in a separate pass so that gt_correct never touches the training gradient.
+TEACHER_PARTS = ("t_correct", "t_hack")
+
+
+def _teacher_part(r) -> str | None:
+    return "t_correct" if r.gt_correct else ("t_hack" if r.exploited else None)
+
+
+def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: int, norm: float
+                       ) -> dict[str, dict[str, torch.Tensor]]:
+    """label -> trainable parameter name -> the gradient of that label's teacher rows (advantages as trained).
+    live: (group, its advantages [G] in rollout order). Leaves every .grad as it found it (None)."""
+    params = trainable_named(model)
+    device = next(iter(params.values())).device
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for part in TEACHER_PARTS:
+        acc = None
+        for g, adv in live:
+            idx = [i for i, r in enumerate(g.rollouts) if r.teacher and _teacher_part(r) == part]
+            if not idx:
+                continue
+            b = make_batch(g.prompt_ids, [g.rollouts[i].ids for i in idx], pad_id, device)
+            model.train()
+            logp, _ = completion_logprobs(model, b)
+            dr_grpo_loss(logp, None, adv[idx], b.completion_mask, 0.0, norm).backward()
+            acc = acc or {n: torch.zeros_like(p) for n, p in params.items()}
+            for name, p in params.items():
+                if p.grad is not None:
+                    acc[name] += p.grad
+                    p.grad = None
+        if acc is not None:
+            out[part] = acc
+    model.eval()
+    return out
 
 
 def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id: int, norm: float,
-                    step: int) -> StepGrads:
+                    step: int, measure_teacher_parts: bool = False) -> StepGrads:
     """Backward every live group's student and teacher halves separately and accumulate g_s and g_t.
 
     On return each trainable parameter's .grad is g_s + g_t (None when no group was live).
-    Raises NonFiniteError on a NaN/inf loss.
+    Raises NonFiniteError on a NaN/inf loss. measure_teacher_parts: also fill out.g_t_parts (teacher_part_grads).
     """
     from method.adapter import adapter_disabled
 
@@ -92,6 +131,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
     out = StepGrads(acc["s"], acc["t"])
     model.zero_grad(set_to_none=True)
     layer = getattr(arm, "activation_layer", None)
+    live: list[tuple[Group, torch.Tensor]] = []
     for gi, g in enumerate(groups):
         halves = [(h, rs) for h, rs in (("s", g.students), ("t", g.teachers)) if rs]
         batches = {h: make_batch(g.prompt_ids, [r.ids for r in rs], pad_id, device) for h, rs in halves}
@@ -111,6 +151,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
             continue
         out.live += 1
         adv = group_advantages(rewards.float()).to(device)
+        live.append((g, adv))
         offset = 0
         for h, b in batches.items():
             n = b.input_ids.shape[0]
@@ -143,6 +184,8 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                     out.kl_sum += (k3_kl(logp.detach(), ref) * b.completion_mask).sum().item()
                     out.kl_tokens += int(b.completion_mask.sum().item())
     model.eval()
+    if measure_teacher_parts and live:
+        out.g_t_parts = teacher_part_grads(model, live, pad_id, norm)
     if out.live:
         for name, p in params.items():
             p.grad = acc["s"][name] + acc["t"][name]
@@ -272,7 +315,9 @@ class _Run:
             groups.append(g)
 
         t0 = time.perf_counter()
-        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1)
+        every = c.teacher_split_every
+        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1,
+                             measure_teacher_parts=every > 0 and (step + 1) % every == 0)
         t_fb = time.perf_counter() - t0
 
         lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
@@ -286,7 +331,9 @@ class _Run:
                 torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
             bundle = GradBundle(modules=self.adapters,
                                 g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
-                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1)
+                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
+                                g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
+                                           for k, v in sg.g_t_parts.items()})
             row.update(self.arm.grad_hook(bundle) or {})
             gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), c.grad_clip).item()
             if not torch.isfinite(torch.tensor(gnorm)):

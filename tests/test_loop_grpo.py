@@ -363,7 +363,7 @@ class _RecordingGrader:
 
     def grade_many(self, jobs):
         self.seen += [text for _, text, _ in jobs]
-        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3)
+        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3, category="x")
                 for i in range(len(jobs))]
 
 
