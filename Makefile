@@ -6,9 +6,10 @@ REPORT ?= report
 SEEDS ?= 41,42,43
 PYTEST_WORKERS ?= 2
 JOBS ?= 2
+DESIGN ?= main
 
 .PHONY: setup data base-image-offline image wheelhouse artifacts sweep falsify report \
-        reproduce reproduce-mini test test-all test-docker bench-grader bench-method doctor clean
+        reproduce reproduce-mini reproduce-mini-extended test test-all test-docker bench-grader bench-method doctor clean
 
 setup:  ## install the package and its pinned dependencies into the current Python
 	$(PYTHON) -m pip install -q torch==2.13.0
@@ -31,8 +32,8 @@ artifacts: data  ## base model, tokenizer, teacher pool and V files for $(PRESET
 	harness build-pool --preset $(PRESET)
 	harness extract --preset $(PRESET)
 
-sweep:
-	harness sweep --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
+sweep:  ## DESIGN=main (the preregistered matrix) | ablations | lomo (harness.designs)
+	harness sweep --design $(DESIGN) --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
 
 falsify:
 	harness falsify --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
@@ -46,6 +47,12 @@ reproduce-mini:  ## CPU: everything, preset mini, all arms x 3 seeds, then the v
 	$(MAKE) artifacts PRESET=mini
 	-$(MAKE) image
 	$(MAKE) sweep falsify report PRESET=mini
+
+reproduce-mini-extended:  ## reproduce-mini, then the ablation and leave-one-mode-out designs and the report again
+	$(MAKE) reproduce-mini
+	$(MAKE) sweep PRESET=mini DESIGN=ablations
+	$(MAKE) sweep PRESET=mini DESIGN=lomo
+	$(MAKE) report PRESET=mini
 
 reproduce:  ## one GPU machine with Docker: the same with preset full
 	$(MAKE) setup data

@@ -32,8 +32,8 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("shuffled_v", "control", "erase with V from label-shuffled pairs", "baselines.controls:build_shuffled_v"),
     ArmSpec("nonhack_v", "control", "erase with V from clean-vs-clean pairs", "baselines.controls:build_nonhack_v"),
     # ablations (not preregistered; the report keeps them apart from the verdicts)
-    ArmSpec("vanilla_no_pool", "ablation", "vanilla with no teacher pool (pure student GRPO)", "baselines.vanilla:build",
-            overrides={"teacher_frac": 0.0}, reference="vanilla"),
+    ArmSpec("vanilla_no_pool", "ablation", "vanilla with no teacher pool (pure student GRPO)",
+            "baselines.vanilla:build", overrides={"teacher_frac": 0.0}, reference="vanilla"),
     ArmSpec("erase_no_pool", "ablation", "erase with no teacher pool: does erase act beyond blocking imitation?",
             "method.arm:build_erase", overrides={"teacher_frac": 0.0}, reference="vanilla_no_pool"),
     ArmSpec("erase_no_norm", "ablation", "erase without magnitude preservation (the spec's arm c)",

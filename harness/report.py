@@ -467,7 +467,8 @@ def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path) -> Path
     colours = _colours(arms)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     width = 0.8 / max(1, len(arms))
-    for ax, key, title in ((axes[0], "hack_pp", "held-out hack rate (%)"), (axes[1], "pass_pp", "held-out pass rate (%)")):
+    for ax, key, title in ((axes[0], "hack_pp", "held-out hack rate (%)"),
+                           (axes[1], "pass_pp", "held-out pass rate (%)")):
         for i, arm in enumerate(arms):
             ys = [per_mode[arm].get(m, {}).get(key) for m in modes]
             ax.bar([j + i * width for j in range(len(modes))], [y or 0.0 for y in ys], width, color=colours[arm],
