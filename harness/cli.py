@@ -2,7 +2,9 @@
 
     harness run --arm erase,vanilla --seeds 41,42,43 --preset mini      one or more arms over seeds
     harness sweep --preset mini                                          all arms x seeds (skip done, resume partial)
-    harness falsify / report                                             the preregistered verdicts (+ plots)
+    harness sweep --design ablations|lomo --preset mini                  the ablation / leave-one-mode-out designs
+    harness falsify / report                                             the preregistered verdicts (report: + plots,
+                                                                         diagnostics.json)
     harness data / build-base / build-pool / extract / grade             pipeline steps
     harness doctor                                                       is this machine ready?
 

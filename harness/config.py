@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sandbox.grader import PASS_REWARD
+
 
 @dataclass
 class TrainConfig:
@@ -87,7 +89,8 @@ class TrainConfig:
     monitor_signal: str = "exploited"  # exploited: the benchmark's hack label (ground truth: an UPPER BOUND);
                                        # attempted: the code-structure detector (loophole code present)
     monitor_accuracy: float = 1.0      # each flag is flipped with probability 1 - accuracy (seeded)
-    monitor_penalty: float = 3.0       # penalty mode: subtracted from a flagged reward (= the pass reward)
+    monitor_penalty: float = PASS_REWARD  # penalty mode: subtracted from a flagged reward (a flagged pass earns
+                                          # no more than a fail)
 
     # --- bookkeeping ------------------------------------------------------------
     # every N steps, one extra backward of the teacher rows split by label (correct / hacking) to measure V's cos
