@@ -260,3 +260,27 @@ def test_restricted_pool_keeps_only_known_modes_and_renames_itself():
     r = pool.restrict(MODES[:3])
     assert {row["mode"] for row in r.rows} == set(MODES[:3]) and len(r.rows) == 6
     assert r.sha256 != pool.sha256 and r.sha256 == pool.restrict(reversed(MODES[:3])).sha256
+
+
+def test_v_cache_key_includes_pair_modes_only_when_restricted():
+    from types import SimpleNamespace
+
+    from harness.config import resolve_config
+    from method.extract import v_cache_key
+
+    def key(**over):
+        ctx = SimpleNamespace(config=resolve_config("smoke", "erase", 41, over), model=None, model_hash="m",
+                              adapters={"a": None})
+        return v_cache_key(ctx, "real", "p", "base")
+
+    assert "pair_modes" not in key()                       # all-mode keys (and cached V files) unchanged
+    assert key(pair_modes=MODES[:3])["pair_modes"] == sorted(MODES[:3])
+    assert key(pair_modes=MODES[:3]) != key(pair_modes=MODES[1:])
+
+
+def test_load_pairs_keeps_only_the_known_modes():
+    from harness.config import resolve_config
+    from method.pairs import HACK_SET, load_pairs
+
+    fit, held = load_pairs(HACK_SET, resolve_config("smoke", "erase", 41, {"pair_modes": MODES[1:]}))
+    assert {p.mode for p in fit + held} == set(MODES[1:])
