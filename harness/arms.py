@@ -23,6 +23,8 @@ class ArmSpec:
     reference: str | None = None   # ablation / reference arms: the arm the report compares it with
 
 
+MONITOR = "monitor"     # the hack-monitor reference arm (its ground-truth signal makes it an upper bound)
+
 ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("vanilla", "baseline", "no intervention; cos_pre measured against the real V", "baselines.vanilla:build"),
     ArmSpec("erase", "method", "project delta_S.grad orthogonal to the real V (one-sided)", "method.arm:build_erase"),
@@ -38,7 +40,7 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in [
             "method.arm:build_erase", overrides={"teacher_frac": 0.0}, reference="vanilla_no_pool"),
     ArmSpec("erase_no_norm", "ablation", "erase without magnitude preservation (the spec's arm c)",
             "method.arm:build_erase", overrides={"proj_preserve_norm": False}, reference="erase"),
-    ArmSpec("monitor", "reference", "a hack monitor screens or penalises flagged rollouts (monitor_* config); "
+    ArmSpec(MONITOR, "reference", "a hack monitor screens or penalises flagged rollouts (monitor_* config); "
             "monitor_signal=exploited is a ground-truth monitor, an upper bound", "baselines.monitor:build",
             reference="vanilla"),
 ]}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD
+from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, MONITOR, PREREGISTERED_ARMS
 from harness.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                              MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records, sem)
 from harness.metrics import SUMMARY_WINDOW
@@ -58,8 +58,8 @@ def arm_order(arms: set[str]) -> list[str]:
 def headline(records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per arm with complete runs: {"arm", "n", "dsafe": Cell | None (vanilla = ref), field: Cell}."""
     by_arm: dict[str, dict[int, dict[str, Any]]] = {}
-    for r in records:
-        if r.summary is not None:
+    for r in records:   # the preregistered arms; ablation / reference arms are in the Diagnostics section
+        if r.summary is not None and r.arm in PREREGISTERED_ARMS:
             by_arm.setdefault(r.arm, {})[r.seed] = r.summary
     van = by_arm.get(BASELINE, {})
     rows = []
@@ -200,6 +200,11 @@ def substrate_lines(sub: dict[str, Any]) -> list[str]:
     return lines
 
 
+def arm_label(arm: str, monitor_upper_bound: bool | None) -> str:
+    """The monitor arm with the ground-truth signal is an upper bound and says so wherever it appears."""
+    return f"{arm} (ground-truth monitor: upper bound)" if arm == MONITOR and monitor_upper_bound else arm
+
+
 def _pct(x: float | None, d: int = 1) -> str:
     return "—" if x is None else f"{x:.{d}f}"
 
@@ -217,7 +222,8 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
           "Strict hack = exploited (passed the foolable grade, not gt-correct); loose hack = exploited or attempted "
           "(the benchmark's definition); P(exploit | attempt) from the code-structure detector; n = generations "
           "over all seeds. Figure: per_mode.png.", ""]
-    rows = [[arm, m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),
+    lab = lambda a: arm_label(a, d["monitor"].get("upper_bound"))  # noqa: E731
+    rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),
              _num(c["p_exploit_given_attempt"]), str(c["n"]), str(c["n_seeds"])]
             for arm in arm_order(set(d["per_mode"])) for m, c in d["per_mode"][arm].items()]
     L += [_md_table(["Arm", "Mode", "Hack %", "Loose hack %", "Pass %", "P(exploit|attempt)", "n", "seeds"], rows)
@@ -232,13 +238,13 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     rows = []
     for arm in arm_order(set(d["cos"])):
         nc, cs = d["null_cos"].get(arm, {}), d["cos"][arm]
-        rows.append([arm, _num(nc.get("mean_cos"), 3), _num(nc.get("null"), 3) if nc.get("null") is not None
+        rows.append([lab(arm), _num(nc.get("mean_cos"), 3), _num(nc.get("null"), 3) if nc.get("null") is not None
                      else "missing", _num(nc.get("ratio")), *(_num(cs[k], 3) for k in COS_KEYS[1:])])
     L += [_md_table(heads, rows) if rows else "_no complete runs_", ""]
     # rotation
     L += ["### Rotation (training rollouts)", "",
           "Student hack rate over the middle and the last third of training: does an arm only delay hacking?", ""]
-    rows = [[arm, _pct(c["hack_mid_pp"]), _pct(c["hack_late_pp"]), str(c["n"])]
+    rows = [[lab(arm), _pct(c["hack_mid_pp"]), _pct(c["hack_late_pp"]), str(c["n"])]
             for arm, c in ((a, d["rotation"][a]) for a in arm_order(set(d["rotation"])))]
     L += [_md_table(["Arm", "Hack % mid third", "Hack % last third", "n"], rows) if rows else "_no complete runs_", ""]
     # ablations
@@ -368,7 +374,7 @@ def _colours(arms: list[str]) -> dict[str, Any]:
     return {a: cmap(i % 10) for i, a in enumerate(arm_order(set(arms)))}
 
 
-def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
+def plot_pareto(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Hack % (x) vs pass % (y), one point per arm x seed, arm means labelled, frontier drawn."""
     import matplotlib
     matplotlib.use("Agg")
@@ -382,9 +388,10 @@ def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
         xs = [100 * r.summary["hack_rate"] for r in done if r.arm == arm]
         ys = [100 * r.summary["pass_rate"] for r in done if r.arm == arm]
         pts += list(zip(xs, ys))
-        ax.scatter(xs, ys, color=colours[arm], label=arm, s=36, alpha=0.85, edgecolors="k", linewidths=0.4)
+        name = (labels or {}).get(arm, arm)
+        ax.scatter(xs, ys, color=colours[arm], label=name, s=36, alpha=0.85, edgecolors="k", linewidths=0.4)
         ax.scatter([mean(xs)], [mean(ys)], color=colours[arm], marker="X", s=90, edgecolors="k", linewidths=0.6)
-        ax.annotate(arm, (mean(xs), mean(ys)), textcoords="offset points", xytext=(6, 4), fontsize=8,
+        ax.annotate(name, (mean(xs), mean(ys)), textcoords="offset points", xytext=(6, 4), fontsize=8,
                     color=colours[arm], fontweight="bold" if arm in (METHOD, ADVANTAGE_BASELINE) else "normal")
     if pts:
         front = pareto_front(pts)
@@ -427,7 +434,7 @@ def trailing_mean(ys: list[float], window: int) -> list[float]:
     return [mean(ys[max(0, i - window + 1):i + 1]) for i in range(len(ys))]
 
 
-def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
+def plot_curves(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Per-step student hack and pass (gt-correct) rate by arm, mean over seeds, trailing-smoothed."""
     import matplotlib
     matplotlib.use("Agg")
@@ -439,8 +446,8 @@ def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
     for ax, metric, title in ((axes[0], CURVE_HACK, "student hack rate"), (axes[1], CURVE_PASS, "student pass rate")):
         for arm, (steps, ys) in curves(records, metric).items():
             if steps:
-                ax.plot(steps, [100 * y for y in trailing_mean(ys, CURVE_SMOOTH)], color=colours[arm], label=arm,
-                        lw=1.4)
+                ax.plot(steps, [100 * y for y in trailing_mean(ys, CURVE_SMOOTH)], color=colours[arm],
+                        label=(labels or {}).get(arm, arm), lw=1.4)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{title} (%)")
@@ -456,7 +463,7 @@ def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
     return path
 
 
-def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path) -> Path:
+def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Held-out hack and pass per arm per loophole mode (final evaluation, mean over seeds): grouped bars."""
     import matplotlib
     matplotlib.use("Agg")
@@ -472,7 +479,7 @@ def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path) -> Path
         for i, arm in enumerate(arms):
             ys = [per_mode[arm].get(m, {}).get(key) for m in modes]
             ax.bar([j + i * width for j in range(len(modes))], [y or 0.0 for y in ys], width, color=colours[arm],
-                   label=arm)
+                   label=(labels or {}).get(arm, arm))
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(modes))], modes, fontsize=8)
         ax.set_title(f"{title} per loophole mode, mean over seeds", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
@@ -488,7 +495,7 @@ def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path) -> Path
 COS_CURVES = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_post", "cos_update")
 
 
-def plot_cos_curves(records: list[RunRecord], path: str | Path) -> Path:
+def plot_cos_curves(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Per-step hack-ward fractions by arm (mean over seeds), one panel per statistic."""
     import matplotlib
     matplotlib.use("Agg")
@@ -499,7 +506,7 @@ def plot_cos_curves(records: list[RunRecord], path: str | Path) -> Path:
     for ax, metric in zip(axes, COS_CURVES):
         for arm, (steps, ys) in curves(records, metric).items():
             if steps:
-                ax.plot(steps, ys, color=colours[arm], label=arm, lw=1.2)
+                ax.plot(steps, ys, color=colours[arm], label=(labels or {}).get(arm, arm), lw=1.2)
         ax.set_title(f"{metric} per step", fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -518,11 +525,12 @@ def write_report(runs: str | Path, out: str | Path, preset: str | None = None, c
     result = write_falsification(runs, out, preset, console, with_diagnostics=True)
     mine = [r for r in scan_runs(runs) if r.preset == result["preset"]]
     out = Path(out)
-    plot_pareto(mine, out / "pareto.png")
-    plot_curves(mine, out / "curves.png")
     diag = json.loads((out / "diagnostics.json").read_text())
-    plot_per_mode(diag["per_mode"], out / "per_mode.png")
-    plot_cos_curves(mine, out / "cos_curves.png")
+    labels = {MONITOR: arm_label(MONITOR, diag["monitor"].get("upper_bound"))}
+    plot_pareto(mine, out / "pareto.png", labels)
+    plot_curves(mine, out / "curves.png", labels)
+    plot_per_mode(diag["per_mode"], out / "per_mode.png", labels)
+    plot_cos_curves(mine, out / "cos_curves.png", labels)
     if console is not None:
         names = ("falsification.json", "falsification.md", "diagnostics.json", "pareto.png", "curves.png",
                  "per_mode.png", "cos_curves.png")

@@ -151,6 +151,8 @@ def test_report_writes_diagnostics_json_markdown_and_figures(tmp_path):
             rd = make_run(root, arm, seed, 0.5 if arm == BASELINE else 0.2, 0.0)
             _records(rd, 3, [(m, arm == BASELINE, False, False) for m in MODES])
             _metrics(rd, [{"step": s, "hack_rate_s": 0.1, "cos_pre": 0.3, "eval_n": 4} for s in (1, 2, 3)])
+    mon = make_run(root, "monitor", 41, 0.1, 0.0)
+    (mon / "config.json").write_text(json.dumps({"monitor_signal": "exploited", "monitor_mode": "screen"}))
     res = write_report(root, out)
     on_disk = json.loads((out / "falsification.json").read_text())
     assert on_disk["H1"]["pass_vacuous"] is True and on_disk["H3"]["pass_vacuous"] is True
@@ -164,6 +166,9 @@ def test_report_writes_diagnostics_json_markdown_and_figures(tmp_path):
     md = (out / "falsification.md").read_text()
     assert md.index("**Substrate**") < md.index("## Verdicts (preregistered)") < md.index("## Diagnostics")
     assert "not about Qwen3-4B" in md and "pass condition vacuous" in md
+    headline_md = md[md.index("## Headline"):md.index("## Verdicts")]
+    assert "| monitor" not in headline_md and "| erase |" in headline_md     # the headline: preregistered arms only
+    assert "| monitor (ground-truth monitor: upper bound) |" in md[md.index("## Diagnostics"):]
     assert "harness sweep --design ablations" in md and "harness sweep --design lomo" in md
     for png in ("per_mode.png", "cos_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
