@@ -69,6 +69,7 @@ class Arm:
 
     activation_layer: int | None = None   # residual-stream layer the loop should capture (Rebound)
     uses_route: bool = False              # True -> adapters carry a second delta_S_hack
+    wants_teacher_parts: bool = False     # True -> GradBundle.g_t_parts on the steps config.teacher_split_every picks
 
     def setup(self, ctx: "ArmContext") -> None:  # called once after the model is wrapped
         self.ctx = ctx

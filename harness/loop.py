@@ -317,7 +317,8 @@ class _Run:
         t0 = time.perf_counter()
         every = c.teacher_split_every
         sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1,
-                             measure_teacher_parts=every > 0 and (step + 1) % every == 0)
+                             measure_teacher_parts=bool(getattr(self.arm, "wants_teacher_parts", False))
+                             and every > 0 and (step + 1) % every == 0)
         t_fb = time.perf_counter() - t0
 
         lr = lr_at(step, c.steps, c.lr, c.warmup_frac)

@@ -44,6 +44,8 @@ def _mean_fraction(V: dict[str, torch.Tensor], g: dict[str, torch.Tensor]) -> fl
 
 
 class ProjectionArm(Arm):
+    wants_teacher_parts = True   # measures V's cos on correct vs hacking teacher rows (a diagnostic)
+
     def __init__(self, v_kind: str = REAL, mode: str = "erase",
                  v_source: Callable[[ArmContext, str], object] | None = None):
         if mode not in MODES:
