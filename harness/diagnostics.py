@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.arms import ARMS, BASELINE, METHOD, MONITOR
-from harness.designs import DESIGNS, LOMO_ARMS, LOMO_RANDOM, sweep_command
+from harness.arms import ARMS, METHOD, MONITOR
+from harness.designs import DESIGNS, LOMO_RANDOM, sweep_command
 from harness.falsify import mean, paired, sem
 from harness.metrics import SUMMARY_WINDOW, tail_mean
 from harness.runs import (CONFIG_FILE, PREREGISTERED_SEEDS, RunRecord, finite, read_eval_records, read_metrics,
@@ -240,15 +240,11 @@ def monitor(records: list[RunRecord]) -> dict[str, Any]:
 
 # --- leave one mode out --------------------------------------------------------------------------------
 
-def lomo_folds():
-    return DESIGNS["lomo"].folds()
-
-
 def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
     """Per held mode: each arm's hack / pass on the held mode's held-out generations (final evaluation),
     and whether erase beats the random V there (controls' rule: d = random_v - erase, n >= 2, mean(d) > SEM)."""
     out = {}
-    for fold in lomo_folds():
+    for fold in DESIGNS["lomo"].folds():
         held = fold.label
         recs = [r for r in scan_runs(fold.root(runs)) if r.preset == preset]
         rates: dict[str, dict[int, dict[str, float]]] = {}
@@ -317,6 +313,3 @@ def diagnostics(runs: str | Path, preset: str) -> dict[str, Any]:
             "ablations": ablations(records), "monitor": monitor(records), "lomo": lomo(runs, preset),
             "lomo_confounds": list(LOMO_CONFOUNDS), "missing": missing(runs, preset),
             "cos_window_steps": SUMMARY_WINDOW}
-
-
-__all__ = ["diagnostics", "pass_vacuous", "per_mode", "lomo", "missing", "LOMO_ARMS", "BASELINE"]
