@@ -9,10 +9,11 @@ REPORT ?= report
 SEEDS ?= 41,42,43
 PYTEST_WORKERS ?= 2
 JOBS ?= 2
+DESIGN ?= main
 
 .PHONY: setup lock data base-image-offline image wheelhouse artifacts sweep falsify report \
-        reproduce reproduce-mini reproduce-smoke reproduce-cpu test test-all test-docker bench-grader bench-method \
-        gpu-check gpu-check-cpu doctor clean
+        reproduce reproduce-mini reproduce-mini-extended reproduce-smoke reproduce-cpu test test-all test-docker \
+        bench-grader bench-method gpu-check gpu-check-cpu doctor clean
 
 setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root)
 	VENV=$(VENV) bash scripts/setup.sh
@@ -38,8 +39,8 @@ artifacts: data  ## base model, tokenizer, teacher pool and V files for $(PRESET
 	$(HARNESS) build-pool --preset $(PRESET)
 	$(HARNESS) extract --preset $(PRESET)
 
-sweep:
-	$(HARNESS) sweep --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
+sweep:  ## DESIGN=main (the preregistered matrix) | ablations | lomo (harness.designs)
+	$(HARNESS) sweep --design $(DESIGN) --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
 
 falsify:
 	$(HARNESS) falsify --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
@@ -60,6 +61,12 @@ reproduce-cpu:
 	$(MAKE) artifacts PRESET=$(PRESET)
 	-$(MAKE) image
 	$(MAKE) sweep falsify report PRESET=$(PRESET)
+
+reproduce-mini-extended:  ## reproduce-mini, then the ablation and leave-one-mode-out designs and the report again
+	$(MAKE) reproduce-mini
+	$(MAKE) sweep PRESET=mini DESIGN=ablations
+	$(MAKE) sweep PRESET=mini DESIGN=lomo
+	$(MAKE) report PRESET=mini
 
 reproduce:  ## one GPU machine with Docker: the same with preset full
 	$(MAKE) setup data

@@ -172,7 +172,8 @@ class ReboundArm(Arm):
         self.concept_meta = meta
         self.measure.setup(ctx)
 
-    def reward_hook(self, rewards: torch.Tensor, acts: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def reward_hook(self, rewards: torch.Tensor, acts: torch.Tensor | None,
+                    info=None) -> tuple[torch.Tensor, dict[str, float]]:
         if acts is None:
             raise RuntimeError("Rebound needs the loop to capture activations at arm.activation_layer")
         if acts.shape[0] != rewards.shape[0]:

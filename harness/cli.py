@@ -2,7 +2,9 @@
 
     harness run --arm erase,vanilla --seeds 41,42,43 --preset mini      one or more arms over seeds
     harness sweep --preset mini                                          all arms x seeds (skip done, resume partial)
-    harness falsify / report                                             the preregistered verdicts (+ plots)
+    harness sweep --design ablations|lomo --preset mini                  the ablation / leave-one-mode-out designs
+    harness falsify / report                                             the preregistered verdicts (report: + plots,
+                                                                         diagnostics.json)
     harness data / build-base / build-pool / extract / grade             pipeline steps
     harness doctor                                                       is this machine ready?
 
@@ -20,6 +22,7 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
+from harness.designs import DEFAULT_DESIGN, DESIGNS
 from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
 from harness.presets import PRESETS, get_preset
 from harness.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
@@ -181,7 +184,7 @@ def _plan_table(jobs) -> Any:
     for h in ("arm", "seed", "action", "config", "run dir"):
         t.add_column(h)
     for j in jobs:
-        t.add_row(j.arm, str(j.seed), j.action, j.config.config_hash(), str(j.path))
+        t.add_row(f"{j.fold}:{j.arm}" if j.fold else j.arm, str(j.seed), j.action, j.config.config_hash(), str(j.path))
     return t
 
 
@@ -308,7 +311,9 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
 @preset_option()
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="runs root")
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
-@click.option("--arm", "arm", default=",".join(ARMS), show_default=True, help="subset of arms")
+@click.option("--design", default=DEFAULT_DESIGN, show_default=True, type=click.Choice(list(DESIGNS)),
+              help="which matrix: " + "; ".join(f"{d.name}: {d.description}" for d in DESIGNS.values()))
+@click.option("--arm", "arm", default=None, help="subset of the design's arms (default: all of them)")
 @sandbox_option
 @unsandboxed_option
 @set_option
@@ -323,19 +328,22 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
                    "and its output in <run dir>/run.log; auto = the CPU cores available")
 @click.option("--fail-fast", is_flag=True, help="stop at the first failed run (local executor)")
 @click.option("--dry-run", is_flag=True, help="show the plan; train nothing")
-def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets: tuple[str, ...],
-          allow_weak_v: bool, force: bool, executor: str, address: str | None, n_jobs: str, fail_fast: bool, dry_run: bool) -> None:
-    """The preregistered matrix: every arm x seed; finished runs are skipped, interrupted ones resumed."""
-    from harness.sweep import plan, run_local, run_ray
+def sweep(preset: str, out: str, seeds: str, design: str, arm: str | None, sandbox: str | None,
+          sets: tuple[str, ...], allow_weak_v: bool, force: bool, executor: str, address: str | None, n_jobs: str,
+          fail_fast: bool, dry_run: bool) -> None:
+    """A design's matrix (default: the preregistered one): every arm x seed; finished runs are skipped,
+    interrupted ones resumed."""
+    from harness.sweep import plan_design, run_local, run_ray
 
-    arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
+    arms = parse_arms(arm) if arm else None
+    seed_list, preset = parse_seeds(seeds), _preset(preset)
     overrides = parse_sets(sets, sandbox, allow_weak_v)
     if address is not None and executor != "ray":
         raise BadInput("--address only applies to --executor ray")
     workers = parse_jobs(n_jobs)
     if workers != 1 and executor != "local":
         raise BadInput("--jobs only applies to --executor local (Ray schedules its own tasks)")
-    jobs = plan(preset, arms, seed_list, out, overrides, resume=True, force=force)
+    jobs = plan_design(design, preset, seed_list, out, overrides, arms, resume=True, force=force)
     if not dry_run:
         _require_data(jobs)
     con = console()

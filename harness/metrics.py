@@ -80,6 +80,10 @@ for _m in [
            kind="projection", live=True),
     Metric("cos_pre_s", "hack-ward fraction of the student half g_s", kind="projection"),
     Metric("cos_pre_t", "hack-ward fraction of the teacher half g_t", kind="projection"),
+    Metric("cos_t_correct", "hack-ward fraction of the gradient of the teacher rows that are gt-correct",
+           kind="projection"),
+    Metric("cos_t_hack", "hack-ward fraction of the gradient of the teacher rows that hack (exploited); equal to "
+           "cos_t_correct means V tracks the teacher distribution, not hack-ness", kind="projection"),
     Metric("frac_fired", "fraction of modules where the projection removed something", "{:.2f}",
            kind="projection", live=True, short="fired"),
     Metric("cos_update", "hack-ward fraction of the update AdamW applied (the Adam-moment leak check)",

@@ -3,6 +3,7 @@
     <out>/<preset>/<arm>/seed<seed>/
         config.json     fully resolved TrainConfig (+ its config_hash), written before training
         metrics.jsonl   one JSON object per step / evaluation (the loop appends)
+        eval_records.jsonl  one JSON object per held-out generation (step, problem_id, mode, category, flags)
         summary.json    written atomically, last, only when the run finished (complete: true)
         checkpoints/
 
@@ -29,6 +30,7 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+EVAL_RECORDS_FILE = "eval_records.jsonl"   # one row per held-out generation: step, problem, mode, category, flags
 CHECKPOINT_DIR = "checkpoints"
 ROLLOUTS_FILE = "rollouts.jsonl"   # every student completion: step, problem id, text and its GradeRecord
 
@@ -352,9 +354,9 @@ def _record(preset: str, arm: str, seed: int, path: Path) -> RunRecord:
     return rec
 
 
-def read_metrics(rdir: str | os.PathLike) -> list[dict[str, Any]]:
+def read_metrics(rdir: str | os.PathLike, name: str = METRICS_FILE) -> list[dict[str, Any]]:
     """metrics.jsonl rows; a torn last line (crash mid-write) is skipped."""
-    path = Path(rdir) / METRICS_FILE
+    path = Path(rdir) / name
     rows: list[dict[str, Any]] = []
     if not path.exists():
         return rows
@@ -369,6 +371,11 @@ def read_metrics(rdir: str | os.PathLike) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def read_eval_records(rdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """eval_records.jsonl rows (same reader as metrics.jsonl: a torn last line is skipped)."""
+    return read_metrics(rdir, EVAL_RECORDS_FILE)
 
 
 def finite(x: Any) -> float | None:

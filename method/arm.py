@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 
 from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
-from method.projection import MODES, ProjectionConfig, confine_route, null_hackward, project_grads, project_update
+from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, null_hackward,
+                               project_grads, project_update)
 
 REAL = "real"
 
@@ -37,7 +38,15 @@ def v_digest(V: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def _mean_fraction(V: dict[str, torch.Tensor], g: dict[str, torch.Tensor]) -> float | None:
+    """Mean over the modules V covers of the hack-ward fraction ||relu(V g)|| / ||g||."""
+    vals = [hackward_fraction(V[n], g[n]).item() for n in V if n in g]
+    return sum(vals) / len(vals) if vals else None
+
+
 class ProjectionArm(Arm):
+    wants_teacher_parts = True   # measures V's cos on correct vs hacking teacher rows (a diagnostic)
+
     def __init__(self, v_kind: str = REAL, mode: str = "erase",
                  v_source: Callable[[ArmContext, str], object] | None = None):
         if mode not in MODES:
@@ -154,8 +163,10 @@ class ProjectionArm(Arm):
             self._load_v()
             self.v_refreshes += 1
             stats["v_refreshes"] = float(self.v_refreshes)
+        parts = {f"cos_{k}": _mean_fraction(self.V_real, g) for k, g in grads.g_t_parts.items()}
         stats.update(project_grads(grads.modules, grads.g_s, grads.g_t, self.V_arm, self.V_real, self.proj))
         stats["null_cos"] = self.null_cos
+        stats.update({k: v for k, v in parts.items() if v is not None})
         return stats
 
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:

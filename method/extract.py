@@ -489,7 +489,9 @@ def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
                 seed=int(cfg.seed) if kind in SEEDED_KINDS else -1,
                 prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
-                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state)
+                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state,
+                # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
+                **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}))
 
 
 _DIFFS_MEMO: dict[tuple, dict[str, torch.Tensor]] = {}   # in-process: real, shuffled and the validation

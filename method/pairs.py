@@ -977,7 +977,9 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
         raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
     train = load_problem_set(config.problem_set).pairs
     train_ids = {p.id for p in train}
-    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS) if p.problem_id in train_ids]
+    modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
+    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS)
+             if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
         raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "
                          f"{config.problem_set!r} lets pairs use; need at least 8")

@@ -139,11 +139,13 @@ def test_missing_model_dir(tmp_path):
 
 
 def test_sweep_dry_run_plans_every_arm_and_touches_nothing(tmp_path):
+    from harness.arms import ABLATIONS, PREREGISTERED_ARMS
     make_run(tmp_path, METHOD, 42, 0.1, 0.2)                 # a hand-made dir without config.json
     r = invoke("sweep", "--preset", "smoke", "--out", str(tmp_path), "--seeds", "41", "--dry-run")
     assert r.exit_code == 0, r.output
-    for arm in ARMS:
+    for arm in PREREGISTERED_ARMS:                           # the default design is the preregistered matrix
         assert arm in r.output
+    assert not any(a in r.output for a in ABLATIONS)
     assert not (tmp_path / "smoke" / BASELINE).exists()
 
 

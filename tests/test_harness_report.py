@@ -78,8 +78,8 @@ def test_write_report(runs, tmp_path):
 
 
 def test_missing_runs_none_when_matrix_complete(tmp_path):
-    from harness.arms import ARMS
-    for arm in ARMS:
+    from harness.arms import PREREGISTERED_ARMS
+    for arm in PREREGISTERED_ARMS:
         make_arm(tmp_path / "runs", arm, [0.5, 0.5, 0.5], 0.3)
     write_report(tmp_path / "runs", tmp_path / "report")
     md = (tmp_path / "report" / "falsification.md").read_text()

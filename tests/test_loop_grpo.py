@@ -233,7 +233,7 @@ class _ActsArm(Arm):
     def __init__(self):
         self.seen = []
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         self.seen.append((rewards.clone(), acts))
         return rewards - 0.1 * torch.arange(len(rewards)), {"penalty": 0.1}
 
@@ -384,7 +384,7 @@ class _RecordingGrader:
 
     def grade_many(self, jobs):
         self.seen += [text for _, text, _ in jobs]
-        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3)
+        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3, category="x")
                 for i in range(len(jobs))]
 
 
@@ -498,3 +498,26 @@ def test_teacher_sampler_draws_only_rows_that_fit_and_is_seed_deterministic():
     assert ts(probs[3], 2, random.Random(0)) == [] and ts.short(probs[3], 2)
     draw = lambda: [r.text for r in ts(probs[1], 2, random.Random(7))]   # noqa: E731
     assert draw() == draw()
+
+
+def test_teacher_part_gradients_are_measured_apart_from_training(smoke_cfg, tmp_path):
+    """The correct / hacking teacher-row gradients (a diagnostic) sum to g_t and leave the training gradient
+    bit-identical: the label split never reaches .grad."""
+    from harness.checkpoint import trainable_named
+    from harness.loop import policy_gradient
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    groups = _groups(len(tok), tok.eos_token_id, seed=9, G_s=2, G_t=3)
+    for g in groups:
+        for r in g.teachers:
+            r.exploited = not r.gt_correct          # every teacher row is either correct or a hack
+    plain = policy_gradient(model, groups, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    grads = {n: p.grad.clone() for n, p in trainable_named(model).items()}
+    split = policy_gradient(model, groups, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1,
+                            measure_teacher_parts=True)
+    assert plain.g_t_parts == {} and set(split.g_t_parts) == {"t_correct", "t_hack"}
+    for n, p in trainable_named(model).items():
+        assert torch.equal(p.grad, grads[n]) and torch.equal(split.g_t[n], plain.g_t[n])
+        total = split.g_t_parts["t_correct"][n] + split.g_t_parts["t_hack"][n]
+        torch.testing.assert_close(total, split.g_t[n], atol=1e-6, rtol=1e-4)
+    assert any(v.abs().sum() > 0 for v in split.g_t_parts["t_hack"].values())

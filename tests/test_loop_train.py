@@ -125,7 +125,7 @@ class _NaNArm(Arm):
     def __init__(self, where: str, at: int, prompts_per_step: int):
         self.where, self.at, self.P, self.calls = where, at, prompts_per_step, 0
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         step = self.calls // self.P + 1          # reward_hook runs once per group, P groups per step
         self.calls += 1
         rewards = rewards + 0.1 * torch.arange(len(rewards))   # spread: a random smoke model earns flat 0s
@@ -303,7 +303,7 @@ def test_teacher_attempt_rate_counts_the_pool_rows_attempted_flag(tmp_path, monk
 class _HalvingArm(Arm):
     """Gives every group reward spread and halves the gradient in its grad hook (a stand-in projection)."""
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         return rewards + 0.1 * torch.arange(len(rewards)), {}
 
     def grad_hook(self, grads):

@@ -160,20 +160,20 @@ def test_no_side_of_any_pair_is_a_teacher_pool_completion(problems):
     """The teacher-imitation trap: a pair side equal to a pool row (the canonical above all) would put -grad NLL of
     exactly what GRPO reinforces every step into V. Compared on the extracted code, for every preset's pairs, and
     also after removing everything a restyling can change (comments, layout, docstrings, imports)."""
-    from sandbox.data import load_problems
+    from harness.config import resolve_config
+    from sandbox.data import load_problem_set
     from sandbox.grader import extract_code
     from sandbox.pool import pool_completions
 
     checked = _pair_sets_of_every_preset()
     assert {s for _, s, _ in checked} == set(P.PAIR_SETS)
-    by_split = {}
+    by_set = {}
     for preset, pair_set, rendered in checked:
-        from harness.config import resolve_config
-        split = resolve_config(preset, "erase", 41).data_split
-        if split not in by_split:
-            by_split[split] = {p.id: p for p in load_problems(split)}
+        name = resolve_config(preset, "erase", 41).problem_set
+        if name not in by_set:
+            by_set[name] = {p.id: p for p in load_problem_set(name).all}
         for rp in rendered:
-            pool = [extract_code(text) for _, text in pool_completions(by_split[split][rp.problem_id])]
+            pool = [extract_code(text) for _, text in pool_completions(by_set[name][rp.problem_id])]
             pool_norm = {_normalised(c) for c in pool if c}
             for side in (rp.pos, rp.neg):
                 code = extract_code(side)
