@@ -70,6 +70,9 @@ class Arm:
     activation_layer: int | None = None   # residual-stream layer the loop should capture (Rebound)
     uses_route: bool = False              # True -> adapters carry a second delta_S_hack
     wants_teacher_parts: bool = False     # True -> GradBundle.g_t_parts on the steps config.teacher_split_every picks
+    # True -> reward_hook gets the rollouts' env labels (GroupInfo). Only a monitor asks: it IS a hack detector,
+    # so it reads the hack label by design; every other arm sees the labels only through the reward.
+    reads_env_labels: bool = False
 
     def setup(self, ctx: "ArmContext") -> None:  # called once after the model is wrapped
         self.ctx = ctx

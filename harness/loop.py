@@ -5,9 +5,10 @@ Per step (P prompts from the training partition, G = G_s student + G_t teacher r
     sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
     grade students            -> rewards R [P, G] = record.reward = 0.5*format_ok + 3*(gt_correct or passed), the
                                  benchmark's reward, so the oracle DOES shape R; nothing else reads gt_correct
-                                 (no hook, projection statistic or advantage sees it except through R; logged)
+                                 (no hook, projection statistic or advantage sees it except through R; logged),
+                                 except the `monitor` reference arm, a hack detector that reads the label by design
     per group:  R <- arm.reward_hook(R, acts, info) acts: mean residual stream at arm.activation_layer;
-                                                    info: the rollouts' env labels (a monitor reads them)
+                                                    info: the env labels, only for arm.reads_env_labels (monitor)
                 skip if max(R) - min(R) < 1e-4
                 A = R - mean(R)                     (Dr.GRPO)
                 backward student half -> g_s, teacher half -> g_t   (separately; g_s + g_t = step grad)
@@ -147,7 +148,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                 fwd[h], a = completion_logprobs(model, b, capture_layer=layer)
                 caps.append(a)
             acts = torch.cat(caps).detach()
-        rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi))
+        rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
         out.hook_stats.append(st or {})
         if config.skip_flat_groups and is_flat(rewards):
             continue
