@@ -218,11 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cpu:
         ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=ARTIFACTS_DIR if ARTIFACTS_DIR.is_dir() else None))
+    import harness.loop as L
+    import harness.substrate as S
+
+    # run_check points the loop and substrate at the throwaway workdir and times the loop's generate: module
+    # globals, so restore them (a caller in the same process, e.g. a test session, must not inherit them)
+    saved = (L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, L.generate, torch.get_num_threads())
     try:
         if args.cpu:
             torch.set_num_threads(1)       # the loop's CPU setting (harness.config.cpu_threads)
         result = run_check(args.cpu, args.steps, max_new, args.problem_set, work)
     finally:
+        L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, L.generate = saved[:3]
+        torch.set_num_threads(saved[3])
         shutil.rmtree(work, ignore_errors=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")

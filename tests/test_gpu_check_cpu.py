@@ -23,3 +23,8 @@ def test_gpu_check_cpu_writes_every_measurement(tmp_path, capsys):
     assert r["merge_gap"] is not None and r["merge_gap"] >= 0
     assert r["dry_run_estimate_gib"] > 0 and r["peak_gib"] > 0 and r["peak_kind"].startswith("process peak RSS")
     assert "peak memory" in capsys.readouterr().out
+    # the check patches module globals for its throwaway model; the caller's process gets them back
+    import harness.loop as L
+    import harness.substrate as S
+    from harness.paths import ARTIFACTS_DIR
+    assert L.ARTIFACTS_DIR == S.ARTIFACTS_DIR == ARTIFACTS_DIR and L.generate.__module__ == "harness.rollout"
