@@ -402,6 +402,23 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")     # files only, no display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _colours(arms: list[str]) -> dict[str, Any]:
     import matplotlib
 
@@ -411,9 +428,7 @@ def _colours(arms: list[str]) -> dict[str, Any]:
 
 def plot_pareto(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Hack % (x) vs pass % (y), one point per arm x seed, arm means labelled, frontier drawn."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     done = [r for r in records if r.complete]
     colours = _colours([r.arm for r in done])
@@ -438,11 +453,7 @@ def plot_pareto(records: list[RunRecord], path: str | Path, labels: dict[str, st
     ax.grid(alpha=0.3)
     if pts:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def curves(records: list[RunRecord], metric: str) -> dict[str, tuple[list[int], list[float]]]:
@@ -471,9 +482,7 @@ def trailing_mean(ys: list[float], window: int) -> list[float]:
 
 def plot_curves(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Per-step student hack and pass (gt-correct) rate by arm, mean over seeds, trailing-smoothed."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     colours = _colours([r.arm for r in records if r.complete])
@@ -491,18 +500,12 @@ def plot_curves(records: list[RunRecord], path: str | Path, labels: dict[str, st
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Held-out hack and pass per arm per loophole mode (final evaluation, mean over seeds): grouped bars."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     arms = arm_order(set(per_mode))
     modes = sorted({m for a in arms for m in per_mode[a]})
@@ -520,11 +523,7 @@ def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path, labels:
         ax.grid(alpha=0.3, axis="y")
     if arms:
         axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 COS_CURVES = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_post", "cos_update")
@@ -532,9 +531,7 @@ COS_CURVES = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_post", "cos_update")
 
 def plot_cos_curves(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Per-step hack-ward fractions by arm (mean over seeds), one panel per statistic."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     colours = _colours([r.arm for r in records if r.complete])
     fig, axes = plt.subplots(1, len(COS_CURVES), figsize=(4 * len(COS_CURVES), 3.6), sharex=True)
@@ -548,11 +545,7 @@ def plot_cos_curves(records: list[RunRecord], path: str | Path, labels: dict[str
     handles, _ = axes[0].get_legend_handles_labels()
     if handles:
         axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(runs: str | Path, out: str | Path, preset: str | None = None, console=None) -> dict[str, Any]:
