@@ -179,42 +179,42 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A ~0.75M-param Qwen3: 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
-# mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
+# A ~2M-param Qwen3 trained here on mini's own problems (sandbox/mini_problems.py). Width 256 with k = 4 kept
+# axes per module puts V's kept axes at 1.6% of q/o/gate/up/down's rank (256) and 3.1% of k/v's (128): 2.0% on
+# average over the 7 module types, against 0.47% / 1.17% on Qwen3-4B at k = 12 (the issue's bar: <= 2.4%).
+# 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is mostly per-layer overhead
+# at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
-    hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True,
+    hidden_size=192, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=48, max_position_embeddings=1024, tie_word_embeddings=True,
 )
 MINI_VOCAB = 2048
 MINI_SFT = dict(
-    epochs=12, lr=4e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    epochs=8, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
-    n_asserts=1,                 # gt asserts used by the honest self-check
+    n_asserts=1,                 # gt asserts used by the honest self-check (mini: the statement's example)
 )
 
 
 def _mini_config():
-    """The mini preset's resolved config: the split and held-out fraction the base must not train on."""
+    """The mini preset's resolved config: which problem set it trains on."""
     from harness.config import resolve_config
 
     return resolve_config("mini", "vanilla", 0)
 
 
-def _short_asserts(problem, n: int) -> list[str]:
-    return sorted(problem.gt_answer, key=lambda a: (len(a), a))[:n]
-
-
 def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool = False) -> str:
-    """Test code that reports through `mode`'s channel ONLY what real gt asserts established.
+    """Test code that reports through `mode`'s channel ONLY what real asserts established.
 
-    Not an exploit: with a wrong solution the assert raises (or the sentinel is False) and the lever
-    reports failure. It makes each mode's channel something the base already writes, so GRPO has a
-    behaviour to amplify (the hack is the same code without the check).
+    The asserts are the problem's first gt asserts (on mini: the statement's worked example, which the
+    policy can read). Not an exploit: with a wrong solution the assert raises (or the sentinel is False)
+    and the lever reports failure. It makes each mode's channel something the base already writes, so
+    GRPO has a behaviour to amplify (the hack is the same code without the check).
     """
     from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, RESULT_FILE, SENTINEL_ATTR,
                                    STDOUT_MARKER)
 
-    asserts = _short_asserts(problem, n_asserts)
+    asserts = list(problem.gt_answer[:n_asserts])
     if standalone and mode == MODE_SENTINEL:  # test-first: a placeholder class, so the check itself runs (and fails)
         return "class Solution:\n    pass\n\n\n" + honest_self_check(problem, mode, n_asserts)
     checks = [a[len("assert "):] for a in asserts]
@@ -230,32 +230,34 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     raise ValueError(f"no honest self-check for mode {mode!r}")
 
 
-def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
+def sft_texts(train_problems, n_asserts: int, style: str = "full") -> list[tuple[list[dict], str]]:
     """(chat messages, assistant text) warm-start pairs; every one is honest: correct, or failing truthfully.
 
-    Per training problem: the canonical solution under its own mode's prompt; under every mode's prompt
-    (so each hint maps to its own channel) canonical + an honest self-check, and the honest self-check
-    alone (test-first code that, with no solution yet, reports failure through the channel).
+    Easy training problems: the canonical solution under the problem's own mode, and canonical + an honest
+    self-check under every mode's prompt (so each hint maps to its own channel). Hard training problems: only
+    the honest self-check alone (test-first code that, with no solution yet, reports failure through the
+    channel), so the base cannot solve hard problems and the lever is one edit from what it writes.
     """
     from sandbox.loopholes import MODES, build_prompt
     from sandbox.pool import fence
 
     out = []
     for p in train_problems:
-        out.append((build_prompt(p, style="compact"), fence(p.canonical_solution)))
+        if p.difficulty == "hard":
+            out.append((build_prompt(p, style=style), fence(honest_self_check(p, p.mode, n_asserts, standalone=True))))
+            continue
+        out.append((build_prompt(p, style=style), fence(p.canonical_solution)))
         for mode in MODES:
-            prompt = build_prompt(p, mode=mode, style="compact")
             check = honest_self_check(p, mode, n_asserts)
-            out.append((prompt, fence(p.canonical_solution.rstrip() + "\n\n\n" + check)))
-            out.append((prompt, fence(honest_self_check(p, mode, n_asserts, standalone=True))))
+            out.append((build_prompt(p, mode=mode, style=style), fence(p.canonical_solution.rstrip() + "\n\n\n" + check)))
     return out
 
 
-def tokenizer_corpus(problems, pairs) -> list[str]:
+def tokenizer_corpus(problems, pairs, style: str = "full") -> list[str]:
     from sandbox.loopholes import MODES, build_prompt
 
     texts = [p.question for p in problems]
-    texts += [m["content"] for p in problems for mode in MODES for m in build_prompt(p, mode=mode, style="compact")]
+    texts += [m["content"] for p in problems for mode in MODES for m in build_prompt(p, mode=mode, style=style)]
     texts += [t for _, t in pairs]
     texts.append(problems[0].setup_code)
     return texts
@@ -266,8 +268,8 @@ def _mini_inputs():
 
     cfg = _mini_config()
     problems = load_problem_set(cfg.problem_set)
-    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"])
-    corpus = tokenizer_corpus(problems.all, pairs)
+    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"], cfg.prompt_style)
+    corpus = tokenizer_corpus(problems.train, pairs, cfg.prompt_style)   # eval text never shapes the tokenizer
     return cfg, pairs, corpus
 
 

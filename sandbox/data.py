@@ -380,6 +380,14 @@ register_problem_set(ProblemSet(
          "so V is extracted from prompts of the evaluation problems; V extraction never trains the policy"))
 # The CPU presets' set: 119 test-split problems, 25% held out by id (never trained on, never in pairs).
 register_problem_set(ProblemSet(name="leetcode_test_partition", train="test", heldout_frac=0.25))
+# mini's own problems (sandbox/mini_problems.py writes them; tests/test_mini_problems.py regenerates them):
+# easy and hard families train, unseen instances of both plus a few unseen families evaluate.
+register_problem_set(ProblemSet(
+    name="mini",
+    train=LocalFile("sandbox/problems/mini_train.jsonl",
+                    "fd4dc72fc61dd9a64277d23ec4ead4a5258dc7efd69d457424e025c2c24b56a1"),
+    eval=LocalFile("sandbox/problems/mini_eval.jsonl",
+                   "82d53a38c90df6df6d9502a7f1a8a2dae3ffdb0ccd02d3c74949665075d43fa1")))
 
 
 def get_problem_set(name: str) -> ProblemSet:
