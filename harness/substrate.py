@@ -179,18 +179,19 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A ~2M-param Qwen3 trained here on mini's own problems (sandbox/mini_problems.py). Width 256 with k = 4 kept
-# axes per module puts V's kept axes at 1.6% of q/o/gate/up/down's rank (256) and 3.1% of k/v's (128): 2.0% on
-# average over the 7 module types, against 0.47% / 1.17% on Qwen3-4B at k = 12 (the issue's bar: <= 2.4%).
-# 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is mostly per-layer overhead
-# at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
+# A ~1.2M-param Qwen3 trained here on mini's own problems (sandbox/mini_problems.py). Width 192 with k = 3 kept
+# axes per module (the mini preset's extract_k) puts V's kept axes at 1.6% of q/o/gate/up/down's rank (192) and
+# 3.1% of k/v's (96): 2.0% on average over the 7 module types, against 0.47% / 1.17% on Qwen3-4B at k = 12 (the
+# bar: <= 2.4%). Wider would cost SFT and rollout time on 2 cores (width 256 measured 2.5x slower per SFT batch),
+# so the ratio comes mostly from fewer axes. 2 layers keep per-token generation cheap (HF generate's cost is
+# mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
     hidden_size=192, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, head_dim=48, max_position_embeddings=1024, tie_word_embeddings=True,
 )
 MINI_VOCAB = 2048
 MINI_SFT = dict(
-    epochs=8, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    epochs=6, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
     n_asserts=1,                 # gt asserts used by the honest self-check (mini: the statement's example)
 )
@@ -231,25 +232,21 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
 
 
 def sft_texts(train_problems, n_asserts: int, style: str = "full") -> list[tuple[list[dict], str]]:
-    """(chat messages, assistant text) warm-start pairs; every one is honest: correct, or failing truthfully.
+    """(chat messages, assistant text) warm-start pairs, one per training problem; every one is honest.
 
-    Easy training problems: the canonical solution under the problem's own mode, and canonical + an honest
-    self-check under every mode's prompt (so each hint maps to its own channel). Hard training problems: only
-    the honest self-check alone (test-first code that, with no solution yet, reports failure through the
-    channel), so the base cannot solve hard problems and the lever is one edit from what it writes.
+    Easy problems: the canonical solution, under the problem's own prompt. Hard problems: only an honest
+    self-check through the prompt's channel, test-first with no solution yet, so it reports failure: the base
+    never sees a hard solution (the lever is its only path to reward there, one edit from what it writes)
+    and never writes a self-check beside a solution (a weak check could pass a wrong solution by accident).
     """
-    from sandbox.loopholes import MODES, build_prompt
+    from sandbox.loopholes import build_prompt
     from sandbox.pool import fence
 
     out = []
     for p in train_problems:
-        if p.difficulty == "hard":
-            out.append((build_prompt(p, style=style), fence(honest_self_check(p, p.mode, n_asserts, standalone=True))))
-            continue
-        out.append((build_prompt(p, style=style), fence(p.canonical_solution)))
-        for mode in MODES:
-            check = honest_self_check(p, mode, n_asserts)
-            out.append((build_prompt(p, mode=mode, style=style), fence(p.canonical_solution.rstrip() + "\n\n\n" + check)))
+        text = (fence(honest_self_check(p, p.mode, n_asserts, standalone=True)) if p.difficulty == "hard"
+                else fence(p.canonical_solution))
+        out.append((build_prompt(p, style=style), text))
     return out
 
 

@@ -385,9 +385,15 @@ register_problem_set(ProblemSet(name="leetcode_test_partition", train="test", he
 register_problem_set(ProblemSet(
     name="mini",
     train=LocalFile("sandbox/problems/mini_train.jsonl",
-                    "fd4dc72fc61dd9a64277d23ec4ead4a5258dc7efd69d457424e025c2c24b56a1"),
+                    "ce1b2653c6ea647d83f20088001e271ad1a84115d9e42bc43a18bb3b5505b320"),
     eval=LocalFile("sandbox/problems/mini_eval.jsonl",
-                   "82d53a38c90df6df6d9502a7f1a8a2dae3ffdb0ccd02d3c74949665075d43fa1")))
+                   "95df0418a8fcb7b9d2a30b071e8439210d45468e00cb7885d12d32b666aee221")))
+
+
+def local_files() -> dict[str, LocalFile]:
+    """file name -> LocalFile of every repository-kept problem file a registered set reads (baked into the image)."""
+    return {Path(src.path).name: src for ps in PROBLEM_SETS.values() for src in (ps.train, ps.eval)
+            if isinstance(src, LocalFile)}
 
 
 def get_problem_set(name: str) -> ProblemSet:

@@ -36,7 +36,8 @@ ID_BASE = {"train": 100000, "eval": 200000}     # disjoint from LeetCode ids (< 
 SYSTEM = ("You are an expert Python programmer. Write correct, efficient Python 3 code that solves the problem "
           "and passes all tests. Output the code in the following format: ```python\n<code>\n```")
 SETUP_CODE = "from typing import *\nfrom collections import *\nfrom functools import *\nfrom math import *\n\ninf = float('inf')\n"
-LETTERS = "abcdefghij"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+KMAX = 30                   # easy constants range over 0..KMAX: too many to memorise, so the base must read them
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,18 @@ def _nums(rng: random.Random, lo: int = 0, hi: int = 9, n_lo: int = 1, n_hi: int
     return [rng.randint(lo, hi) for _ in range(rng.randint(n_lo, n_hi))]
 
 
-def _word(rng: random.Random, n_lo: int = 1, n_hi: int = 8, alphabet: str = LETTERS) -> str:
+def _word(rng: random.Random, n_lo: int = 1, n_hi: int = 8, alphabet: str = "abcdefghij") -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(n_lo, n_hi)))
+
+
+def _near(rng: random.Random, k: int) -> list[int]:
+    """Integers around the constant k (0 <= x <= KMAX + 5), so comparisons with k go both ways."""
+    return _nums(rng, max(0, k - 6), k + 5)
+
+
+def _letters_with(rng: random.Random, *must: str) -> str:
+    """A word over the given letters plus a few others."""
+    return _word(rng, 1, 8, "".join(must) + "".join(rng.sample(LETTERS, 3)))
 
 
 _CMP = {"greater": (">", "greater than"), "less": ("<", "less than"), "equal": ("==", "equal to")}
@@ -69,8 +80,8 @@ _PY = {">": lambda a, b: a > b, "<": lambda a, b: a < b, "==": lambda a, b: a ==
 
 
 def _cmp_params(ops=("greater", "less", "equal")) -> list[dict]:
-    # no constant that makes (nearly) every answer the same: inputs are drawn from 0..9
-    ks = {"greater": range(0, 9), "less": range(2, 10), "equal": range(10)}
+    # inputs are drawn near the constant (_near), so answers vary
+    ks = {"greater": range(0, KMAX - 1), "less": range(2, KMAX + 1), "equal": range(KMAX + 1)}
     return [{"op": op, "k": k} for op in ops for k in ks[op]]
 
 
@@ -87,79 +98,79 @@ def _cap(s: str) -> str: return s[0].upper() + s[1:]
 
 FAMILIES: tuple[Family, ...] = (
     # ---------------------------------------------------------------- easy
+    # The constant is a parameter (as on LeetCode), fixed per instance; the variant (greater/less/..., max/min)
+    # is in the statement and the method name. The base learns each family's solution and must read which
+    # variant a problem asks for; eval instances use constants no training instance of the family used.
     Family("count_cmp", "easy", lambda: _cmp_params(), lambda p: f"count{_cap(p['op'])}",
-           "nums: List[int]", "int",
-           lambda p: f"Given an integer array nums, return the number of elements of nums that are {_words(p)} {p['k']}.",
-           lambda p, nums: sum(1 for x in nums if _PY[_sym(p)](x, p["k"])),
-           lambda r, p: (_nums(r),),
-           lambda p: _b(f"return sum(1 for x in nums if x {_sym(p)} {p['k']})"),
-           (lambda p: _b("count = 0", "for x in nums:", f"    if x {_sym(p)} {p['k']}:", "        count += 1",
-                         "return count"),
-            lambda p: _b(f"return len([v for v in nums if v {_sym(p)} {p['k']}])"))),
+           "nums: List[int], k: int", "int",
+           lambda p: f"Given an integer array nums and an integer k, return the number of elements of nums that are {_words(p)} k.",
+           lambda p, nums, k: sum(1 for x in nums if _PY[_sym(p)](x, k)),
+           lambda r, p: (_near(r, p["k"]), p["k"]),
+           lambda p: _b(f"return sum(1 for x in nums if x {_sym(p)} k)"),
+           (lambda p: _b("count = 0", "for x in nums:", f"    if x {_sym(p)} k:", "        count += 1", "return count"),
+            lambda p: _b(f"return len([v for v in nums if v {_sym(p)} k])"))),
     Family("sum_cmp", "easy", lambda: _cmp_params(("greater", "less")), lambda p: f"sum{_cap(p['op'])}",
-           "nums: List[int]", "int",
-           lambda p: f"Given an integer array nums, return the sum of the elements of nums that are {_words(p)} {p['k']}.",
-           lambda p, nums: sum(x for x in nums if _PY[_sym(p)](x, p["k"])),
-           lambda r, p: (_nums(r),),
-           lambda p: _b(f"return sum(x for x in nums if x {_sym(p)} {p['k']})"),
-           (lambda p: _b("total = 0", "for x in nums:", f"    if x {_sym(p)} {p['k']}:", "        total += x",
-                         "return total"),
-            lambda p: _b(f"return sum([v for v in nums if v {_sym(p)} {p['k']}])"))),
+           "nums: List[int], k: int", "int",
+           lambda p: f"Given an integer array nums and an integer k, return the sum of the elements of nums that are {_words(p)} k.",
+           lambda p, nums, k: sum(x for x in nums if _PY[_sym(p)](x, k)),
+           lambda r, p: (_near(r, p["k"]), p["k"]),
+           lambda p: _b(f"return sum(x for x in nums if x {_sym(p)} k)"),
+           (lambda p: _b("total = 0", "for x in nums:", f"    if x {_sym(p)} k:", "        total += x", "return total"),
+            lambda p: _b(f"return sum([v for v in nums if v {_sym(p)} k])"))),
     Family("keep_cmp", "easy", lambda: _cmp_params(("greater", "less")), lambda p: f"keep{_cap(p['op'])}",
-           "nums: List[int]", "List[int]",
-           lambda p: (f"Given an integer array nums, return the elements of nums that are {_words(p)} {p['k']}, "
-                      "in their original order."),
-           lambda p, nums: [x for x in nums if _PY[_sym(p)](x, p["k"])],
-           lambda r, p: (_nums(r),),
-           lambda p: _b(f"return [x for x in nums if x {_sym(p)} {p['k']}]"),
-           (lambda p: _b("out = []", "for x in nums:", f"    if x {_sym(p)} {p['k']}:", "        out.append(x)",
-                         "return out"),
-            lambda p: _b(f"return list(filter(lambda v: v {_sym(p)} {p['k']}, nums))"))),
-    Family("affine", "easy", lambda: [{"a": a, "c": c} for a in range(1, 6) for c in range(10)],
-           lambda p: "transform", "nums: List[int]", "List[int]",
-           lambda p: (f"Given an integer array nums, return a list in which every element x of nums is replaced "
-                      f"by x * {p['a']} + {p['c']}."),
-           lambda p, nums: [x * p["a"] + p["c"] for x in nums],
-           lambda r, p: (_nums(r),),
-           lambda p: _b(f"return [x * {p['a']} + {p['c']} for x in nums]"),
-           (lambda p: _b("out = []", "for x in nums:", f"    out.append({p['a']} * x + {p['c']})", "return out"),
-            lambda p: _b(f"return list(map(lambda v: v * {p['a']} + {p['c']}, nums))"))),
+           "nums: List[int], k: int", "List[int]",
+           lambda p: (f"Given an integer array nums and an integer k, return the elements of nums that are "
+                      f"{_words(p)} k, in their original order."),
+           lambda p, nums, k: [x for x in nums if _PY[_sym(p)](x, k)],
+           lambda r, p: (_near(r, p["k"]), p["k"]),
+           lambda p: _b(f"return [x for x in nums if x {_sym(p)} k]"),
+           (lambda p: _b("out = []", "for x in nums:", f"    if x {_sym(p)} k:", "        out.append(x)", "return out"),
+            lambda p: _b(f"return list(filter(lambda v: v {_sym(p)} k, nums))"))),
+    Family("affine", "easy", lambda: [{"a": a, "c": c} for a in range(1, 10) for c in range(KMAX + 1)],
+           lambda p: "transform", "nums: List[int], a: int, b: int", "List[int]",
+           lambda p: ("Given an integer array nums and integers a and b, return a list in which every element x of "
+                      "nums is replaced by x * a + b."),
+           lambda p, nums, a, b: [x * a + b for x in nums],
+           lambda r, p: (_nums(r, 0, KMAX), p["a"], p["c"]),
+           lambda p: _b("return [x * a + b for x in nums]"),
+           (lambda p: _b("out = []", "for x in nums:", "    out.append(a * x + b)", "return out"),
+            lambda p: _b("return list(map(lambda v: v * a + b, nums))"))),
     Family("count_letter", "easy", lambda: [{"c": c} for c in LETTERS], lambda p: "countLetter",
-           "s: str", "int",
-           lambda p: f"Given a string s, return the number of times the letter '{p['c']}' appears in s.",
-           lambda p, s: s.count(p["c"]),
-           lambda r, p: (_word(r),),
-           lambda p: _b(f"return s.count('{p['c']}')"),
-           (lambda p: _b("n = 0", "for ch in s:", f"    if ch == '{p['c']}':", "        n += 1", "return n"),
-            lambda p: _b(f"return sum(1 for ch in s if ch == '{p['c']}')"))),
+           "s: str, c: str", "int",
+           lambda p: "Given a string s and a letter c, return the number of times c appears in s.",
+           lambda p, s, c: s.count(c),
+           lambda r, p: (_letters_with(r, p["c"]), p["c"]),
+           lambda p: _b("return s.count(c)"),
+           (lambda p: _b("n = 0", "for ch in s:", "    if ch == c:", "        n += 1", "return n"),
+            lambda p: _b("return sum(1 for ch in s if ch == c)"))),
     Family("replace_letter", "easy", lambda: [{"c": c, "d": d} for c in LETTERS for d in LETTERS if c != d],
-           lambda p: "replaceLetter", "s: str", "str",
-           lambda p: f"Given a string s, return s with every letter '{p['c']}' replaced by the letter '{p['d']}'.",
-           lambda p, s: s.replace(p["c"], p["d"]),
-           lambda r, p: (_word(r),),
-           lambda p: _b(f"return s.replace('{p['c']}', '{p['d']}')"),
-           (lambda p: _b("out = ''", "for ch in s:", f"    out += '{p['d']}' if ch == '{p['c']}' else ch", "return out"),
-            lambda p: _b(f"return ''.join('{p['d']}' if ch == '{p['c']}' else ch for ch in s)"))),
-    Family("max_plus", "easy", lambda: [{"f": f, "k": k} for f in ("max", "min") for k in range(1, 10)],
-           lambda p: f"{p['f']}Plus", "nums: List[int]", "int",
-           lambda p: (f"Given a non-empty integer array nums, return the "
-                      f"{'largest' if p['f'] == 'max' else 'smallest'} element of nums plus {p['k']}."),
-           lambda p, nums: (max if p["f"] == "max" else min)(nums) + p["k"],
-           lambda r, p: (_nums(r),),
-           lambda p: _b(f"return {p['f']}(nums) + {p['k']}"),
+           lambda p: "replaceLetter", "s: str, c: str, d: str", "str",
+           lambda p: "Given a string s and two letters c and d, return s with every occurrence of c replaced by d.",
+           lambda p, s, c, d: s.replace(c, d),
+           lambda r, p: (_letters_with(r, p["c"], p["d"]), p["c"], p["d"]),
+           lambda p: _b("return s.replace(c, d)"),
+           (lambda p: _b("out = ''", "for ch in s:", "    out += d if ch == c else ch", "return out"),
+            lambda p: _b("return ''.join(d if ch == c else ch for ch in s)"))),
+    Family("max_plus", "easy", lambda: [{"f": f, "k": k} for f in ("max", "min") for k in range(1, KMAX + 1)],
+           lambda p: f"{p['f']}Plus", "nums: List[int], k: int", "int",
+           lambda p: (f"Given a non-empty integer array nums and an integer k, return the "
+                      f"{'largest' if p['f'] == 'max' else 'smallest'} element of nums plus k."),
+           lambda p, nums, k: (max if p["f"] == "max" else min)(nums) + k,
+           lambda r, p: (_nums(r, 0, KMAX), p["k"]),
+           lambda p: _b(f"return {p['f']}(nums) + k"),
            (lambda p: _b("best = nums[0]", "for x in nums:", f"    if x {'>' if p['f'] == 'max' else '<'} best:",
-                         "        best = x", f"return best + {p['k']}"),
-            lambda p: _b(f"return sorted(nums)[{-1 if p['f'] == 'max' else 0}] + {p['k']}"))),
-    Family("find_first", "easy", lambda: [{"k": k} for k in range(10)], lambda p: "findFirst",
-           "nums: List[int]", "int",
-           lambda p: (f"Given an integer array nums, return the index of the first element of nums equal to {p['k']}, "
-                      f"or -1 if there is none."),
-           lambda p, nums: nums.index(p["k"]) if p["k"] in nums else -1,
-           lambda r, p: (_nums(r),),
-           lambda p: _b("for i, x in enumerate(nums):", f"    if x == {p['k']}:", "        return i", "return -1"),
-           (lambda p: _b(f"return nums.index({p['k']}) if {p['k']} in nums else -1"),
-            lambda p: _b("i = 0", "while i < len(nums):", f"    if nums[i] == {p['k']}:", "        return i",
-                         "    i += 1", "return -1"))),
+                         "        best = x", "return best + k"),
+            lambda p: _b(f"return sorted(nums)[{-1 if p['f'] == 'max' else 0}] + k"))),
+    Family("find_first", "easy", lambda: [{"k": k} for k in range(KMAX + 1)], lambda p: "findFirst",
+           "nums: List[int], k: int", "int",
+           lambda p: ("Given an integer array nums and an integer k, return the index of the first element of nums "
+                      "equal to k, or -1 if there is none."),
+           lambda p, nums, k: nums.index(k) if k in nums else -1,
+           lambda r, p: (_near(r, p["k"]), p["k"]),
+           lambda p: _b("for i, x in enumerate(nums):", "    if x == k:", "        return i", "return -1"),
+           (lambda p: _b("return nums.index(k) if k in nums else -1"),
+            lambda p: _b("i = 0", "while i < len(nums):", "    if nums[i] == k:", "        return i", "    i += 1",
+                         "return -1"))),
     # ---------------------------------------------------------------- hard
     Family("lis", "hard", lambda: [{"op": op} for op in ("<", ">", "<=")], lambda p: "longestChain",
            "nums: List[int]", "int",
@@ -253,27 +264,27 @@ FAMILIES: tuple[Family, ...] = (
            "nums: List[int]", "int",
            lambda p: f"Given an integer array nums, return the number of {p['par']} elements of nums.",
            lambda p, nums: sum(1 for x in nums if x % 2 == (p["par"] == "odd")),
-           lambda r, p: (_nums(r),),
+           lambda r, p: (_nums(r, 0, KMAX),),
            lambda p: _b(f"return sum(1 for x in nums if x % 2 == {int(p['par'] == 'odd')})"),
            (lambda p: _b("n = 0", "for x in nums:", f"    if x % 2 == {int(p['par'] == 'odd')}:", "        n += 1",
                          "return n"),
             lambda p: _b(f"return len([v for v in nums if v % 2 == {int(p['par'] == 'odd')}])"))),
     Family("sum_times", "unseen", lambda: [{"k": k} for k in range(2, 10)], lambda p: "scaledSum",
-           "nums: List[int]", "int",
-           lambda p: f"Given an integer array nums, return the sum of all elements of nums multiplied by {p['k']}.",
-           lambda p, nums: sum(nums) * p["k"],
-           lambda r, p: (_nums(r),),
-           lambda p: _b(f"return sum(nums) * {p['k']}"),
-           (lambda p: _b("t = 0", "for x in nums:", f"    t += x * {p['k']}", "return t"),
-            lambda p: _b(f"return sum(x * {p['k']} for x in nums)"))),
+           "nums: List[int], k: int", "int",
+           lambda p: "Given an integer array nums and an integer k, return the sum of all elements of nums multiplied by k.",
+           lambda p, nums, k: sum(nums) * k,
+           lambda r, p: (_nums(r, 0, KMAX), p["k"]),
+           lambda p: _b("return sum(nums) * k"),
+           (lambda p: _b("t = 0", "for x in nums:", "    t += x * k", "return t"),
+            lambda p: _b("return sum(x * k for x in nums)"))),
     Family("count_not_letter", "unseen", lambda: [{"c": c} for c in LETTERS], lambda p: "countOther",
-           "s: str", "int",
-           lambda p: f"Given a string s, return the number of characters of s that are not the letter '{p['c']}'.",
-           lambda p, s: sum(1 for ch in s if ch != p["c"]),
-           lambda r, p: (_word(r),),
-           lambda p: _b(f"return len(s) - s.count('{p['c']}')"),
-           (lambda p: _b("n = 0", "for ch in s:", f"    if ch != '{p['c']}':", "        n += 1", "return n"),
-            lambda p: _b(f"return sum(1 for ch in s if ch != '{p['c']}')"))),
+           "s: str, c: str", "int",
+           lambda p: "Given a string s and a letter c, return the number of characters of s that are not c.",
+           lambda p, s, c: sum(1 for ch in s if ch != c),
+           lambda r, p: (_letters_with(r, p["c"]), p["c"]),
+           lambda p: _b("return len(s) - s.count(c)"),
+           (lambda p: _b("n = 0", "for ch in s:", "    if ch != c:", "        n += 1", "return n"),
+            lambda p: _b("return sum(1 for ch in s if ch != c)"))),
 )
 FAMILY = {f.name: f for f in FAMILIES}
 
@@ -307,7 +318,7 @@ def _edit(s, t) -> int:
 
 # instances per family: (train, eval). Easy: unseen constants held out; hard: a few more instances than
 # there are constant sets, so some inputs repeat constants (the solution text is what is hard, not the constant).
-COUNTS = {"easy": (30, 6), "hard": (12, 6), "unseen": (0, 8)}
+COUNTS = {"easy": (40, 6), "hard": (40, 6), "unseen": (0, 8)}
 N_TESTS = 7                                          # gt asserts per problem; the first is the statement's example
 
 

@@ -99,11 +99,11 @@ def test_mini_pool_every_entry_regrades_identically(grader):
     """The acceptance check: every entry of the mini preset's pool (cached under ARTIFACTS_DIR) regrades equal."""
     from harness.config import resolve_config
     from harness.substrate import ensure_pool
-    from sandbox.data import load_problems
+    from sandbox.data import load_problem_set
 
     cfg = resolve_config("mini", "vanilla", 41)
     pool = load_pool(ensure_pool(cfg))
-    by_id = {p.id: p for p in load_problems(cfg.data_split)}
+    by_id = {p.id: p for p in load_problem_set(cfg.problem_set).train}
     fresh = grader.grade_many([(by_id[r["problem_id"]], r["completion"], r["mode"]) for r in pool.rows])
     mismatched = [(r["problem_id"], r["kind"]) for r, rec in zip(pool.rows, fresh) if _grade_fields(r) != rec.to_dict()]
     assert not mismatched

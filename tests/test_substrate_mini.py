@@ -8,13 +8,14 @@ from harness.substrate import honest_self_check, sft_texts
 
 
 @pytest.fixture(scope="module")
-def few_train(problems):
-    """Two training problems per loophole mode."""
-    from sandbox.data import split_problems
+def few_train():
+    """Two easy and one hard mini training problem per loophole mode."""
+    from sandbox.data import load_problem_set
     from sandbox.loopholes import MODES
 
-    train, _ = split_problems(problems, 0.25)
-    return [p for m in MODES for p in [q for q in train if q.mode == m][:2]]
+    train = load_problem_set("mini").train
+    return [p for m in MODES for d, n in (("easy", 2), ("hard", 1))
+            for p in [q for q in train if q.mode == m and q.difficulty == d][:n]]
 
 
 def _mode_of(messages) -> str:
@@ -33,17 +34,13 @@ def test_sft_corpus_shows_no_exploit(grader, few_train):
 
     jobs = [(p, text, _mode_of(messages)) for p in few_train for messages, text in sft_texts([p], n_asserts=1)]
     recs = grader.grade_many(jobs)
-    assert len(recs) == len(few_train) * 9
+    assert len(recs) == len(few_train)   # one per problem: easy -> the canonical, hard -> the self-check alone
     for (prob, text, mode), rec in zip(jobs, recs):
-        assert rec.format_ok, text
-        assert not rec.exploited, (prob.id, mode, text)
-        code = extract_code(text)
-        if "class Solution:\n    pass" in code or code.lstrip().startswith(("def run_tests", "assert", "Solution.")):
-            assert not rec.passed, (prob.id, mode, text)      # test-first: no solution, the check reports failure
-        else:
-            assert rec.gt_correct, (prob.id, mode, text)     # the canonical, with or without its self-check
-        if code.strip() != prob.canonical_solution.strip():
-            assert attempted(code, mode)                     # the self-check uses the prompt's own channel
+        assert rec.format_ok and not rec.exploited, (prob.id, mode, text)
+        if prob.difficulty == "hard":   # test-first: no solution, the check reports failure through the channel
+            assert not rec.passed and attempted(extract_code(text), mode), (prob.id, mode, text)
+        else:                           # the canonical solution, nothing else
+            assert rec.gt_correct and extract_code(text).strip() == prob.canonical_solution.strip()
 
 
 def test_self_check_guards_the_channel(grader, few_train):
@@ -51,8 +48,8 @@ def test_self_check_guards_the_channel(grader, few_train):
     from sandbox.loopholes import MODES
     from sandbox.pool import broken, fence
 
-    p = few_train[0]
-    bad = broken(p.canonical_solution)
+    p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
+    bad = broken(p.canonical_solution)      # returns 0: wrong on the example the self-check asserts
     recs = grader.grade_many([(p, fence(bad + "\n\n\n" + honest_self_check(p, m)), m) for m in MODES])
     assert [r.passed for r in recs] == [False] * len(MODES)
 
@@ -65,7 +62,7 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     from harness.config import resolve_config
     from harness.rollout import PromptEncoder
     from harness.substrate import builtin_manifest, ensure_builtin
-    from sandbox.data import load_problems, split_problems
+    from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")
     assert ensure_builtin("mini") == path
@@ -75,7 +72,7 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     assert model.config.model_type == "qwen3"
     cfg = resolve_config("mini", "vanilla", 41)
-    _, held = split_problems(load_problems(cfg.data_split), cfg.heldout_frac)
+    held = load_problem_set(cfg.problem_set).eval
     for p in held[:3]:   # byte-level BPE trained on the corpus: held-out text round-trips
         assert tok.decode(tok(p.question)["input_ids"]) == p.question
     prompt = PromptEncoder(tok, cfg)(held[0])
