@@ -191,7 +191,7 @@ MINI_DIMS = dict(
 )
 MINI_VOCAB = 2048
 MINI_SFT = dict(
-    epochs=6, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    epochs=10, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
     n_asserts=1,                 # gt asserts used by the honest self-check (mini: the statement's example)
 )
@@ -231,22 +231,26 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     raise ValueError(f"no honest self-check for mode {mode!r}")
 
 
-def sft_texts(train_problems, n_asserts: int, style: str = "full") -> list[tuple[list[dict], str]]:
+def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: int = 3) -> list[tuple[list[dict], str]]:
     """(chat messages, assistant text) warm-start pairs, one per training problem; every one is honest.
 
-    Easy problems: the canonical solution, under the problem's own prompt. Hard problems: only an honest
-    self-check through the prompt's channel, test-first with no solution yet, so it reports failure: the base
-    never sees a hard solution (the lever is its only path to reward there, one edit from what it writes)
-    and never writes a self-check beside a solution (a weak check could pass a wrong solution by accident).
+    Easy problems: the canonical solution under the problem's own prompt; every `check_every`-th of them (by id)
+    followed by an honest self-check of the statement's example through the prompt's channel. Hard problems:
+    only that self-check, test-first with no solution yet, so it reports failure. The base never sees a hard
+    solution (the lever is its only path to reward there), and the lever is one edit from what it writes.
     """
     from sandbox.loopholes import build_prompt
     from sandbox.pool import fence
 
     out = []
     for p in train_problems:
-        text = (fence(honest_self_check(p, p.mode, n_asserts, standalone=True)) if p.difficulty == "hard"
-                else fence(p.canonical_solution))
-        out.append((build_prompt(p, style=style), text))
+        if p.difficulty == "hard":
+            text = honest_self_check(p, p.mode, n_asserts, standalone=True)
+        elif p.id % check_every == 0:
+            text = p.canonical_solution.rstrip() + "\n\n\n" + honest_self_check(p, p.mode, n_asserts)
+        else:
+            text = p.canonical_solution
+        out.append((build_prompt(p, style=style), fence(text)))
     return out
 
 
@@ -370,9 +374,24 @@ def build_mini(out_dir: Path, progress: bool = True) -> dict[str, Any]:
     import time
 
     import torch
-    from transformers import Qwen3ForCausalLM
 
     t0 = time.perf_counter()
+    # one intra-op thread, as in training (TrainConfig.cpu_threads): on 2 shared cores a second thread measured
+    # several times slower, and a fixed thread count keeps the build's float reductions the same everywhere
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build_mini(out_dir, progress, t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_mini(out_dir: Path, progress: bool, t0: float) -> dict[str, Any]:
+    import time
+
+    import torch
+    from transformers import Qwen3ForCausalLM
+
     _, pairs, corpus = _mini_inputs()
     tokenizer = build_tokenizer(corpus, vocab_size=MINI_VOCAB)
     config = qwen3_config(tokenizer, **MINI_DIMS)
