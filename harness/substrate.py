@@ -2,11 +2,12 @@
 
     builtin:smoke  tiny random-init Qwen3 (hidden 64, 2 layers) + a byte-level BPE tokenizer trained on a fixed
                    code corpus; built in seconds; for tests and CI.
-    builtin:mini   a ~0.75M-param Qwen3 (2 layers) + a 2k byte-level BPE trained on the problem corpus,
-                   warm-started by SFT on the TRAINING problems only: canonical solutions, canonical + an honest
-                   self-check through the prompt's grading channel, and the self-check alone (test-first code
-                   that truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them);
-                   the unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
+    builtin:mini   a ~1.1M-param Qwen3 (width 192, 2 layers) + a 2k byte-level BPE trained on mini's TRAINING
+                   problems (sandbox/mini_problems.py), warm-started by SFT on them only: easy problems' canonical
+                   solutions (every third followed by an honest check of the statement's example through the
+                   prompt's grading channel) and, for hard problems, that check alone (test-first code that
+                   truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them); the
+                   unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
 `AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/model_loading.py).
