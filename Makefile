@@ -1,51 +1,72 @@
 # Two commands matter: `make reproduce-mini` (set up + run the main job on CPU) and `make test`.
-PYTHON ?= python3
+# Everything runs in the project's own environment, .venv, installed by `make setup` from a hash lock.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+HARNESS := $(VENV)/bin/harness
 PRESET ?= mini
 RUNS ?= runs
 REPORT ?= report
 SEEDS ?= 41,42,43
 PYTEST_WORKERS ?= 2
 JOBS ?= 2
+DESIGN ?= main
 
-.PHONY: setup data base-image-offline image wheelhouse artifacts sweep falsify report \
-        reproduce reproduce-mini test test-all test-docker bench-grader bench-method doctor clean
+.PHONY: setup lock data base-image-offline image wheelhouse artifacts sweep falsify report \
+        reproduce reproduce-mini reproduce-mini-extended reproduce-smoke reproduce-cpu test test-all test-docker \
+        bench-grader bench-method gpu-check gpu-check-cpu doctor clean
 
-setup:  ## install the package and its pinned dependencies into the current Python
-	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e '.[dev]'
+setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root)
+	VENV=$(VENV) bash scripts/setup.sh
+
+lock:  ## regenerate requirements/{cpu,cuda}.lock (exact versions + sha256) from pyproject.toml
+	test -x $(VENV)/bin/uv || $(PYTHON) -m pip install -q uv
+	UV=$(VENV)/bin/uv bash scripts/lock.sh
 
 data: setup  ## fetch (or reuse ../shared/data) the pinned LeetCode splits and verify hashes
-	harness data
+	$(HARNESS) data
 
 base-image-offline:  ## build the pinned base image from Debian packages (no registry needed)
 	bash sandbox/image/build_base_offline.sh
 
 wheelhouse:  ## download the hash-locked wheels the image installs offline
-	bash sandbox/image/build_wheelhouse.sh
+	PYTHON=$(PYTHON) bash sandbox/image/build_wheelhouse.sh
 
 image: data wheelhouse  ## build the pinned grader image (uses the offline base if the pinned one cannot be pulled)
-	bash sandbox/image/build_image.sh
+	PYTHON=$(PYTHON) bash sandbox/image/build_image.sh
 
 artifacts: data  ## base model, tokenizer, teacher pool and V files for $(PRESET)
-	harness build-base --preset $(PRESET)
-	harness build-pool --preset $(PRESET)
-	harness extract --preset $(PRESET)
+	$(HARNESS) build-base --preset $(PRESET)
+	$(HARNESS) build-pool --preset $(PRESET)
+	$(HARNESS) extract --preset $(PRESET)
 
-sweep:
-	harness sweep --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
+sweep:  ## DESIGN=main (the preregistered matrix) | ablations | lomo (harness.designs)
+	$(HARNESS) sweep --design $(DESIGN) --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
 
 falsify:
-	harness falsify --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
+	$(HARNESS) falsify --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
 
 report:
-	harness report --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
+	$(HARNESS) report --runs $(RUNS) --preset $(PRESET) --out $(REPORT)
 
-# The image is built after the artifacts so that it carries the frozen teacher pool.
 reproduce-mini:  ## CPU: everything, preset mini, all arms x 3 seeds, then the verdicts (Docker optional)
+	$(MAKE) reproduce-cpu PRESET=mini
+
+reproduce-smoke:  ## the same pipeline at preset smoke (minutes; proves the set-up on a fresh machine)
+	$(MAKE) reproduce-cpu PRESET=smoke
+
+# The image is built after the artifacts so that it carries the frozen teacher pool. Without Docker the
+# process grader (bubblewrap) grades.
+reproduce-cpu:
 	$(MAKE) setup data
-	$(MAKE) artifacts PRESET=mini
+	$(MAKE) artifacts PRESET=$(PRESET)
 	-$(MAKE) image
-	$(MAKE) sweep falsify report PRESET=mini
+	$(MAKE) sweep falsify report PRESET=$(PRESET)
+
+reproduce-mini-extended:  ## reproduce-mini, then the ablation and leave-one-mode-out designs and the report again
+	$(MAKE) reproduce-mini
+	$(MAKE) sweep PRESET=mini DESIGN=ablations
+	$(MAKE) sweep PRESET=mini DESIGN=lomo
+	$(MAKE) report PRESET=mini
 
 reproduce:  ## one GPU machine with Docker: the same with preset full
 	$(MAKE) setup data
@@ -68,8 +89,14 @@ bench-grader:
 bench-method:
 	$(PYTHON) -m harness.bench_method
 
+gpu-check:  ## one GPU, no network, <= 8 min: 3 full steps on a random-init Qwen3-4B; peak memory, s/step, tokens/s
+	$(PYTHON) -m harness.gpu_check
+
+gpu-check-cpu:  ## the same code on Qwen3-4B's architecture shrunk to 2 layers, on CPU (CI)
+	$(PYTHON) -m harness.gpu_check --cpu
+
 doctor:
-	harness doctor
+	$(HARNESS) doctor
 
 clean:
 	rm -rf $(RUNS) $(REPORT) .pytest_cache

@@ -1,6 +1,7 @@
 """Rebound (Wu & Tang 2026): an advantage-level concept penalty, the H3 comparison arm.
 
-One concept direction in the residual stream at a single layer (rebound_layer_frac of the depth):
+One concept direction in the residual stream at a single layer, at 60-75% of the depth (the spec's band;
+rebound_layer_frac picks within it) unless config.rebound_layer names the block explicitly:
 
     v_concept = mean_pairs h(hack) - mean_pairs h(clean)          # [d], h = mean over completion tokens
 
@@ -26,10 +27,12 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from harness.config import ConfigError
 from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 from harness.metrics import Metric, register_metric
 
 CONCEPT_FORMAT = "rh-rebound-concept-v1"
+DEPTH_BAND = (0.60, 0.75)   # spec: the concept layer sits at 60-75% of the depth (block output depth (i+1)/n)
 
 for _m in [
     Metric("rebound_penalty", "Rebound: mean penalty alpha*relu(cos(h, v_concept)) subtracted from rewards",
@@ -40,10 +43,29 @@ for _m in [
     register_metric(_m)
 
 
-def rebound_layer(n_layers: int, frac: float) -> int:
+def depth_fraction(layer: int, n_layers: int) -> float:
+    """Depth of block `layer`'s output (0-based block; its output is hidden_states[layer + 1])."""
+    return (layer + 1) / n_layers
+
+
+def rebound_layer(n_layers: int, frac: float, explicit: int = -1) -> int:
     """0-based decoder block whose OUTPUT is the residual stream used (harness.grpo.capture_residual
-    convention: block i's output == hidden_states[i + 1]). frac 0.67 of 36 blocks -> block 24 (1-based)."""
-    return int(min(max(round(frac * n_layers) - 1, 0), n_layers - 1))
+    convention: block i's output == hidden_states[i + 1]).
+
+    explicit >= 0: that block, whatever its depth (checked against n_layers). Else the block whose depth
+    (i+1)/n lies in DEPTH_BAND and is closest to frac: 0.67 of 36 blocks -> block 24 (1-based). A model with
+    no block in the band (e.g. 2 blocks: depths 0.5, 1.0) is an error, not a silent off-spec choice."""
+    if explicit >= 0:
+        if explicit >= n_layers:
+            raise ConfigError(f"rebound_layer={explicit} but the model has {n_layers} decoder blocks (0-based index)")
+        return int(explicit)
+    lo, hi = DEPTH_BAND
+    inside = [i for i in range(n_layers) if lo - 1e-9 <= depth_fraction(i, n_layers) <= hi + 1e-9]
+    if not inside:
+        raise ConfigError(f"Rebound: no decoder block of this {n_layers}-block model sits at {lo:.0%}-{hi:.0%} depth "
+                          f"(depths {', '.join(f'{depth_fraction(i, n_layers):.2f}' for i in range(n_layers))}); "
+                          "set rebound_layer=<0-based block> explicitly (--set rebound_layer=N)")
+    return min(inside, key=lambda i: (abs(depth_fraction(i, n_layers) - frac), i))
 
 
 def rebound_penalty(acts: torch.Tensor, v_concept: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,11 +150,13 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
 # the arm
 
 class ReboundArm(Arm):
-    def __init__(self, alpha: float = 0.5, layer_frac: float = 0.67, v_source=None, concept_source=None):
+    def __init__(self, alpha: float = 0.5, layer_frac: float = 0.67, v_source=None, concept_source=None,
+                 layer: int = -1):
         from method.arm import REAL, ProjectionArm
 
         self.alpha = float(alpha)
         self.layer_frac = float(layer_frac)
+        self.layer = int(layer)                                            # -1: from layer_frac, in DEPTH_BAND
         self.measure = ProjectionArm(REAL, "measure", v_source=v_source)   # cos_* diagnostics only
         self._concept_source = concept_source or get_or_extract_concept
         self.activation_layer = None                                      # set in setup (needs the depth)
@@ -141,13 +165,15 @@ class ReboundArm(Arm):
         from harness.grpo import decoder_layers
 
         super().setup(ctx)
-        self.activation_layer = rebound_layer(len(decoder_layers(ctx.model)), self.layer_frac)
+        self.n_layers = len(decoder_layers(ctx.model))
+        self.activation_layer = rebound_layer(self.n_layers, self.layer_frac, self.layer)
         v, meta = self._concept_source(ctx, self.activation_layer)
         self.v_concept = v.float()
         self.concept_meta = meta
         self.measure.setup(ctx)
 
-    def reward_hook(self, rewards: torch.Tensor, acts: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def reward_hook(self, rewards: torch.Tensor, acts: torch.Tensor | None,
+                    info=None) -> tuple[torch.Tensor, dict[str, float]]:
         if acts is None:
             raise RuntimeError("Rebound needs the loop to capture activations at arm.activation_layer")
         if acts.shape[0] != rewards.shape[0]:
@@ -163,6 +189,14 @@ class ReboundArm(Arm):
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:
         return self.measure.update_hook(update)
 
+    def resolved(self) -> dict:
+        """config.json: the layer used and its achieved depth (in the spec's band unless set explicitly)."""
+        depth = depth_fraction(self.activation_layer, self.n_layers)
+        lo, hi = DEPTH_BAND
+        return {**self.measure.resolved(), "rebound_layer": self.activation_layer, "rebound_n_layers": self.n_layers,
+                "rebound_depth_frac": depth, "rebound_layer_explicit": self.layer >= 0,
+                "rebound_depth_in_band": lo - 1e-9 <= depth <= hi + 1e-9}
+
     def artifact_hashes(self) -> dict[str, str]:
         h = dict(self.measure.artifact_hashes())
         t = self.v_concept.detach().float().cpu().contiguous()
@@ -171,4 +205,4 @@ class ReboundArm(Arm):
 
 
 def build(config) -> ReboundArm:
-    return ReboundArm(alpha=config.rebound_alpha, layer_frac=config.rebound_layer_frac)
+    return ReboundArm(alpha=config.rebound_alpha, layer_frac=config.rebound_layer_frac, layer=config.rebound_layer)

@@ -7,7 +7,8 @@ import an arm's code by name. A builder takes a TrainConfig and returns a
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from harness.config import ConfigError
 
@@ -15,10 +16,14 @@ from harness.config import ConfigError
 @dataclass(frozen=True)
 class ArmSpec:
     name: str
-    role: str          # "baseline" | "method" | "control"
+    role: str          # "baseline" | "method" | "control" | "ablation" | "reference"
     description: str
     builder: str       # "package.module:function"
+    overrides: dict[str, Any] = field(default_factory=dict)   # config the arm is defined by (applied last)
+    reference: str | None = None   # ablation / reference arms: the arm the report compares it with
 
+
+MONITOR = "monitor"     # the hack-monitor reference arm (its ground-truth signal makes it an upper bound)
 
 ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("vanilla", "baseline", "no intervention; cos_pre measured against the real V", "baselines.vanilla:build"),
@@ -28,6 +33,16 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("random_v", "control", "erase with a random orthonormal V (matched k, modules)", "baselines.controls:build_random_v"),
     ArmSpec("shuffled_v", "control", "erase with V from label-shuffled pairs", "baselines.controls:build_shuffled_v"),
     ArmSpec("nonhack_v", "control", "erase with V from clean-vs-clean pairs", "baselines.controls:build_nonhack_v"),
+    # ablations (not preregistered; the report keeps them apart from the verdicts)
+    ArmSpec("vanilla_no_pool", "ablation", "vanilla with no teacher pool (pure student GRPO)",
+            "baselines.vanilla:build", overrides={"teacher_frac": 0.0}, reference="vanilla"),
+    ArmSpec("erase_no_pool", "ablation", "erase with no teacher pool: does erase act beyond blocking imitation?",
+            "method.arm:build_erase", overrides={"teacher_frac": 0.0}, reference="vanilla_no_pool"),
+    ArmSpec("erase_no_norm", "ablation", "erase without magnitude preservation (the spec's arm c)",
+            "method.arm:build_erase", overrides={"proj_preserve_norm": False}, reference="erase"),
+    ArmSpec(MONITOR, "reference", "a hack monitor screens or penalises flagged rollouts (monitor_* config); "
+            "monitor_signal=exploited is a ground-truth monitor, an upper bound", "baselines.monitor:build",
+            reference="vanilla"),
 ]}
 
 # Names the falsification rules refer to (one place, so reports and rules agree).
@@ -35,6 +50,9 @@ BASELINE = "vanilla"
 METHOD = "erase"
 ADVANTAGE_BASELINE = "rebound"
 CONTROLS = tuple(a.name for a in ARMS.values() if a.role == "control")
+# the preregistered matrix: what the verdicts and `--design main` cover
+PREREGISTERED_ARMS = tuple(a.name for a in ARMS.values() if a.role in ("baseline", "method", "control"))
+ABLATIONS = tuple(a.name for a in ARMS.values() if a.role in ("ablation", "reference"))
 
 
 def get_arm_spec(name: str) -> ArmSpec:

@@ -236,7 +236,11 @@ def main(argv=None) -> dict:
         # Rebound's per-step work: capture the residual stream in the loss forward the loop already does,
         # then alpha * relu(cos(h, v_concept)) per rollout. Its one-off concept extraction is not per-step.
         from baselines.rebound import rebound_layer, rebound_penalty
-        layer = rebound_layer(len(decoder_layers(svd)), cfg.rebound_layer_frac)
+        from harness.config import ConfigError
+        try:
+            layer = rebound_layer(len(decoder_layers(svd)), cfg.rebound_layer_frac, cfg.rebound_layer)
+        except ConfigError:       # a model too shallow for the spec's band: any block costs the same to capture
+            layer = len(decoder_layers(svd)) - 1
         v_concept = torch.randn(svd.config.hidden_size, generator=g).to(device)
         t = interleaved({"plain": lambda: step(svd), "capture": lambda: step(svd, layer)}, args.repeats)
         t_plain, t_cap = statistics.median(t["plain"]), statistics.median(t["capture"])

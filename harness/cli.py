@@ -2,7 +2,9 @@
 
     harness run --arm erase,vanilla --seeds 41,42,43 --preset mini      one or more arms over seeds
     harness sweep --preset mini                                          all arms x seeds (skip done, resume partial)
-    harness falsify / report                                             the preregistered verdicts (+ plots)
+    harness sweep --design ablations|lomo --preset mini                  the ablation / leave-one-mode-out designs
+    harness falsify / report                                             the preregistered verdicts (report: + plots,
+                                                                         diagnostics.json)
     harness data / build-base / build-pool / extract / grade             pipeline steps
     harness doctor                                                       is this machine ready?
 
@@ -12,6 +14,7 @@ Bad input is one line on stderr and a non-zero exit (2: bad arguments, 1: bad ru
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,11 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
+from harness.designs import DEFAULT_DESIGN, DESIGNS
 from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
 from harness.presets import PRESETS, get_preset
 from harness.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
+from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
 IDENTITY_KEYS = ("preset", "arm", "seed")
@@ -48,6 +53,10 @@ class HarnessGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise BadInput(_one_line(e)) from None
+        except ExecutorError as e:   # the grader could not start, or refuses to grade without isolation
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise click.ClickException(_one_line(e)) from None
         except Exception as e:
             if ctx.obj and ctx.obj.get("debug") or not is_artifact_error(e):
                 raise
@@ -112,7 +121,7 @@ def parse_jobs(text: str) -> int:
     return n
 
 
-def parse_sets(items: tuple[str, ...], sandbox: str | None = None) -> dict[str, Any]:
+def parse_sets(items: tuple[str, ...], sandbox: str | None = None, allow_weak_v: bool = False) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:
         k, v = parse_override(item)
@@ -121,6 +130,8 @@ def parse_sets(items: tuple[str, ...], sandbox: str | None = None) -> dict[str, 
         overrides[k] = v
     if sandbox is not None:
         overrides["sandbox"] = sandbox
+    if allow_weak_v:
+        overrides["allow_weak_v"] = True
     return overrides
 
 
@@ -138,8 +149,23 @@ def preset_option(default: str | None = DEFAULT_PRESET, help_extra: str = ""):
 
 set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                           help="override a TrainConfig field (repeatable), e.g. --set lr=1e-4")
+weak_v_option = click.option("--allow-weak-v", "allow_weak_v", is_flag=True,
+                             help="proceed when the real V fails held-out validation (frac_positive <= 0.5, spec "
+                                  "step 1c); recorded in config.json and the report (= --set allow_weak_v=true)")
 sandbox_option = click.option("--sandbox", type=click.Choice(SANDBOXES), default=None,
                               help="grader executor (default: the config's, auto)")
+
+
+def _opt_in_unsandboxed(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:   # the env var, not an argument: sweep workers and every executor this process makes see it
+        os.environ[ALLOW_UNSANDBOXED_ENV] = "1"
+    return value
+
+
+unsandboxed_option = click.option(
+    "--allow-unsandboxed", is_flag=True, expose_value=False, callback=_opt_in_unsandboxed,
+    help=f"where neither bubblewrap nor Docker is available, grade model-written programs with plain rlimits "
+         f"only (no network or filesystem isolation) instead of refusing; same as {ALLOW_UNSANDBOXED_ENV}=1")
 
 
 @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -158,7 +184,7 @@ def _plan_table(jobs) -> Any:
     for h in ("arm", "seed", "action", "config", "run dir"):
         t.add_column(h)
     for j in jobs:
-        t.add_row(j.arm, str(j.seed), j.action, j.config.config_hash(), str(j.path))
+        t.add_row(f"{j.fold}:{j.arm}" if j.fold else j.arm, str(j.seed), j.action, j.config.config_hash(), str(j.path))
     return t
 
 
@@ -178,6 +204,30 @@ def _finish(jobs, con) -> None:
                                    + "; ".join(f"{j.name}: {j.error}" for j in failed))
 
 
+def _print_problem_set(name: str) -> None:
+    """Which file trains and which evaluates (one line each, never wrapped), the set's note, and what is missing."""
+    import sandbox.data as D
+    ps = D.get_problem_set(name)
+    for k, v in ps.describe().items():
+        click.echo(f"problem set {name}: {k} {v}")
+    if ps.note:
+        click.echo(f"problem set {name}: note: {ps.note}")
+    try:
+        D.require_problem_set(name)
+    except D.DataError as e:
+        click.echo(f"problem set {name}: MISSING: {_one_line(e)}")
+
+
+def _require_data(jobs) -> None:
+    """Stop before any model loads when a data file a run needs is not on this machine (one line, exit 1)."""
+    from sandbox.data import DataError, require_problem_set
+    for name in dict.fromkeys(j.config.problem_set for j in jobs if j.action != "skip"):
+        try:
+            require_problem_set(name)
+        except DataError as e:
+            raise RunError(str(e)) from None
+
+
 def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
@@ -192,6 +242,8 @@ def _print_dry_run(jobs, con) -> None:
     for j in jobs[1:]:
         diff = config_diff(first, j.config)
         con.print(f"{j.name}: same, except " + ", ".join(f"{k}={new!r}" for k, (_, new) in diff.items()), markup=False)
+    for name in dict.fromkeys(j.config.problem_set for j in jobs):
+        _print_problem_set(name)
     if first.model.startswith(BUILTIN_PREFIX):
         # estimating needs the built model's config.json, and a dry run must not build (mini's build trains)
         con.print(f"memory estimate: skipped for {first.model}, a CPU substrate built on demand "
@@ -229,19 +281,23 @@ def _print_dry_run(jobs, con) -> None:
 @preset_option()
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="runs root")
 @sandbox_option
+@unsandboxed_option
 @click.option("--resume", is_flag=True, help="continue a partial run from its last checkpoint")
 @click.option("--force", is_flag=True, help="overwrite a run dir holding another config (or a finished run)")
 @set_option
+@weak_v_option
 @click.option("--dry-run", is_flag=True, help="show the plan, the resolved config and a peak-memory estimate; "
                                               "train nothing")
 def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
-        sets: tuple[str, ...], dry_run: bool) -> None:
+        sets: tuple[str, ...], allow_weak_v: bool, dry_run: bool) -> None:
     """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""
     from harness.sweep import plan, run_local
 
     arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
-    overrides = parse_sets(sets, sandbox)
+    overrides = parse_sets(sets, sandbox, allow_weak_v)
     jobs = plan(preset, arms, seed_list, out, overrides, resume=resume, force=force)
+    if not dry_run:
+        _require_data(jobs)
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
@@ -255,9 +311,13 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
 @preset_option()
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="runs root")
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
-@click.option("--arm", "arm", default=",".join(ARMS), show_default=True, help="subset of arms")
+@click.option("--design", default=DEFAULT_DESIGN, show_default=True, type=click.Choice(list(DESIGNS)),
+              help="which matrix: " + "; ".join(f"{d.name}: {d.description}" for d in DESIGNS.values()))
+@click.option("--arm", "arm", default=None, help="subset of the design's arms (default: all of them)")
 @sandbox_option
+@unsandboxed_option
 @set_option
+@weak_v_option
 @click.option("--force", is_flag=True, help="overwrite run dirs holding another config (and re-run finished ones)")
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="local: runs on this machine (--jobs at a time); ray: one task per arm x seed")
@@ -268,19 +328,24 @@ def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume
                    "and its output in <run dir>/run.log; auto = the CPU cores available")
 @click.option("--fail-fast", is_flag=True, help="stop at the first failed run (local executor)")
 @click.option("--dry-run", is_flag=True, help="show the plan; train nothing")
-def sweep(preset: str, out: str, seeds: str, arm: str, sandbox: str | None, sets: tuple[str, ...], force: bool,
-          executor: str, address: str | None, n_jobs: str, fail_fast: bool, dry_run: bool) -> None:
-    """The preregistered matrix: every arm x seed; finished runs are skipped, interrupted ones resumed."""
-    from harness.sweep import plan, run_local, run_ray
+def sweep(preset: str, out: str, seeds: str, design: str, arm: str | None, sandbox: str | None,
+          sets: tuple[str, ...], allow_weak_v: bool, force: bool, executor: str, address: str | None, n_jobs: str,
+          fail_fast: bool, dry_run: bool) -> None:
+    """A design's matrix (default: the preregistered one): every arm x seed; finished runs are skipped,
+    interrupted ones resumed."""
+    from harness.sweep import plan_design, run_local, run_ray
 
-    arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
-    overrides = parse_sets(sets, sandbox)
+    arms = parse_arms(arm) if arm else None
+    seed_list, preset = parse_seeds(seeds), _preset(preset)
+    overrides = parse_sets(sets, sandbox, allow_weak_v)
     if address is not None and executor != "ray":
         raise BadInput("--address only applies to --executor ray")
     workers = parse_jobs(n_jobs)
     if workers != 1 and executor != "local":
         raise BadInput("--jobs only applies to --executor local (Ray schedules its own tasks)")
-    jobs = plan(preset, arms, seed_list, out, overrides, resume=True, force=force)
+    jobs = plan_design(design, preset, seed_list, out, overrides, arms, resume=True, force=force)
+    if not dry_run:
+        _require_data(jobs)
     con = console()
     con.print(_plan_table(jobs))
     if dry_run:
@@ -425,6 +490,7 @@ def build_base(preset: str, sets: tuple[str, ...]) -> None:
 @cli.command("build-pool")
 @preset_option()
 @set_option
+@unsandboxed_option
 def build_pool(preset: str, sets: tuple[str, ...]) -> None:
     """Build (or find cached) the preset's frozen teacher pool and print its path and sha256."""
     from sandbox.pool import load_pool
@@ -443,20 +509,26 @@ def build_pool(preset: str, sets: tuple[str, ...]) -> None:
 @cli.command()
 @preset_option()
 @set_option
+@weak_v_option
 @click.option("--kind", "kinds", default=None, help="comma-separated V kinds (default: all of method.extract.KINDS: "
                                                    "real and the controls' V)")
-def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
+def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str | None) -> None:
     """Extract (or find cached) V per module from the contrastive pairs; print each file and its hash."""
     from method import extract as ex
     wanted = tuple(ex.KINDS) if kinds is None else tuple(k.strip() for k in kinds.split(",") if k.strip())
     bad = [k for k in wanted if k not in ex.KINDS]
     if bad or not wanted:
         raise BadInput(f"--kind: unknown V kind(s) {', '.join(bad) or kinds!r}; choose from {', '.join(ex.KINDS)}")
-    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets, allow_weak_v=allow_weak_v))
     results = ex.extract_for_config(config, wanted)
     con = console()
     for kind, (path, digest) in results.items():
         con.print(f"{kind}: {path}  digest {digest}", markup=False)
+    real = ex.VHack.load(results[ex.REAL][0]) if ex.REAL in results else None
+    if real is not None and not ex.validation_passed(real):
+        _warn(f"the real V FAILED held-out validation (frac_positive="
+              f"{(real.meta.get('validation') or {}).get('frac_positive')}); proceeding only because of "
+              "--allow-weak-v / allow_weak_v=true")
 
 
 @cli.command()
@@ -465,6 +537,7 @@ def extract(preset: str, sets: tuple[str, ...], kinds: str | None) -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="graded JSONL: each input row plus every GradeRecord field, in input order")
 @click.option("--sandbox", type=click.Choice(SANDBOXES), default="auto", show_default=True)
+@unsandboxed_option
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
     """Grade model completions in the sandbox; write graded rows; print counts per loophole mode x category."""
@@ -482,6 +555,7 @@ def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
               help="where runs will go (for the disk check)")
 def doctor(out: str) -> None:
     """Check Docker, the grader image and its data hashes, GPU, flash-attn, memory and disk; say what to fix."""
+    from rich.markup import escape
     from rich.table import Table
 
     from harness.doctor import FAIL, run_checks
@@ -491,7 +565,8 @@ def doctor(out: str) -> None:
     for h in ("check", "status", "detail", "fix"):
         t.add_column(h, overflow="fold")
     for c in checks:
-        t.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+        # details and fixes are plain text: `pip install -e '.[ray]'` must not lose [ray] as markup
+        t.add_row(escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.detail), escape(c.fix))
     con = console()
     con.print(t)
     failed = [c.name for c in checks if c.status == FAIL]

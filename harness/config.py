@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sandbox.grader import PASS_REWARD
+
 
 @dataclass
 class TrainConfig:
@@ -47,6 +49,9 @@ class TrainConfig:
     group_size: int = 8            # G = G_s + G_t
     teacher_frac: float = 0.5      # G_t = round(G * teacher_frac); 0 = pure student GRPO
     teacher_pool: str = "builtin"  # path to a frozen pool JSONL, or "builtin"
+    # loophole modes whose teacher rows may be drawn; () = all (leave-one-mode-out: the pool must not teach
+    # the held mode while its suppression is measured)
+    pool_modes: tuple[str, ...] = ()
     max_new_tokens: int = 1024
     temperature: float = 1.0
     top_p: float = 1.0
@@ -67,6 +72,14 @@ class TrainConfig:
     extract_k: int = 12            # top-k right singular vectors kept per module
     noise_quantile: float = 0.25   # global floor: drop this bottom quantile of singular values
     heldout_pairs_frac: float = 0.1  # >= 64 pairs must remain for extraction (spec: ~60-80)
+    # per-pair gradient: "sum" = the loop's Dr.GRPO form (token sum / P*G*max_new_tokens), exactly the gradient
+    # training emits for the pair at advantages +1/-1; "mean" = per-completion mean NLL (the length-bias ablation)
+    extract_nll: str = "sum"
+    # spec step 1c: the real V must pass held-out validation (frac_positive > 0.5) or nothing trains with it;
+    # True proceeds anyway and says so in config.json ("resolved".v_validation) and the report
+    allow_weak_v: bool = False
+    # loophole modes whose pairs V is extracted from; () = all. Leave-one-mode-out sets the three known modes.
+    pair_modes: tuple[str, ...] = ()
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
@@ -76,15 +89,41 @@ class TrainConfig:
 
     # --- Rebound ------------------------------------------------------------
     rebound_alpha: float = 0.5
-    rebound_layer_frac: float = 0.67
+    rebound_layer_frac: float = 0.67   # picks within the spec's 60-75% depth band (baselines.rebound.DEPTH_BAND)
+    rebound_layer: int = -1            # >= 0: this 0-based block, explicitly (models with no block in the band)
+
+    # --- hack monitor (the `monitor` reference arm, baselines/monitor.py) -----------------
+    monitor_mode: str = "screen"       # screen: flagged rollouts drop out of the group's advantage; penalty
+    monitor_signal: str = "exploited"  # exploited: the benchmark's hack label (ground truth: an UPPER BOUND);
+                                       # attempted: the code-structure detector (loophole code present)
+    monitor_accuracy: float = 1.0      # each flag is flipped with probability 1 - accuracy (seeded)
+    monitor_penalty: float = PASS_REWARD  # penalty mode: subtracted from a flagged reward (a flagged pass earns
+                                          # no more than a fail)
 
     # --- bookkeeping ------------------------------------------------------------
+    # every N steps, one extra backward of the teacher rows split by label (correct / hacking) to measure V's cos
+    # on each (a diagnostic, never trained on); 0 = off
+    teacher_split_every: int = 5
     eval_every: int = 50
     eval_problems: int = 32        # held-out problems per evaluation (0 = all)
     eval_samples: int = 1          # student generations per held-out problem
     eval_temperature: float = 0.7  # the benchmark's evaluation temperature; other sampling knobs as in training
     checkpoint_every: int = 25
     log_every: int = 1
+
+    def __post_init__(self):
+        from sandbox.loopholes import MODES
+
+        for key in ("pair_modes", "pool_modes"):
+            bad = sorted(set(getattr(self, key)) - set(MODES))
+            if bad:
+                raise ConfigError(f"{key}: unknown loophole mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
+        if self.monitor_mode not in MONITOR_MODES:
+            raise ConfigError(f"monitor_mode {self.monitor_mode!r}; choose from {', '.join(MONITOR_MODES)}")
+        if self.monitor_signal not in MONITOR_SIGNALS:
+            raise ConfigError(f"monitor_signal {self.monitor_signal!r}; choose from {', '.join(MONITOR_SIGNALS)}")
+        if not 0.0 <= self.monitor_accuracy <= 1.0:
+            raise ConfigError(f"monitor_accuracy {self.monitor_accuracy!r} is not in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,6 +151,10 @@ class TrainConfig:
         for k, v in d.items():
             kwargs[k] = tuple(v) if isinstance(v, list) else v
         return cls(**kwargs)
+
+
+MONITOR_MODES = ("screen", "penalty")
+MONITOR_SIGNALS = ("exploited", "attempted")
 
 
 class ConfigError(ValueError):
@@ -149,10 +192,16 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def resolve_config(preset: str, arm: str, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """defaults <- preset <- overrides, then identity fields."""
+    """defaults <- preset <- overrides <- the arm's defining overrides (an ablation arm IS its overrides: a
+    --set that contradicts one is an error, not silently another arm), then identity fields."""
+    from harness.arms import get_arm_spec
     from harness.presets import get_preset
 
     merged: dict[str, Any] = dict(get_preset(preset).overrides)
     merged.update(overrides or {})
+    for key, value in get_arm_spec(arm).overrides.items():
+        if key in (overrides or {}) and (overrides or {})[key] != value:
+            raise ConfigError(f"arm {arm} is defined by {key}={value!r}; --set {key}={overrides[key]!r} contradicts it")
+        merged[key] = value
     merged.update(preset=preset, arm=arm, seed=seed)
     return TrainConfig.from_dict(merged)

@@ -32,11 +32,38 @@ class Check:
 
 def check_python() -> Check:
     try:
-        import torch
-        import transformers
+        from harness.determinism import environment
+        env = environment()
     except Exception as e:  # noqa: BLE001
         return Check("python deps", FAIL, f"{type(e).__name__}: {e}", "make setup")
-    return Check("python deps", OK, f"torch {torch.__version__}, transformers {transformers.__version__}")
+    return Check("python deps", OK, f"python {env['python']}, torch {env['torch']}, transformers "
+                                    f"{env['transformers']}, tokenizers {env['tokenizers']}; torch CPU kernels: "
+                                    f"{env['cpu_capability']}")
+
+
+def check_isolation() -> Check:
+    """What will isolate graded programs under --sandbox auto: docker, else bubblewrap, else nothing (refused)."""
+    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ProcessExecutor, docker_available, unsandboxed_allowed
+    ok, why = docker_available()
+    if ok:
+        return Check("grader isolation", OK, "docker (the pinned grader image)")
+    ex = ProcessExecutor(workers=1, allow_unsandboxed=True)   # probe only: start the worker, run nothing
+    try:
+        ex.start()
+        reason = ex.fallback_reason
+    except Exception as e:  # noqa: BLE001
+        return Check("grader isolation", FAIL, f"the process sandbox does not start: {type(e).__name__}: {e}",
+                     "harness --debug grade ... for the traceback")
+    finally:
+        ex.close()
+    if ex.isolated:
+        return Check("grader isolation", OK, f"bubblewrap (process backend; docker: {why})")
+    fix = ("install bubblewrap (apt-get install bubblewrap) or start Docker and `make image`; or opt in with "
+           f"--allow-unsandboxed / {ALLOW_UNSANDBOXED_ENV}=1")
+    if unsandboxed_allowed():
+        return Check("grader isolation", WARN, f"NONE: plain rlimits, allowed by {ALLOW_UNSANDBOXED_ENV} ({reason}; "
+                                               f"docker: {why})", fix)
+    return Check("grader isolation", FAIL, f"none available, so grading will refuse ({reason}; docker: {why})", fix)
 
 
 def check_docker() -> Check:
@@ -165,8 +192,8 @@ def check_ray() -> Check:
 
 def run_checks(out: Path = Path("runs")) -> list[Check]:
     checks: list[Check] = []
-    for fn in (check_python, check_docker, check_image, check_data, check_gpu, check_flash_attn, check_memory,
-               lambda: check_disk([out, Path(ARTIFACTS_DIR)]), check_ray):
+    for fn in (check_python, check_docker, check_image, check_isolation, check_data, check_gpu, check_flash_attn,
+               check_memory, lambda: check_disk([out, Path(ARTIFACTS_DIR)]), check_ray):
         try:
             checks.append(fn())
         except Exception as e:  # noqa: BLE001 - the doctor must never crash on a sick machine

@@ -27,14 +27,15 @@ def eval_problems(heldout: list, config: TrainConfig) -> list:
 
 def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, encoder: PromptEncoder,
              seed: int, ablate_hack: bool = False) -> dict[str, float]:
-    """-> {eval_hack_rate, eval_pass_rate, eval_attempt_rate, eval_n, merge_gap}. Seeds torch's RNG with `seed`
+    """-> {eval_hack_rate, eval_pass_rate, eval_attempt_rate, eval_n, merge_gap, _records}; _records holds one
+    {problem_id, sample, mode, category, exploited, attempted, gt_correct} per generation. Seeds torch's RNG with `seed`
     (the caller derives it from (run seed, step)) so evaluation is reproducible and independent of the
     training RNG stream."""
     from method.adapter import hack_ablated, merged
 
     if not problems:
         return {"eval_hack_rate": None, "eval_pass_rate": None, "eval_attempt_rate": None, "eval_n": 0,
-                "merge_gap": None}
+                "merge_gap": None, "_records": []}
     torch.manual_seed(seed)
     prompts = [encoder(p) for p in problems]
     with ExitStack() as stack:
@@ -51,13 +52,22 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
             jobs.append((p, tokenizer.decode(s, skip_special_tokens=True), None))
     records = grader.grade_many(jobs)
     n = len(records)
+    per_gen = [{"problem_id": p.id, "sample": i, "mode": p.mode, "category": r.category,
+                "exploited": bool(r.exploited), "attempted": bool(r.attempted), "gt_correct": bool(r.gt_correct)}
+               for (p, _, _), r, i in zip(jobs, records, _sample_index(ids))]
     return {
+        "_records": per_gen,   # one per generation (the loop writes them to eval_records.jsonl)
         "eval_hack_rate": sum(bool(r.exploited) for r in records) / n,
         "eval_pass_rate": sum(bool(r.gt_correct) for r in records) / n,
         "eval_attempt_rate": sum(bool(r.attempted) for r in records) / n,
         "eval_n": n,
         "merge_gap": gap,
     }
+
+
+def _sample_index(ids: list[list]) -> list[int]:
+    """The sample number of each generation, in the order jobs were built (problem-major)."""
+    return [i for samples in ids for i in range(len(samples))]
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD
+from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, PREREGISTERED_ARMS
 from harness.runs import PREREGISTERED_SEEDS, RunRecord
 
 SUPPORTED, FALSIFIED, INCONCLUSIVE, NOT_RUN = "supported", "falsified", "inconclusive", "not run"
@@ -234,9 +234,9 @@ def controls(rates: Rates) -> dict[str, Any]:
 
 
 def missing_runs(rates: Rates) -> dict[str, list[int]]:
-    """Per arm (every registered arm), the seeds still missing from the full matrix: the preregistered
+    """Per preregistered arm, the seeds still missing from the preregistered matrix: the preregistered
     seeds plus any seed some arm already has. Empty lists are dropped."""
-    return {a: s for a, s in _missing(rates, tuple(ARMS)).items() if s}
+    return {a: s for a, s in _missing(rates, PREREGISTERED_ARMS).items() if s}
 
 
 def missing_command(rates: Rates, preset: str, runs: str) -> str | None:

@@ -3,8 +3,12 @@
 Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each):
 
     sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
-    grade students            -> rewards R [P, G] (record.reward only; gt_correct is logged, never trained on)
-    per group:  R <- arm.reward_hook(R, acts)       acts: mean residual stream at arm.activation_layer
+    grade students            -> rewards R [P, G] = record.reward = 0.5*format_ok + 3*(gt_correct or passed), the
+                                 benchmark's reward, so the oracle DOES shape R; nothing else reads gt_correct
+                                 (no hook, projection statistic or advantage sees it except through R; logged),
+                                 except the `monitor` reference arm, a hack detector that reads the label by design
+    per group:  R <- arm.reward_hook(R, acts, info) acts: mean residual stream at arm.activation_layer;
+                                                    info: the env labels, only for arm.reads_env_labels (monitor)
                 skip if max(R) - min(R) < 1e-4
                 A = R - mean(R)                     (Dr.GRPO)
                 backward student half -> g_s, teacher half -> g_t   (separately; g_s + g_t = step grad)
@@ -19,7 +23,9 @@ summary.json (headline = end-of-run held-out figures) is written last, atomicall
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -34,11 +40,11 @@ from harness.checkpoint import latest_checkpoint, list_checkpoints, load_checkpo
 from harness.config import TrainConfig
 from harness.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
                           lr_at, make_batch)
-from harness.hooks import ArmContext, GradBundle, UpdateBundle
+from harness.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
 from harness.paths import ARTIFACTS_DIR
 from harness.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
-from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RunError, read_config, read_summary,
-                          write_json_atomic, write_summary)
+from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE, JsonlFile,
+                          RunError, read_config, read_metrics, read_summary, write_json_atomic, write_summary)
 
 
 class NonFiniteError(RuntimeError):
@@ -72,14 +78,53 @@ class StepGrads:
     kl_sum: float = 0.0                    # k3 summed over student tokens of live groups
     kl_tokens: int = 0
     hook_stats: list[dict[str, float]] = field(default_factory=list)
+    g_t_parts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)   # TEACHER_PARTS -> by name
+
+
+# A diagnostic, measured apart from training (its backward never reaches .grad): the gradient of the teacher rows
+# of each label. Equal hack-ward fractions on correct and on hacking rows mean V tracks the teacher distribution,
+# not hack-ness. Split by label in a separate pass so that gt_correct never touches the training gradient.
+TEACHER_PARTS = ("t_correct", "t_hack")
+
+
+def _teacher_part(r) -> str | None:
+    return "t_correct" if r.gt_correct else ("t_hack" if r.exploited else None)
+
+
+def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: int, norm: float
+                       ) -> dict[str, dict[str, torch.Tensor]]:
+    """label -> trainable parameter name -> the gradient of that label's teacher rows (advantages as trained).
+    live: (group, its advantages [G] in rollout order). Leaves every .grad as it found it (None)."""
+    params = trainable_named(model)
+    device = next(iter(params.values())).device
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for part in TEACHER_PARTS:
+        acc = None
+        for g, adv in live:
+            idx = [i for i, r in enumerate(g.rollouts) if r.teacher and _teacher_part(r) == part]
+            if not idx:
+                continue
+            b = make_batch(g.prompt_ids, [g.rollouts[i].ids for i in idx], pad_id, device)
+            model.train()
+            logp, _ = completion_logprobs(model, b)
+            dr_grpo_loss(logp, None, adv[idx], b.completion_mask, 0.0, norm).backward()
+            acc = acc or {n: torch.zeros_like(p) for n, p in params.items()}
+            for name, p in params.items():
+                if p.grad is not None:
+                    acc[name] += p.grad
+                    p.grad = None
+        if acc is not None:
+            out[part] = acc
+    model.eval()
+    return out
 
 
 def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id: int, norm: float,
-                    step: int) -> StepGrads:
+                    step: int, measure_teacher_parts: bool = False) -> StepGrads:
     """Backward every live group's student and teacher halves separately and accumulate g_s and g_t.
 
     On return each trainable parameter's .grad is g_s + g_t (None when no group was live).
-    Raises NonFiniteError on a NaN/inf loss.
+    Raises NonFiniteError on a NaN/inf loss. measure_teacher_parts: also fill out.g_t_parts (teacher_part_grads).
     """
     from method.adapter import adapter_disabled
 
@@ -89,7 +134,8 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
     out = StepGrads(acc["s"], acc["t"])
     model.zero_grad(set_to_none=True)
     layer = getattr(arm, "activation_layer", None)
-    for g in groups:
+    live: list[tuple[Group, torch.Tensor]] = []
+    for gi, g in enumerate(groups):
         halves = [(h, rs) for h, rs in (("s", g.students), ("t", g.teachers)) if rs]
         batches = {h: make_batch(g.prompt_ids, [r.ids for r in rs], pad_id, device) for h, rs in halves}
         rewards = g.rewards()
@@ -102,12 +148,13 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                 fwd[h], a = completion_logprobs(model, b, capture_layer=layer)
                 caps.append(a)
             acts = torch.cat(caps).detach()
-        rewards, st = arm.reward_hook(rewards, acts)
+        rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
         out.hook_stats.append(st or {})
         if config.skip_flat_groups and is_flat(rewards):
             continue
         out.live += 1
         adv = group_advantages(rewards.float()).to(device)
+        live.append((g, adv))
         offset = 0
         for h, b in batches.items():
             n = b.input_ids.shape[0]
@@ -140,6 +187,8 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                     out.kl_sum += (k3_kl(logp.detach(), ref) * b.completion_mask).sum().item()
                     out.kl_tokens += int(b.completion_mask.sum().item())
     model.eval()
+    if measure_teacher_parts and live:
+        out.g_t_parts = teacher_part_grads(model, live, pad_id, norm)
     if out.live:
         for name, p in params.items():
             p.grad = acc["s"][name] + acc["t"][name]
@@ -221,6 +270,7 @@ class _Run:
             "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
             "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
             **fit,
+            **(self.arm.resolved() or {}),
             "torch": torch.__version__,
         }
 
@@ -270,7 +320,10 @@ class _Run:
             groups.append(g)
 
         t0 = time.perf_counter()
-        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1)
+        every = c.teacher_split_every
+        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1,
+                             measure_teacher_parts=bool(getattr(self.arm, "wants_teacher_parts", False))
+                             and every > 0 and (step + 1) % every == 0)
         t_fb = time.perf_counter() - t0
 
         lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
@@ -284,7 +337,9 @@ class _Run:
                 torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
             bundle = GradBundle(modules=self.adapters,
                                 g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
-                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1)
+                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
+                                g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
+                                           for k, v in sg.g_t_parts.items()})
             row.update(self.arm.grad_hook(bundle) or {})
             gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), c.grad_clip).item()
             if not torch.isfinite(torch.tensor(gnorm)):
@@ -321,6 +376,9 @@ class _Run:
         for key, val in _mean_stats(sg.hook_stats).items():
             row.setdefault(key, val)
         row["_t_start"] = t_start
+        # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
+        row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
+                            for (p, text, _), rec in zip(jobs, records)]
         return row
 
     def _last_ckpt(self) -> str:
@@ -335,7 +393,25 @@ class _Run:
                        seed=derive_seed(self.config.seed, step, "eval"),
                        ablate_hack=bool(getattr(self.arm, "uses_route", False)))
         out["t_eval"] = time.perf_counter() - t0
+        self.eval_log.extend([{"step": step, **r} for r in out.pop("_records")])
         return out
+
+
+class _EvalLog:
+    """eval_records.jsonl: appended per evaluation, fsynced; on resume, rows of evaluations after the checkpoint
+    step are dropped (they are recomputed identically)."""
+
+    def __init__(self, path: Path, keep_through: int):
+        self.log = M.MetricsLog(path)
+        self.log.rewrite([r for r in read_metrics(path.parent, path.name) if int(r.get("step", 0)) <= keep_through])
+
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with open(self.log.path, "a") as f:
+            f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _frac(rollouts, attr: str) -> float | None:
@@ -369,7 +445,8 @@ def _load_pool(config: TrainConfig):
             raise RunError("teacher_pool='builtin' but harness.substrate has no ensure_pool(); "
                            "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
         path = resolver(config)
-    return load_pool(path)
+    pool = load_pool(path)
+    return pool.restrict(config.pool_modes) if config.pool_modes else pool
 
 
 def _pool_problem_ids(pool) -> set[int] | None:
@@ -416,18 +493,26 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     try:
         if config.cpu_threads > 0 and not torch.cuda.is_available():
             torch.set_num_threads(config.cpu_threads)
-        return _train(config, run_dir, resume, progress)
+        from sandbox.executors import make_executor
+
+        # the grader starts first: a refusal to grade without isolation comes before minutes of set-up
+        with make_executor(kind=config.sandbox, workers=config.grade_workers) as ex:
+            return _train(config, run_dir, resume, progress, ex, ex.start())
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict:
+def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex, grader_info: dict[str, str]) -> dict:
+    from harness.determinism import environment
+
     ckpt_root = run_dir / CHECKPOINT_DIR
     metrics_path = run_dir / METRICS_FILE
     wall0 = time.perf_counter()
     run = _Run(config, run_dir, progress)
+    # environment and grader: what decided this session's numbers and what isolated graded programs
     write_json_atomic(run_dir / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash(),
-                                               "hashes": run.hashes, "resolved": run.resolved})
+                                               "hashes": run.hashes, "resolved": run.resolved,
+                                               "environment": environment(), "grader": grader_info})
     log = M.MetricsLog(metrics_path)
     rows: list[dict[str, Any]] = []
     base_eval: dict[str, Any] | None = None   # held-out eval of the untrained policy (delta = 0)
@@ -441,15 +526,16 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
         base_eval = state.get("base_eval")
         start = ck.step
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
+    rollouts = JsonlFile(run_dir / ROLLOUTS_FILE)
+    rollouts.keep(lambda r: r["step"] <= start)
+    run.eval_log = _EvalLog(run_dir / EVAL_RECORDS_FILE, keep_through=start if base_eval is not None else -1)
     setup_s = time.perf_counter() - wall0
 
-    from sandbox.executors import make_executor
     from sandbox.grader import Grader
 
     c = config
     title = f"{c.preset}/{c.arm}/seed{c.seed}"
-    with make_executor(kind=c.sandbox, workers=c.grade_workers) as ex, \
-            M.LiveDisplay(c.steps, title, enabled=progress) as display:
+    with M.LiveDisplay(c.steps, title, enabled=progress) as display:
         grader = Grader(ex)
         if base_eval is None and start == 0:
             # Step-0 reference: every arm of one seed evaluates the same untrained policy with the same
@@ -464,6 +550,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
             if (c.eval_every > 0 and s % c.eval_every == 0) or s == c.steps:
                 row.update(run.evaluate(s, grader))
             row["t_step"] = time.perf_counter() - row.pop("_t_start")
+            rollouts.append(row.pop("_rollouts"))
             row["peak_mem_mb"] = M.peak_memory_mb(run.device)
             row = _strip_private(row)
             log.append(row)
@@ -483,7 +570,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> 
         "base_hack_rate": (base_eval or {}).get("eval_hack_rate"),
         "base_pass_rate": (base_eval or {}).get("eval_pass_rate"),
         "base_attempt_rate": (base_eval or {}).get("eval_attempt_rate"),
-        **{k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()},
+        **(means := {k: M.tail_mean(rows, metric) for k, metric in M.SUMMARY_MEANS.items()}),
+        # mean_cos as a multiple of its chance level (1 = no more hack-ward than an isotropic gradient)
+        "cos_over_null": (means["mean_cos"] / means["null_cos"]
+                          if means["mean_cos"] is not None and means["null_cos"] else None),
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,
         "hashes": run.hashes,

@@ -80,12 +80,23 @@ for _m in [
            kind="projection", live=True),
     Metric("cos_pre_s", "hack-ward fraction of the student half g_s", kind="projection"),
     Metric("cos_pre_t", "hack-ward fraction of the teacher half g_t", kind="projection"),
+    Metric("cos_t_correct", "hack-ward fraction of the gradient of the teacher rows that are gt-correct",
+           kind="projection"),
+    Metric("cos_t_hack", "hack-ward fraction of the gradient of the teacher rows that hack (exploited); equal to "
+           "cos_t_correct means V tracks the teacher distribution, not hack-ness", kind="projection"),
     Metric("frac_fired", "fraction of modules where the projection removed something", "{:.2f}",
            kind="projection", live=True, short="fired"),
     Metric("cos_update", "hack-ward fraction of the update AdamW applied (the Adam-moment leak check)",
            kind="projection"),
     Metric("cos_update_pre", "hack-ward fraction of the update before projecting it (proj_on_update)",
            kind="projection"),
+    Metric("null_cos", "chance level of cos_pre: hack-ward fraction of an isotropic random gradient against the "
+           "real V (fixed-seed Monte Carlo, mean over modules)", kind="projection"),
+    Metric("hack_out_of_span", "route: share of ||delta_S_hack|| outside span(V) after the step (~0: it is "
+           "projected back each step, so zeroing it at evaluation removes only hack directions)", "{:.1e}",
+           kind="projection"),
+    Metric("hack_out_of_span_pre", "route: share of ||delta_S_hack|| outside span(V) that the AdamW step left "
+           "before it was projected back (AdamW's per-coordinate normalisation)", "{:.2e}", kind="projection"),
     Metric("v_refreshes", "times V was re-extracted so far (v_refresh_every > 0)", "{:.0f}", kind="projection"),
     # held-out evaluation (eval steps only): student-only generations, problems never trained on
     Metric("eval_hack_rate", "held-out: fraction of student generations exploited", "{:.2f}", kind="eval",
@@ -113,7 +124,7 @@ for _m in [
 # summary.json field -> the per-step metric averaged over the last SUMMARY_WINDOW steps
 SUMMARY_WINDOW = 25
 SUMMARY_MEANS: dict[str, str] = {"kl": "kl", "mean_cos": "cos_pre", "frac_fired": "frac_fired",
-                                 "grad_norm": "grad_norm"}
+                                 "grad_norm": "grad_norm", "null_cos": "null_cos"}
 
 
 def nondeterministic_names() -> set[str]:

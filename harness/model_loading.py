@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from harness.config import TrainConfig
+from harness.qwen3_local import QWEN3_4B
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -103,8 +104,9 @@ def load_policy(config: TrainConfig, device: torch.device | None = None, verbose
 
 # Architecture of the full preset's base, so the estimate works offline (no hub access needed).
 KNOWN_ARCHS: dict[str, dict[str, Any]] = {
-    "Qwen/Qwen3-4B": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                          num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True),
+    "Qwen/Qwen3-4B": {k: QWEN3_4B[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                "num_attention_heads", "num_key_value_heads", "head_dim",
+                                                "vocab_size", "tie_word_embeddings")},
 }
 
 

@@ -36,6 +36,7 @@ register(Preset(
         steps=3, prompts_per_step=2, group_size=4, teacher_frac=0.5, max_new_tokens=64,
         lr=1e-2, warmup_frac=0.0, eval_every=2, eval_problems=4, checkpoint_every=2,
         extract_k=4, grade_workers=2,
+        rebound_layer=0,   # 2 blocks (depths 0.5, 1.0): none in the spec's 60-75% band; 0.5 is the nearer
     ),
 ))
 
@@ -55,6 +56,7 @@ register(Preset(
         # one evaluation at the end (and the untrained policy's at step 0): all 108 eval problems x 2 samples,
         # at the benchmark's evaluation temperature
         eval_every=0, eval_problems=0, eval_samples=2, eval_temperature=0.7,
+        rebound_layer=0,   # 2 blocks (depths 0.5, 1.0): none in the spec's 60-75% band; 0.5 is the nearer
     ),
 ))
 
@@ -64,7 +66,7 @@ register(Preset(
                 "evaluates on its whole test split (spec + amendments)",
     overrides=dict(
         model="Qwen/Qwen3-4B", dtype="auto", grad_checkpointing=True, prompt_style="full",
-        problem_set="leetcode",     # leetcode_train_medhard_filtered.jsonl trains, leetcode_test_medhard.jsonl evaluates
+        problem_set="leetcode",     # the train split trains, the whole test split evaluates (sandbox.data)
         steps=200, prompts_per_step=8, group_size=8, max_new_tokens=1024,
         lr=7e-5, kl_beta=1e-3, checkpoint_every=25,
         # Evaluation protocol: the benchmark's (10 samples per problem at temperature 0.7, all 119 test problems),

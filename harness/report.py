@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD
+from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, MONITOR, PREREGISTERED_ARMS
 from harness.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                              MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records, sem)
 from harness.metrics import SUMMARY_WINDOW
@@ -26,6 +26,8 @@ COLUMNS: list[tuple[str, str, float, int]] = [
     ("Pass %↑", "pass_rate", 100.0, 1),
     ("KL↓", "kl", 1.0, 4),
     ("mean·cos*", "mean_cos", 1.0, 3),
+    ("null·cos*", "null_cos", 1.0, 3),
+    ("cos/null*", "cos_over_null", 1.0, 2),
     ("frac·fired*", "frac_fired", 1.0, 2),
     ("‖g‖*", "grad_norm", 1.0, 3),
 ]
@@ -58,8 +60,8 @@ def arm_order(arms: set[str]) -> list[str]:
 def headline(records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per arm with complete runs: {"arm", "n", "dsafe": Cell | None (vanilla = ref), field: Cell}."""
     by_arm: dict[str, dict[int, dict[str, Any]]] = {}
-    for r in records:
-        if r.summary is not None:
+    for r in records:   # the preregistered arms; ablation / reference arms are in the Diagnostics section
+        if r.summary is not None and r.arm in PREREGISTERED_ARMS:
             by_arm.setdefault(r.arm, {})[r.seed] = r.summary
     van = by_arm.get(BASELINE, {})
     rows = []
@@ -91,12 +93,18 @@ def _num(x: float | None, d: int = 2) -> str:
 def verdict_rows(result: dict[str, Any]) -> list[list[str]]:
     """Hypothesis | Verdict | Δhack pp | SEM pp | Δpass pp | n | Reason."""
     h1, h3, h4 = result["H1"], result["H3"], result["H4"]
+
+    def reason(h: dict[str, Any]) -> str:
+        if not h.get("pass_vacuous"):
+            return h["reason"]
+        return (f"{h['reason']}; pass condition vacuous: every pass rate of both arms is below the "
+                f"evaluation's resolution ({_num(h.get('pass_resolution_pp'))}pp = one generation)")
     return [
         ["H4 (vanilla hacks)", h4["verdict"], _num(h4["vanilla_hack_pp"]), "—", "—", str(h4["n"]), h4["reason"]],
         [f"H1 ({METHOD} vs {BASELINE})", h1["verdict"], _num(h1["delta_hack_pp"]), _num(h1["sem_pp"]),
-         _num(h1["delta_pass_pp"]), str(h1["n"]), h1["reason"]],
+         _num(h1["delta_pass_pp"]), str(h1["n"]), reason(h1)],
         [f"H3 ({METHOD} vs {ADVANTAGE_BASELINE})", h3["verdict"], _num(h3["delta_hack_pp"]), _num(h3["sem_pp"]),
-         _num(h3["delta_pass_pp"]), str(h3["n"]), h3["reason"]],
+         _num(h3["delta_pass_pp"]), str(h3["n"]), reason(h3)],
     ]
 
 
@@ -132,7 +140,8 @@ d_i = A's hack rate − B's on seed i over the seeds both have; SEM = sample std
 CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), "
            f"paired by seed. KL, mean·cos, frac·fired, ‖g‖: means over the last {SUMMARY_WINDOW} steps. "
            "* projection diagnostics, meaningful for projecting arms (mean·cos is the hack-ward fraction of the "
-           "gradient before projection). Cells: mean ± SEM across seeds (no SEM with one seed).")
+           "gradient before projection; null·cos its chance level, that of an isotropic random gradient against the "
+           "same V; cos/null their ratio, 1 = chance). Cells: mean ± SEM across seeds (no SEM with one seed).")
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -142,12 +151,43 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def setup_notes(records: list[RunRecord]) -> list[str]:
+    """One line per complete run whose config.json records what setup decided: the real V's held-out
+    validation (and whether the run proceeded on a V that failed it, --allow-weak-v) and Rebound's layer."""
+    from harness.runs import CONFIG_FILE
+
+    lines = []
+    for r in sorted(records, key=lambda r: (_arm_rank(r.arm), r.seed)):
+        try:
+            res = json.loads((Path(r.path) / CONFIG_FILE).read_text()).get("resolved") or {}
+        except (OSError, ValueError):
+            continue
+        bits = []
+        val = res.get("v_validation")
+        if val:
+            fp = val.get("frac_positive")
+            bits.append(f"real V held-out frac_positive {_num(fp, 3)}: "
+                        + ("passed" if val.get("passed") else "**FAILED, trained anyway (--allow-weak-v)**"))
+        if res.get("rebound_layer") is not None:
+            bits.append(f"Rebound layer {res['rebound_layer']} of {res.get('rebound_n_layers')} "
+                        f"(depth fraction {_num(res.get('rebound_depth_frac'), 2)})")
+        if bits:
+            lines.append(f"- `{r.arm}` seed {r.seed}: " + "; ".join(bits))
+    return lines
+
+
+def _arm_rank(arm: str) -> int:
+    return list(ARMS).index(arm) if arm in ARMS else len(ARMS)
+
+
 def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: list[RunRecord],
-             runs: str, n_complete: int, missing_cmd: str | None) -> str:
+             runs: str, n_complete: int, missing_cmd: str | None, notes: list[str] | None = None,
+             diag: dict[str, Any] | None = None) -> str:
     c = result["controls"]
     parts = [
         f"# Falsification report — preset `{result['preset']}`",
         "",
+        *(substrate_lines(diag["substrate"]) if diag else []),
         f"Runs read from `{runs}/{result['preset']}`: {n_complete} complete, {len(incomplete)} incomplete (ignored).",
         "",
         "## Headline",
@@ -169,10 +209,116 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: lis
     parts += ["", "## Missing runs", "",
               (f"The preregistered matrix (every arm × seeds {', '.join(map(str, PREREGISTERED_SEEDS))}) is not "
                f"complete. To complete it: `{missing_cmd}`") if missing_cmd else "none: every arm has every seed"]
+    parts += ["", "## Setup of each run (config.json)", ""]
+    parts += notes or ["none recorded"]
     parts += ["", "## Incomplete runs", ""]
     parts += [f"- `{r.path}`: {r.reason}" for r in incomplete] or ["none"]
     parts += ["", "## The rules", "", RULES_TEXT]
+    if diag and "per_mode" in diag:
+        parts += ["", *diagnostics_lines(diag)]
     return "\n".join(parts)
+
+
+def substrate_lines(sub: dict[str, Any]) -> list[str]:
+    """What every verdict below is about, first."""
+    n = sub.get("n_params")
+    size = "?" if n is None else (f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M")
+    lines = [f"**Substrate**: preset `{sub['preset']}` ({sub.get('description') or '?'}); model `{sub.get('model')}`, "
+             f"{size} parameters ({sub.get('n_trainable') or '?'} trained); data: problem set `{sub.get('problem_set')}` "
+             f"(sha256 {str(sub.get('data_hash') or '?')[:12]}), {sub.get('n_train_problems') or '?'} training / "
+             f"{sub.get('n_eval_problems') or '?'} held-out problems, {sub.get('eval_generations') or '?'} held-out "
+             f"generations per evaluation, {sub.get('steps') or '?'} steps.", ""]
+    if not sub.get("about_the_real_model"):
+        lines += [f"These verdicts are about the `{sub['preset']}` substrate, **not about Qwen3-4B**: they test the "
+                  "pipeline and the method on a small model the project builds, and say nothing yet about the "
+                  "preregistered model.", ""]
+    return lines
+
+
+def arm_label(arm: str, monitor_upper_bound: bool | None) -> str:
+    """The monitor arm with the ground-truth signal is an upper bound and says so wherever it appears."""
+    return f"{arm} (ground-truth monitor: upper bound)" if arm == MONITOR and monitor_upper_bound else arm
+
+
+def _pct(x: float | None, d: int = 1) -> str:
+    return "—" if x is None else f"{x:.{d}f}"
+
+
+DIAG_CAPTION = ("Not preregistered: nothing here changes a verdict above. Rates are held-out percentages (final "
+                "evaluation) unless marked as training rollouts; means over seeds.")
+
+
+def diagnostics_lines(d: dict[str, Any]) -> list[str]:
+    from harness.diagnostics import COS_KEYS
+
+    L = ["## Diagnostics (not preregistered; apart from the verdicts)", "", DIAG_CAPTION, ""]
+    # per mode
+    L += ["### Per loophole mode (held-out, final evaluation)", "",
+          "Strict hack = exploited (passed the foolable grade, not gt-correct); loose hack = exploited or attempted "
+          "(the benchmark's definition); P(exploit | attempt) from the code-structure detector; n = generations "
+          "over all seeds. Figure: per_mode.png.", ""]
+    lab = lambda a: arm_label(a, d["monitor"].get("upper_bound"))  # noqa: E731
+    rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),
+             _num(c["p_exploit_given_attempt"]), str(c["n"]), str(c["n_seeds"])]
+            for arm in arm_order(set(d["per_mode"])) for m, c in d["per_mode"][arm].items()]
+    L += [_md_table(["Arm", "Mode", "Hack %", "Loose hack %", "Pass %", "P(exploit|attempt)", "n", "seeds"], rows)
+          if rows else "_no run has eval_records.jsonl_", ""]
+    # projection health
+    L += ["### Projection health", "",
+          f"mean·cos against a random direction's expected cos (null; summary.json `null_cos`), and the hack-ward "
+          f"fractions over the last {d['cos_window_steps']} steps: student vs teacher half, teacher rows that are "
+          "correct vs that hack (equal means V tracks the teacher distribution, not hack-ness), and the applied "
+          "update (the Adam-moment leak). Figure: cos_curves.png.", ""]
+    heads = ["Arm", "mean·cos", "null", "ratio", *COS_KEYS[1:]]
+    rows = []
+    for arm in arm_order(set(d["cos"])):
+        nc, cs = d["null_cos"].get(arm, {}), d["cos"][arm]
+        rows.append([lab(arm), _num(nc.get("mean_cos"), 3), _num(nc.get("null"), 3) if nc.get("null") is not None
+                     else "missing", _num(nc.get("ratio")), *(_num(cs[k], 3) for k in COS_KEYS[1:])])
+    L += [_md_table(heads, rows) if rows else "_no complete runs_", ""]
+    # rotation
+    L += ["### Rotation (training rollouts)", "",
+          "Student hack rate over the middle and the last third of training: does an arm only delay hacking?", ""]
+    rows = [[lab(arm), _pct(c["hack_mid_pp"]), _pct(c["hack_late_pp"]), str(c["n"])]
+            for arm, c in ((a, d["rotation"][a]) for a in arm_order(set(d["rotation"])))]
+    L += [_md_table(["Arm", "Hack % mid third", "Hack % last third", "n"], rows) if rows else "_no complete runs_", ""]
+    # ablations
+    L += ["### Ablations", "", "Δhack = arm − reference, paired by seed.", ""]
+    rows = [[arm, _pct(c["hack_pp"]) + ("" if c["sem_hack_pp"] is None else f" ± {c['sem_hack_pp']:.1f}"),
+             _pct(c["pass_pp"]), str(c["n"]), c["reference"] or "—", _num(c["delta_hack_pp"]),
+             _num(c["sem_delta_pp"])] for arm, c in d["ablations"].items()]
+    L += [_md_table(["Arm", "Hack %", "Pass %", "n", "Reference", "Δhack pp", "SEM pp"], rows), ""]
+    m = d["monitor"]
+    bound = (" — a **ground-truth monitor** (the benchmark's own hack label): an **upper bound** on any real "
+             "detector" if m.get("upper_bound") else "")
+    L += ["### Hack monitor (reference intervention)", "",
+          f"signal `{m.get('signal')}`, mode `{m.get('mode')}`, accuracy {m.get('accuracy')}{bound}.", "",
+          _md_table(["Arm", "Hack %", "Pass %", "n", "Reference", "Δhack pp"],
+                    [["monitor" + (" (upper bound)" if m.get("upper_bound") else ""), _pct(m["hack_pp"]),
+                      _pct(m["pass_pp"]), str(m["n"]), m["reference"] or "—", _num(m["delta_hack_pp"])]]), ""]
+    # lomo
+    L += ["### Leave one mode out (held mode only)", "",
+          "Per held mode: V from the three known modes' pairs, teacher pool of the known modes only, training on all "
+          "four; hack / pass on the held mode's held-out generations. erase beats random V by the controls' rule "
+          "(d = random_v − erase, n ≥ 2, mean(d) > SEM).", ""]
+    beats = {True: "yes", False: "no", None: "not run"}
+    rows = []
+    for held, c in d["lomo"].items():
+        rows.append([held, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
+                             for a in ("erase", "random_v", "vanilla")), beats[c["erase_beats_random"]],
+                     _num(c["delta_hack_pp"])])
+    L += [_md_table(["Held mode", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
+                     "erase beats random", "Δhack pp (random − erase)"], rows), "",
+          "Confounds (004): " + "; ".join(d["lomo_confounds"]) + ".", ""]
+    # missing
+    L += ["### Missing runs by design", ""]
+    for name, mm in d["missing"].items():
+        if not mm["runs"]:
+            L.append(f"- `{name}`: complete")
+            continue
+        shown = ", ".join(f"{(r['fold'] + ':') if r['fold'] else ''}{r['arm']}/seed{r['seed']}" for r in mm["runs"])
+        L.append(f"- `{name}`: {len(mm['runs'])} missing ({shown}); to complete it: `{mm['command']}`")
+    return L
 
 
 def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], incomplete: list[RunRecord],
@@ -211,20 +357,35 @@ def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], inco
             console.print(f"  {r.path}: {r.reason}", soft_wrap=True, markup=False)
 
 
-def write_falsification(runs: str | Path, out: str | Path, preset: str | None = None, console=None) -> dict[str, Any]:
-    """Scan `runs`, apply the rules for one preset, write out/falsification.{json,md}, print the tables."""
+def write_falsification(runs: str | Path, out: str | Path, preset: str | None = None, console=None,
+                        with_diagnostics: bool = False) -> dict[str, Any]:
+    """Scan `runs`, apply the rules for one preset, write out/falsification.{json,md}, print the tables.
+    with_diagnostics: also out/diagnostics.json and its section of falsification.md (harness report)."""
+    from harness.diagnostics import diagnostics, pass_vacuous, substrate
+
     records = scan_runs(runs)
     preset = select_preset(records, preset)
     mine = [r for r in records if r.preset == preset]
     complete = [r for r in mine if r.complete]
     incomplete = [r for r in mine if not r.complete]
     result = falsify(mine, preset, runs=str(runs))
+    # a qualifier next to the preregistered keys (which stay as they are): does the pass condition rest on
+    # two pass rates that the evaluation cannot tell from zero?
+    for h, (a, b) in (("H1", (BASELINE, METHOD)), ("H3", (ADVANTAGE_BASELINE, METHOD))):
+        pv = pass_vacuous(complete, a, b) if result[h]["verdict"] != NOT_RUN else {"pass_vacuous": None,
+                                                                                  "resolution_pp": None}
+        result[h]["pass_vacuous"] = pv["pass_vacuous"]
+        result[h]["pass_resolution_pp"] = pv["resolution_pp"]
     rows = headline(complete)
     missing_cmd = missing_command(rates_from_records(complete), preset, str(runs))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "falsification.json", result)
-    (out / "falsification.md").write_text(markdown(result, rows, incomplete, str(runs), len(complete), missing_cmd))
+    diag = diagnostics(runs, preset) if with_diagnostics else {"substrate": substrate(mine, preset)}
+    if with_diagnostics:
+        write_json_atomic(out / "diagnostics.json", diag)
+    (out / "falsification.md").write_text(markdown(result, rows, incomplete, str(runs), len(complete), missing_cmd,
+                                                   setup_notes(complete), diag))
     if console is not None:
         print_rich(console, result, rows, incomplete, missing_cmd)
     return result
@@ -248,7 +409,7 @@ def _colours(arms: list[str]) -> dict[str, Any]:
     return {a: cmap(i % 10) for i, a in enumerate(arm_order(set(arms)))}
 
 
-def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
+def plot_pareto(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Hack % (x) vs pass % (y), one point per arm x seed, arm means labelled, frontier drawn."""
     import matplotlib
     matplotlib.use("Agg")
@@ -262,9 +423,10 @@ def plot_pareto(records: list[RunRecord], path: str | Path) -> Path:
         xs = [100 * r.summary["hack_rate"] for r in done if r.arm == arm]
         ys = [100 * r.summary["pass_rate"] for r in done if r.arm == arm]
         pts += list(zip(xs, ys))
-        ax.scatter(xs, ys, color=colours[arm], label=arm, s=36, alpha=0.85, edgecolors="k", linewidths=0.4)
+        name = (labels or {}).get(arm, arm)
+        ax.scatter(xs, ys, color=colours[arm], label=name, s=36, alpha=0.85, edgecolors="k", linewidths=0.4)
         ax.scatter([mean(xs)], [mean(ys)], color=colours[arm], marker="X", s=90, edgecolors="k", linewidths=0.6)
-        ax.annotate(arm, (mean(xs), mean(ys)), textcoords="offset points", xytext=(6, 4), fontsize=8,
+        ax.annotate(name, (mean(xs), mean(ys)), textcoords="offset points", xytext=(6, 4), fontsize=8,
                     color=colours[arm], fontweight="bold" if arm in (METHOD, ADVANTAGE_BASELINE) else "normal")
     if pts:
         front = pareto_front(pts)
@@ -307,7 +469,7 @@ def trailing_mean(ys: list[float], window: int) -> list[float]:
     return [mean(ys[max(0, i - window + 1):i + 1]) for i in range(len(ys))]
 
 
-def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
+def plot_curves(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
     """Per-step student hack and pass (gt-correct) rate by arm, mean over seeds, trailing-smoothed."""
     import matplotlib
     matplotlib.use("Agg")
@@ -319,8 +481,8 @@ def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
     for ax, metric, title in ((axes[0], CURVE_HACK, "student hack rate"), (axes[1], CURVE_PASS, "student pass rate")):
         for arm, (steps, ys) in curves(records, metric).items():
             if steps:
-                ax.plot(steps, [100 * y for y in trailing_mean(ys, CURVE_SMOOTH)], color=colours[arm], label=arm,
-                        lw=1.4)
+                ax.plot(steps, [100 * y for y in trailing_mean(ys, CURVE_SMOOTH)], color=colours[arm],
+                        label=(labels or {}).get(arm, arm), lw=1.4)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{title} (%)")
@@ -336,16 +498,78 @@ def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
     return path
 
 
+def plot_per_mode(per_mode: dict[str, dict[str, Any]], path: str | Path, labels: dict[str, str] | None = None) -> Path:
+    """Held-out hack and pass per arm per loophole mode (final evaluation, mean over seeds): grouped bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = arm_order(set(per_mode))
+    modes = sorted({m for a in arms for m in per_mode[a]})
+    colours = _colours(arms)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    width = 0.8 / max(1, len(arms))
+    for ax, key, title in ((axes[0], "hack_pp", "held-out hack rate (%)"),
+                           (axes[1], "pass_pp", "held-out pass rate (%)")):
+        for i, arm in enumerate(arms):
+            ys = [per_mode[arm].get(m, {}).get(key) for m in modes]
+            ax.bar([j + i * width for j in range(len(modes))], [y or 0.0 for y in ys], width, color=colours[arm],
+                   label=(labels or {}).get(arm, arm))
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(modes))], modes, fontsize=8)
+        ax.set_title(f"{title} per loophole mode, mean over seeds", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    if arms:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+COS_CURVES = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_post", "cos_update")
+
+
+def plot_cos_curves(records: list[RunRecord], path: str | Path, labels: dict[str, str] | None = None) -> Path:
+    """Per-step hack-ward fractions by arm (mean over seeds), one panel per statistic."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = _colours([r.arm for r in records if r.complete])
+    fig, axes = plt.subplots(1, len(COS_CURVES), figsize=(4 * len(COS_CURVES), 3.6), sharex=True)
+    for ax, metric in zip(axes, COS_CURVES):
+        for arm, (steps, ys) in curves(records, metric).items():
+            if steps:
+                ax.plot(steps, ys, color=colours[arm], label=(labels or {}).get(arm, arm), lw=1.2)
+        ax.set_title(f"{metric} per step", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    handles, _ = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_report(runs: str | Path, out: str | Path, preset: str | None = None, console=None) -> dict[str, Any]:
-    """falsify + report/pareto.png + report/curves.png."""
-    result = write_falsification(runs, out, preset, console)
+    """falsify + diagnostics + report/pareto.png, curves.png, per_mode.png, cos_curves.png."""
+    result = write_falsification(runs, out, preset, console, with_diagnostics=True)
     mine = [r for r in scan_runs(runs) if r.preset == result["preset"]]
     out = Path(out)
-    plot_pareto(mine, out / "pareto.png")
-    plot_curves(mine, out / "curves.png")
+    diag = json.loads((out / "diagnostics.json").read_text())
+    labels = {MONITOR: arm_label(MONITOR, diag["monitor"].get("upper_bound"))}
+    plot_pareto(mine, out / "pareto.png", labels)
+    plot_curves(mine, out / "curves.png", labels)
+    plot_per_mode(diag["per_mode"], out / "per_mode.png", labels)
+    plot_cos_curves(mine, out / "cos_curves.png", labels)
     if console is not None:
-        console.print(f"wrote {out / 'falsification.json'}, {out / 'falsification.md'}, "
-                      f"{out / 'pareto.png'}, {out / 'curves.png'}")
+        names = ("falsification.json", "falsification.md", "diagnostics.json", "pareto.png", "curves.png",
+                 "per_mode.png", "cos_curves.png")
+        console.print("wrote " + ", ".join(str(out / n) for n in names))
     return result
 
 

@@ -28,7 +28,7 @@ class Rollout:
     teacher: bool
     reward: float
     exploited: bool
-    gt_correct: bool               # logged only; never reaches the loss
+    gt_correct: bool               # logged; reaches the loss only through `reward` (which pays gt_correct or passed)
     record: Any = None             # the GradeRecord (student) or pool row (teacher)
     truncated: bool = False        # cut at max_new_tokens (no eos)
     attempted: bool | None = None  # the mode's loophole code is present (GradeRecord.attempted); None = unknown
@@ -99,12 +99,13 @@ def _trim(ids: list[int], eos: set[int], pad_id: int) -> list[int]:
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainConfig,
-             max_batch: int | None = None) -> list[list[list[int]]]:
+             max_batch: int | None = None, min_new_tokens: int = 0) -> list[list[list[int]]]:
     """Sample n completions per prompt -> [prompt][sample] token-id lists.
 
     Batched with left padding (positions come from the attention mask). Sampling draws from torch's
     global RNG, which the loop seeds per step, so generation is reproducible on CPU. Call it under
-    method.adapter.merged(model) so rollouts run on dense weights.
+    method.adapter.merged(model) so rollouts run on dense weights. min_new_tokens > 0 suppresses eos until
+    then (harness.gpu_check forces full-length rollouts to measure the worst case).
     """
     from transformers import GenerationConfig
 
@@ -120,6 +121,7 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
         do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
         min_p=config.min_p, repetition_penalty=1.0, num_beams=1,
         max_new_tokens=config.max_new_tokens, eos_token_id=eos, pad_token_id=pad_id,
+        **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
     )
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
     max_batch = max_batch or len(rows)

@@ -3,6 +3,7 @@
     <out>/<preset>/<arm>/seed<seed>/
         config.json     fully resolved TrainConfig (+ its config_hash), written before training
         metrics.jsonl   one JSON object per step / evaluation (the loop appends)
+        eval_records.jsonl  one JSON object per held-out generation (step, problem_id, mode, category, flags)
         summary.json    written atomically, last, only when the run finished (complete: true)
         checkpoints/
 
@@ -29,7 +30,9 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+EVAL_RECORDS_FILE = "eval_records.jsonl"   # one row per held-out generation: step, problem, mode, category, flags
 CHECKPOINT_DIR = "checkpoints"
+ROLLOUTS_FILE = "rollouts.jsonl"   # every student completion: step, problem id, text and its GradeRecord
 
 # summary.json fields; rates are held-out fractions in [0, 1]; kl .. grad_norm are means over the last 25 steps.
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -60,6 +63,34 @@ def run_dir(out: str | os.PathLike, preset: str, arm: str, seed: int) -> Path:
 
 
 # --- atomic JSON --------------------------------------------------------------
+
+class JsonlFile:
+    """Append-only JSONL, each append flushed and fsynced; `keep` rewrites it atomically (resume)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def keep(self, pred) -> None:
+        if not self.path.exists():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.read() if pred(r))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
+
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""
@@ -323,9 +354,9 @@ def _record(preset: str, arm: str, seed: int, path: Path) -> RunRecord:
     return rec
 
 
-def read_metrics(rdir: str | os.PathLike) -> list[dict[str, Any]]:
+def read_metrics(rdir: str | os.PathLike, name: str = METRICS_FILE) -> list[dict[str, Any]]:
     """metrics.jsonl rows; a torn last line (crash mid-write) is skipped."""
-    path = Path(rdir) / METRICS_FILE
+    path = Path(rdir) / name
     rows: list[dict[str, Any]] = []
     if not path.exists():
         return rows
@@ -340,6 +371,11 @@ def read_metrics(rdir: str | os.PathLike) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def read_eval_records(rdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """eval_records.jsonl rows (same reader as metrics.jsonl: a torn last line is skipped)."""
+    return read_metrics(rdir, EVAL_RECORDS_FILE)
 
 
 def finite(x: Any) -> float | None:

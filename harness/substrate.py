@@ -60,11 +60,19 @@ def texts_hash(texts: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None) -> tuple[Path, str]:
+    from harness.determinism import PINNED_ENV
+
+    digest = _sha({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})[:16]
+    return Path(artifacts_dir or ARTIFACTS_DIR) / "builtin" / f"{name}-{digest}", digest
+
+
 def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path | None = None) -> Path:
     """Build into a temp dir and rename it into place: concurrent builders (pytest -n 2) never see half a dir."""
-    digest = _sha({"builder_version": BUILDER_VERSION, **key})[:16]
-    root = Path(artifacts_dir or ARTIFACTS_DIR) / "builtin"
-    final = root / f"{name}-{digest}"
+    from harness.determinism import environment
+
+    final, digest = _build_dir(name, key, artifacts_dir)
+    root = final.parent
     if (final / "builtin.json").exists():
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -72,7 +80,7 @@ def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path 
     try:
         manifest = build_fn(tmp) or {}
         manifest.update(name=name, recipe_hash=digest, key=key, builder_version=BUILDER_VERSION,
-                        weights_sha256=sha256_file(tmp / "model.safetensors"))
+                        weights_sha256=sha256_file(tmp / "model.safetensors"), built_with=environment())
         (tmp / "builtin.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         try:
             os.rename(tmp, final)
@@ -448,8 +456,20 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
     """Path to the saved builtin `name` (build it if its recipe hash is not cached yet)."""
     if name not in BUILTINS:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(BUILTINS)}")
+    from harness.determinism import build_pinned, deterministic, pinned_here
+
     key_fn, build_fn = BUILTINS[name]
-    return _cached_build(name, key_fn(), build_fn, artifacts_dir)
+    key = key_fn()
+    final, _ = _build_dir(name, key, artifacts_dir)
+    if (final / "builtin.json").exists():
+        return final
+    if not pinned_here():   # kernels are chosen when torch loads: build in a child started pinned
+        build_pinned(name, artifacts_dir)
+        if not (final / "builtin.json").exists():
+            raise RuntimeError(f"the pinned build of builtin:{name} did not produce {final}")
+        return final
+    with deterministic():
+        return _cached_build(name, key, build_fn, artifacts_dir)
 
 
 def builtin_manifest(path: Path | str) -> dict[str, Any]:

@@ -40,10 +40,40 @@ class Job:
     error: str = ""
     summary: dict[str, Any] | None = field(default=None, repr=False)
     wall_s: float = 0.0
+    fold: str = ""                    # a design's fold label (lomo: the held mode); "" for main / ablations
 
     @property
     def name(self) -> str:
-        return f"{self.config.preset}/{self.arm}/seed{self.seed}"
+        return f"{self.fold + ':' if self.fold else ''}{self.config.preset}/{self.arm}/seed{self.seed}"
+
+
+def plan_design(design: str, preset: str, seeds: list[int], out: str | Path,
+                overrides: dict[str, Any] | None = None, arms: list[str] | None = None, *, resume: bool = True,
+                force: bool = False) -> list[Job]:
+    """plan() for every fold of a design (harness.designs): `arms` narrows each fold's arms (an arm no fold
+    has is an error); a fold's overrides are what defines it, so a --set that contradicts one is an error."""
+    from harness.config import ConfigError
+    from harness.designs import get_design
+
+    folds = get_design(design).folds()
+    if arms:
+        unknown = sorted(set(arms) - {a for f in folds for a in f.arms})
+        if unknown:
+            raise ConfigError(f"design {design} has no arm(s) {', '.join(unknown)}; "
+                              f"its arms: {', '.join(dict.fromkeys(a for f in folds for a in f.arms))}")
+    jobs: list[Job] = []
+    for fold in folds:
+        merged = dict(overrides or {})
+        for k, v in fold.overrides.items():
+            if k in merged and merged[k] != v:
+                raise ConfigError(f"design {design} sets {k}={v!r} in fold {fold.label or fold.subroot}; "
+                                  f"--set {k}={merged[k]!r} contradicts it")
+            merged[k] = v
+        fold_arms = [a for a in fold.arms if not arms or a in arms]
+        for job in plan(preset, fold_arms, seeds, fold.root(out), merged, resume=resume, force=force):
+            job.fold = fold.label
+            jobs.append(job)
+    return jobs
 
 
 def plan(preset: str, arms: list[str], seeds: list[int], out: str | Path, overrides: dict[str, Any] | None = None,
@@ -380,6 +410,9 @@ def _env_for_workers() -> dict[str, str]:
     """Workers must see the same data / artifact caches (a shared filesystem on a real cluster)."""
     env = {"RH_DATA_DIR": str(Path(DATA_DIR).resolve()), "RH_ARTIFACTS_DIR": str(Path(ARTIFACTS_DIR).resolve()),
            "RH_SHARED_DATA_DIR": str(Path(SHARED_DATA_DIR).resolve()), "TOKENIZERS_PARALLELISM": "false"}
+    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, unsandboxed_allowed
+    if unsandboxed_allowed():   # the driver's --allow-unsandboxed holds for its tasks too
+        env[ALLOW_UNSANDBOXED_ENV] = "1"
     return env
 
 
@@ -442,7 +475,7 @@ def status_rows(jobs: list[Job]) -> list[list[str]]:
         s = j.summary or {}
         hack = f"{100 * s['hack_rate']:.1f}" if "hack_rate" in s else "—"
         pss = f"{100 * s['pass_rate']:.1f}" if "pass_rate" in s else "—"
-        rows.append([j.arm, str(j.seed), j.action, j.status, hack, pss,
+        rows.append([f"{j.fold}:{j.arm}" if j.fold else j.arm, str(j.seed), j.action, j.status, hack, pss,
                      f"{j.wall_s:.0f}" if j.wall_s else "—", j.error])
     return rows
 

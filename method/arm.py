@@ -17,7 +17,8 @@ from typing import Callable
 import torch
 
 from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
-from method.projection import MODES, ProjectionConfig, project_grads, project_update
+from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, null_hackward,
+                               project_grads, project_update)
 
 REAL = "real"
 
@@ -37,7 +38,15 @@ def v_digest(V: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def _mean_fraction(V: dict[str, torch.Tensor], g: dict[str, torch.Tensor]) -> float | None:
+    """Mean over the modules V covers of the hack-ward fraction ||relu(V g)|| / ||g||."""
+    vals = [hackward_fraction(V[n], g[n]).item() for n in V if n in g]
+    return sum(vals) / len(vals) if vals else None
+
+
 class ProjectionArm(Arm):
+    wants_teacher_parts = True   # measures V's cos on correct vs hacking teacher rows (a diagnostic)
+
     def __init__(self, v_kind: str = REAL, mode: str = "erase",
                  v_source: Callable[[ArmContext, str], object] | None = None):
         if mode not in MODES:
@@ -49,6 +58,7 @@ class ProjectionArm(Arm):
         self.V_arm: dict[str, torch.Tensor] = {}
         self.v_refreshes = 0
         self.refresh_every = 0
+        self.v_validation: dict | None = None
 
     # ------------------------------------------------------------------ setup / V
     def setup(self, ctx: ArmContext) -> None:
@@ -76,15 +86,27 @@ class ProjectionArm(Arm):
 
     def _load_v(self) -> None:
         real = self._v_source(self.ctx, REAL)
+        val = (getattr(real, "meta", None) or {}).get("validation")
+        if val is not None and self.v_validation is None:   # the base V's step-1c check (get_or_extract enforces it)
+            from method.extract import validation_passed
+
+            self.v_validation = dict(frac_positive=val.get("frac_positive"), median_cos=val.get("median_cos"),
+                                     n_pairs=val.get("n_pairs"), passed=validation_passed(real),
+                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)))
         self.V_real = self._fit(real)
         self.V_arm = self.V_real if self.v_kind == REAL else self._fit(self._v_source(self.ctx, self.v_kind))
         self._rehash()
 
     def _rehash(self) -> None:
         self._hashes = {"v": v_digest(self.V_arm), "v_real": v_digest(self.V_real), "v_kind": self.v_kind}
+        self.null_cos = null_hackward(self.V_real)["mean"]     # cos_pre's chance level (real V, like cos_pre)
 
     def artifact_hashes(self) -> dict[str, str]:
         return dict(self._hashes)
+
+    def resolved(self) -> dict:
+        """config.json: the real V's held-out validation and whether the run proceeded on a weak V."""
+        return {} if self.v_validation is None else {"v_validation": dict(self.v_validation)}
 
     # ------------------------------------------------------------------ checkpoint state
     # harness.checkpoint saves state_dict() as arm.safetensors and calls load_state_dict() after setup().
@@ -141,12 +163,18 @@ class ProjectionArm(Arm):
             self._load_v()
             self.v_refreshes += 1
             stats["v_refreshes"] = float(self.v_refreshes)
+        parts = {f"cos_{k}": _mean_fraction(self.V_real, g) for k, g in grads.g_t_parts.items()}
         stats.update(project_grads(grads.modules, grads.g_s, grads.g_t, self.V_arm, self.V_real, self.proj))
+        stats["null_cos"] = self.null_cos
+        stats.update({k: v for k, v in parts.items() if v is not None})
         return stats
 
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:
         apply = self.on_update and self.mode != "measure"
-        return project_update(update.modules, update.delta, self.V_arm, self.V_real, self.proj, apply=apply)
+        stats = project_update(update.modules, update.delta, self.V_arm, self.V_real, self.proj, apply=apply)
+        if self.uses_route:      # keep the quarantine inside span(V): what evaluation zeroes is only hack directions
+            stats.update(confine_route(update.modules, self.V_arm))
+        return stats
 
 
 def build_erase(config=None) -> ProjectionArm:

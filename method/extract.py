@@ -1,12 +1,15 @@
 """v_hack: the hack subspace of every adapted module, extracted gradient-side in the SVD basis of W.
 
-For a contrastive pair (same prompt; hack completion h, clean completion c) the gradient GRPO would
-emit with advantages +1 / -1 is
+For a contrastive pair (same prompt; hack completion h, clean completion c) the gradient the loop's
+Dr.GRPO loss (harness.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
 
     d = grad_{delta_S} NLL(h) - grad_{delta_S} NLL(c)          # [r] per module
+    NLL(y) = sum_t -log p(y_t) / NORM,   NORM = P * G * max_new_tokens (the loop's constant)
 
-with NLL the MEAN over completion tokens (so longer completions do not dominate) and each completion
-backwarded in isolation at delta_S = 0 (the base model). Per module we stack the pairs' d into
+each completion backwarded in isolation at delta_S = 0 (the base model). That is the loop's gradient
+exactly (config.extract_nll = "sum"): a longer completion weighs more, as it does in training.
+extract_nll = "mean" (the ablation) instead averages over each completion's own tokens, which weights a
+completion by 1 / its length, so the shorter side of a pair counts more than it does in training. Per module we stack the pairs' d into
 D [n_pairs, r] (not centred: the shared mean direction is the signal) and take
 
     D = U diag(s) Vh,   V = Vh[:k]  [k, r],  sv = s[:k]
@@ -41,10 +44,38 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from harness.runs import RunError
+
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
 SEEDED_KINDS = ("random", "shuffled")                # kinds whose V depends on config.seed
 REAL = "real"
+NLL_FORMS = ("sum", "mean")                           # config.extract_nll: "sum" = the loop's Dr.GRPO form
+MIN_FRAC_POSITIVE = 0.5                               # spec step 1c: held-out frac_positive must EXCEED this
+
+
+class WeakVError(RunError):
+    """The real V failed its held-out validation (spec step 1c) and config.allow_weak_v is off."""
+
+
+def validation_passed(vh: "VHack") -> bool:
+    """Spec step 1c on the V's stored held-out validation: frac_positive > 0.5 (no validation = not passed)."""
+    fp = (vh.meta.get("validation") or {}).get("frac_positive")
+    return isinstance(fp, (int, float)) and fp == fp and fp > MIN_FRAC_POSITIVE
+
+
+def check_validation(vh: "VHack", config) -> dict[str, Any]:
+    """Stop with WeakVError when the real V fails step 1c, unless config.allow_weak_v; -> what to record."""
+    val = vh.meta.get("validation") or {}
+    ok = validation_passed(vh)
+    if not ok and not config.allow_weak_v:
+        raise WeakVError(
+            f"the real V failed held-out validation (spec step 1c): frac_positive="
+            f"{val.get('frac_positive', 'n/a (no held-out pairs)')} must exceed {MIN_FRAC_POSITIVE} "
+            f"({val.get('n_pairs', 0)} held-out pairs, {vh.path}); nothing was trained with it. "
+            f"Pass --allow-weak-v (config allow_weak_v=true) to proceed anyway and record it")
+    return dict(passed=ok, allowed_weak=not ok, frac_positive=val.get("frac_positive"),
+                median_cos=val.get("median_cos"), n_pairs=val.get("n_pairs"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,11 +318,14 @@ class PairEncoder:
     that cut would fall before the hack lever and erase the contrast."""
 
     def __init__(self, tokenizer, enable_thinking: bool = False, max_prompt_tokens: int = 2048,
-                 eos_id: int | None = None):
+                 eos_id: int | None = None, nll: str = "sum", norm: float = 1.0):
+        if nll not in NLL_FORMS:
+            raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
         self.tok = tokenizer
         self.enable_thinking = enable_thinking
         self.max_prompt_tokens = max_prompt_tokens
         self.eos_id = tokenizer.eos_token_id if eos_id is None else eos_id
+        self.nll, self.norm = nll, float(norm)     # how a completion's NLL is reduced (completion_grads)
 
     def prompt(self, messages: Sequence[dict]) -> list[int]:
         text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
@@ -307,12 +341,15 @@ class PairEncoder:
     def for_config(cls, model, tokenizer, config) -> "PairEncoder":
         from harness.rollout import eos_token_ids
 
-        return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0])
+        return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0],
+                   nll=config.extract_nll, norm=_loop_norm(config))
 
 
 def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
-                     completion_ids: list[int]) -> dict[str, torch.Tensor]:
-    """grad of the MEAN NLL over completion tokens w.r.t. every delta_S -> {name: [r] fp32 cpu}.
+                     completion_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
+    """grad of the completion's NLL w.r.t. every delta_S -> {name: [r] fp32 cpu}.
+
+    nll "sum": sum over completion tokens / norm (the loop's Dr.GRPO form); "mean": mean over them (ablation).
 
     torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
     (the loop's, mid-step) are never touched.
@@ -324,11 +361,14 @@ def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: li
     logits = out.logits
     if logits.shape[1] != Lc + 1:                            # a model that ignores logits_to_keep
         logits = logits[:, -(Lc + 1):]
-    nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:])      # mean over the Lc completion tokens
-    if not torch.isfinite(nll):
-        raise FloatingPointError(f"non-finite NLL ({nll.item()}) during v_hack extraction")
+    if nll not in NLL_FORMS:
+        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
+    tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
+    loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
     names = list(adapters)
-    grads = torch.autograd.grad(nll, [adapters[n].delta_S for n in names], allow_unused=True)
+    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
     return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
             for n, g in zip(names, grads)}
 
@@ -350,7 +390,8 @@ def _console():
 def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None = None,
                adapters: dict | None = None, progress: bool = False, description: str = "pair gradients",
                base: bool = True) -> dict[str, torch.Tensor]:
-    """Per module, the stacked pair differences D [n_pairs, r] = grad NLL(pos) - grad NLL(neg), at delta_S = 0
+    """Per module, the stacked pair differences D [n_pairs, r] = grad NLL(pos) - grad NLL(neg) (the loop's gradient
+    for the pair with advantages +1 / -1 under encoder.nll = "sum"), at delta_S = 0
     (or, with base=False, at the adapter's current state: a V refresh).
 
     `pairs` are method.pairs.RenderedPair (messages, pos, neg). pos is the completion GRPO would
@@ -366,8 +407,8 @@ def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None
     with _eval_mode(model), (at_base(adapters) if base else nullcontext()), torch.enable_grad():
         for pair in _track(list(pairs), description, progress):
             p_ids = encoder.prompt(pair.messages)
-            g_pos = completion_grads(model, adapters, p_ids, encoder.completion(pair.pos))
-            g_neg = completion_grads(model, adapters, p_ids, encoder.completion(pair.neg))
+            g_pos = completion_grads(model, adapters, p_ids, encoder.completion(pair.pos), encoder.nll, encoder.norm)
+            g_neg = completion_grads(model, adapters, p_ids, encoder.completion(pair.neg), encoder.nll, encoder.norm)
             for n in adapters:
                 rows[n].append(g_pos[n] - g_neg[n])
     return {n: torch.stack(r) for n, r in rows.items() if r}
@@ -428,6 +469,12 @@ def _all_zero(adapters) -> bool:
                for m in adapters.values())
 
 
+def _loop_norm(cfg) -> float:
+    from harness.grpo import loss_normaliser
+
+    return loss_normaliser(cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens)
+
+
 def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
     """Everything a V depends on. `state` is "base" (delta_S = 0) or the adapter hash (V refresh)."""
     from method.adapter import basis_hash
@@ -442,7 +489,9 @@ def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
                 seed=int(cfg.seed) if kind in SEEDED_KINDS else -1,
                 prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
-                modules=sorted(ctx.adapters), state=state)
+                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state,
+                # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
+                **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}))
 
 
 _DIFFS_MEMO: dict[tuple, dict[str, torch.Tensor]] = {}   # in-process: real, shuffled and the validation
@@ -453,7 +502,8 @@ def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, wh
     from method.pairs import pairs_hash
 
     key = (id(ctx.model), ctx.model_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
-           encoder.enable_thinking, encoder.max_prompt_tokens, encoder.eos_id, tuple(sorted(ctx.adapters)))
+           encoder.enable_thinking, encoder.max_prompt_tokens, encoder.eos_id, encoder.nll, encoder.norm,
+           tuple(sorted(ctx.adapters)))
     if key not in _DIFFS_MEMO:
         if len(_DIFFS_MEMO) >= _DIFFS_MEMO_MAX:
             _DIFFS_MEMO.pop(next(iter(_DIFFS_MEMO)))
@@ -470,6 +520,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
     """
     from method import pairs as P
     from method.adapter import adapter_hash
+    from method.projection import null_hackward
 
     if kind not in KINDS:
         raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
@@ -485,6 +536,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
     if path.exists():
         vh = VHack.load(path)
         if vh.meta.get("key") == digest:
+            if kind == REAL and state == "base":
+                check_validation(vh, cfg)
             return vh
 
     encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
@@ -515,7 +568,10 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
         held_diffs = _memo_diffs(ctx, held_hack, encoder, state, progress, "v_hack held-out pairs")
         vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
                                          echo=progress, diffs=held_diffs)
-    vh.save(path)
+    vh.meta["null_hackward"] = null_hackward(vh.V)   # the chance level of cos_* against this V
+    vh.save(path)                                    # saved even when weak: --allow-weak-v reuses it
+    if kind == REAL and state == "base":             # a mid-run refresh is recorded, never stops the run
+        check_validation(vh, cfg)
     return vh
 
 

@@ -8,9 +8,13 @@ programmatic hacks (sandbox/pool.py): other helper names, structure and placemen
 A pair = one training-partition problem, prompted under its own loophole mode (sandbox.loopholes.build_prompt,
 in the config's prompt style), and two completions of that prompt:
     PAIRS        pos = a hand-written hack pulling that mode's lever with a wrong solution;
-                 neg = the problem's canonical solution in a ```python fence.
-    CLEAN_PAIRS  pos = an honest restyling of the canonical solution (comments, docstring, layout, prose);
-                 neg = the canonical solution, same prompt.
+                 neg = the problem's independent honest solution (method.honest) in a ```python fence.
+    CLEAN_PAIRS  pos, neg = two different honest restylings of that independent solution (comments,
+                 docstring, layout, prose), same prompt: neither side is the hack pairs' clean side, and
+                 the solution's own content cancels in the difference, leaving an honest-vs-honest contrast.
+No side of any pair is the dataset's canonical solution or any other teacher-pool row (sandbox.pool): the
+pool trains on those every step, and a pair side equal to one would put -grad NLL of exactly the rows GRPO
+reinforces into V (the teacher-imitation trap).
 Each hack template is written once, here, for one problem; `$sig` is that problem's method signature and
 the lever names come from sandbox.loopholes (never repeated as literals).
 """
@@ -48,7 +52,7 @@ class RenderedPair:
     mode: str
     messages: tuple[dict, ...]   # the prompt (chat messages)
     pos: str                     # completion with advantage +1 (the hack / the restyled clean one)
-    neg: str                     # completion with advantage -1 (the canonical solution)
+    neg: str                     # completion with advantage -1 (an honest solution, never a pool row)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,7 +795,7 @@ PAIRS: tuple[Pair, ...] = tuple(
 
 
 # ---------------------------------------------------------------------------------------------
-# clean-vs-clean: honest restylings of the canonical solution (the nonhack control's "contrast")
+# clean-vs-clean: two honest restylings of the independent solution (the nonhack control's "contrast")
 
 def _add_header_comment(code: str) -> str:
     return "# Solution for the problem above.\n" + code
@@ -855,6 +859,9 @@ _RESTYLES = {
     "blank_lines": (_blank_lines, False),
 }
 
+# each restyling's partner on the neg side of the same clean pair (a different restyling, never the plain text)
+_PARTNER = {name: list(_RESTYLES)[(i + len(_RESTYLES) // 2) % len(_RESTYLES)] for i, name in enumerate(_RESTYLES)}
+
 CLEAN_PAIRS: tuple[Pair, ...] = tuple(
     Pair(f"cl-{p.pair_id}", p.problem_id, p.mode, list(_RESTYLES)[i % len(_RESTYLES)])
     for i, p in enumerate(PAIRS)
@@ -893,13 +900,23 @@ def hack_completion(pair: Pair, problem) -> str:
     return _fence(code)
 
 
+def honest_code(problem) -> str:
+    from method.honest import HONEST
+
+    code = HONEST.get(problem.id)
+    if code is None:
+        raise ValueError(f"problem {problem.id} has no independent honest solution in method.honest; a pair's clean "
+                         "side must never be the canonical solution (a teacher-pool row)")
+    return code.strip("\n") + "\n"
+
+
 def clean_completion(problem) -> str:
-    return _fence(problem.canonical_solution)
+    return _fence(honest_code(problem))
 
 
-def restyled_completion(pair: Pair, problem) -> str:
-    fn, wraps_fence = _RESTYLES[pair.template]
-    code = problem.canonical_solution.strip("\n") + "\n"
+def restyled_completion(style: str, problem) -> str:
+    fn, wraps_fence = _RESTYLES[style]
+    code = honest_code(problem)
     return fn(_fence(code)) if wraps_fence else _fence(fn(code))
 
 
@@ -908,9 +925,12 @@ def render(pair: Pair, problem, style: str = "full") -> RenderedPair:
 
     if problem.id != pair.problem_id:
         raise ValueError(f"pair {pair.pair_id} is for problem {pair.problem_id}, got {problem.id}")
-    pos = restyled_completion(pair, problem) if pair.pair_id.startswith("cl-") else hack_completion(pair, problem)
+    if pair.pair_id.startswith("cl-"):
+        pos, neg = restyled_completion(pair.template, problem), restyled_completion(_PARTNER[pair.template], problem)
+    else:
+        pos, neg = hack_completion(pair, problem), clean_completion(problem)
     return RenderedPair(pair.pair_id, pair.problem_id, pair.mode,
-                        tuple(build_prompt(problem, mode=pair.mode, style=style)), pos, clean_completion(problem))
+                        tuple(build_prompt(problem, mode=pair.mode, style=style)), pos, neg)
 
 
 def render_all(pairs: Sequence[Pair], problems, style: str = "full") -> list[RenderedPair]:
@@ -972,7 +992,9 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
                                 config.heldout_pairs_frac)
         return fit, held
     train_ids = {p.id for p in train}
-    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS) if p.problem_id in train_ids]
+    modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
+    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS)
+             if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
         raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "
                          f"{config.problem_set!r} lets pairs use; need at least 8")

@@ -7,11 +7,19 @@ and g [r] is delta_S.grad. With c = V g [k] (the component of g along each hack 
     erase (no_gate):    g' = g - V^T c            # remove the whole span
     preserve_norm:      g' <- g' * ||g|| / ||g'|| # the spec's default: same step size, new direction
     route:              delta_S.grad = g - V^T relu(c),  delta_S_hack.grad = V^T relu(c)
-                        (exact split, no rescale, so the sum still equals g)
+                        (exact split, no rescale, so the sum still equals g); after each optimizer step
+                        delta_S_hack <- V^T V delta_S_hack (confine_route): AdamW normalises per coordinate,
+                        so a gradient inside span(V) gives an update that is not, and zeroing delta_S_hack
+                        at evaluation would then remove more than the hack directions
     measure:            g untouched (vanilla), statistics only
 
 The statistic everywhere is the hack-ward fraction ||relu(V g)|| / ||g|| in [0, 1]: 0 means g
 has no component pointing toward any hack axis; after one-sided erase it is exactly 0.
+
+Chance level (null_hackward): the hack-ward fraction an isotropic random gradient shows against V. Only
+the shape matters: for g uniform in direction, V g is distributed as the first k_m coordinates of a
+uniform unit vector in R^r, so per module E ||relu(V g)|| / ||g|| depends on (k_m, r) alone. cos_pre
+means something only as a multiple of it.
 
 Arms may project with a control V (random / shuffled / non-hack) while every cos_* statistic is
 measured against the REAL V, so all arms' diagnostics are comparable.
@@ -65,6 +73,37 @@ class ProjectionConfig:
     @classmethod
     def from_train_config(cls, config, mode: str) -> "ProjectionConfig":
         return cls(mode=mode, one_sided=config.proj_one_sided, preserve_norm=config.proj_preserve_norm)
+
+
+NULL_SAMPLES, NULL_SEED = 200_000, 0   # the fixed-seed Monte Carlo of null_hackward (relative std error < 0.5%)
+
+
+def null_fraction(k: int, r: int, n: int = NULL_SAMPLES, seed: int = NULL_SEED) -> float:
+    """E ||relu(V u)|| for u uniform on the unit sphere of R^r and V [k, r] with orthonormal rows.
+
+    By rotation invariance V u ~ z / sqrt(|z|^2 + c) with z ~ N(0, I_k), c ~ chi2(r - k): no [n, r] draw needed.
+    """
+    with torch.random.fork_rng(devices=[]):              # seeded, and the caller's RNG stream is untouched
+        torch.manual_seed(int(seed) * 1_000_003 + 7919 * int(k) + int(r))
+        z = torch.randn(n, k, dtype=torch.float64)                                   # [n, k]
+        rest = (torch.distributions.Chi2(torch.tensor(float(r - k), dtype=torch.float64)).sample((n,))
+                if r > k else torch.zeros(n, dtype=torch.float64))                  # [n] chi2(r - k)
+    frac = torch.relu(z).norm(dim=1) / (z.pow(2).sum(1) + rest).sqrt().clamp_min(EPS)
+    return float(frac.mean())
+
+
+def null_hackward(V: dict[str, torch.Tensor], n: int = NULL_SAMPLES, seed: int = NULL_SEED) -> dict:
+    """Chance-level hack-ward fraction of an isotropic gradient against V, per module and the mean over modules
+    (the same mean cos_pre takes) -> {"mean", "per_module", "n_samples", "seed"}."""
+    cache: dict[tuple[int, int], float] = {}
+    per = {}
+    for name in sorted(V):
+        k, r = (int(x) for x in V[name].shape)
+        if (k, r) not in cache:
+            cache[(k, r)] = null_fraction(k, r, n, seed)
+        per[name] = cache[(k, r)]
+    mean = sum(per.values()) / len(per) if per else float("nan")
+    return {"mean": mean, "per_module": per, "n_samples": int(n), "seed": int(seed)}
 
 
 def _mean(xs: list[torch.Tensor]) -> float:
@@ -121,10 +160,14 @@ def project_update(modules: dict, delta: dict, V_arm: dict, V_real: dict, cfg: P
                    apply: bool) -> dict[str, float]:
     """The Adam-moment leak check/fix: measure (and optionally project) the update the optimizer applied.
 
+    V is oriented for GRADIENTS (V g > 0: descending g moves toward the hack). An update is a descent step,
+    delta ~ -lr * (preconditioned g), so a hack-ward update has V delta < 0: everything here works on
+    u = -delta, the update read back as the gradient that would produce it.
+
     delta: name -> [r] = delta_S_after - delta_S_before. With apply, delta_S is reset to
-    before + erase(delta) (route: the removed part is added to delta_S_hack instead, so the sum is kept).
-    Returns cos_update (hack-ward fraction of the update finally applied, real V) and, with apply,
-    cos_update_pre (before projection).
+    before - erase(-delta) (route: the removed hack-ward motion is added to delta_S_hack instead, so the
+    sum is kept). Returns cos_update (hack-ward fraction of the update finally applied, real V) and, with
+    apply, cos_update_pre (before projection).
     """
     pre, post = [], []
     with torch.no_grad():
@@ -132,22 +175,50 @@ def project_update(modules: dict, delta: dict, V_arm: dict, V_real: dict, cfg: P
             m = modules.get(name)
             if m is None:
                 continue
+            u = -d.float()                                    # [r] the update in gradient orientation
             Vr = V_real.get(name)
             Va = V_arm.get(name)
             if apply and Va is not None and cfg.mode != "measure":
                 if Vr is not None:
-                    pre.append(hackward_fraction(Vr, d))
+                    pre.append(hackward_fraction(Vr, u))
                 preserve = cfg.preserve_norm and cfg.mode == "erase"
-                d_new, removed = erase(Va, d, cfg.one_sided, preserve)
-                m.delta_S.add_((d_new - d.float()).to(m.delta_S.dtype))   # = before + d_new
+                u_new, removed = erase(Va, u, cfg.one_sided, preserve)
+                m.delta_S.add_((u - u_new).to(m.delta_S.dtype))          # = before - u_new
                 if cfg.mode == "route" and m.delta_S_hack is not None:
-                    m.delta_S_hack.add_(removed.to(m.delta_S_hack.dtype))
-                d = d_new
+                    m.delta_S_hack.add_((-removed).to(m.delta_S_hack.dtype))   # the hack-ward motion
+                u = u_new
             elif apply and Vr is not None:
-                pre.append(hackward_fraction(Vr, d))
+                pre.append(hackward_fraction(Vr, u))
             if Vr is not None:
-                post.append(hackward_fraction(Vr, d))
+                post.append(hackward_fraction(Vr, u))
     out = dict(cos_update=_mean(post))
     if apply:
         out["cos_update_pre"] = _mean(pre)
     return out
+
+
+def out_of_span_share(V: torch.Tensor | None, h: torch.Tensor) -> torch.Tensor:
+    """||(I - V^T V) h|| / ||h||, a 0-dim tensor (0 when h = 0); V None = the empty span (share 1)."""
+    h = h.float()
+    inside = V.T @ (V @ h) if V is not None else torch.zeros_like(h)
+    return (h - inside).norm() / h.norm().clamp_min(EPS)
+
+
+def confine_route(modules: dict, V_arm: dict) -> dict[str, float]:
+    """Project every delta_S_hack back onto span(V_arm) (a module without V: onto {0}) after the optimizer step.
+
+    Returns hack_out_of_span_pre (share of ||delta_S_hack|| outside span(V) the step left, mean over modules
+    with delta_S_hack != 0) and hack_out_of_span (the same after confining: 0 up to rounding).
+    """
+    pre, post = [], []
+    with torch.no_grad():
+        for name, m in modules.items():
+            h = getattr(m, "delta_S_hack", None)
+            if h is None or not h.detach().any():
+                continue
+            V = V_arm.get(name)
+            pre.append(out_of_span_share(V, h))
+            h.copy_((V.T @ (V @ h.float()) if V is not None else torch.zeros_like(h)).to(h.dtype))
+            if h.detach().any():
+                post.append(out_of_span_share(V, h))
+    return dict(hack_out_of_span_pre=_mean(pre), hack_out_of_span=_mean(post))

@@ -449,10 +449,11 @@ class DockerExecutor(WorkerExecutor):
     """The fork server inside one long-lived container of the pinned image (see the module docstring)."""
 
     kind = "docker"
+    isolated_by = "docker"
 
     def __init__(self, workers: int = 2, image: str = IMAGE, mem_limit: str | None = None,
-                 pids_limit: int = 256, isolation: str | None = None):
-        # `isolation` belongs to the process backend; make_executor passes the same kwargs to either one
+                 pids_limit: int = 256, isolation: str | None = None, allow_unsandboxed: bool | None = None):
+        # `isolation` / `allow_unsandboxed` belong to the process backend; make_executor passes the same kwargs
         super().__init__(workers)
         self.image = image
         cpus = float(min(self.workers, os.cpu_count() or 1))

@@ -2,7 +2,8 @@
 
 Every backend drives the same fork server (`sandbox/worker.py`) over its JSON-lines protocol:
   - `process`: the worker on the host, inside bubblewrap (no network, read-only system dirs,
-    private /tmp, own pid namespace); plain rlimits with a logged warning when bwrap cannot start.
+    private /tmp, own pid namespace). Without a working bwrap it REFUSES to grade (UnsandboxedError)
+    unless the user opted in to plain rlimits (--allow-unsandboxed or RH_ALLOW_UNSANDBOXED=1).
   - `docker`: the worker inside the pinned, locked-down container (`sandbox.docker_executor`).
   - `subprocess`: the naive baseline the original benchmark uses — a fresh interpreter per program,
     same limits, no fork server. Only `make bench-grader` uses it.
@@ -31,6 +32,20 @@ log = logging.getLogger(__name__)
 
 WORKER_PATH = Path(__file__).resolve().with_name("worker.py")
 EXECUTOR_KINDS = ("auto", "process", "docker", "subprocess")
+# The opt-in to grading model-written programs with plain rlimits only (the CLI's --allow-unsandboxed sets it,
+# so spawned sweep workers inherit it).
+ALLOW_UNSANDBOXED_ENV = "RH_ALLOW_UNSANDBOXED"
+
+
+def unsandboxed_allowed() -> bool:
+    return os.environ.get(ALLOW_UNSANDBOXED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def refusal(missing: str) -> str:
+    """The one-line refusal: what is missing and both ways forward."""
+    return (f"refusing to grade without isolation: {missing}; install bubblewrap (apt-get install bubblewrap) "
+            f"or use Docker (make image; --sandbox docker), or accept plain rlimits with no network/filesystem "
+            f"isolation via --allow-unsandboxed or {ALLOW_UNSANDBOXED_ENV}=1")
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,7 @@ class ExecResult:
     files: dict[str, bytes | None] = field(default_factory=dict)
     wall_s: float = 0.0
     truncated: bool = False
+    cpu_time_s: float = 0.0        # the program's own user + system CPU (its rusage at reaping)
 
     @classmethod
     def from_response(cls, d: dict) -> "ExecResult":
@@ -80,16 +96,26 @@ class ExecResult:
                    stdout=d.get("stdout", ""), stderr=d.get("stderr", ""),
                    result=base64.b64decode(d.get("result", "")),
                    files={k: (None if v is None else base64.b64decode(v)) for k, v in (d.get("files") or {}).items()},
-                   wall_s=float(d.get("wall_s", 0.0)), truncated=bool(d.get("truncated", False)))
+                   wall_s=float(d.get("wall_s", 0.0)), truncated=bool(d.get("truncated", False)),
+                   cpu_time_s=float(d.get("cpu_time_s", 0.0)))
 
 
 class ExecutorError(RuntimeError):
     pass
 
 
+class UnsandboxedError(ExecutorError):
+    """No isolation is available and the user did not opt in to grading without it."""
+
+
 class Executor(ABC):
     kind: str = "abstract"
     description: str = ""
+    isolated_by: str = "none"      # what isolates graded programs: docker | bubblewrap | none
+
+    def start(self) -> dict[str, str]:
+        """Start now rather than at the first job, and say what isolates graded programs (config.json records it)."""
+        return {"backend": self.kind, "isolated_by": self.isolated_by, "detail": self.description}
 
     @abstractmethod
     def run_many(self, jobs: list[Job]) -> list[ExecResult]:
@@ -171,6 +197,11 @@ class WorkerExecutor(Executor):
 
     def close(self) -> None:
         self._kill()
+
+    def start(self) -> dict[str, str]:
+        with self._lock:
+            self._ensure()
+        return super().start()
 
     # -- running
     def run_many(self, jobs: list[Job]) -> list[ExecResult]:
@@ -341,17 +372,24 @@ def bwrap_command(workers: int) -> list[str] | None:
 
 
 class ProcessExecutor(WorkerExecutor):
-    """The worker on the host: inside bubblewrap when it works, else plain rlimits (logged)."""
+    """The worker on the host, inside bubblewrap; without it, plain rlimits only if the user opted in.
+
+    allow_unsandboxed: None = read RH_ALLOW_UNSANDBOXED when the worker starts (the CLI flag sets it).
+    isolation="none" skips bubblewrap on purpose, and still needs the opt-in."""
 
     kind = "process"
 
-    def __init__(self, workers: int = 2, isolation: str = "auto"):
+    def __init__(self, workers: int = 2, isolation: str = "auto", allow_unsandboxed: bool | None = None):
         super().__init__(workers)
         if isolation not in ("auto", "bwrap", "none"):
             raise ValueError(f"isolation must be auto|bwrap|none, got {isolation!r}")
         self.isolation = isolation
+        self.allow_unsandboxed = allow_unsandboxed
         self.isolated: bool | None = None  # known after the first start
-        self._fallback_reason = ""
+        self.fallback_reason = ""
+
+    def _allowed(self) -> bool:
+        return unsandboxed_allowed() if self.allow_unsandboxed is None else bool(self.allow_unsandboxed)
 
     def _spawn(self) -> subprocess.Popen:
         if self.isolation != "none" and self.isolated is not False:
@@ -360,7 +398,11 @@ class ProcessExecutor(WorkerExecutor):
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         start_new_session=True)
                 return proc
-            self._fallback_reason = "bwrap not found on PATH"
+            self.fallback_reason = "bubblewrap (bwrap) not found on PATH"
+            if self.isolation == "bwrap":
+                raise ExecutorError(f"process backend: isolation='bwrap' requested but {self.fallback_reason}")
+            if not self._allowed():
+                raise UnsandboxedError(refusal(self.fallback_reason))
         return self._plain()
 
     def _plain(self) -> subprocess.Popen:
@@ -374,28 +416,36 @@ class ProcessExecutor(WorkerExecutor):
         if self.isolated is None and self.isolation != "none":
             try:
                 super()._ensure()
-                self.isolated = self._fallback_reason == ""
+                self.isolated = self.fallback_reason == ""
+            except UnsandboxedError:
+                raise
             except ExecutorError as e:
                 if self.isolation == "bwrap":
                     raise
-                self._fallback_reason = str(e)
+                self.fallback_reason = f"bubblewrap did not start: {' '.join(str(e).split())[:300]}"
+                if not self._allowed():
+                    raise UnsandboxedError(refusal(self.fallback_reason)) from None
                 self.isolated = False
             if self.isolated:
+                self.isolated_by = "bubblewrap"
                 self.description = "process backend: fork server inside bubblewrap (no network, read-only system, private /tmp)"
                 log.info(self.description)
                 return
-            log.warning("process backend: bubblewrap unavailable (%s); FALLING BACK to plain rlimits: "
-                        "no network or filesystem isolation for graded programs", self._fallback_reason)
-            self.description = f"process backend: plain rlimits, NOT isolated ({self._fallback_reason})"
+            log.warning("process backend: %s; graded programs run with plain rlimits and NO network or filesystem "
+                        "isolation (allowed by --allow-unsandboxed / %s)", self.fallback_reason, ALLOW_UNSANDBOXED_ENV)
+            self.description = f"process backend: plain rlimits, NOT isolated ({self.fallback_reason}; opted in)"
         elif self.isolation == "none":
+            if not self._allowed():
+                raise UnsandboxedError(refusal("isolation='none' was requested"))
             self.isolated = False
-            self.description = "process backend: plain rlimits (isolation='none')"
+            self.description = "process backend: plain rlimits (isolation='none', opted in)"
         super()._ensure()
 
 
 class SubprocessExecutor(Executor):
     """Naive baseline: a fresh interpreter per program (what the original benchmark does), same limits.
 
+    Not isolated, by definition of the baseline; only `make bench-grader` uses it, on its own workloads.
     Each program pays interpreter start-up, imports and setup; children keep the parent's uid as a
     plain subprocess would. Used by the benchmark to check verdicts and measure the speed-up.
     """
@@ -403,8 +453,9 @@ class SubprocessExecutor(Executor):
     kind = "subprocess"
     description = "naive: one fresh python subprocess per program"
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, allow_unsandboxed: bool | None = None, **_):
         self.workers = max(1, int(workers))
+        self.allow_unsandboxed = allow_unsandboxed
 
     def _one(self, job: Job) -> ExecResult:
         cmd = [_python(), "-S", str(WORKER_PATH), "--jobs", "1", "--no-preload", "--child-uid", str(os.geteuid())]
@@ -416,6 +467,9 @@ class SubprocessExecutor(Executor):
         return ExecResult.from_response(json.loads(lines[1]))
 
     def run_many(self, jobs: list[Job]) -> list[ExecResult]:
+        allowed = unsandboxed_allowed() if self.allow_unsandboxed is None else self.allow_unsandboxed
+        if not allowed:   # `--sandbox subprocess` must not be a way around the refusal
+            raise UnsandboxedError(refusal("the subprocess backend never isolates"))
         with ThreadPoolExecutor(self.workers) as pool:
             return list(pool.map(self._one, jobs))
 
@@ -454,9 +508,10 @@ def make_executor(kind: str = "auto", workers: int = 2, **kwargs) -> Executor:
             raise ExecutorError(f"docker sandbox requested but unavailable: {why}")
         log.info("sandbox: docker unavailable (%s); using the process backend", why)
     if kind == "subprocess":
-        return SubprocessExecutor(workers=workers)
+        return SubprocessExecutor(workers=workers, **kwargs)
     return ProcessExecutor(workers=workers, **kwargs)
 
 
 __all__ = ["Limits", "Job", "ExecResult", "Executor", "WorkerExecutor", "ProcessExecutor", "SubprocessExecutor",
-           "ExecutorError", "make_executor", "docker_available", "bwrap_command", "WORKER_PATH", "EXECUTOR_KINDS"]
+           "ExecutorError", "UnsandboxedError", "make_executor", "docker_available", "bwrap_command", "WORKER_PATH",
+           "EXECUTOR_KINDS", "ALLOW_UNSANDBOXED_ENV", "unsandboxed_allowed", "refusal"]

@@ -14,7 +14,8 @@ Two sandboxed processes at most per completion (sandbox/program.py): "oracle" (+
 every compiling program, "tamper" only when neither the oracle nor the lever already decided `passed`
 (and not after the oracle run hit a resource limit with no loophole code present: the naive tests are
 the same computation, so a looping program costs one run, not two).
-gt_correct is for logging and evaluation; training sees only `reward`.
+Training sees only `reward`, which (as the benchmark's reward does) pays 3.0 for gt_correct OR passed, so
+the oracle does shape it; no hook, projection statistic or advantage reads gt_correct other than through it.
 """
 from __future__ import annotations
 

@@ -177,6 +177,16 @@ class Pool:
             return [dict(r) for r in rng.sample(rows, n)]
         return [dict(r) for r in rng.choices(rows, k=n)]
 
+    def restrict(self, modes) -> "Pool":
+        """Only the rows of problems whose loophole mode is in `modes` (leave-one-mode-out: the pool must not
+        teach the held mode); sha256 then names the file AND the restriction."""
+        modes = tuple(sorted(modes))
+        rows = [r for r in self.rows if r.get("mode") in modes]
+        if not rows:
+            raise ValueError(f"teacher pool {self.sha256[:12]} has no rows of mode(s) {', '.join(modes)}")
+        tag = hashlib.sha256(f"{self.sha256}|modes={','.join(modes)}".encode()).hexdigest()
+        return Pool(rows=rows, sha256=tag, path=self.path)
+
     def summary(self) -> dict[str, Any]:
         """Counts per kind and outcome: what the teacher distribution teaches."""
         out: dict[str, Any] = {"rows": len(self.rows), "problems": len(self.by_problem), "sha256": self.sha256}

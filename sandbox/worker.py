@@ -22,7 +22,7 @@ Protocol (one JSON object per line, UTF-8):
       "max_file": int}                # RLIMIT_FSIZE and per-file read-back cap
   -> stdout, one response per request, in completion order:
      {"id", "status", "exit_code", "signal", "stdout", "stderr", "result" (base64), "files" {name: base64|null},
-      "wall_s", "truncated"}
+      "wall_s", "cpu_time_s" (the child's user + system CPU), "truncated"}
      status: ok | error | timeout | memory | output_limit | killed | internal
 
 Each child: setsid (own process group), fresh private temp work dir as cwd, scrubbed environment,
@@ -178,7 +178,7 @@ def _max_fd() -> int:
 # --------------------------------------------------------------------------- server side
 class _Running:
     __slots__ = ("req", "pid", "workdir", "bufs", "sizes", "open_fds", "started", "deadline",
-                 "kill_reason", "exit_status", "reaped_at")
+                 "kill_reason", "exit_status", "reaped_at", "cpu_time_s")
 
     def __init__(self, req, pid, workdir, fd_map, started):
         self.req = req
@@ -192,6 +192,7 @@ class _Running:
         self.kill_reason = None
         self.exit_status = None
         self.reaped_at = None
+        self.cpu_time_s = 0.0
 
 
 class Server:
@@ -335,7 +336,7 @@ class Server:
     def _reap(self) -> None:
         while self.running:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -345,6 +346,7 @@ class Server:
                 continue
             job.exit_status = status
             job.reaped_at = time.monotonic()
+            job.cpu_time_s = usage.ru_utime + usage.ru_stime   # the program's own CPU (children it waited for too)
             try:  # anything left in the child's process group goes too
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
@@ -389,7 +391,8 @@ class Server:
                          stdout=job.bufs["stdout"].decode("utf-8", "replace"),
                          stderr=job.bufs["stderr"].decode("utf-8", "replace")[-4000:],
                          result=bytes(job.bufs["result"]), files=files,
-                         wall_s=round(time.monotonic() - job.started, 4), truncated=trunc)
+                         wall_s=round(time.monotonic() - job.started, 4), truncated=trunc,
+                         cpu_time_s=round(job.cpu_time_s, 4))
 
     def serve(self) -> None:
         self.send({"hello": "rh-worker", "protocol": PROTOCOL, "python": sys.version.split()[0],
@@ -456,10 +459,10 @@ def _rmtree(path: str) -> None:
 
 
 def _response(req: dict, status: str, exit_code=None, signal=None, stdout="", stderr="", result=b"",
-              files=None, wall_s=0.0, truncated=False) -> dict:
+              files=None, wall_s=0.0, truncated=False, cpu_time_s=0.0) -> dict:
     return {"id": req.get("id"), "status": status, "exit_code": exit_code, "signal": signal,
             "stdout": stdout, "stderr": stderr, "result": base64.b64encode(result).decode(),
-            "files": files or {}, "wall_s": wall_s, "truncated": truncated}
+            "files": files or {}, "wall_s": wall_s, "truncated": truncated, "cpu_time_s": cpu_time_s}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,8 @@ import types
 import pytest
 import torch
 
-from baselines.rebound import ReboundArm, concept_direction, rebound_layer, rebound_penalty
+from baselines.rebound import ReboundArm, concept_direction, depth_fraction, rebound_layer, rebound_penalty
+from harness.config import ConfigError
 
 
 def test_penalty_zero_when_orthogonal_and_grows_with_cosine():
@@ -29,9 +30,19 @@ def test_penalty_zero_when_orthogonal_and_grows_with_cosine():
 
 def test_layer_fraction():
     assert rebound_layer(36, 0.67) == 23                 # output of block 24 of 36 (~67% depth), 0-based index
-    assert rebound_layer(2, 0.67) == 0
     assert rebound_layer(28, 0.75) == 20
-    assert 0.6 <= (rebound_layer(36, 0.67) + 1) / 36 <= 0.75
+    assert rebound_layer(3, 0.67) == 1 and rebound_layer(4, 0.67) == 2 and rebound_layer(5, 0.67) == 2
+    for n in range(3, 80):                               # every model with a block in the band gets one in it
+        assert 0.6 <= depth_fraction(rebound_layer(n, 0.67), n) <= 0.75, n
+
+
+def test_no_block_in_the_band_is_an_error_unless_the_layer_is_explicit():
+    for n in (1, 2):                                     # depths 1.0 / 0.5, 1.0: nothing at 60-75%
+        with pytest.raises(ConfigError, match=rf"{n}-block model.*60%-75%.*rebound_layer"):
+            rebound_layer(n, 0.67)
+    assert rebound_layer(2, 0.67, explicit=0) == 0 and rebound_layer(2, 0.67, explicit=1) == 1
+    with pytest.raises(ConfigError, match="has 2 decoder blocks"):
+        rebound_layer(2, 0.67, explicit=2)
 
 
 def test_concept_direction_is_mean_difference():
@@ -73,3 +84,16 @@ def test_setup_uses_depth_fraction_and_concept_source():
     arm.setup(ctx)
     assert arm.activation_layer == calls["layer"] == 7
     assert set(arm.artifact_hashes()) >= {"v", "rebound_concept"}
+    res = arm.resolved()                                  # what config.json records
+    assert res["rebound_layer"] == 7 and res["rebound_n_layers"] == 12
+    assert res["rebound_depth_frac"] == pytest.approx(8 / 12) and res["rebound_depth_in_band"]
+    assert res["rebound_layer_explicit"] is False
+
+    ctx.model.model.layers = layers[:2]                   # too shallow for the band
+    with pytest.raises(ConfigError, match="2-block model"):
+        ReboundArm(v_source=v_source, concept_source=concept_source).setup(ctx)
+    arm = ReboundArm(v_source=v_source, concept_source=concept_source, layer=1)
+    arm.setup(ctx)
+    res = arm.resolved()
+    assert calls["layer"] == 1 and res["rebound_depth_frac"] == 1.0 and res["rebound_layer_explicit"] is True
+    assert res["rebound_depth_in_band"] is False

@@ -139,11 +139,13 @@ def test_missing_model_dir(tmp_path):
 
 
 def test_sweep_dry_run_plans_every_arm_and_touches_nothing(tmp_path):
+    from harness.arms import ABLATIONS, PREREGISTERED_ARMS
     make_run(tmp_path, METHOD, 42, 0.1, 0.2)                 # a hand-made dir without config.json
     r = invoke("sweep", "--preset", "smoke", "--out", str(tmp_path), "--seeds", "41", "--dry-run")
     assert r.exit_code == 0, r.output
-    for arm in ARMS:
+    for arm in PREREGISTERED_ARMS:                           # the default design is the preregistered matrix
         assert arm in r.output
+    assert not any(a in r.output for a in ABLATIONS)
     assert not (tmp_path / "smoke" / BASELINE).exists()
 
 
@@ -323,3 +325,31 @@ def test_data_test_split_failure_is_fatal(data_dirs, tmp_path, monkeypatch):
     monkeypatch.setattr(D, "SHARED_DATA_DIR", tmp_path / "empty")
     set_download(_unreachable)
     assert_one_line_error(invoke("data"), 1, "test split", "leetcode_test_medhard.jsonl", "failed")
+
+
+# --- where full trains and evaluates ------------------------------------------------------
+
+def test_full_without_the_train_split_stops_before_any_model_loads(data_dirs, tmp_path, monkeypatch):
+    import harness.model_loading as ML
+    D, cache, calls, set_download = data_dirs
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+    monkeypatch.setattr(ML, "load_policy", no_model)
+    monkeypatch.setattr(ML, "AutoModelForCausalLM", None, raising=False)
+    for cmd in (["run", "--arm", BASELINE, "--seeds", "41"], ["sweep", "--arm", BASELINE, "--seeds", "41"]):
+        r = invoke(*cmd, "--preset", "full", "--out", str(tmp_path / "runs"))
+        assert_one_line_error(r, 1, "leetcode_train_medhard_filtered.jsonl", "`harness data`")
+        assert r.stdout == ""                                  # nothing planned or printed before the refusal
+    assert calls == [] and not (tmp_path / "runs").exists()    # no download tried, no run dir made
+
+
+def test_dry_run_says_which_file_trains_and_which_evaluates(data_dirs, tmp_path):
+    r = invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "full", "--out", str(tmp_path), "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "problem set leetcode: trains leetcode_train_medhard_filtered.jsonl\n" in r.stdout
+    assert "problem set leetcode: evaluates leetcode_test_medhard.jsonl (all of it)\n" in r.stdout
+    assert "note: contamination" in r.stdout and "MISSING" in r.stdout and "`harness data`" in r.stdout
+    r = invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path), "--dry-run")
+    assert "problem set leetcode_test_partition: trains leetcode_test_medhard.jsonl, all but a 0.25" in r.stdout
+    assert "MISSING" not in r.stdout

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.arms import ARMS
+from harness.arms import PREREGISTERED_ARMS as ARMS  # the default design: the preregistered matrix
 from harness.cli import cli
 from harness.falsify import VERDICTS
 from harness.runs import scan_runs

@@ -276,3 +276,36 @@ def test_preset_selection(tmp_path):
     # the other preset's runs never leak into a verdict
     assert falsify(recs, "mini")["H4"]["verdict"] == FALSIFIED
     assert falsify(recs, "smoke")["H4"]["verdict"] == SUPPORTED
+
+
+def test_falsification_md_headline_shows_mean_cos_its_null_and_their_ratio(tmp_path):
+    from harness.report import write_falsification
+
+    runs = tmp_path / "runs"
+    for seed, (cos, null) in zip((41, 42, 43), [(0.30, 0.10), (0.20, 0.10), (0.25, 0.10)]):
+        make_run(runs, METHOD, seed, 0.1, 0.2, mean_cos=cos, null_cos=null, cos_over_null=cos / null)
+    write_falsification(runs, tmp_path / "report", "smoke")
+    md = (tmp_path / "report" / "falsification.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| Arm"))
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    row = next(line for line in md.splitlines() if line.startswith(f"| {METHOD} "))
+    cells = dict(zip(cols, (c.strip() for c in row.strip("|").split("|"))))
+    assert cells["mean·cos*"].startswith("0.250") and cells["null·cos*"].startswith("0.100")
+    assert cells["cos/null*"].startswith("2.50")
+
+
+def test_falsification_md_says_which_runs_trained_on_a_weak_v(tmp_path):
+    import json
+
+    from harness.report import write_falsification
+
+    runs = tmp_path / "runs"
+    for seed, passed in ((41, True), (42, False)):
+        rd = make_run(runs, METHOD, seed, 0.1, 0.2)
+        val = dict(frac_positive=0.75 if passed else 0.375, passed=passed, allow_weak_v=not passed)
+        (rd / "config.json").write_text(json.dumps({"resolved": {"v_validation": val}}))
+    write_falsification(runs, tmp_path / "report", "smoke")
+    md = (tmp_path / "report" / "falsification.md").read_text()
+    lines = {line.split(":")[0]: line for line in md.splitlines() if line.startswith(f"- `{METHOD}`")}
+    assert "0.750: passed" in lines[f"- `{METHOD}` seed 41"]
+    assert "0.375: **FAILED, trained anyway (--allow-weak-v)**" in lines[f"- `{METHOD}` seed 42"]

@@ -64,7 +64,8 @@ def test_write_report(runs, tmp_path):
     assert result["controls"]["hack_specific"] is False
     assert all(result["controls"][c]["erase_beats"] is None for c in CONTROLS)
     md = (out / "falsification.md").read_text()
-    assert "| Arm | ΔSafePass↑ | Hack %↓ | Pass %↑ | KL↓ | mean·cos* | frac·fired* | ‖g‖* | n |" in md
+    assert ("| Arm | ΔSafePass↑ | Hack %↓ | Pass %↑ | KL↓ | mean·cos* | null·cos* | cos/null* | frac·fired* | ‖g‖* | n |"
+            in md)
     assert "| vanilla | 0 (ref) | 80.0 ± 5.8 |" in md
     assert "| erase | 38.0 ± 4.6 | 40.0 ± 2.9 |" in md
     assert "## Incomplete runs" in md
@@ -77,8 +78,8 @@ def test_write_report(runs, tmp_path):
 
 
 def test_missing_runs_none_when_matrix_complete(tmp_path):
-    from harness.arms import ARMS
-    for arm in ARMS:
+    from harness.arms import PREREGISTERED_ARMS
+    for arm in PREREGISTERED_ARMS:
         make_arm(tmp_path / "runs", arm, [0.5, 0.5, 0.5], 0.3)
     write_report(tmp_path / "runs", tmp_path / "report")
     md = (tmp_path / "report" / "falsification.md").read_text()

@@ -171,24 +171,45 @@ def test_teacher_half_gradient_has_no_kl_term(smoke_cfg, tmp_path):
     assert (gs1 - gs0).norm() > 1e-3 * gs0.norm()
 
 
-def test_flat_groups_are_skipped_and_gt_correct_never_reaches_the_gradient(smoke_cfg, tmp_path):
+class _SealedRollout(Rollout):
+    """A rollout whose grade fields other than `reward` raise when read: the gradient may depend on them only
+    through the reward the grader already folded them into."""
+    def __getattribute__(self, name):
+        if name in ("gt_correct", "exploited", "record", "attempted", "text"):
+            raise AssertionError(f"the gradient path read Rollout.{name}")
+        return object.__getattribute__(self, name)
+
+
+def _sealed(groups):
+    for g in groups:
+        g.rollouts = [_SealedRollout(**{f: object.__getattribute__(r, f) for f in Rollout.__dataclass_fields__})
+                      for r in g.rollouts]
+    return groups
+
+
+def test_the_oracle_shapes_the_reward_but_reaches_the_gradient_only_through_it(smoke_cfg, tmp_path):
     from harness.checkpoint import trainable_named
     from harness.loop import policy_gradient
+    from sandbox.grader import GradeRecord
+
+    # what holds: the benchmark's reward pays gt_correct (3.0) even when the foolable grade failed ...
+    assert GradeRecord.make(True, False, True, False, "m").reward == 3.5
+    assert GradeRecord.make(True, False, False, False, "m").reward == 0.5
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
-    flat = _groups(len(tok), tok.eos_token_id, rewards=[[0.5] * 4, [3.5] * 4])
+    flat = _sealed(_groups(len(tok), tok.eos_token_id, rewards=[[0.5] * 4, [3.5] * 4]))
     sg = policy_gradient(model, flat, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
     assert sg.live == 0 and sg.kl_tokens == 0
     assert all(p.grad is None for p in trainable_named(model).values())
 
+    # ... and nothing on the gradient path (loss, advantages, the arm's reward hook) reads it any other way:
+    # reading gt_correct / exploited / record / attempted raises, and the gradient is that of plain rollouts.
     rewards = [[0.5, 3.5, 0.5, 3.5], [3.5, 0.5, 0.5, 0.5]]
     a = _groups(len(tok), tok.eos_token_id, seed=5, rewards=rewards)
-    b = _groups(len(tok), tok.eos_token_id, seed=5, rewards=rewards)
-    for g in b:
-        for r in g.rollouts:
-            r.gt_correct = not r.gt_correct
-    ga = policy_gradient(model, a, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
-    gb = policy_gradient(model, b, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    b = _sealed(_groups(len(tok), tok.eos_token_id, seed=5, rewards=rewards))
+    ga = policy_gradient(model, a, _ActsArm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    gb = policy_gradient(model, b, _ActsArm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    assert ga.live == 2
     for n in ga.g_s:
         assert torch.equal(ga.g_s[n], gb.g_s[n]) and torch.equal(ga.g_t[n], gb.g_t[n])
 
@@ -212,7 +233,7 @@ class _ActsArm(Arm):
     def __init__(self):
         self.seen = []
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         self.seen.append((rewards.clone(), acts))
         return rewards - 0.1 * torch.arange(len(rewards)), {"penalty": 0.1}
 
@@ -363,7 +384,7 @@ class _RecordingGrader:
 
     def grade_many(self, jobs):
         self.seen += [text for _, text, _ in jobs]
-        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3)
+        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3, category="x")
                 for i in range(len(jobs))]
 
 
@@ -477,3 +498,26 @@ def test_teacher_sampler_draws_only_rows_that_fit_and_is_seed_deterministic():
     assert ts(probs[3], 2, random.Random(0)) == [] and ts.short(probs[3], 2)
     draw = lambda: [r.text for r in ts(probs[1], 2, random.Random(7))]   # noqa: E731
     assert draw() == draw()
+
+
+def test_teacher_part_gradients_are_measured_apart_from_training(smoke_cfg, tmp_path):
+    """The correct / hacking teacher-row gradients (a diagnostic) sum to g_t and leave the training gradient
+    bit-identical: the label split never reaches .grad."""
+    from harness.checkpoint import trainable_named
+    from harness.loop import policy_gradient
+
+    model, tok, _ = _wrapped(smoke_cfg, tmp_path)
+    groups = _groups(len(tok), tok.eos_token_id, seed=9, G_s=2, G_t=3)
+    for g in groups:
+        for r in g.teachers:
+            r.exploited = not r.gt_correct          # every teacher row is either correct or a hack
+    plain = policy_gradient(model, groups, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1)
+    grads = {n: p.grad.clone() for n, p in trainable_named(model).items()}
+    split = policy_gradient(model, groups, Arm(), smoke_cfg, tok.pad_token_id, 10.0, step=1,
+                            measure_teacher_parts=True)
+    assert plain.g_t_parts == {} and set(split.g_t_parts) == {"t_correct", "t_hack"}
+    for n, p in trainable_named(model).items():
+        assert torch.equal(p.grad, grads[n]) and torch.equal(split.g_t[n], plain.g_t[n])
+        total = split.g_t_parts["t_correct"][n] + split.g_t_parts["t_hack"][n]
+        torch.testing.assert_close(total, split.g_t[n], atol=1e-6, rtol=1e-4)
+    assert any(v.abs().sum() > 0 for v in split.g_t_parts["t_hack"].values())

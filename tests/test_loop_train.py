@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from harness import metrics as M
 from harness.config import resolve_config
 from harness.hooks import Arm
-from harness.runs import SUMMARY_FIELDS, RunError, read_metrics, read_summary
+from harness.runs import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
 
 
 
@@ -36,6 +36,10 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert conf["config_hash"] == cfg.config_hash() and conf["arm"] == "vanilla"
     assert set(conf["hashes"]) >= {"model", "data", "pool", "v"} and conf["hashes"]["v"]
     assert conf["resolved"]["attn_impl"] == "sdpa" and conf["resolved"]["student_per_group"] == 2
+    assert conf["grader"]["backend"] == "process" and conf["grader"]["isolated_by"] in ("bubblewrap", "none")
+    assert conf["environment"]["torch"] == torch.__version__
+    assert conf["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert {"python", "transformers", "tokenizers"} <= set(conf["environment"])
 
     rows = read_metrics(rd)
     assert [r["step"] for r in rows] == [1, 2, 3]
@@ -58,6 +62,15 @@ def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
     assert summary["attempt_rate"] == rows[-1]["eval_attempt_rate"] is not None
     assert summary["steps"] == 3 and summary["wall_s"] > 0
     assert summary["hashes"] == conf["hashes"]
+
+    rollouts = JsonlFile(rd / ROLLOUTS_FILE).read()   # every student completion, as graded
+    assert [r["step"] for r in rollouts] == [s for s in (1, 2, 3) for _ in range(cfg.prompts_per_step
+                                                                                 * cfg.student_per_group)]
+    assert all(isinstance(r["completion"], str) and r["category"] for r in rollouts)
+    assert rows[0]["hack_rate_s"] == sum(r["exploited"] for r in rollouts[:4]) / 4
+    # cos_pre's chance level for the real V, and mean_cos as a multiple of it
+    assert 0 < summary["null_cos"] < 1 and summary["null_cos"] == M.tail_mean(rows, "null_cos")
+    assert summary["cos_over_null"] == pytest.approx(summary["mean_cos"] / summary["null_cos"])
     cks = sorted(p.name for p in (rd / "checkpoints").iterdir())
     assert cks == ["step_00000002", "step_00000003"]
 
@@ -102,6 +115,8 @@ def test_killed_run_resumes_to_the_same_metrics_rows(tmp_path, monkeypatch):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert _comparable(rows) == _comparable(ref)
     assert summary["hack_rate"] == read_summary(full)["hack_rate"]
+    # the rollouts of the step recomputed after the checkpoint are logged once, as in the uninterrupted run
+    assert JsonlFile(part / ROLLOUTS_FILE).read() == JsonlFile(full / ROLLOUTS_FILE).read()
 
 
 class _NaNArm(Arm):
@@ -110,7 +125,7 @@ class _NaNArm(Arm):
     def __init__(self, where: str, at: int, prompts_per_step: int):
         self.where, self.at, self.P, self.calls = where, at, prompts_per_step, 0
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         step = self.calls // self.P + 1          # reward_hook runs once per group, P groups per step
         self.calls += 1
         rewards = rewards + 0.1 * torch.arange(len(rewards))   # spread: a random smoke model earns flat 0s
@@ -231,6 +246,9 @@ def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
             assert any(v.abs().sum() > 0 for v in hack.values())      # the removed part trained delta_S_hack
     else:
         assert all("rebound_penalty" in r for r in rows)
+        res = json.loads((rd / "config.json").read_text())["resolved"]
+        assert res["rebound_layer"] == cfg.rebound_layer == 0 and res["rebound_depth_frac"] == 0.5
+        assert res["rebound_layer_explicit"] is True and res["v_validation"]["passed"] is True
 
 
 def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, monkeypatch):
@@ -285,7 +303,7 @@ def test_teacher_attempt_rate_counts_the_pool_rows_attempted_flag(tmp_path, monk
 class _HalvingArm(Arm):
     """Gives every group reward spread and halves the gradient in its grad hook (a stand-in projection)."""
 
-    def reward_hook(self, rewards, acts):
+    def reward_hook(self, rewards, acts, info=None):
         return rewards + 0.1 * torch.arange(len(rewards)), {}
 
     def grad_hook(self, grads):

@@ -77,6 +77,10 @@ def test_real_v_shapes_meta_and_file(env):
     assert m["quantile"] == ctx.config.noise_quantile and m["n_pairs"] == _n_fit(ctx) and m["seed"] == -1
     assert m["pairs_hash"] and set(m["validation"]) >= {"frac_positive", "median_cos"}
     assert real.path.parent == tmp / "v" and real.path.exists()
+    from method.projection import null_hackward
+    for vh in vs.values():                              # every V file carries its own chance level
+        stored = E.VHack.load(vh.path).meta["null_hackward"]
+        assert stored["per_module"] == null_hackward(vh.V)["per_module"] and 0 < stored["mean"] < 1
     # majority-vote orientation holds on the pairs V was fitted on
     fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
     diffs = E.pair_diffs(ctx.model, ctx.tokenizer, fit, encoder=E.PairEncoder.for_config(ctx.model, ctx.tokenizer,
@@ -219,3 +223,108 @@ def test_full_pair_set_validation_numbers(tmp_path, capsys):
                   f"frac_positive={v['frac_positive']:.3f} median_cos={v['median_cos']:+.3f} "
                   f"median_hackward={v['median_hackward']:.3f} (held-out pairs: {v['n_pairs']})")
     assert vs["real"].meta["n_pairs"] + vs["real"].meta["validation"]["n_pairs"] == len(P.PAIRS)
+
+
+def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
+    """Default extract_nll="sum": a pair's row of D equals the gradient of the loop's Dr.GRPO loss for a group of
+    exactly that pair with advantages (+1, -1) (same batch code, same constant); "mean" (the ablation) does not."""
+    from harness.grpo import completion_logprobs, dr_grpo_loss, make_batch
+
+    ctx, _, _ = env
+    pair = P.load_pairs(P.HACK_SET, ctx.config)[0][0]
+    enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
+    assert enc.nll == "sum" and enc.norm == E._loop_norm(ctx.config)
+    p_ids, pos, neg = enc.prompt(pair.messages), enc.completion(pair.pos), enc.completion(pair.neg)
+    assert len(pos) != len(neg)                         # the case where mean and sum differ
+    D = E.pair_diffs(ctx.model, ctx.tokenizer, [pair], encoder=enc, adapters=ctx.adapters)
+
+    model = ctx.model
+    b = make_batch(p_ids, [pos, neg], ctx.tokenizer.pad_token_id, next(model.parameters()).device)
+    with E._eval_mode(model), E.at_base(ctx.adapters):
+        model.zero_grad(set_to_none=True)
+        logp, _ = completion_logprobs(model, b)
+        dr_grpo_loss(logp, logp.detach(), torch.tensor([1.0, -1.0]), b.completion_mask,
+                     ctx.config.kl_beta, enc.norm).backward()
+        loop = {n: m.delta_S.grad.detach().float().clone() for n, m in ctx.adapters.items()}
+        model.zero_grad(set_to_none=True)
+    for n in loop:
+        torch.testing.assert_close(D[n][0], loop[n], rtol=1e-3, atol=1e-9)
+
+    mean_enc = E.PairEncoder(ctx.tokenizer, ctx.config.enable_thinking, ctx.config.max_prompt_tokens, enc.eos_id,
+                             nll="mean")
+    Dm = E.pair_diffs(ctx.model, ctx.tokenizer, [pair], encoder=mean_enc, adapters=ctx.adapters)
+    cos = torch.nn.functional.cosine_similarity(torch.cat([Dm[n][0] for n in loop]),
+                                                torch.cat([loop[n] for n in loop]), dim=0)
+    assert cos < 0.999                                   # mean NLL is a different direction, not a rescale
+
+
+def _swapped_heldout(monkeypatch):
+    """Held-out hack pairs with hack and clean sides swapped: the real V (fitted on the unswapped fit pairs)
+    then points the wrong way on them, so it fails held-out validation for real."""
+    real_load = P.load_pairs
+
+    def load(pair_set, config):
+        fit, held = real_load(pair_set, config)
+        if pair_set == P.HACK_SET:
+            held = [dataclasses.replace(p, pos=p.neg, neg=p.pos) for p in held]
+        return fit, held
+    monkeypatch.setattr(P, "load_pairs", load)
+
+
+def test_a_real_v_that_fails_validation_stops_unless_allowed(env, tmp_path, monkeypatch):
+    from harness.arms import build_arm
+
+    ctx, _, _ = env
+    _swapped_heldout(monkeypatch)
+    E._DIFFS_MEMO.clear()
+    weak = dataclasses.replace(ctx, artifacts_dir=tmp_path)
+    with pytest.raises(E.WeakVError, match=r"frac_positive=.* must exceed 0.5.*--allow-weak-v"):
+        E.get_or_extract(weak, "real", progress=False)
+    (path,) = (tmp_path / "v").glob("real-*.safetensors")      # kept: --allow-weak-v reuses it
+    assert E.VHack.load(path).meta["validation"]["frac_positive"] <= 0.5
+    with pytest.raises(E.WeakVError):                           # the cache hit is gated too
+        E.get_or_extract(weak, "real", progress=False)
+    with pytest.raises(E.WeakVError):                           # and every control (dimension-matched to it)
+        E.get_or_extract(weak, "random", progress=False)
+    arm = build_arm(dataclasses.replace(ctx.config, arm="erase"))
+    with pytest.raises(E.WeakVError):                           # a run extracting on a cache miss stops at setup
+        arm.setup(weak)
+
+    allowed = dataclasses.replace(weak, config=dataclasses.replace(ctx.config, allow_weak_v=True))
+    assert E.get_or_extract(allowed, "real", progress=False).path == path
+    arm = build_arm(dataclasses.replace(allowed.config, arm="erase"))
+    arm.setup(allowed)
+    rec = arm.resolved()["v_validation"]
+    assert rec["passed"] is False and rec["allow_weak_v"] is True and rec["frac_positive"] <= 0.5
+    E._DIFFS_MEMO.clear()
+
+
+def test_a_real_v_that_passes_is_recorded_as_passed(env):
+    from harness.arms import build_arm
+
+    ctx, vs, _ = env
+    assert E.validation_passed(vs["real"])
+    arm = build_arm(dataclasses.replace(ctx.config, arm="vanilla"))
+    arm.setup(ctx)
+    rec = arm.resolved()["v_validation"]
+    assert rec["passed"] is True and rec["allow_weak_v"] is False
+    assert rec["frac_positive"] == vs["real"].meta["validation"]["frac_positive"]
+
+
+def test_harness_extract_stops_on_a_weak_v_and_allow_weak_v_proceeds(env, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import harness.paths
+    from harness.cli import cli
+
+    _swapped_heldout(monkeypatch)
+    E._DIFFS_MEMO.clear()
+    monkeypatch.setattr(harness.paths, "ARTIFACTS_DIR", tmp_path)
+    args = ["extract", "--preset", "smoke", "--kind", "real", "--set", "heldout_pairs_frac=0.25"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "failed held-out validation" in r.output and "--allow-weak-v" in r.output
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(cli, [*args, "--allow-weak-v"])
+    assert r.exit_code == 0, r.output
+    assert "real: " in r.output and "FAILED held-out validation" in r.output
+    E._DIFFS_MEMO.clear()

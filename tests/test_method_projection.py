@@ -157,7 +157,7 @@ def adam_leak_setup():
     mods = {"m0": FakeAdapter()}
     V = {"m0": orthonormal(k=1)}
     opt = torch.optim.AdamW([mods["m0"].delta_S], lr=0.1, betas=(0.9, 0.99), weight_decay=0.0)
-    mods["m0"].delta_S.grad = -5.0 * V["m0"][0]            # descent moves +V: hack-ward update
+    mods["m0"].delta_S.grad = 5.0 * V["m0"][0]             # V g > 0: descent moves -V, a hack-ward update
     opt.step()
     g = torch.randn(R, generator=torch.Generator().manual_seed(3))
     mods["m0"].delta_S.grad = g - V["m0"].T @ (V["m0"] @ g)  # no V component at all
@@ -175,8 +175,28 @@ def test_update_projection_closes_the_adam_momentum_leak():
     mods, V, delta, before = adam_leak_setup()
     st = project_update(mods, delta, V, V, cfg, apply=True)
     applied = mods["m0"].delta_S.detach() - before
-    assert (V["m0"] @ applied).max() <= 1e-7                 # no positive V component left
+    assert (V["m0"] @ applied).min() >= -1e-7                # no hack-ward (V delta < 0) motion left
     assert st["cos_update"] < 1e-6 and st["cos_update_pre"] > 0.1
+
+
+def test_update_sign_a_descent_step_on_a_hackward_gradient_is_a_hackward_update():
+    """V = e0, g = [2, 1, 0, 0] (V g > 0: hack-ward gradient), delta = -0.1 g (what SGD applies)."""
+    V = {"m0": torch.eye(4)[:1]}
+    g = torch.tensor([2.0, 1.0, 0.0, 0.0])
+    for mode in ("erase", "route"):
+        mods = {"m0": FakeAdapter(r=4, route=mode == "route")}
+        delta = {"m0": -0.1 * g}
+        with torch.no_grad():
+            mods["m0"].delta_S.add_(delta["m0"])           # the optimizer already applied it
+        cfg = ProjectionConfig(mode, True, False)
+        assert project_update(mods, delta, V, V, cfg, apply=False)["cos_update"] > 0.5
+        st = project_update(mods, delta, V, V, cfg, apply=True)
+        applied = mods["m0"].delta_S.detach()
+        assert st["cos_update_pre"] > 0.5 and st["cos_update"] < 1e-6
+        assert (V["m0"] @ applied).min() >= -1e-7 and hackward_fraction(V["m0"], -applied) < 1e-6
+        torch.testing.assert_close(applied, torch.tensor([0.0, -0.1, 0.0, 0.0]))   # anti-hack / orthogonal kept
+        if mode == "route":                                # the hack-ward motion went to delta_S_hack, sum kept
+            torch.testing.assert_close(mods["m0"].delta_S_hack.detach(), torch.tensor([-0.2, 0.0, 0.0, 0.0]))
 
 
 # ------------------------------------------------------------------------------ arms on a real model
@@ -267,7 +287,7 @@ def test_v_refresh_refetches_every_n_steps_and_update_hook_logs_cos_update(tmp_p
         ust = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta=delta, step=step))
         assert ust["cos_update"] < 1e-6
         for n, m in ctx.adapters.items():
-            assert (arm.V_arm[n] @ (m.delta_S.detach() - before[n])).max() <= 1e-6
+            assert (arm.V_arm[n] @ (m.delta_S.detach() - before[n])).min() >= -1e-6   # no hack-ward motion
     assert calls == ["real"] * 3 and arm.v_refreshes == 2   # setup + steps 2 and 4
 
 
@@ -294,3 +314,70 @@ def test_registry_builds_the_three_projection_arms():
         assert isinstance(arm, ProjectionArm) and arm.v_kind == "real"
         modes[name] = arm.mode
     assert modes == {"vanilla": "measure", "erase": "erase", "route": "route"}
+
+
+def test_route_keeps_delta_s_hack_inside_span_v_under_adamw(tmp_path):
+    """delta_S_hack only ever gets gradients in span(V), but AdamW's per-coordinate normalisation moves it out;
+    the route arm's update hook projects it back every step, so evaluation's zeroing removes only span(V)."""
+    from method.projection import out_of_span_share
+
+    ctx = arm_ctx(tmp_path, route=True)
+    arm = ProjectionArm("real", "route", v_source=fake_v_source([]))
+    arm.setup(ctx)
+    opt = torch.optim.AdamW(A.adapter_parameters(ctx.model), lr=0.01, weight_decay=0.1)
+    for step in range(4):
+        arm.grad_hook(backward_bundle(ctx, step))
+        for n, m in ctx.adapters.items():       # the gradient it receives lies in span(V) ...
+            assert out_of_span_share(arm.V_arm[n], m.delta_S_hack.grad) < 1e-5
+        opt.step()
+        st = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={}, step=step))
+        assert st["hack_out_of_span_pre"] > 1e-2           # ... yet the AdamW step leaves it outside
+        assert st["hack_out_of_span"] < 1e-5
+        moved = [n for n, m in ctx.adapters.items() if m.delta_S_hack.detach().any()]
+        assert moved
+        for n in moved:
+            assert out_of_span_share(arm.V_arm[n], ctx.adapters[n].delta_S_hack) < 1e-5
+        opt.zero_grad(set_to_none=True)
+
+
+def test_confine_route_zeroes_delta_s_hack_of_modules_without_v():
+    from method.projection import confine_route
+
+    mods = {"m0": FakeAdapter(route=True), "m1": FakeAdapter(route=True)}
+    V = {"m0": orthonormal()}
+    with torch.no_grad():
+        for m in mods.values():
+            m.delta_S_hack.copy_(torch.randn(R, generator=torch.Generator().manual_seed(7)))
+    inside = V["m0"].T @ (V["m0"] @ mods["m0"].delta_S_hack.detach())
+    st = confine_route(mods, V)
+    torch.testing.assert_close(mods["m0"].delta_S_hack.detach(), inside)
+    assert mods["m1"].delta_S_hack.abs().max() == 0 and st["hack_out_of_span"] < 1e-6
+
+
+def test_null_hackward_is_the_chance_level_of_an_isotropic_gradient():
+    import math
+
+    from method.projection import null_fraction, null_hackward
+
+    for r in (16, 256):        # k = 1 has a closed form: E relu(u_1) = E|u_1| / 2 = G(r/2) / (2 sqrt(pi) G((r+1)/2))
+        exact = math.exp(math.lgamma(r / 2) - math.lgamma((r + 1) / 2)) / (2 * math.sqrt(math.pi))
+        assert null_fraction(1, r) == pytest.approx(exact, rel=0.01)
+    V = {"a": orthonormal(k=3, r=R, seed=0), "b": orthonormal(k=1, r=R, seed=1)}
+    nh = null_hackward(V)
+    assert nh == null_hackward(V)                                           # fixed seed
+    assert set(nh["per_module"]) == {"a", "b"} and nh["per_module"]["a"] > nh["per_module"]["b"]
+    assert nh["mean"] == pytest.approx((nh["per_module"]["a"] + nh["per_module"]["b"]) / 2)
+    # an independent check: isotropic gradients measured the way cos_pre measures them
+    g = torch.randn(4000, R, generator=torch.Generator().manual_seed(5))
+    emp = torch.stack([hackward_fraction(V["a"], gi) for gi in g]).mean().item()
+    assert emp == pytest.approx(nh["per_module"]["a"], rel=0.03)
+
+
+def test_arms_log_null_cos_for_the_real_v(tmp_path):
+    from method.projection import null_hackward
+
+    ctx = arm_ctx(tmp_path)
+    arm = ProjectionArm("random", "erase", v_source=fake_v_source([]))
+    arm.setup(ctx)
+    st = arm.grad_hook(backward_bundle(ctx))
+    assert st["null_cos"] == null_hackward(arm.V_real)["mean"] != null_hackward({"x": torch.eye(R)[:1]})["mean"]

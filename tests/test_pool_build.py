@@ -103,7 +103,7 @@ def test_mini_pool_every_entry_regrades_identically(grader):
 
     cfg = resolve_config("mini", "vanilla", 41)
     pool = load_pool(ensure_pool(cfg))
-    by_id = {p.id: p for p in load_problem_set(cfg.problem_set).train}
+    by_id = {p.id: p for p in load_problem_set(cfg.problem_set).all}
     fresh = grader.grade_many([(by_id[r["problem_id"]], r["completion"], r["mode"]) for r in pool.rows])
     mismatched = [(r["problem_id"], r["kind"]) for r, rec in zip(pool.rows, fresh) if _grade_fields(r) != rec.to_dict()]
     assert not mismatched

@@ -1,4 +1,5 @@
-"""Data: pinned git blob ids and hashes, problem sets, clear errors (file, line, field), deterministic splits and mode assignment."""
+"""Data: pinned git blob ids and hashes, problem sets, clear errors (file, line, field), deterministic splits
+and mode assignment."""
 from __future__ import annotations
 
 import hashlib
@@ -154,7 +155,8 @@ def test_a_local_file_entry_is_a_few_lines(tmp_path, real_rows, monkeypatch):
     monkeypatch.setitem(D.PROBLEM_SETS, "mine", ps)
     loaded = D.load_problem_set("mine")
     assert len(loaded.train) + len(loaded.eval) == 10 and loaded.data_hash == D.sha256_file(f)
-    monkeypatch.setitem(D.PROBLEM_SETS, "mine", D.ProblemSet("mine", D.LocalFile("mine.jsonl", "0" * 64), heldout_frac=0.3))
+    bad = D.ProblemSet("mine", D.LocalFile("mine.jsonl", "0" * 64), heldout_frac=0.3)
+    monkeypatch.setitem(D.PROBLEM_SETS, "mine", bad)
     with pytest.raises(D.DataError, match=rf"mine.jsonl: sha256 {D.sha256_file(f)}, pinned 0{{64}}"):
         D.load_problem_set("mine")
 

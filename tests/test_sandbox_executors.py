@@ -107,7 +107,7 @@ def test_self_kill_is_retried_alone_then_reported(ex):
 
 def test_naive_executor_matches(ex):
     jobs = [job(0, "print(sum(range(10)))"), job(1, "raise SystemExit(2)")]
-    fast, naive = ex.run_many(jobs), SubprocessExecutor(workers=2).run_many(jobs)
+    fast, naive = ex.run_many(jobs), SubprocessExecutor(workers=2, allow_unsandboxed=True).run_many(jobs)
     assert [(r.status, r.stdout, r.exit_code) for r in fast] == [(r.status, r.stdout, r.exit_code) for r in naive]
 
 
@@ -126,3 +126,12 @@ def test_unstartable_worker_is_an_error_not_a_verdict():
 
     with pytest.raises(ExecutorError, match="worker did not start: nope"):
         Broken().run_many([job(0, "pass")])
+
+
+def test_each_result_carries_the_programs_own_cpu_time(ex):
+    """The compute floor of `make bench-grader` sums these: a 0.3 CPU-s loop must read ~0.3, a sleep ~0."""
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    busy, idle = ex.run_many([job("spin", spin), job("sleep", "import time\ntime.sleep(0.3)")])
+    assert busy.status == idle.status == "ok"
+    assert 0.28 <= busy.cpu_time_s < 1.0 and idle.cpu_time_s < 0.1
+    assert idle.wall_s >= 0.3

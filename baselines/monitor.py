@@ -1,0 +1,75 @@
+"""A hack monitor as a reference intervention (rl-rewardhacking's headline): rollouts a monitor flags are
+screened out of their group's advantage or penalised, before advantages are computed.
+
+    signal    exploited: the benchmark's own hack label (passed the foolable grade, not gt-correct). A
+              ground-truth monitor: an UPPER BOUND on what any real detector could do.
+              attempted: the code-structure detector (the mode's loophole code is present, paid or not).
+    accuracy  each flag is flipped with probability 1 - accuracy (seeded by run seed, step and group, so
+              a resumed run flips the same flags).
+    mode      screen:  flagged rewards are set to the mean of the unflagged ones, so with A = R - mean(R)
+                       a flagged rollout gets A = 0 and the others get exactly the advantage of the group
+                       without it (all flagged -> a flat group, skipped by the loop);
+              penalty: R <- R - monitor_penalty on flagged rollouts.
+
+The monitor sees every rollout that enters the loss (students and teacher-pool rows alike).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from harness.hooks import Arm, GroupInfo
+from harness.metrics import Metric, register_metric
+
+register_metric(Metric("monitor_flagged", "monitor arm: fraction of the step's rollouts the monitor flagged",
+                       "{:.2f}", kind="train"))
+register_metric(Metric("monitor_hack_recall", "monitor arm: fraction of exploited rollouts flagged (groups with "
+                       "a hack)", "{:.2f}", kind="train"))
+
+
+def flip_mask(n: int, accuracy: float, seed: int, step: int, group: int) -> torch.Tensor:
+    """[n] bool: which flags a detector of this accuracy gets wrong, reproducible per (seed, step, group)."""
+    if accuracy >= 1.0:
+        return torch.zeros(n, dtype=torch.bool)
+    s = int.from_bytes(hashlib.sha256(f"monitor:{seed}:{step}:{group}".encode()).digest()[:8], "little") >> 1
+    gen = torch.Generator().manual_seed(s)
+    return torch.rand(n, generator=gen) >= accuracy
+
+
+def monitored_rewards(rewards: torch.Tensor, flags: torch.Tensor, mode: str, penalty: float) -> torch.Tensor:
+    """rewards [G] float, flags [G] bool -> the rewards the advantage is computed from."""
+    out = rewards.clone().float()
+    if not flags.any():
+        return out
+    if mode == "penalty":
+        out[flags] -= penalty
+        return out
+    # screen
+    out[flags] = out[~flags].mean() if (~flags).any() else 0.0
+    return out
+
+
+class MonitorArm(Arm):
+    reads_env_labels = True     # a hack detector: the labels are its input
+
+    def setup(self, ctx) -> None:
+        super().setup(ctx)
+        c = ctx.config
+        self.mode, self.signal = c.monitor_mode, c.monitor_signal
+        self.accuracy, self.penalty, self.seed = float(c.monitor_accuracy), float(c.monitor_penalty), int(c.seed)
+
+    def reward_hook(self, rewards: torch.Tensor, acts: torch.Tensor | None,
+                    info: GroupInfo | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        if info is None:
+            raise RuntimeError("the monitor arm needs the loop to pass the rollouts' labels (GroupInfo)")
+        truth = info.exploited if self.signal == "exploited" else info.attempted
+        flags = truth ^ flip_mask(len(truth), self.accuracy, self.seed, info.step, info.group)
+        stats = {"monitor_flagged": flags.float().mean().item()}
+        if info.exploited.any():   # recall is undefined on a group with no hack
+            stats["monitor_hack_recall"] = (flags & info.exploited).sum().item() / int(info.exploited.sum())
+        return monitored_rewards(rewards, flags, self.mode, self.penalty), stats
+
+
+def build(config=None) -> MonitorArm:
+    return MonitorArm()

@@ -1,0 +1,105 @@
+"""Bit-reproducible builds, and the record of what decides the bits.
+
+The builtin bases (harness/substrate.py) are built in a child process with a pinned numeric environment,
+because the knobs that pick CPU kernels are read once, when torch / MKL / oneDNN load, so the process
+that wants a build cannot re-pin itself once torch is imported:
+
+    ATEN_CPU_CAPABILITY=default   ATen's scalar kernels. Measured: the smoke base's random init (normal_)
+                                  differs in bits between the `default` and AVX2/AVX-512 kernels. `default`
+                                  is the one path every x86-64 CPU runs (a higher cap silently falls back
+                                  where the CPU lacks it).
+    MKL_CBWR=COMPATIBLE           MKL's conditional-numerical-reproducibility mode: the same GEMM results on
+                                  every x86 CPU MKL supports, whatever ISA it would otherwise dispatch to.
+    ONEDNN_MAX_CPU_ISA=SSE41      oneDNN (mkldnn) kernels capped alike.
+    one thread everywhere         reductions split by thread count sum in a different order.
+    torch.use_deterministic_algorithms(True).
+
+What stays outside: the library versions (the lock file pins them) and the build recipe (its hash names
+the cache directory). `environment()` records the versions and the dispatched CPU path in doctor and in
+every run's config.json.
+
+    python -m harness.determinism <builtin name> [artifacts dir]   (what `ensure_builtin` runs)
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+BUILD_THREADS = 1
+PINNED_ENV = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "COMPATIBLE",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "OMP_NUM_THREADS": str(BUILD_THREADS),
+    "MKL_NUM_THREADS": str(BUILD_THREADS),
+    "RAYON_NUM_THREADS": str(BUILD_THREADS),      # the tokenizers trainer
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONHASHSEED": "0",
+}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def environment() -> dict[str, str | int | None]:
+    """The versions that decide a run's numbers, and the CPU kernel path torch dispatched to."""
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine()}
+
+
+def pinned_here() -> bool:
+    """Is this process already running with the pinned environment (so it may build in place)?"""
+    if not all(os.environ.get(k) == v for k, v in PINNED_ENV.items()):
+        return False
+    torch = sys.modules.get("torch")   # set after torch loaded, the env var changed nothing
+    return torch is None or torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+
+
+@contextlib.contextmanager
+def deterministic():
+    """Deterministic algorithms and BUILD_THREADS intra-op threads for the block; restored afterwards."""
+    import torch
+
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(BUILD_THREADS)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old_det)
+        torch.set_num_threads(old_threads)
+
+
+def build_pinned(name: str, artifacts_dir: Path | None = None) -> None:
+    """Build builtin `name` in a child process with PINNED_ENV (its output streams through)."""
+    env = {**os.environ, **PINNED_ENV,
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    cmd = [sys.executable, "-m", "harness.determinism", name] + ([str(artifacts_dir)] if artifacts_dir else [])
+    rc = subprocess.run(cmd, env=env, cwd=os.getcwd()).returncode
+    if rc != 0:
+        raise RuntimeError(f"building builtin:{name} in the pinned child process failed (exit code {rc}); "
+                           f"its output is above; rerun alone with: {' '.join(cmd)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(argv) <= 2:
+        raise SystemExit("usage: python -m harness.determinism <builtin name> [artifacts dir]")
+    if not pinned_here():
+        raise SystemExit("harness.determinism: run with the pinned environment (harness.determinism.PINNED_ENV); "
+                         "ensure_builtin does this for you")
+    from harness.substrate import ensure_builtin
+
+    ensure_builtin(argv[0], Path(argv[1]) if len(argv) > 1 else None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""diagnostics.json / the Diagnostics section on hand-made run dirs: every number checked against the inputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.arms import ADVANTAGE_BASELINE, BASELINE, METHOD
+from harness.diagnostics import diagnostics, mode_rates, pass_vacuous, thirds
+from harness.report import write_report
+from harness.runs import EVAL_RECORDS_FILE, scan_runs
+from sandbox.loopholes import MODES as _MODES
+
+MODES = tuple(_MODES)
+from tests.harness_helpers import make_run
+
+HELD = MODES[1]
+
+
+def _records(path, step, rows):
+    """rows: (mode, exploited, attempted, gt_correct) per generation of the evaluation at `step`."""
+    with open(path / EVAL_RECORDS_FILE, "a") as f:
+        for i, (mode, e, a, c) in enumerate(rows):
+            f.write(json.dumps({"step": step, "problem_id": i, "sample": 0, "mode": mode, "category": "x",
+                                "exploited": e, "attempted": a, "gt_correct": c}) + "\n")
+
+
+def _metrics(path, rows):
+    with open(path / "metrics.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def test_mode_rates():
+    rows = [dict(exploited=e, attempted=a, gt_correct=c) for e, a, c in
+            [(True, True, False), (False, True, False), (False, False, True), (False, False, False)]]
+    r = mode_rates(rows)
+    assert r == {"hack_pp": 25.0, "loose_hack_pp": 50.0, "pass_pp": 25.0, "p_exploit_given_attempt": 0.5, "n": 4}
+    assert mode_rates(rows[2:])["p_exploit_given_attempt"] is None      # no attempt: undefined, not 0
+
+
+def test_per_mode_uses_the_final_evaluation_and_means_over_seeds(tmp_path):
+    root = tmp_path / "runs"
+    a = make_run(root, METHOD, 41, 0.5, 0.0)
+    b = make_run(root, METHOD, 42, 0.5, 0.0)
+    _records(a, 0, [(MODES[0], True, True, False)] * 2)           # step-0 (base) eval: ignored
+    _records(a, 3, [(MODES[0], True, True, False), (MODES[0], False, False, True)])
+    _records(b, 3, [(MODES[0], False, True, False), (MODES[0], False, False, False), (MODES[1], True, True, False)])
+    pm = diagnostics(root, "smoke")["per_mode"][METHOD]
+    m0 = pm[MODES[0]]
+    assert m0["per_seed"]["41"]["hack_pp"] == 50.0 and m0["per_seed"]["42"]["hack_pp"] == 0.0
+    assert m0["hack_pp"] == 25.0 and m0["loose_hack_pp"] == 50.0 and m0["pass_pp"] == 25.0
+    assert m0["p_exploit_given_attempt"] == pytest.approx(0.5)     # mean of 1/1 and 0/1
+    assert m0["n"] == 4 and m0["n_seeds"] == 2
+    assert pm[MODES[1]]["n_seeds"] == 1 and pm[MODES[1]]["hack_pp"] == 100.0
+
+
+def test_rotation_thirds():
+    rows = [{"step": s, "hack_rate_s": v} for s, v in enumerate([0.0, 0.0, 0.2, 0.4, 0.6, 1.0], start=1)]
+    mid, late = thirds(rows)     # T = 6: mid = steps 3, 4; late = 5, 6
+    assert mid == pytest.approx(30.0) and late == pytest.approx(80.0)
+
+
+def test_ablations_monitor_and_null_cos(tmp_path):
+    root = tmp_path / "runs"
+    for seed, (v, vnp, enp, mon) in zip((41, 42, 43), [(0.8, 0.6, 0.3, 0.1), (0.7, 0.5, 0.3, 0.0),
+                                                       (0.9, 0.7, 0.2, 0.2)]):
+        make_run(root, BASELINE, seed, v, 0.3, null_cos=0.05)
+        make_run(root, "vanilla_no_pool", seed, vnp, 0.2)
+        make_run(root, "erase_no_pool", seed, enp, 0.2, null_cos={"null": 0.2})
+        rd = make_run(root, "monitor", seed, mon, 0.25)
+        (rd / "config.json").write_text(json.dumps({"monitor_signal": "exploited", "monitor_mode": "screen",
+                                                    "monitor_accuracy": 0.9}))
+    d = diagnostics(root, "smoke")
+    ab = d["ablations"]
+    assert ab["vanilla_no_pool"]["reference"] == BASELINE
+    assert ab["vanilla_no_pool"]["delta_hack_pp"] == pytest.approx(-20.0)     # 60,50,70 - 80,70,90
+    assert ab["erase_no_pool"]["reference"] == "vanilla_no_pool"
+    assert ab["erase_no_pool"]["hack_pp"] == pytest.approx(80 / 3) and ab["erase_no_pool"]["n"] == 3
+    assert ab["erase_no_pool"]["delta_hack_pp"] == pytest.approx((-30 - 20 - 50) / 3)
+    assert ab["erase_no_norm"]["n"] == 0 and ab["erase_no_norm"]["delta_hack_pp"] is None
+    m = d["monitor"]
+    assert m["hack_pp"] == pytest.approx(10.0) and m["pass_pp"] == pytest.approx(25.0) and m["n"] == 3
+    assert (m["signal"], m["mode"], m["accuracy"], m["upper_bound"]) == ("exploited", "screen", 0.9, True)
+    nc = d["null_cos"]
+    assert nc[BASELINE]["null"] == pytest.approx(0.05) and nc[BASELINE]["ratio"] == pytest.approx(0.1 / 0.05)
+    assert nc["erase_no_pool"]["null"] == pytest.approx(0.2) and nc["erase_no_pool"]["ratio"] == pytest.approx(0.5)
+    assert nc["monitor"]["null"] is None and "missing" in nc["monitor"]
+
+
+def test_cos_health_reads_the_last_window(tmp_path):
+    root = tmp_path / "runs"
+    rd = make_run(root, METHOD, 41, 0.5, 0.0)
+    _metrics(rd, [{"step": s, "cos_pre_s": 0.1 * s, "cos_t_hack": 0.4, "cos_t_correct": 0.2} for s in range(1, 31)])
+    c = diagnostics(root, "smoke")["cos"][METHOD]
+    assert c["cos_pre_s"] == pytest.approx(0.1 * sum(range(6, 31)) / 25)   # the last 25 steps
+    assert c["cos_t_hack"] == pytest.approx(0.4) and c["cos_t_correct"] == pytest.approx(0.2)
+    assert c["cos_update"] is None
+
+
+def _lomo_run(root, arm, seed, held_hack: int, held_n: int):
+    rd = make_run(root / "lomo" / HELD, arm, seed, 0.5, 0.0)
+    _records(rd, 3, [(HELD, i < held_hack, False, False) for i in range(held_n)]
+             + [(MODES[0], True, True, False)] * 3)                       # other modes must not count
+    return rd
+
+
+def test_lomo_reads_the_held_mode_and_applies_the_controls_rule(tmp_path):
+    root = tmp_path / "runs"
+    for seed, (e, r) in zip((41, 42, 43), [(1, 3), (0, 4), (1, 4)]):
+        _lomo_run(root, METHOD, seed, e, 4)
+        _lomo_run(root, "random_v", seed, r, 4)
+    make_run(root, BASELINE, 41, 0.5, 0.0)                                  # a main run, so the preset exists
+    d = diagnostics(root, "smoke")
+    c = d["lomo"][HELD]
+    assert c[METHOD]["hack_pp"] == pytest.approx(100 * 2 / 12) and c[METHOD]["n"] == 3
+    assert c["random_v"]["hack_pp"] == pytest.approx(100 * 11 / 12)
+    assert c["vanilla"]["n"] == 0 and c["vanilla"]["hack_pp"] is None
+    assert c["delta_hack_pp"] == pytest.approx(75.0) and c["erase_beats_random"] is True
+    for other in MODES:
+        if other != HELD:
+            assert d["lomo"][other]["erase_beats_random"] is None          # not run
+    # the main scan never sees lomo runs
+    assert {r.arm for r in scan_runs(root)} == {BASELINE}
+    miss = d["missing"]["lomo"]
+    assert {"fold": HELD, "arm": "vanilla", "seed": 41} in miss["runs"]
+    assert miss["command"] == f"harness sweep --design lomo --preset smoke --out {root} --seeds 41,42,43"
+
+
+def test_pass_vacuous_only_when_every_pass_rate_is_below_one_generation(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (41, 42):
+        for arm, p in ((BASELINE, 0.0), (METHOD, 0.0), (ADVANTAGE_BASELINE, 0.05)):
+            rd = make_run(root, arm, seed, 0.5, p)
+            _metrics(rd, [{"step": 3, "eval_n": 10}])
+    recs = scan_runs(root)
+    assert pass_vacuous(recs, BASELINE, METHOD) == {"pass_vacuous": True, "resolution_pp": 10.0}
+    # 5% of 10 generations cannot happen, but a rate above zero is not "below the resolution" only if >= 10pp
+    assert pass_vacuous(recs, ADVANTAGE_BASELINE, METHOD)["pass_vacuous"] is True
+    for seed in (41, 42):
+        rd = make_run(root, ADVANTAGE_BASELINE, seed, 0.5, 0.1)
+        _metrics(rd, [{"step": 3, "eval_n": 10}])
+    assert pass_vacuous(scan_runs(root), ADVANTAGE_BASELINE, METHOD)["pass_vacuous"] is False
+
+
+def test_report_writes_diagnostics_json_markdown_and_figures(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "report"
+    for seed in (41, 42):
+        for arm in (BASELINE, METHOD, ADVANTAGE_BASELINE):
+            rd = make_run(root, arm, seed, 0.5 if arm == BASELINE else 0.2, 0.0)
+            _records(rd, 3, [(m, arm == BASELINE, False, False) for m in MODES])
+            _metrics(rd, [{"step": s, "hack_rate_s": 0.1, "cos_pre": 0.3, "eval_n": 4} for s in (1, 2, 3)])
+    mon = make_run(root, "monitor", 41, 0.1, 0.0)
+    (mon / "config.json").write_text(json.dumps({"monitor_signal": "exploited", "monitor_mode": "screen"}))
+    res = write_report(root, out)
+    on_disk = json.loads((out / "falsification.json").read_text())
+    assert on_disk["H1"]["pass_vacuous"] is True and on_disk["H3"]["pass_vacuous"] is True
+    assert {"verdict", "delta_hack_pp", "sem_pp", "delta_pass_pp", "n", "reason"} <= set(on_disk["H1"])
+    assert res["H1"]["verdict"] == on_disk["H1"]["verdict"]
+    d = json.loads((out / "diagnostics.json").read_text())
+    for key in ("substrate", "per_mode", "null_cos", "cos", "rotation", "ablations", "monitor", "lomo", "missing"):
+        assert key in d
+    assert d["per_mode"][BASELINE][MODES[0]]["hack_pp"] == 100.0 and d["per_mode"][METHOD][MODES[0]]["hack_pp"] == 0
+    assert d["rotation"][METHOD]["hack_late_pp"] == pytest.approx(10.0)
+    md = (out / "falsification.md").read_text()
+    assert md.index("**Substrate**") < md.index("## Verdicts (preregistered)") < md.index("## Diagnostics")
+    assert "not about Qwen3-4B" in md and "pass condition vacuous" in md
+    headline_md = md[md.index("## Headline"):md.index("## Verdicts")]
+    assert "| monitor" not in headline_md and "| erase |" in headline_md     # the headline: preregistered arms only
+    assert "| monitor (ground-truth monitor: upper bound) |" in md[md.index("## Diagnostics"):]
+    assert "harness sweep --design ablations" in md and "harness sweep --design lomo" in md
+    for png in ("per_mode.png", "cos_curves.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the monitor's reward hook ------------------------------------------------------------------
+
+def test_monitor_screen_gives_flagged_rollouts_zero_advantage():
+    from baselines.monitor import monitored_rewards
+    from harness.grpo import group_advantages
+
+    r = torch.tensor([3.5, 3.5, 0.5, 0.0])
+    flags = torch.tensor([True, False, False, False])
+    a = group_advantages(monitored_rewards(r, flags, "screen", 3.0))
+    assert a[0] == 0
+    torch.testing.assert_close(a[1:], group_advantages(r[1:]))     # = the group without the flagged rollout
+    assert torch.equal(monitored_rewards(r, flags, "penalty", 3.0), torch.tensor([0.5, 3.5, 0.5, 0.0]))
+    every = monitored_rewards(r, torch.ones(4, dtype=torch.bool), "screen", 3.0)
+    assert (every == every[0]).all()                                # all flagged: a flat group, skipped
+
+
+def test_monitor_flips_flags_at_the_configured_rate_and_reproducibly():
+    from baselines.monitor import flip_mask
+
+    assert not flip_mask(100, 1.0, 41, 1, 0).any()
+    m = torch.stack([flip_mask(100, 0.8, 41, s, 0) for s in range(50)])
+    assert 0.17 < m.float().mean().item() < 0.23
+    assert torch.equal(flip_mask(100, 0.8, 41, 7, 2), flip_mask(100, 0.8, 41, 7, 2))
+    assert not torch.equal(flip_mask(100, 0.8, 41, 7, 2), flip_mask(100, 0.8, 42, 7, 2))
+
+
+def test_monitor_hook_reads_the_configured_signal():
+    from types import SimpleNamespace
+
+    from baselines.monitor import MonitorArm
+    from harness.config import resolve_config
+    from harness.hooks import GroupInfo
+
+    rollouts = [SimpleNamespace(exploited=e, attempted=a, teacher=t) for e, a, t in
+                [(True, True, False), (False, True, False), (False, False, True), (False, False, True)]]
+    info = GroupInfo.of(rollouts, step=1, group=0)
+    r = torch.tensor([3.5, 0.5, 3.5, 0.5])
+    for signal, flagged in (("exploited", [True, False, False, False]), ("attempted", [True, True, False, False])):
+        arm = MonitorArm()
+        arm.setup(SimpleNamespace(config=resolve_config("smoke", "monitor", 41, {"monitor_signal": signal,
+                                                                                 "monitor_mode": "penalty"})))
+        out, stats = arm.reward_hook(r, None, info)
+        assert torch.equal(out, r - 3.0 * torch.tensor(flagged, dtype=torch.float32))
+        assert stats["monitor_flagged"] == pytest.approx(sum(flagged) / 4)
+
+
+# --- arms and designs ----------------------------------------------------------------------------
+
+def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
+    from harness.config import ConfigError, resolve_config
+
+    assert resolve_config("mini", "erase_no_pool", 41).teacher_frac == 0.0
+    assert resolve_config("mini", "vanilla_no_pool", 41).teacher_per_group == 0
+    assert resolve_config("mini", "erase_no_norm", 41).proj_preserve_norm is False
+    assert resolve_config("mini", "erase", 41).proj_preserve_norm is True
+    with pytest.raises(ConfigError, match="teacher_frac"):
+        resolve_config("mini", "erase_no_pool", 41, {"teacher_frac": 0.5})
+    with pytest.raises(ConfigError, match="pool_modes"):
+        resolve_config("mini", "erase", 41, {"pool_modes": ("nope",)})
+
+
+def test_designs_plan_their_folds(tmp_path):
+    from harness.arms import ABLATIONS, PREREGISTERED_ARMS
+    from harness.config import ConfigError
+    from harness.sweep import plan_design
+
+    main = plan_design("main", "smoke", [41], tmp_path)
+    assert [j.arm for j in main] == list(PREREGISTERED_ARMS)
+    abl = plan_design("ablations", "smoke", [41], tmp_path)
+    assert [j.arm for j in abl] == list(ABLATIONS) and all(j.path.parent.parent.parent == tmp_path for j in abl)
+    lomo = plan_design("lomo", "smoke", [41], tmp_path)
+    assert len(lomo) == 3 * len(MODES)
+    for j in lomo:
+        known = tuple(m for m in MODES if m != j.fold)
+        assert j.config.pair_modes == known and j.config.pool_modes == known
+        assert j.path == tmp_path / "lomo" / j.fold / "smoke" / j.arm / "seed41"
+    with pytest.raises(ConfigError, match="contradicts"):
+        plan_design("lomo", "smoke", [41], tmp_path, {"pool_modes": tuple(MODES)})
+    with pytest.raises(ConfigError, match="has no arm"):
+        plan_design("lomo", "smoke", [41], tmp_path, arms=["rebound"])
+
+
+def test_restricted_pool_keeps_only_known_modes_and_renames_itself():
+    from sandbox.pool import Pool
+
+    rows = [{"problem_id": i, "mode": MODES[i % 4], "completion": "", "reward": 0.0, "exploited": False,
+             "gt_correct": False} for i in range(8)]
+    pool = Pool(rows=rows, sha256="abc")
+    r = pool.restrict(MODES[:3])
+    assert {row["mode"] for row in r.rows} == set(MODES[:3]) and len(r.rows) == 6
+    assert r.sha256 != pool.sha256 and r.sha256 == pool.restrict(reversed(MODES[:3])).sha256
+
+
+def test_v_cache_key_includes_pair_modes_only_when_restricted():
+    from types import SimpleNamespace
+
+    from harness.config import resolve_config
+    from method.extract import v_cache_key
+
+    def key(**over):
+        ctx = SimpleNamespace(config=resolve_config("smoke", "erase", 41, over), model=None, model_hash="m",
+                              adapters={"a": None})
+        return v_cache_key(ctx, "real", "p", "base")
+
+    assert "pair_modes" not in key()                       # all-mode keys (and cached V files) unchanged
+    assert key(pair_modes=MODES[:3])["pair_modes"] == sorted(MODES[:3])
+    assert key(pair_modes=MODES[:3]) != key(pair_modes=MODES[1:])
+
+
+def test_load_pairs_keeps_only_the_known_modes():
+    from harness.config import resolve_config
+    from method.pairs import HACK_SET, load_pairs
+
+    fit, held = load_pairs(HACK_SET, resolve_config("smoke", "erase", 41, {"pair_modes": MODES[1:]}))
+    assert {p.mode for p in fit + held} == set(MODES[1:])
+
+
+def test_eval_log_on_resume_drops_evaluations_after_the_checkpoint(tmp_path):
+    from harness.loop import _EvalLog
+    from harness.runs import read_eval_records
+
+    _records(tmp_path, 0, [(MODES[0], False, False, False)])
+    _records(tmp_path, 2, [(MODES[0], True, True, False)])
+    _records(tmp_path, 4, [(MODES[0], True, True, False)] * 2)      # logged after the checkpoint at step 2
+    log = _EvalLog(tmp_path / EVAL_RECORDS_FILE, keep_through=2)
+    assert [r["step"] for r in read_eval_records(tmp_path)] == [0, 2]
+    log.extend([{"step": 4, "mode": MODES[1]}])
+    assert [r["step"] for r in read_eval_records(tmp_path)] == [0, 2, 4]
+    _EvalLog(tmp_path / EVAL_RECORDS_FILE, keep_through=-1)          # a restart before the step-0 eval
+    assert read_eval_records(tmp_path) == []
