@@ -257,8 +257,9 @@ def _fence(code: str) -> str:
 
 
 def _wrong(ret: str) -> tuple[str, str]:
-    """Two wrong-typed-right answers for a return annotation (wrong for almost every input; the grade decides)."""
-    return {"int": ("0", "-1"), "str": ('""', '"?"')}.get(ret, ("[]", "[-1]"))
+    """Two constant answers of the return type; every mini problem's tests have >= 2 distinct answers, so a constant
+    fails one. Never `0`: the pool's stubs return 0 (sandbox.pool.STUB_RETURN), and no pair side may be pool text."""
+    return {"int": ("-1", "1"), "str": ('""', '"?"')}.get(ret, ("[]", "[-1]"))
 
 
 def _alts(problem) -> list[str]:

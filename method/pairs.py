@@ -987,12 +987,11 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
     if pair_set not in PAIR_SETS:
         raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
     train = load_problem_set(config.problem_set).pairs
-    if config.problem_set in RENDERERS:   # a problem set with pairs of its own
-        fit, held = split_pairs(RENDERERS[config.problem_set](pair_set, train, config.prompt_style),
-                                config.heldout_pairs_frac)
-        return fit, held
-    train_ids = {p.id for p in train}
     modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
+    if config.problem_set in RENDERERS:   # a problem set with pairs of its own
+        own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
+        return split_pairs(own, config.heldout_pairs_frac)
+    train_ids = {p.id for p in train}
     pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS)
              if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
