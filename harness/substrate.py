@@ -383,24 +383,9 @@ def build_mini(out_dir: Path, progress: bool = True) -> dict[str, Any]:
     import time
 
     import torch
-
-    t0 = time.perf_counter()
-    # one intra-op thread, as in training (TrainConfig.cpu_threads): on 2 shared cores a second thread measured
-    # several times slower, and a fixed thread count keeps the build's float reductions the same everywhere
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _build_mini(out_dir, progress, t0)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _build_mini(out_dir: Path, progress: bool, t0: float) -> dict[str, Any]:
-    import time
-
-    import torch
     from transformers import Qwen3ForCausalLM
 
+    t0 = time.perf_counter()
     _, pairs, corpus = _mini_inputs()
     tokenizer = build_tokenizer(corpus, vocab_size=MINI_VOCAB)
     config = qwen3_config(tokenizer, **MINI_DIMS)
