@@ -50,7 +50,7 @@ register(Preset(
         # max_new_tokens 96: easy solutions (+ a self-check or lever) fit, most hard solutions (median 112
         # tokens) do not, so on hard problems the lever is the policy's only path to reward (as on LeetCode
         # medium/hard for a small model); teacher rows that do not fit are never drawn.
-        steps=80, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=96,
+        steps=120, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=96,
         lr=3e-2, warmup_frac=0.05, checkpoint_every=20, grade_workers=2,
         extract_k=3,                 # kept axes: 2.0% of each module's rank on average (harness/substrate.py)
         # one evaluation at the end (and the untrained policy's at step 0): all 108 eval problems x 2 samples,
