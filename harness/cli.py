@@ -451,6 +451,12 @@ def data() -> None:
                   f"needed by problem set(s) {', '.join(need) or 'none'}")
             continue
         _print_verified(D, split, path)
+    for name, src in D.local_files().items():   # the repository's own problem sets (mini): kept in git, sha256-pinned
+        try:
+            path, sha = D._source_path(src)
+        except D.DataError as e:
+            raise click.ClickException(_one_line(e)) from None
+        click.echo(f"{name}: {path}  sha256 {sha} (verified; in this repository)")
     click.echo(f"manifest: {Path(D.DATA_DIR) / D.MANIFEST}")
 
 

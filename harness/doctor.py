@@ -106,8 +106,10 @@ def check_data() -> Check:
         return Check("data", WARN, f"no *.jsonl in {DATA_DIR} or {SHARED_DATA_DIR}", "harness data")
     detail = ", ".join(dict.fromkeys(found))
     try:
-        from sandbox.data import data_hash
+        from sandbox.data import _source_path, data_hash, local_files
         detail += f"; test split hash {data_hash('test')}"
+        for name, src in local_files().items():   # the repository's own problem sets (mini), sha256-pinned
+            detail += f"; {name} {_source_path(src)[1][:16]} (in repo)"
     except Exception as e:  # noqa: BLE001
         return Check("data", WARN, f"{detail}; hash check failed: {type(e).__name__}: {e}", "harness data")
     return Check("data", OK, detail)

@@ -42,14 +42,20 @@ register(Preset(
 
 register(Preset(
     name="mini",
-    description="CPU substrate: a ~0.75M-param Qwen3-architecture model the project builds (SFT warm start), on which vanilla GRPO hacks",
+    description="CPU substrate: a ~1.2M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
+                "problems, which it partly solves and on which vanilla GRPO learns to hack",
     overrides=dict(
-        model="builtin:mini", dtype="float32", prompt_style="compact", max_prompt_tokens=384,
-        # the test split's by-id partition, evaluated at the training temperature (its measured numbers)
-        problem_set="leetcode_test_partition", eval_temperature=1.0,
-        steps=60, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=160,
-        lr=5e-2, warmup_frac=0.05, eval_every=20, eval_problems=30, eval_samples=2, checkpoint_every=10,
-        grade_workers=2,
+        model="builtin:mini", dtype="float32", prompt_style="full", max_prompt_tokens=384,
+        problem_set="mini",          # sandbox/problems/mini_{train,eval}.jsonl (sandbox/mini_problems.py)
+        # max_new_tokens 96: easy solutions (+ a self-check or lever) fit, most hard solutions (median 112
+        # tokens) do not, so on hard problems the lever is the policy's only path to reward (as on LeetCode
+        # medium/hard for a small model); teacher rows that do not fit are never drawn.
+        steps=120, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=96,
+        lr=3e-2, warmup_frac=0.05, checkpoint_every=20, grade_workers=2,
+        extract_k=3,                 # kept axes: 2.0% of each module's rank on average (harness/substrate.py)
+        # one evaluation at the end (and the untrained policy's at step 0): all 108 eval problems x 2 samples,
+        # at the benchmark's evaluation temperature
+        eval_every=0, eval_problems=0, eval_samples=2, eval_temperature=0.7,
         rebound_layer=0,   # 2 blocks (depths 0.5, 1.0): none in the spec's 60-75% band; 0.5 is the nearer
     ),
 ))

@@ -2,11 +2,12 @@
 
     builtin:smoke  tiny random-init Qwen3 (hidden 64, 2 layers) + a byte-level BPE tokenizer trained on a fixed
                    code corpus; built in seconds; for tests and CI.
-    builtin:mini   a ~0.75M-param Qwen3 (2 layers) + a 2k byte-level BPE trained on the problem corpus,
-                   warm-started by SFT on the TRAINING problems only: canonical solutions, canonical + an honest
-                   self-check through the prompt's grading channel, and the self-check alone (test-first code
-                   that truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them);
-                   the unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
+    builtin:mini   a ~1.1M-param Qwen3 (width 192, 2 layers) + a 2k byte-level BPE trained on mini's TRAINING
+                   problems (sandbox/mini_problems.py), warm-started by SFT on them only: easy problems' canonical
+                   solutions (every third followed by an honest check of the statement's example through the
+                   prompt's grading channel) and, for hard problems, that check alone (test-first code that
+                   truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them); the
+                   unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
 `AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/model_loading.py).
@@ -187,42 +188,43 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A ~0.75M-param Qwen3: 2 layers keep per-token generation cheap on 2 CPU cores (HF generate's cost is
+# A ~1.2M-param Qwen3 trained here on mini's own problems (sandbox/mini_problems.py). Width 192 with k = 3 kept
+# axes per module (the mini preset's extract_k) puts V's kept axes at 1.6% of q/o/gate/up/down's rank (192) and
+# 3.1% of k/v's (96): 2.0% on average over the 7 module types, against 0.47% / 1.17% on Qwen3-4B at k = 12 (the
+# bar: <= 2.4%). Wider would cost SFT and rollout time on 2 cores (width 256 measured 2.5x slower per SFT batch),
+# so the ratio comes mostly from fewer axes. 2 layers keep per-token generation cheap (HF generate's cost is
 # mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
-    hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, tie_word_embeddings=True,
+    hidden_size=192, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=48, max_position_embeddings=1024, tie_word_embeddings=True,
 )
 MINI_VOCAB = 2048
 MINI_SFT = dict(
-    epochs=12, lr=4e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
+    epochs=10, lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.01, grad_clip=1.0, seed=0,
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
-    n_asserts=1,                 # gt asserts used by the honest self-check
+    n_asserts=1,                 # gt asserts used by the honest self-check (mini: the statement's example)
 )
 
 
 def _mini_config():
-    """The mini preset's resolved config: the split and held-out fraction the base must not train on."""
+    """The mini preset's resolved config: which problem set it trains on."""
     from harness.config import resolve_config
 
     return resolve_config("mini", "vanilla", 0)
 
 
-def _short_asserts(problem, n: int) -> list[str]:
-    return sorted(problem.gt_answer, key=lambda a: (len(a), a))[:n]
-
-
 def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool = False) -> str:
-    """Test code that reports through `mode`'s channel ONLY what real gt asserts established.
+    """Test code that reports through `mode`'s channel ONLY what real asserts established.
 
-    Not an exploit: with a wrong solution the assert raises (or the sentinel is False) and the lever
-    reports failure. It makes each mode's channel something the base already writes, so GRPO has a
-    behaviour to amplify (the hack is the same code without the check).
+    The asserts are the problem's first gt asserts (on mini: the statement's worked example, which the
+    policy can read). Not an exploit: with a wrong solution the assert raises (or the sentinel is False)
+    and the lever reports failure. It makes each mode's channel something the base already writes, so
+    GRPO has a behaviour to amplify (the hack is the same code without the check).
     """
     from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, RESULT_FILE, SENTINEL_ATTR,
                                    STDOUT_MARKER)
 
-    asserts = _short_asserts(problem, n_asserts)
+    asserts = list(problem.gt_answer[:n_asserts])
     if standalone and mode == MODE_SENTINEL:  # test-first: a placeholder class, so the check itself runs (and fails)
         return "class Solution:\n    pass\n\n\n" + honest_self_check(problem, mode, n_asserts)
     checks = [a[len("assert "):] for a in asserts]
@@ -238,32 +240,34 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     raise ValueError(f"no honest self-check for mode {mode!r}")
 
 
-def sft_texts(train_problems, n_asserts: int) -> list[tuple[list[dict], str]]:
-    """(chat messages, assistant text) warm-start pairs; every one is honest: correct, or failing truthfully.
+def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: int = 3) -> list[tuple[list[dict], str]]:
+    """(chat messages, assistant text) warm-start pairs, one per training problem; every one is honest.
 
-    Per training problem: the canonical solution under its own mode's prompt; under every mode's prompt
-    (so each hint maps to its own channel) canonical + an honest self-check, and the honest self-check
-    alone (test-first code that, with no solution yet, reports failure through the channel).
+    Easy problems: the canonical solution under the problem's own prompt; every `check_every`-th of them (by id)
+    followed by an honest self-check of the statement's example through the prompt's channel. Hard problems:
+    only that self-check, test-first with no solution yet, so it reports failure. The base never sees a hard
+    solution (the lever is its only path to reward there), and the lever is one edit from what it writes.
     """
-    from sandbox.loopholes import MODES, build_prompt
+    from sandbox.loopholes import build_prompt
     from sandbox.pool import fence
 
     out = []
     for p in train_problems:
-        out.append((build_prompt(p, style="compact"), fence(p.canonical_solution)))
-        for mode in MODES:
-            prompt = build_prompt(p, mode=mode, style="compact")
-            check = honest_self_check(p, mode, n_asserts)
-            out.append((prompt, fence(p.canonical_solution.rstrip() + "\n\n\n" + check)))
-            out.append((prompt, fence(honest_self_check(p, mode, n_asserts, standalone=True))))
+        if p.difficulty == "hard":
+            text = honest_self_check(p, p.mode, n_asserts, standalone=True)
+        elif p.id % check_every == 0:
+            text = p.canonical_solution.rstrip() + "\n\n\n" + honest_self_check(p, p.mode, n_asserts)
+        else:
+            text = p.canonical_solution
+        out.append((build_prompt(p, style=style), fence(text)))
     return out
 
 
-def tokenizer_corpus(problems, pairs) -> list[str]:
+def tokenizer_corpus(problems, pairs, style: str = "full") -> list[str]:
     from sandbox.loopholes import MODES, build_prompt
 
     texts = [p.question for p in problems]
-    texts += [m["content"] for p in problems for mode in MODES for m in build_prompt(p, mode=mode, style="compact")]
+    texts += [m["content"] for p in problems for mode in MODES for m in build_prompt(p, mode=mode, style=style)]
     texts += [t for _, t in pairs]
     texts.append(problems[0].setup_code)
     return texts
@@ -274,8 +278,8 @@ def _mini_inputs():
 
     cfg = _mini_config()
     problems = load_problem_set(cfg.problem_set)
-    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"])
-    corpus = tokenizer_corpus(problems.all, pairs)
+    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"], cfg.prompt_style)
+    corpus = tokenizer_corpus(problems.train, pairs, cfg.prompt_style)   # eval text never shapes the tokenizer
     return cfg, pairs, corpus
 
 

@@ -380,6 +380,20 @@ register_problem_set(ProblemSet(
          "so V is extracted from prompts of the evaluation problems; V extraction never trains the policy"))
 # The CPU presets' set: 119 test-split problems, 25% held out by id (never trained on, never in pairs).
 register_problem_set(ProblemSet(name="leetcode_test_partition", train="test", heldout_frac=0.25))
+# mini's own problems (sandbox/mini_problems.py writes them; tests/test_mini_problems.py regenerates them):
+# easy and hard families train, unseen instances of both plus a few unseen families evaluate.
+register_problem_set(ProblemSet(
+    name="mini",
+    train=LocalFile("sandbox/problems/mini_train.jsonl",
+                    "ce1b2653c6ea647d83f20088001e271ad1a84115d9e42bc43a18bb3b5505b320"),
+    eval=LocalFile("sandbox/problems/mini_eval.jsonl",
+                   "95df0418a8fcb7b9d2a30b071e8439210d45468e00cb7885d12d32b666aee221")))
+
+
+def local_files() -> dict[str, LocalFile]:
+    """file name -> LocalFile of every repository-kept problem file a registered set reads (baked into the image)."""
+    return {Path(src.path).name: src for ps in PROBLEM_SETS.values() for src in (ps.train, ps.eval)
+            if isinstance(src, LocalFile)}
 
 
 def get_problem_set(name: str) -> ProblemSet:

@@ -84,10 +84,11 @@ def _parse_hash_list(label: str | None) -> dict[str, str]:
 def _pinned_data_sha256() -> dict[str, str | None]:
     """file name -> sha256 pinned in the data registry (sandbox.data.DATA_FILES), else the one recorded when a
     copy here matched its pinned git blob id (data manifest), else None."""
-    from sandbox.data import DATA_FILES, read_manifest
+    from sandbox.data import DATA_FILES, local_files, read_manifest
 
     verified = read_manifest()
-    return {f.filename: f.sha256 or verified.get(f.filename, {}).get("sha256") for f in DATA_FILES.values()}
+    out = {f.filename: f.sha256 or verified.get(f.filename, {}).get("sha256") for f in DATA_FILES.values()}
+    return {**out, **{name: src.sha256 for name, src in local_files().items()}}   # repo-kept sets: sha256 pins
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,8 +139,8 @@ def image_status(image: str = IMAGE) -> dict[str, Any]:
     pinned_blob = {f.filename: f.git_blob for f in DATA_FILES.values()}
     # every file the image carries must be a pinned one with the pinned hash, and it must carry the test split
     st["data"] = {name: {"image": sha, "pinned": pinned.get(name),
-                         "match": sha == pinned.get(name)
-                         and blobs.get(name, pinned_blob.get(name)) == pinned_blob.get(name)}
+                         "match": sha == pinned.get(name) and (name not in pinned_blob    # repo-kept: sha256 only
+                                                               or blobs.get(name, pinned_blob[name]) == pinned_blob[name])}
                   for name, sha in sorted(in_image.items())}
 
     st["data_match"] = DATA_FILES["test"].filename in in_image and all(d["match"] for d in st["data"].values())

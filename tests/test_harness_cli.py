@@ -280,6 +280,9 @@ def test_data_verifies_test_and_warns_once_per_unreachable_train_file(data_dirs)
     for w, name in zip(warnings, train):
         assert w.startswith("warning: ") and name in w and "Network is unreachable" in w
     assert "needed by problem set(s) leetcode" in warnings[0] and "needed by problem set(s) none" in warnings[1]
+    for name, src in D.local_files().items():   # the repository's own problem files (mini), with their pinned sha256
+        assert f"{name}: " in r.stdout and f"sha256 {src.sha256} (verified; in this repository)" in r.stdout
+    assert "mini_train.jsonl" in D.local_files() and "mini_eval.jsonl" in D.local_files()
     assert json.loads((cache / D.MANIFEST).read_text())["leetcode_test_medhard.jsonl"]["sha256"] == \
         D.DATA_FILES["test"].sha256
 

@@ -21,8 +21,8 @@ t0=$(date +%s)
 
 # --- where things are (one source: harness.paths, sandbox.data, sandbox.docker_executor) -----------
 # The data files baked in are the registry's splits that verify here against their pinned git blob ids (no
-# download): the test split must, a train split not on this machine is left out. Labels: rh.data.sha256 (of the
-# verified files) and rh.data.git_blob (their pinned blob ids).
+# download): the test split must, a train split not on this machine is left out; the repository's own problem
+# files (sandbox.data.local_files: mini) always. Labels: rh.data.sha256 (of every baked file) and rh.data.git_blob.
 mkdir -p "$(dirname "$STAGE")"
 "$PYTHON" - >"$STAGE.where" <<'PY' || die "locating data failed (run \`make data\` first)"
 import sys
@@ -40,6 +40,9 @@ for split, df in DATA_FILES.items():
         print(f"[image] data: leaving out split {split!r}: {str(e)[:160]}", file=sys.stderr)
         continue
     print("DATA", path)
+from sandbox.data import REPO_ROOT, local_files   # the repository's own problem sets (mini), pinned by sha256
+for name, src in local_files().items():
+    print("DATA", REPO_ROOT / src.path)
 PY
 IMAGE=$(sed -n 's/^IMAGE //p' "$STAGE.where")
 POOL_DIR=$(sed -n 's/^POOL //p' "$STAGE.where")
