@@ -42,7 +42,7 @@ register(Preset(
 
 register(Preset(
     name="mini",
-    description="CPU substrate: a ~1.2M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
+    description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
                 "problems, which it partly solves and on which vanilla GRPO learns to hack",
     overrides=dict(
         model="builtin:mini", dtype="float32", prompt_style="full", max_prompt_tokens=384,
@@ -52,7 +52,7 @@ register(Preset(
         # medium/hard for a small model); teacher rows that do not fit are never drawn.
         steps=120, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=96,
         lr=3e-2, warmup_frac=0.05, checkpoint_every=20, grade_workers=2,
-        extract_k=3,                 # kept axes: 2.0% of each module's rank on average (harness/substrate.py)
+        extract_k=3,                 # kept axes: 3/192 = 1.6% of q/o/gate/up/down, 3/96 = 3.1% of k/v (mean 2.0%)
         # one evaluation at the end (and the untrained policy's at step 0): all 108 eval problems x 2 samples,
         # at the benchmark's evaluation temperature
         eval_every=0, eval_problems=0, eval_samples=2, eval_temperature=0.7,
