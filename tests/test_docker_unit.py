@@ -44,11 +44,12 @@ def test_parse_hash_list_roundtrips_the_label_format():
 
 
 def test_pinned_hashes_come_from_the_data_registry():
-    from sandbox.data import DATA_FILES
+    from sandbox.data import DATA_FILES, local_files
 
     pinned = dx._pinned_data_sha256()
     assert pinned["leetcode_test_medhard.jsonl"] == DATA_FILES["test"].sha256
-    assert set(pinned) == {f.filename for f in DATA_FILES.values()}
+    assert set(pinned) == {f.filename for f in DATA_FILES.values()} | set(local_files())
+    assert all(pinned[name] == src.sha256 for name, src in local_files().items()) and local_files()   # mini's
 
 
 def test_image_status_without_a_daemon_says_why(monkeypatch, tmp_path):
