@@ -23,9 +23,7 @@ summary.json (headline = end-of-run held-out figures) is written last, atomicall
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ from harness.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
 from harness.paths import ARTIFACTS_DIR
 from harness.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
 from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE, JsonlFile,
-                          RunError, read_config, read_metrics, read_summary, write_json_atomic, write_summary)
+                          RunError, read_config, read_summary, write_json_atomic, write_summary)
 
 
 class NonFiniteError(RuntimeError):
@@ -393,25 +391,16 @@ class _Run:
                        seed=derive_seed(self.config.seed, step, "eval"),
                        ablate_hack=bool(getattr(self.arm, "uses_route", False)))
         out["t_eval"] = time.perf_counter() - t0
-        self.eval_log.extend([{"step": step, **r} for r in out.pop("_records")])
+        self.eval_log.append([{"step": step, **r} for r in out.pop("_records")])
         return out
 
 
-class _EvalLog:
-    """eval_records.jsonl: appended per evaluation, fsynced; on resume, rows of evaluations after the checkpoint
-    step are dropped (they are recomputed identically)."""
-
-    def __init__(self, path: Path, keep_through: int):
-        self.log = M.MetricsLog(path)
-        self.log.rewrite([r for r in read_metrics(path.parent, path.name) if int(r.get("step", 0)) <= keep_through])
-
-    def extend(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        with open(self.log.path, "a") as f:
-            f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-            f.flush()
-            os.fsync(f.fileno())
+def open_eval_log(path: Path, keep_through: int) -> JsonlFile:
+    """eval_records.jsonl for a (re)started run: rows of evaluations after `keep_through` (the checkpoint step;
+    -1 when not even the step-0 evaluation was checkpointed) are dropped, as they are recomputed identically."""
+    log = JsonlFile(path)
+    log.keep(lambda r: int(r.get("step", 0)) <= keep_through)
+    return log
 
 
 def _frac(rollouts, attr: str) -> float | None:
@@ -528,7 +517,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
     rollouts = JsonlFile(run_dir / ROLLOUTS_FILE)
     rollouts.keep(lambda r: r["step"] <= start)
-    run.eval_log = _EvalLog(run_dir / EVAL_RECORDS_FILE, keep_through=start if base_eval is not None else -1)
+    run.eval_log = open_eval_log(run_dir / EVAL_RECORDS_FILE, keep_through=start if base_eval is not None else -1)
     setup_s = time.perf_counter() - wall0
 
     from sandbox.grader import Grader

@@ -249,6 +249,7 @@ DIAG_CAPTION = ("Not preregistered: nothing here changes a verdict above. Rates 
 
 
 def diagnostics_lines(d: dict[str, Any]) -> list[str]:
+    from harness.designs import LOMO_ARMS
     from harness.diagnostics import COS_KEYS
 
     L = ["## Diagnostics (not preregistered; apart from the verdicts)", "", DIAG_CAPTION, ""]
@@ -294,7 +295,7 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     L += ["### Hack monitor (reference intervention)", "",
           f"signal `{m.get('signal')}`, mode `{m.get('mode')}`, accuracy {m.get('accuracy')}{bound}.", "",
           _md_table(["Arm", "Hack %", "Pass %", "n", "Reference", "Δhack pp"],
-                    [["monitor" + (" (upper bound)" if m.get("upper_bound") else ""), _pct(m["hack_pp"]),
+                    [[MONITOR + (" (upper bound)" if m.get("upper_bound") else ""), _pct(m["hack_pp"]),
                       _pct(m["pass_pp"]), str(m["n"]), m["reference"] or "—", _num(m["delta_hack_pp"])]]), ""]
     # lomo
     L += ["### Leave one mode out (held mode only)", "",
@@ -305,7 +306,7 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     rows = []
     for held, c in d["lomo"].items():
         rows.append([held, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
-                             for a in ("erase", "random_v", "vanilla")), beats[c["erase_beats_random"]],
+                             for a in LOMO_ARMS), beats[c["erase_beats_random"]],
                      _num(c["delta_hack_pp"])])
     L += [_md_table(["Held mode", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
                      "erase beats random", "Δhack pp (random − erase)"], rows), "",

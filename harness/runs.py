@@ -71,9 +71,18 @@ class JsonlFile:
         self.path = Path(path)
 
     def read(self) -> list[dict[str, Any]]:
+        """Every row; a torn last line (a kill during append) is dropped, as the next `keep` rewrites the file."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = []
+        for i, line in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i != len(lines) - 1:
+                    raise ValueError(f"{self.path}: line {i + 1} is not JSON (not the last line: not a torn write)")
+        return rows
 
     def keep(self, pred) -> None:
         if not self.path.exists():

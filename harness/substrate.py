@@ -449,7 +449,7 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
     if (final / "builtin.json").exists():
         return final
     if not pinned_here():   # kernels are chosen when torch loads: build in a child started pinned
-        build_pinned(name, artifacts_dir)
+        build_pinned(name, artifacts_dir or final.parent.parent)   # the dir this process checks below
         if not (final / "builtin.json").exists():
             raise RuntimeError(f"the pinned build of builtin:{name} did not produce {final}")
         return final

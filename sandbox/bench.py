@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from sandbox.data import load_problems
+from sandbox.data import load_problems, problems_by_id
 from sandbox.executors import Executor, ExecutorError, make_executor
 from sandbox.exploits import fenced, with_exploit, wrong_solution
 from sandbox.grader import Grader
@@ -80,7 +80,7 @@ def workload(limit: int | None = None, rollouts: str = "runs/mini", rollout_limi
     from harness.runs import JsonlFile
 
     problems = load_problems("test")
-    by_id = {p.id: p for p in problems}
+    by_id = problems_by_id()     # rollouts come from any problem set (mini's ids are its own)
     files = rollout_files(rollouts) or [regenerate_rollouts()]
     rows = [r for f in files for r in JsonlFile(f).read()][:rollout_limit]
     source = f"{len(rows)} student completions from {len(files)} file(s): {', '.join(map(str, files[:3]))}" + \

@@ -461,3 +461,20 @@ def load_problem_set(name: str) -> LoadedProblemSet:
     held = load_problems(path=epath) if not isinstance(ps.eval, str) else load_problems(ps.eval)
     return LoadedProblemSet(name, problems, held, problems if ps.pairs_on == "train" else held,
                             problems + held, f"train={sha},eval={esha}")
+
+
+
+def problems_by_id() -> dict[int, Problem]:
+    """Every problem of every registered set whose files are on this machine (nothing is downloaded), by id.
+
+    Ids are unique across sets (LeetCode question ids; mini's start at 100000), so a file of graded rows from
+    any run (rollouts.jsonl, `harness grade --in`) resolves without knowing which set wrote it."""
+    out: dict[int, Problem] = {}
+    for name in PROBLEM_SETS:
+        try:
+            require_problem_set(name)
+        except DataError:
+            continue
+        for p in load_problem_set(name).all:
+            out.setdefault(p.id, p)
+    return out

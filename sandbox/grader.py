@@ -433,17 +433,18 @@ def summarize(records: Iterable[GradeRecord]) -> dict[str, Any]:
 
 
 def grade_file(in_path, out_path=None, sandbox_kind: str | Executor = "auto", workers: int = 2, *,
-               split: str = "test", executor: str | Executor | None = None, out=None) -> dict[str, Any]:
+               split: str | None = None, executor: str | Executor | None = None, out=None) -> dict[str, Any]:
     """Grade {"id", "completion", "mode"?} rows; write input + every GradeRecord field per row, same order.
+    Ids resolve against every problem set on this machine (`split` restricts them to one published split).
 
     `executor` / `out` are accepted as aliases of `sandbox_kind` / `out_path`.
     """
-    from sandbox.data import load_problems
+    from sandbox.data import load_problems, problems_by_id
 
     in_path = Path(in_path)
     out_path = out_path if out_path is not None else out
     kind = executor if executor is not None else sandbox_kind
-    problems = {p.id: p for p in load_problems(split)}
+    problems = problems_by_id() if split is None else {p.id: p for p in load_problems(split)}
     rows = _read_completions(in_path, problems)
     own = not isinstance(kind, Executor)
     ex = make_executor(kind, workers=workers) if own else kind

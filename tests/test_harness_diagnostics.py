@@ -292,15 +292,15 @@ def test_load_pairs_keeps_only_the_known_modes():
 
 
 def test_eval_log_on_resume_drops_evaluations_after_the_checkpoint(tmp_path):
-    from harness.loop import _EvalLog
+    from harness.loop import open_eval_log
     from harness.runs import read_eval_records
 
     _records(tmp_path, 0, [(MODES[0], False, False, False)])
     _records(tmp_path, 2, [(MODES[0], True, True, False)])
     _records(tmp_path, 4, [(MODES[0], True, True, False)] * 2)      # logged after the checkpoint at step 2
-    log = _EvalLog(tmp_path / EVAL_RECORDS_FILE, keep_through=2)
+    log = open_eval_log(tmp_path / EVAL_RECORDS_FILE, keep_through=2)
     assert [r["step"] for r in read_eval_records(tmp_path)] == [0, 2]
-    log.extend([{"step": 4, "mode": MODES[1]}])
+    log.append([{"step": 4, "mode": MODES[1]}])
     assert [r["step"] for r in read_eval_records(tmp_path)] == [0, 2, 4]
-    _EvalLog(tmp_path / EVAL_RECORDS_FILE, keep_through=-1)          # a restart before the step-0 eval
+    open_eval_log(tmp_path / EVAL_RECORDS_FILE, keep_through=-1)     # a restart before the step-0 eval
     assert read_eval_records(tmp_path) == []

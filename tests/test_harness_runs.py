@@ -80,3 +80,19 @@ def test_plan_actions(tmp_path):
     (stray / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="no config.json"):
         plan_action(stray, cfg, resume=True, force=False)
+
+
+def test_jsonl_file_drops_a_torn_last_line_and_keep_rewrites_it(tmp_path):
+    """A kill during append leaves half a line; resume (keep) must still read the file."""
+    from harness.runs import JsonlFile
+
+    f = JsonlFile(tmp_path / "rollouts.jsonl")
+    f.append([{"step": 1}, {"step": 2}])
+    with open(f.path, "a") as fh:
+        fh.write('{"step": 3, "compl')
+    assert f.read() == [{"step": 1}, {"step": 2}]
+    f.keep(lambda r: r["step"] <= 1)
+    assert f.read() == [{"step": 1}] and f.path.read_text() == '{"step": 1}\n'
+    f.path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        f.read()
