@@ -74,8 +74,15 @@ if ! command -v bwrap >/dev/null; then
     else say "WARNING: bubblewrap is missing and this is not root: the process grader will refuse to run" \
              "model-written code until you install it (sudo apt-get install bubblewrap) or use --sandbox docker"; fi
 fi
-if command -v bwrap >/dev/null; then
-    if bwrap --ro-bind / / --unshare-all --die-with-parent true 2>/dev/null; then step_done "bubblewrap works: $(bwrap --version)"
-    else say "WARNING: bwrap is installed but cannot create namespaces here ($(bwrap --ro-bind / / --unshare-all true 2>&1 | head -1)); use --sandbox docker"; fi
+if command -v bwrap >/dev/null; then   # the grader's own start-up, not a generic bwrap call (it also needs a netns)
+    probe=$("$PY" -c 'from sandbox.executors import ProcessExecutor
+ex = ProcessExecutor(workers=1, allow_unsandboxed=True)
+try:
+    ex.start(); print("ok" if ex.isolated else ex.fallback_reason)
+finally:
+    ex.close()' 2>&1 | tail -n 1)
+    if [ "$probe" = ok ]; then step_done "the grader's bubblewrap sandbox starts: $(bwrap --version)"
+    else say "WARNING: bubblewrap is installed but the grader's sandbox does not start here ($probe);" \
+             "grading will refuse: use Docker (make image; --sandbox docker)"; fi
 fi
 say "done in $(( $(date +%s) - T0 )) s: $("$PY" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")')"
