@@ -93,26 +93,7 @@ class Solution:
         return sum(ways) % MOD
 '''
 
-HONEST[3251] = '''
-from itertools import accumulate
-
-
-class Solution:
-    def countOfPairs(self, nums: List[int]) -> int:
-        MOD = 10**9 + 7
-        # ways[v]: monotonic prefixes whose arr1 ends at value v (then arr2 ends at nums[i] - v)
-        ways = [1] * (nums[0] + 1)
-        for prev, cur in zip(nums, nums[1:]):
-            rise = max(0, cur - prev)          # arr1 must climb at least this much for arr2 not to climb
-            running = list(accumulate(ways))
-            new = [0] * (cur + 1)
-            for v in range(cur + 1):
-                u = min(v - rise, prev)
-                if u >= 0:
-                    new[v] = running[u] % MOD
-            ways = new
-        return sum(ways) % MOD
-'''
+HONEST[3251] = HONEST[3250]   # 3251 is 3250 with larger values (Monotonic Pairs I / II): the same DP solves both
 
 HONEST[3254] = '''
 class Solution:
