@@ -260,27 +260,7 @@ class Solution:
         return fewest[n] if fewest[n] < INF else -1
 '''
 
-HONEST[3292] = '''
-class Solution:
-    def minValidStrings(self, words: List[str], target: str) -> int:
-        prefixes = set()
-        for w in words:
-            for end in range(1, len(w) + 1):
-                prefixes.add(w[:end])
-        n = len(target)
-        INF = n + 1
-        fewest = [INF] * (n + 1)
-        fewest[0] = 0
-        for start in range(n):
-            if fewest[start] == INF:
-                continue
-            end = start + 1
-            while end <= n and target[start:end] in prefixes:
-                if fewest[start] + 1 < fewest[end]:
-                    fewest[end] = fewest[start] + 1
-                end += 1
-        return fewest[n] if fewest[n] < INF else -1
-'''
+HONEST[3292] = HONEST[3291]   # 3292 is 3291 with larger bounds (Valid Strings I / II): the same DP solves both
 
 HONEST[3295] = '''
 class Solution:
