@@ -39,7 +39,7 @@ artifacts: data  ## base model, tokenizer, teacher pool and V files for $(PRESET
 	$(HARNESS) build-pool --preset $(PRESET)
 	$(HARNESS) extract --preset $(PRESET)
 
-sweep:  ## DESIGN=main (the preregistered matrix) | ablations | lomo (harness.designs)
+sweep:  ## DESIGN=main (the preregistered matrix) | ablations | lomo (harness.orchestrate.designs)
 	$(HARNESS) sweep --design $(DESIGN) --preset $(PRESET) --out $(RUNS) --seeds $(SEEDS) --jobs $(JOBS)
 
 falsify:
@@ -87,13 +87,13 @@ bench-grader:
 	$(PYTHON) -m sandbox.bench
 
 bench-method:
-	$(PYTHON) -m harness.bench_method
+	$(PYTHON) -m harness.checks.bench_method
 
 gpu-check:  ## one GPU, no network, <= 8 min: 3 full steps on a random-init Qwen3-4B; peak memory, s/step, tokens/s
-	$(PYTHON) -m harness.gpu_check
+	$(PYTHON) -m harness.checks.gpu_check
 
 gpu-check-cpu:  ## the same code on Qwen3-4B's architecture shrunk to 2 layers, on CPU (CI)
-	$(PYTHON) -m harness.gpu_check --cpu
+	$(PYTHON) -m harness.checks.gpu_check --cpu
 
 doctor:
 	$(HARNESS) doctor

@@ -19,8 +19,8 @@ import hashlib
 
 import torch
 
-from harness.hooks import Arm, GroupInfo
 from harness.metrics import Metric, register_metric
+from harness.train.hooks import Arm, GroupInfo
 
 register_metric(Metric("monitor_flagged", "monitor arm: fraction of the step's rollouts the monitor flagged",
                        "{:.2f}", kind="train"))

@@ -28,8 +28,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from harness.config import ConfigError
-from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 from harness.metrics import Metric, register_metric
+from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 
 CONCEPT_FORMAT = "rh-rebound-concept-v1"
 DEPTH_BAND = (0.60, 0.75)   # spec: the concept layer sits at 60-75% of the depth (block output depth (i+1)/n)
@@ -49,7 +49,7 @@ def depth_fraction(layer: int, n_layers: int) -> float:
 
 
 def rebound_layer(n_layers: int, frac: float, explicit: int = -1) -> int:
-    """0-based decoder block whose OUTPUT is the residual stream used (harness.grpo.capture_residual
+    """0-based decoder block whose OUTPUT is the residual stream used (harness.train.grpo.capture_residual
     convention: block i's output == hidden_states[i + 1]).
 
     explicit >= 0: that block, whatever its depth (checked against n_layers). Else the block whose depth
@@ -82,7 +82,7 @@ def rebound_penalty(acts: torch.Tensor, v_concept: torch.Tensor, alpha: float) -
 @torch.no_grad()
 def completion_means(model, encoder, pairs, layer: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean residual stream over completion tokens at `layer`, for each pair's pos and neg -> ([n, d], [n, d])."""
-    from harness.grpo import capture_residual
+    from harness.train.grpo import capture_residual
     from method.extract import _eval_mode, _track
 
     device = next(model.parameters()).device
@@ -162,7 +162,7 @@ class ReboundArm(Arm):
         self.activation_layer = None                                      # set in setup (needs the depth)
 
     def setup(self, ctx: ArmContext) -> None:
-        from harness.grpo import decoder_layers
+        from harness.train.grpo import decoder_layers
 
         super().setup(ctx)
         self.n_layers = len(decoder_layers(ctx.model))

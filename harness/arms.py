@@ -2,7 +2,7 @@
 
 Builders are imported lazily ("module:function") so the loop and the CLI never
 import an arm's code by name. A builder takes a TrainConfig and returns a
-`harness.hooks.Arm`.
+`harness.train.hooks.Arm`.
 """
 from __future__ import annotations
 

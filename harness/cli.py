@@ -22,10 +22,10 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
-from harness.designs import DEFAULT_DESIGN, DESIGNS
 from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
+from harness.orchestrate.designs import DEFAULT_DESIGN, DESIGNS
+from harness.orchestrate.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
 from harness.presets import PRESETS, get_preset
-from harness.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
@@ -110,7 +110,7 @@ def parse_seeds(text: str) -> list[int]:
 def parse_jobs(text: str) -> int:
     """--jobs: a positive integer, or "auto" (the CPU cores this process may use)."""
     if text.strip().lower() == "auto":
-        from harness.sweep import available_cpus
+        from harness.orchestrate.sweep import available_cpus
         return available_cpus()
     try:
         n = int(text)
@@ -191,7 +191,7 @@ def _plan_table(jobs) -> Any:
 def _finish(jobs, con) -> None:
     from rich.table import Table
 
-    from harness.sweep import STATUS_HEADERS, status_rows
+    from harness.orchestrate.sweep import STATUS_HEADERS, status_rows
     t = Table(title="runs")
     for h in STATUS_HEADERS:
         t.add_column(h, overflow="fold")
@@ -232,8 +232,8 @@ def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
 
-    from harness.model_loading import BUILTIN_PREFIX, dry_run
-    from harness.runs import config_diff
+    from harness.models.model_loading import BUILTIN_PREFIX, dry_run
+    from harness.orchestrate.runs import config_diff
     if not jobs:
         return
     first = jobs[0].config
@@ -263,7 +263,7 @@ def _print_dry_run(jobs, con) -> None:
             con.print(f"memory estimate ({who}): {mem}", markup=False)
             continue
         con.print(f"peak GPU memory of one training step ({who}): an estimate from the architecture "
-                  "(harness.model_loading.estimate_memory), not a measurement", markup=False)
+                  "(harness.models.model_loading.estimate_memory), not a measurement", markup=False)
         t = Table(title="peak GPU memory estimate")
         t.add_column("component")
         t.add_column("GiB", justify="right")
@@ -291,7 +291,7 @@ def _print_dry_run(jobs, con) -> None:
 def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
         sets: tuple[str, ...], allow_weak_v: bool, dry_run: bool) -> None:
     """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""
-    from harness.sweep import plan, run_local
+    from harness.orchestrate.sweep import plan, run_local
 
     arms, seed_list, preset = parse_arms(arm), parse_seeds(seeds), _preset(preset)
     overrides = parse_sets(sets, sandbox, allow_weak_v)
@@ -333,7 +333,7 @@ def sweep(preset: str, out: str, seeds: str, design: str, arm: str | None, sandb
           fail_fast: bool, dry_run: bool) -> None:
     """A design's matrix (default: the preregistered one): every arm x seed; finished runs are skipped,
     interrupted ones resumed."""
-    from harness.sweep import plan_design, run_local, run_ray
+    from harness.orchestrate.sweep import plan_design, run_local, run_ray
 
     arms = parse_arms(arm) if arm else None
     seed_list, preset = parse_seeds(seeds), _preset(preset)
@@ -377,7 +377,7 @@ def _check_runs_dir(runs: str) -> None:
 @report_out_option
 def falsify(runs: str, preset: str | None, out: str) -> None:
     """Apply the preregistered H1/H3/H4/controls rules; write <out>/falsification.{json,md}."""
-    from harness.report import write_falsification
+    from harness.reporting.report import write_falsification
     _check_runs_dir(runs)
     write_falsification(runs, out, preset, console())
 
@@ -388,7 +388,7 @@ def falsify(runs: str, preset: str | None, out: str) -> None:
 @report_out_option
 def report(runs: str, preset: str | None, out: str) -> None:
     """falsify, plus <out>/pareto.png (hack vs pass per arm x seed) and <out>/curves.png (per-step rates)."""
-    from harness.report import write_report
+    from harness.reporting.report import write_report
     _check_runs_dir(runs)
     write_report(runs, out, preset, console())
 
@@ -400,7 +400,7 @@ def hashes(runs: str, preset: str | None) -> None:
     """Print the model / data / pool / V hashes every complete run recorded, and whether arms agree on them."""
     from rich.table import Table
 
-    from harness.runs import HASH_KEYS, scan_runs, select_preset
+    from harness.orchestrate.runs import HASH_KEYS, scan_runs, select_preset
     _check_runs_dir(runs)
     records = scan_runs(runs)
     preset = select_preset(records, preset)
@@ -466,7 +466,7 @@ def _print_verified(D, split: str, path: Path) -> None:
 
 
 def _builtin_name(model: str) -> str | None:
-    from harness.model_loading import BUILTIN_PREFIX
+    from harness.models.model_loading import BUILTIN_PREFIX
     return model[len(BUILTIN_PREFIX):] if model.startswith(BUILTIN_PREFIX) else None
 
 
@@ -481,7 +481,7 @@ def build_base(preset: str, sets: tuple[str, ...]) -> None:
     if name is None:
         con.print(f"preset {preset} uses {config.model!r}: loaded with from_pretrained, nothing to build")
         return
-    from harness.substrate import builtin_manifest, ensure_builtin
+    from harness.models.substrate import builtin_manifest, ensure_builtin
     path = ensure_builtin(name)
     con.print(f"{config.model}: {path}")
     con.print(json.dumps(builtin_manifest(path), indent=2, sort_keys=True, default=str), markup=False)
@@ -496,7 +496,7 @@ def build_pool(preset: str, sets: tuple[str, ...]) -> None:
     from sandbox.pool import load_pool
     config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
     if config.teacher_pool == "builtin":
-        from harness.substrate import ensure_pool   # the same resolver the loop uses
+        from harness.models.substrate import ensure_pool   # the same resolver the loop uses
         path = ensure_pool(config)
     else:
         path = Path(config.teacher_pool)

@@ -32,7 +32,7 @@ class Check:
 
 def check_python() -> Check:
     try:
-        from harness.determinism import environment
+        from harness.models.determinism import environment
         env = environment()
     except Exception as e:  # noqa: BLE001
         return Check("python deps", FAIL, f"{type(e).__name__}: {e}", "make setup")

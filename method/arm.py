@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from harness.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, null_hackward,
                                project_grads, project_update)
 
@@ -109,7 +109,7 @@ class ProjectionArm(Arm):
         return {} if self.v_validation is None else {"v_validation": dict(self.v_validation)}
 
     # ------------------------------------------------------------------ checkpoint state
-    # harness.checkpoint saves state_dict() as arm.safetensors and calls load_state_dict() after setup().
+    # harness.train.checkpoint saves state_dict() as arm.safetensors and calls load_state_dict() after setup().
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The V in use now, as flat safetensors-ready tensors: "V_real/<module>" [k, r] fp32,
         "V_arm/<module>" (only when the arm projects with a control V), "v_refreshes" (int64 scalar),

@@ -1,7 +1,7 @@
 """v_hack: the hack subspace of every adapted module, extracted gradient-side in the SVD basis of W.
 
 For a contrastive pair (same prompt; hack completion h, clean completion c) the gradient the loop's
-Dr.GRPO loss (harness.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
+Dr.GRPO loss (harness.train.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
 
     d = grad_{delta_S} NLL(h) - grad_{delta_S} NLL(c)          # [r] per module
     NLL(y) = sum_t -log p(y_t) / NORM,   NORM = P * G * max_new_tokens (the loop's constant)
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.runs import RunError
+from harness.orchestrate.runs import RunError
 
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
@@ -313,7 +313,7 @@ def _eval_mode(model):
 
 
 class PairEncoder:
-    """Pair -> token ids, exactly as the loop encodes prompts (harness.rollout.PromptEncoder) and
+    """Pair -> token ids, exactly as the loop encodes prompts (harness.train.rollout.PromptEncoder) and
     teacher completions (text tokens + eos). Completions are NOT cut at max_new_tokens: in small presets
     that cut would fall before the hack lever and erase the contrast."""
 
@@ -339,7 +339,7 @@ class PairEncoder:
 
     @classmethod
     def for_config(cls, model, tokenizer, config) -> "PairEncoder":
-        from harness.rollout import eos_token_ids
+        from harness.train.rollout import eos_token_ids
 
         return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0],
                    nll=config.extract_nll, norm=_loop_norm(config))
@@ -470,7 +470,7 @@ def _all_zero(adapters) -> bool:
 
 
 def _loop_norm(cfg) -> float:
-    from harness.grpo import loss_normaliser
+    from harness.train.grpo import loss_normaliser
 
     return loss_normaliser(cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens)
 
@@ -513,7 +513,7 @@ def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, wh
 
 
 def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
-    """V of `kind` for the model in ctx (harness.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
+    """V of `kind` for the model in ctx (harness.train.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
 
     Extraction runs on the adapter-wrapped model at delta_S = 0, unless config.v_refresh_every > 0 and
     the adapter has moved (a V refresh): then at the current adapter state, keyed by its hash.
@@ -580,9 +580,9 @@ def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = Tr
 
     `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache.
     """
-    from harness.hooks import ArmContext
-    from harness.model_loading import load_policy
+    from harness.models.model_loading import load_policy
     from harness.paths import ARTIFACTS_DIR
+    from harness.train.hooks import ArmContext
     from method.adapter import model_hash, wrap_model
 
     model, tok = load_policy(config, verbose=progress)

@@ -1,6 +1,6 @@
 """One step of the `full` preset's own code path on CPU, asserting what would break on a GPU.
 
-The model is Qwen3-4B's architecture shrunk to 2 layers (harness.qwen3_local), saved with save_pretrained and
+The model is Qwen3-4B's architecture shrunk to 2 layers (harness.models.qwen3_local), saved with save_pretrained and
 loaded by path through the same from_pretrained call the hub id takes; bf16 weights, gradient checkpointing,
 the Qwen3 chat template with thinking disabled, and the real loader on a train-split fixture (benchmark schema,
 pinned by its git blob id like the real file). Only the scale is overridden.
@@ -36,10 +36,10 @@ def full_data(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
-    import harness.loop as L
-    import harness.substrate as S
+    import harness.models.substrate as S
+    import harness.train.loop as L
     from harness.config import resolve_config
-    from harness.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
+    from harness.models.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
     from method.adapter import get_adapters
     from sandbox.executors import make_executor
     from sandbox.grader import Grader
@@ -108,10 +108,10 @@ def test_evaluation_samples_at_the_eval_temperature(tmp_path, monkeypatch):
     """full evaluates like the benchmark (10 samples at T 0.7) while training samples at T 1.0."""
     from types import SimpleNamespace
 
-    import harness.evaluate as E
+    import harness.train.evaluate as E
     from harness.config import resolve_config
-    from harness.model_loading import load_policy
-    from harness.rollout import PromptEncoder
+    from harness.models.model_loading import load_policy
+    from harness.train.rollout import PromptEncoder
     from method.adapter import wrap_model
 
     full = resolve_config("full", "vanilla", 41)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_gpu_check_cpu_writes_every_measurement(tmp_path, capsys):
-    from harness import gpu_check
+    from harness.checks import gpu_check
 
     out = tmp_path / "check.json"
     assert gpu_check.main(["--cpu", "--steps", "2", "--max-new", "64", "--out", str(out)]) == 0
@@ -24,7 +24,7 @@ def test_gpu_check_cpu_writes_every_measurement(tmp_path, capsys):
     assert r["dry_run_estimate_gib"] > 0 and r["peak_gib"] > 0 and r["peak_kind"].startswith("process peak RSS")
     assert "peak memory" in capsys.readouterr().out
     # the check patches module globals for its throwaway model; the caller's process gets them back
-    import harness.loop as L
-    import harness.substrate as S
+    import harness.models.substrate as S
+    import harness.train.loop as L
     from harness.paths import ARTIFACTS_DIR
-    assert L.ARTIFACTS_DIR == S.ARTIFACTS_DIR == ARTIFACTS_DIR and L.generate.__module__ == "harness.rollout"
+    assert L.ARTIFACTS_DIR == S.ARTIFACTS_DIR == ARTIFACTS_DIR and L.generate.__module__ == "harness.train.rollout"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, METHOD
-from harness.diagnostics import diagnostics, mode_rates, pass_vacuous, thirds
-from harness.report import write_report
-from harness.runs import EVAL_RECORDS_FILE, scan_runs
+from harness.orchestrate.runs import EVAL_RECORDS_FILE, scan_runs
+from harness.reporting.diagnostics import diagnostics, mode_rates, pass_vacuous, thirds
+from harness.reporting.report import write_report
 from sandbox.loopholes import MODES as _MODES
 
 MODES = tuple(_MODES)
@@ -178,7 +178,7 @@ def test_report_writes_diagnostics_json_markdown_and_figures(tmp_path):
 
 def test_monitor_screen_gives_flagged_rollouts_zero_advantage():
     from baselines.monitor import monitored_rewards
-    from harness.grpo import group_advantages
+    from harness.train.grpo import group_advantages
 
     r = torch.tensor([3.5, 3.5, 0.5, 0.0])
     flags = torch.tensor([True, False, False, False])
@@ -205,7 +205,7 @@ def test_monitor_hook_reads_the_configured_signal():
 
     from baselines.monitor import MonitorArm
     from harness.config import resolve_config
-    from harness.hooks import GroupInfo
+    from harness.train.hooks import GroupInfo
 
     rollouts = [SimpleNamespace(exploited=e, attempted=a, teacher=t) for e, a, t in
                 [(True, True, False), (False, True, False), (False, False, True), (False, False, True)]]
@@ -238,7 +238,7 @@ def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
 def test_designs_plan_their_folds(tmp_path):
     from harness.arms import ABLATIONS, PREREGISTERED_ARMS
     from harness.config import ConfigError
-    from harness.sweep import plan_design
+    from harness.orchestrate.sweep import plan_design
 
     main = plan_design("main", "smoke", [41], tmp_path)
     assert [j.arm for j in main] == list(PREREGISTERED_ARMS)
@@ -292,8 +292,8 @@ def test_load_pairs_keeps_only_the_known_modes():
 
 
 def test_eval_log_on_resume_drops_evaluations_after_the_checkpoint(tmp_path):
-    from harness.loop import open_eval_log
-    from harness.runs import read_eval_records
+    from harness.orchestrate.runs import read_eval_records
+    from harness.train.loop import open_eval_log
 
     _records(tmp_path, 0, [(MODES[0], False, False, False)])
     _records(tmp_path, 2, [(MODES[0], True, True, False)])

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from harness.arms import ABLATIONS, ARMS, PREREGISTERED_ARMS
 from harness.cli import cli
-from harness.designs import LOMO_ARMS
-from harness.runs import read_eval_records, read_summary, run_dir
+from harness.orchestrate.designs import LOMO_ARMS
+from harness.orchestrate.runs import read_eval_records, read_summary, run_dir
 from sandbox.loopholes import MODES
 
 SEED = 41

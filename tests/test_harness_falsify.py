@@ -6,8 +6,8 @@ import math
 import pytest
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, CONTROLS, METHOD
-from harness.falsify import FALSIFIED, INCONCLUSIVE, NOT_RUN, SUPPORTED, falsify, sem
-from harness.runs import RunError, scan_runs, select_preset
+from harness.orchestrate.runs import RunError, scan_runs, select_preset
+from harness.reporting.falsify import FALSIFIED, INCONCLUSIVE, NOT_RUN, SUPPORTED, falsify, sem
 from tests.harness_helpers import make_arm, make_run
 
 
@@ -279,7 +279,7 @@ def test_preset_selection(tmp_path):
 
 
 def test_falsification_md_headline_shows_mean_cos_its_null_and_their_ratio(tmp_path):
-    from harness.report import write_falsification
+    from harness.reporting.report import write_falsification
 
     runs = tmp_path / "runs"
     for seed, (cos, null) in zip((41, 42, 43), [(0.30, 0.10), (0.20, 0.10), (0.25, 0.10)]):
@@ -297,7 +297,7 @@ def test_falsification_md_headline_shows_mean_cos_its_null_and_their_ratio(tmp_p
 def test_falsification_md_says_which_runs_trained_on_a_weak_v(tmp_path):
     import json
 
-    from harness.report import write_falsification
+    from harness.reporting.report import write_falsification
 
     runs = tmp_path / "runs"
     for seed, passed in ((41, True), (42, False)):

@@ -8,8 +8,8 @@ import pytest
 
 from harness.arms import ARMS, BASELINE, METHOD
 from harness.config import TrainConfig
-from harness.runs import is_complete, prepare_run_dir, read_summary, scan_runs, write_summary
-from harness.sweep import plan, run_local, run_ray
+from harness.orchestrate.runs import is_complete, prepare_run_dir, read_summary, scan_runs, write_summary
+from harness.orchestrate.sweep import plan, run_local, run_ray
 
 
 def fake_train(config: TrainConfig, rdir: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -59,7 +59,7 @@ def _ray_fake(config_dict: dict, path: str, resume: bool) -> dict:
     import os
 
     from harness.config import TrainConfig
-    from harness.runs import write_summary
+    from harness.orchestrate.runs import write_summary
     cfg = TrainConfig.from_dict(config_dict)
     s = dict(arm=cfg.arm, seed=cfg.seed, preset=cfg.preset, complete=True, steps=cfg.steps, hack_rate=0.2,
              pass_rate=0.4, kl=0.0, mean_cos=0.0, frac_fired=0.0, grad_norm=1.0, wall_s=0.0,
@@ -161,7 +161,7 @@ def test_parallel_sweep_runs_all_jobs_at_once_logging_to_run_log(tmp_path):
 
     from rich.console import Console
 
-    from harness.sweep import LOG_FILE
+    from harness.orchestrate.sweep import LOG_FILE
     con = Console(record=True, width=200)
     jobs = run_local(plan("smoke", [BASELINE, METHOD], [41, 43], tmp_path), train_fn=_rendezvous_train,
                      console=con, n_jobs=2)
@@ -235,7 +235,7 @@ def test_parallel_ctrl_c_stops_every_worker_and_leaves_resumable_dirs(tmp_path):
 def test_cli_sweep_jobs_option(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import harness.sweep
+    import harness.orchestrate.sweep
     from harness.cli import cli
     seen = {}
 
@@ -246,12 +246,12 @@ def test_cli_sweep_jobs_option(tmp_path, monkeypatch):
         jobs[-1].status, jobs[-1].error = "failed", "RuntimeError: boom"
         return jobs
 
-    monkeypatch.setattr(harness.sweep, "run_local", fake_run_local)
+    monkeypatch.setattr(harness.orchestrate.sweep, "run_local", fake_run_local)
     args = ["sweep", "--preset", "smoke", "--seeds", "41", "--arm", f"{BASELINE},{METHOD}", "--out", str(tmp_path)]
     r = CliRunner().invoke(cli, args + ["--jobs", "2"])
     assert r.exit_code == 1 and seen["n_jobs"] == 2 and "1 of 2 run(s) failed" in r.output
     r = CliRunner().invoke(cli, args + ["--jobs", "auto"])
-    assert seen["n_jobs"] == harness.sweep.available_cpus() >= 1
+    assert seen["n_jobs"] == harness.orchestrate.sweep.available_cpus() >= 1
     for bad in ("0", "-1", "two"):
         r = CliRunner().invoke(cli, args + ["--jobs", bad])
         assert r.exit_code == 2 and "--jobs" in r.output

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from harness.config import resolve_config
-from harness.grpo import (dr_grpo_loss, group_advantages, is_flat, k3_kl, lr_at, make_batch,
-                          completion_logprobs, selective_log_softmax)
-from harness.hooks import Arm
-from harness.rollout import Group, Rollout
+from harness.train.grpo import (dr_grpo_loss, group_advantages, is_flat, k3_kl, lr_at, make_batch, completion_logprobs,
+                                selective_log_softmax)
+from harness.train.hooks import Arm
+from harness.train.rollout import Group, Rollout
 
 
 
@@ -27,12 +27,12 @@ def smoke_cfg():
 
 @pytest.fixture(scope="module")
 def smoke_path():
-    from harness.substrate import ensure_builtin
+    from harness.models.substrate import ensure_builtin
     return ensure_builtin("smoke")
 
 
 def _wrapped(cfg, tmp_path, route=False):
-    from harness.model_loading import load_policy
+    from harness.models.model_loading import load_policy
     from method.adapter import wrap_model
 
     model, tok = load_policy(cfg, verbose=False)
@@ -113,8 +113,8 @@ def test_lr_schedule_warmup_then_cosine():
 # --------------------------------------------------------------------------- gradients on the smoke model
 
 def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path):
-    from harness.checkpoint import trainable_named
-    from harness.loop import policy_gradient
+    from harness.train.checkpoint import trainable_named
+    from harness.train.loop import policy_gradient
 
     model, tok, adapters = _wrapped(smoke_cfg, tmp_path)
     _perturb(model)   # off the reference, so the KL term contributes too
@@ -153,7 +153,7 @@ def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path)
 
 def test_teacher_half_gradient_has_no_kl_term(smoke_cfg, tmp_path):
     """kl_beta changes g_s (student tokens are policy samples) and leaves g_t untouched (teacher tokens are not)."""
-    from harness.loop import policy_gradient
+    from harness.train.loop import policy_gradient
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     _perturb(model, scale=0.2)      # off the reference: the KL gradient is not zero
@@ -188,8 +188,8 @@ def _sealed(groups):
 
 
 def test_the_oracle_shapes_the_reward_but_reaches_the_gradient_only_through_it(smoke_cfg, tmp_path):
-    from harness.checkpoint import trainable_named
-    from harness.loop import policy_gradient
+    from harness.train.checkpoint import trainable_named
+    from harness.train.loop import policy_gradient
     from sandbox.grader import GradeRecord
 
     # what holds: the benchmark's reward pays gt_correct (3.0) even when the foolable grade failed ...
@@ -215,7 +215,7 @@ def test_the_oracle_shapes_the_reward_but_reaches_the_gradient_only_through_it(s
 
 
 def test_kl_reference_is_the_zeroed_adapter(smoke_cfg, tmp_path):
-    from harness.loop import policy_gradient
+    from harness.train.loop import policy_gradient
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     groups = _groups(len(tok), tok.eos_token_id, seed=2)
@@ -239,7 +239,7 @@ class _ActsArm(Arm):
 
 
 def test_reward_hook_gets_mean_completion_residual_at_the_arm_layer(smoke_cfg, tmp_path):
-    from harness.loop import policy_gradient
+    from harness.train.loop import policy_gradient
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     groups = _groups(len(tok), tok.eos_token_id, seed=4, rewards=[[0.5] * 4, [3.5] * 4])   # flat before the hook
@@ -261,7 +261,7 @@ def test_reward_hook_gets_mean_completion_residual_at_the_arm_layer(smoke_cfg, t
 # --------------------------------------------------------------------------- generation, loading
 
 def test_generation_is_reproducible_and_padding_free(smoke_cfg, tmp_path):
-    from harness.rollout import generate
+    from harness.train.rollout import generate
     from method.adapter import merged
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
@@ -281,7 +281,7 @@ def test_generation_is_reproducible_and_padding_free(smoke_cfg, tmp_path):
 
 def test_sampling_ignores_the_checkpoints_own_generation_defaults(smoke_cfg, tmp_path):
     """Hub checkpoints ship generation defaults (Qwen3-4B: temperature 0.6, top_k 20, top_p 0.95); the config wins."""
-    from harness.rollout import generate
+    from harness.train.rollout import generate
     from method.adapter import merged
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
@@ -303,7 +303,7 @@ def test_load_policy_from_a_local_save_pretrained_dir(smoke_path, tmp_path):
     """The code path `full` uses with a hub id: from_pretrained on a directory."""
     from transformers import AutoModelForCausalLM
 
-    from harness.model_loading import load_policy
+    from harness.models.model_loading import load_policy
 
     cfg = resolve_config("smoke", "vanilla", 41, {"model": str(smoke_path), "grad_checkpointing": True})
     model, tok = load_policy(cfg, verbose=False)
@@ -317,7 +317,7 @@ def test_load_policy_from_a_local_save_pretrained_dir(smoke_path, tmp_path):
 
 
 def test_dry_run_estimates_full_preset_memory_offline():
-    from harness.model_loading import dry_run, estimate_memory
+    from harness.models.model_loading import dry_run, estimate_memory
 
     full = resolve_config("full", "vanilla", 41)
     out = dry_run(full)
@@ -333,7 +333,8 @@ def test_dry_run_estimates_full_preset_memory_offline():
 # --------------------------------------------------------------------------- checkpoints
 
 def test_checkpoint_roundtrip_keeps_last_two_and_ignores_partial_writes(smoke_cfg, tmp_path):
-    from harness.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, trainable_named
+    from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
+                                          trainable_named)
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     params = trainable_named(model)
@@ -389,8 +390,8 @@ class _RecordingGrader:
 
 
 def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_path):
-    from harness.evaluate import evaluate
-    from harness.rollout import PromptEncoder
+    from harness.train.evaluate import evaluate
+    from harness.train.rollout import PromptEncoder
     from method.adapter import get_adapters
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path, route=True)
@@ -421,7 +422,7 @@ def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_p
 
 def test_gradient_checkpointing_gives_the_same_step_gradient(tmp_path):
     """The full preset trains with checkpointing (and Rebound's capture forward first): same g_s, g_t, acts."""
-    from harness.loop import policy_gradient
+    from harness.train.loop import policy_gradient
 
     out = []
     for ckpt in (False, True):
@@ -443,8 +444,8 @@ def test_gradient_checkpointing_gives_the_same_step_gradient(tmp_path):
 def test_merge_gap_is_zero_in_fp32_and_sees_a_stale_merged_weight(smoke_cfg, tmp_path, monkeypatch):
     """merge_gap = mean |logp merged - logp factored| on one held-out group: ~0 on CPU fp32 (logged at every
     evaluation), and it does see generation running on weights that differ from the trained ones."""
-    from harness.evaluate import evaluate, merge_gap
-    from harness.rollout import PromptEncoder
+    from harness.train.evaluate import evaluate, merge_gap
+    from harness.train.rollout import PromptEncoder
     from method.adapter import SVDLinear, merged
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
@@ -474,7 +475,7 @@ class _CharTok:
 
 
 def test_teacher_sampler_draws_only_rows_that_fit_and_is_seed_deterministic():
-    from harness.rollout import TeacherSampler
+    from harness.train.rollout import TeacherSampler
 
     def row(pid, text, reward):
         return {"problem_id": pid, "completion": text, "reward": reward, "exploited": False, "gt_correct": False}
@@ -503,8 +504,8 @@ def test_teacher_sampler_draws_only_rows_that_fit_and_is_seed_deterministic():
 def test_teacher_part_gradients_are_measured_apart_from_training(smoke_cfg, tmp_path):
     """The correct / hacking teacher-row gradients (a diagnostic) sum to g_t and leave the training gradient
     bit-identical: the label split never reaches .grad."""
-    from harness.checkpoint import trainable_named
-    from harness.loop import policy_gradient
+    from harness.train.checkpoint import trainable_named
+    from harness.train.loop import policy_gradient
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     groups = _groups(len(tok), tok.eos_token_id, seed=9, G_s=2, G_t=3)

@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from harness import metrics as M
 from harness.config import resolve_config
-from harness.hooks import Arm
-from harness.runs import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
+from harness.orchestrate.runs import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
+from harness.train.hooks import Arm
 
 
 
@@ -26,7 +26,7 @@ def _comparable(rows):
 
 
 def test_smoke_run_end_to_end_writes_config_metrics_summary(tmp_path):
-    from harness.loop import train
+    from harness.train.loop import train
 
     cfg = _smoke()
     rd = tmp_path / "smoke" / "vanilla" / "seed41"
@@ -85,7 +85,7 @@ class _Kill(BaseException):
 
 
 def test_killed_run_resumes_to_the_same_metrics_rows(tmp_path, monkeypatch):
-    from harness import loop
+    from harness.train import loop
 
     cfg = _smoke(steps=4, checkpoint_every=2, eval_every=2)
     full = tmp_path / "full"
@@ -141,8 +141,8 @@ class _NaNArm(Arm):
 
 @pytest.mark.parametrize("where", ["grad", "loss"])
 def test_non_finite_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, where):
-    from harness import loop
-    from harness.checkpoint import latest_checkpoint
+    from harness.train import loop
+    from harness.train.checkpoint import latest_checkpoint
 
     at = 3
     cfg = _smoke(steps=4, checkpoint_every=2, teacher_frac=0.0)
@@ -165,8 +165,8 @@ def _scripted_students(monkeypatch):
     """A random smoke model never writes code, so the sandbox would grade nothing. Script the students instead:
     per prompt, sample 0 = the canonical solution (gt-correct), sample 1 = a constant stub + the mode's lever
     (exploited). Everything after generation (grading in the sandbox, rewards, loss) is the real loop."""
-    from harness import loop
-    from harness.rollout import PromptEncoder
+    from harness.train import loop
+    from harness.train.rollout import PromptEncoder
     from sandbox.pool import fence, lever_code, stub
 
     by_prompt = {}
@@ -191,7 +191,7 @@ def _scripted_students(monkeypatch):
 
 
 def _graded_run(tmp_path, monkeypatch, sandbox: str):
-    from harness.loop import train
+    from harness.train.loop import train
 
     _scripted_students(monkeypatch)
     cfg = _smoke(sandbox=sandbox, steps=2)
@@ -231,7 +231,7 @@ def test_smoke_run_under_docker_matches_the_process_sandbox(tmp_path, monkeypatc
 @pytest.mark.parametrize("arm", ["route", "rebound"])
 def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
     """route: delta_S_hack is trained, checkpointed and ablated at eval; rebound: acts reach its reward hook."""
-    from harness.loop import train
+    from harness.train.loop import train
 
     cfg = resolve_config("smoke", arm, 41, {"sandbox": "process", "steps": 2})
     rd = tmp_path / arm
@@ -254,7 +254,7 @@ def test_route_and_rebound_arms_run_through_the_loop(tmp_path, arm):
 def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, monkeypatch):
     """Every teacher rollout the loss sees is the whole pool completion + eos within max_new_tokens, with
     the row's own reward; the pool does hold rows that would not fit (the case under test happens)."""
-    from harness import loop
+    from harness.train import loop
 
     seen = []
     real = loop.policy_gradient
@@ -271,7 +271,7 @@ def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, 
     assert 0 < resolved["teacher_rows_fit"] < resolved["teacher_rows"]
     rows = read_metrics(rd)
     assert all(r["trunc_t"] == 0 and r["teacher_short"] is not None for r in rows)
-    from harness.model_loading import load_policy
+    from harness.models.model_loading import load_policy
 
     _, run_tok = load_policy(cfg, verbose=False)
     assert seen
@@ -282,7 +282,7 @@ def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, 
 
 def test_teacher_attempt_rate_counts_the_pool_rows_attempted_flag(tmp_path, monkeypatch):
     """attempt_rate_t is the fraction of the step's teacher rows whose stored grade says attempted."""
-    from harness import loop
+    from harness.train import loop
 
     seen = []
     real = loop.policy_gradient
@@ -313,7 +313,7 @@ class _HalvingArm(Arm):
 
 
 def test_grad_norm_raw_is_logged_before_the_arm_hook(tmp_path, monkeypatch):
-    from harness import loop
+    from harness.train import loop
 
     monkeypatch.setattr(loop, "build_arm", lambda config: _HalvingArm())
     rd = tmp_path / "h"
@@ -327,7 +327,7 @@ def test_grad_norm_raw_is_logged_before_the_arm_hook(tmp_path, monkeypatch):
 def test_base_eval_runs_on_the_untrained_policy_and_lands_in_the_summary(tmp_path, monkeypatch):
     """The step-0 held-out eval must see delta_S == 0 (before any update) and feed summary.base_*; the
     final eval feeds hack_rate / pass_rate. Sentinel rates per step tell the two apart."""
-    from harness import loop
+    from harness.train import loop
     from method.adapter import get_adapters
 
     seen = {}

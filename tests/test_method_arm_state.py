@@ -23,7 +23,7 @@ def _refreshed_arm(tmp_path, kind, steps=2):
 
 
 def _through_safetensors(sd, path):
-    save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(path))   # as harness.checkpoint does
+    save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(path))   # as harness.train.checkpoint does
     return load_file(str(path))
 
 
@@ -73,10 +73,10 @@ class _Kill(BaseException):
 def test_resumed_run_keeps_the_refreshed_v(tmp_path, monkeypatch):
     """V refreshed at step 2, checkpoint at step 2, killed in step 3: the resumed step 3 must project with
     (and measure cos_* against) the step-2 V, not the setup V, exactly as the uninterrupted run did."""
-    from harness import loop
     from harness import metrics as M
     from harness.config import resolve_config
-    from harness.runs import read_metrics
+    from harness.orchestrate.runs import read_metrics
+    from harness.train import loop
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)

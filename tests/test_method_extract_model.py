@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.config import resolve_config
-from harness.hooks import ArmContext
+from harness.train.hooks import ArmContext
 from method import extract as E
 from method import pairs as P
 
@@ -26,7 +26,7 @@ def _subset(pairs, per_mode):
 
 
 def _make_ctx(tmp_path, seed=41, **overrides):
-    from harness.model_loading import load_policy
+    from harness.models.model_loading import load_policy
     from method.adapter import model_hash, wrap_model
 
     cfg = resolve_config("smoke", "erase", seed, overrides)
@@ -177,7 +177,7 @@ def test_control_arms_set_up_with_their_v(env):
 
 def test_rebound_concept_and_reward_hook_on_the_model(env):
     from baselines.rebound import build, get_or_extract_concept
-    from harness.grpo import completion_logprobs, decoder_layers, make_batch
+    from harness.train.grpo import completion_logprobs, decoder_layers, make_batch
 
     ctx, _, tmp = env
     arm = build(dataclasses.replace(ctx.config, arm="rebound"))
@@ -189,7 +189,7 @@ def test_rebound_concept_and_reward_hook_on_the_model(env):
     v2, meta = get_or_extract_concept(ctx, arm.activation_layer, progress=False)
     assert torch.equal(v2, arm.v_concept) and meta["n_pairs"] == _n_fit(ctx) and "validation" in meta
     assert any((tmp / "rebound").glob("concept-*.safetensors"))
-    # the loop's capture (harness.grpo) at arm.activation_layer feeds the reward hook; no hook is left behind
+    # the loop's capture (harness.train.grpo) at arm.activation_layer feeds the reward hook; no hook is left behind
     fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
     enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
     b = make_batch(enc.prompt(fit[0].messages), [enc.completion(fit[0].pos), enc.completion(fit[0].neg)],
@@ -228,7 +228,7 @@ def test_full_pair_set_validation_numbers(tmp_path, capsys):
 def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
     """Default extract_nll="sum": a pair's row of D equals the gradient of the loop's Dr.GRPO loss for a group of
     exactly that pair with advantages (+1, -1) (same batch code, same constant); "mean" (the ablation) does not."""
-    from harness.grpo import completion_logprobs, dr_grpo_loss, make_batch
+    from harness.train.grpo import completion_logprobs, dr_grpo_loss, make_batch
 
     ctx, _, _ = env
     pair = P.load_pairs(P.HACK_SET, ctx.config)[0][0]

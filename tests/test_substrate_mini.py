@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.substrate import honest_self_check, sft_texts
+from harness.models.substrate import honest_self_check, sft_texts
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.config import resolve_config
-    from harness.rollout import PromptEncoder
-    from harness.substrate import builtin_manifest, ensure_builtin
+    from harness.models.substrate import builtin_manifest, ensure_builtin
+    from harness.train.rollout import PromptEncoder
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")
@@ -95,8 +95,8 @@ def test_mini_base_solves_some_held_out_problems_and_hacks_few(grader):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.config import resolve_config
-    from harness.rollout import PromptEncoder, generate
-    from harness.substrate import ensure_builtin
+    from harness.models.substrate import ensure_builtin
+    from harness.train.rollout import PromptEncoder, generate
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")

@@ -105,7 +105,7 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     Batched with left padding (positions come from the attention mask). Sampling draws from torch's
     global RNG, which the loop seeds per step, so generation is reproducible on CPU. Call it under
     method.adapter.merged(model) so rollouts run on dense weights. min_new_tokens > 0 suppresses eos until
-    then (harness.gpu_check forces full-length rollouts to measure the worst case).
+    then (harness.checks.gpu_check forces full-length rollouts to measure the worst case).
     """
     from transformers import GenerationConfig
 

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, MONITOR, PREREGISTERED_ARMS
-from harness.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
-                             MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records, sem)
 from harness.metrics import SUMMARY_WINDOW
-from harness.runs import (PREREGISTERED_SEEDS, RunRecord, finite, read_metrics, scan_runs, select_preset,
-                          write_json_atomic)
+from harness.orchestrate.runs import (PREREGISTERED_SEEDS, RunRecord, finite, read_metrics, scan_runs, select_preset,
+                                      write_json_atomic)
+from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
+                                       MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
+                                       sem)
 
 # per-step student rates for curves.png (names from harness.metrics.METRICS)
 CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
@@ -154,7 +155,7 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 def setup_notes(records: list[RunRecord]) -> list[str]:
     """One line per complete run whose config.json records what setup decided: the real V's held-out
     validation (and whether the run proceeded on a V that failed it, --allow-weak-v) and Rebound's layer."""
-    from harness.runs import CONFIG_FILE
+    from harness.orchestrate.runs import CONFIG_FILE
 
     lines = []
     for r in sorted(records, key=lambda r: (_arm_rank(r.arm), r.seed)):
@@ -249,8 +250,8 @@ DIAG_CAPTION = ("Not preregistered: nothing here changes a verdict above. Rates 
 
 
 def diagnostics_lines(d: dict[str, Any]) -> list[str]:
-    from harness.designs import LOMO_ARMS
-    from harness.diagnostics import COS_KEYS
+    from harness.orchestrate.designs import LOMO_ARMS
+    from harness.reporting.diagnostics import COS_KEYS
 
     L = ["## Diagnostics (not preregistered; apart from the verdicts)", "", DIAG_CAPTION, ""]
     # per mode
@@ -362,7 +363,7 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
                         with_diagnostics: bool = False) -> dict[str, Any]:
     """Scan `runs`, apply the rules for one preset, write out/falsification.{json,md}, print the tables.
     with_diagnostics: also out/diagnostics.json and its section of falsification.md (harness report)."""
-    from harness.diagnostics import diagnostics, pass_vacuous, substrate
+    from harness.reporting.diagnostics import diagnostics, pass_vacuous, substrate
 
     records = scan_runs(runs)
     preset = select_preset(records, preset)

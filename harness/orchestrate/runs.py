@@ -293,7 +293,7 @@ def _wipe(rdir: Path) -> None:
 
 def execute(config: TrainConfig, rdir: str | os.PathLike, *, resume: bool, progress: bool = True) -> dict[str, Any]:
     """Train one arm x seed into `rdir` (already prepared) and make sure summary.json is written last."""
-    from harness.loop import train  # heavy import (torch, transformers): only when training
+    from harness.train.loop import train  # heavy import (torch, transformers): only when training
 
     rdir = Path(rdir)
     summary = train(config, rdir, resume=resume, progress=progress)

@@ -1,6 +1,6 @@
 """The two places an arm may act on the one training loop.
 
-The loop (harness/loop.py) knows no arm by name. Per step it calls, in order:
+The loop (harness/train/loop.py) knows no arm by name. Per step it calls, in order:
 
     rewards = arm.reward_hook(rewards, acts, info)  # [G] per group, before advantages
     ... student backward -> g_s, teacher backward -> g_t, .grad = g_s + g_t ...

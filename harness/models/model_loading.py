@@ -1,7 +1,7 @@
 """Load the policy (any AutoModelForCausalLM) and estimate the full preset's GPU memory.
 
 `load_policy` is the one code path for every preset: a hub id ("Qwen/Qwen3-4B"), a local
-save_pretrained directory, or "builtin:<name>" (a directory harness.substrate builds) all go
+save_pretrained directory, or "builtin:<name>" (a directory harness.models.substrate builds) all go
 through AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from harness.config import TrainConfig
-from harness.qwen3_local import QWEN3_4B
+from harness.models.qwen3_local import QWEN3_4B
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -49,7 +49,7 @@ def resolve_attn(config: TrainConfig, device: torch.device) -> tuple[str, str]:
 
 def resolve_model_path(model: str) -> str:
     if model.startswith(BUILTIN_PREFIX):
-        from harness.substrate import ensure_builtin
+        from harness.models.substrate import ensure_builtin
 
         return str(ensure_builtin(model[len(BUILTIN_PREFIX):]))
     return model

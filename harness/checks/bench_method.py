@@ -7,7 +7,7 @@
     (c) per-step extra cost of erase's projection (and vanilla's measure-only statistics), and of
         Rebound's activation capture + penalty when baselines.rebound exists, as ratios to a plain step.
 
-Model: the `mini` base (harness.substrate builtin) when it is registered, else a random
+Model: the `mini` base (harness.models.substrate builtin) when it is registered, else a random
 Qwen3-architecture model of similar size (said so in the output); `--model 4b-block` times one
 decoder block at Qwen3-4B's widths (slow on CPU: its SVD alone takes minutes). Timings are medians
 of interleaved rounds on whatever machine runs this; on a shared CPU they are noisy.
@@ -46,14 +46,14 @@ def load_base(which: str):
     from transformers import AutoModelForCausalLM, Qwen3Config
 
     if which in ("auto", "mini"):
-        from harness.substrate import BUILTINS
+        from harness.models.substrate import BUILTINS
         if "mini" in BUILTINS:
-            from harness.model_loading import load_policy
+            from harness.models.model_loading import load_policy
             cfg = resolve_config("mini", "vanilla", 41)
             model, tok = load_policy(cfg, verbose=False)
             return model.eval(), tok, f"builtin:mini ({cfg.model})"
         if which == "mini":
-            raise SystemExit("the mini builtin is not registered in harness.substrate yet")
+            raise SystemExit("the mini builtin is not registered in harness.models.substrate yet")
     dims, why = ((QWEN3_4B_BLOCK, "random 1-block Qwen3 at Qwen3-4B widths") if which == "4b-block" else
                  (FALLBACK_DIMS, "random Qwen3 (mini base not available)"))
     torch.manual_seed(0)
@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from method.adapter import get_adapters, merged, wrap_model
-    from harness.grpo import completion_logprobs, decoder_layers, dr_grpo_loss, make_batch
+    from harness.train.grpo import completion_logprobs, decoder_layers, dr_grpo_loss, make_batch
     import tempfile
 
     base, tok, desc = load_base(args.model)
@@ -207,7 +207,7 @@ def main(argv=None) -> dict:
     del lora
 
     # ---------------------------------------------------------------- (c) arm overheads
-    from harness.hooks import ArmContext, GradBundle
+    from harness.train.hooks import ArmContext, GradBundle
     from method.arm import ProjectionArm
 
     step(svd)

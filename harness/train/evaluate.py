@@ -16,8 +16,8 @@ from contextlib import ExitStack
 import torch
 
 from harness.config import TrainConfig
-from harness.grpo import completion_logprobs, make_batch
-from harness.rollout import PromptEncoder, generate
+from harness.train.grpo import completion_logprobs, make_batch
+from harness.train.rollout import PromptEncoder, generate
 
 
 def eval_problems(heldout: list, config: TrainConfig) -> list:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.config import TrainConfig, resolve_config
+from harness.orchestrate.runs import (METRICS_FILE, execute, is_artifact_error, plan_action, preflight, prepare_run_dir,
+                                      read_summary, run_dir)
 from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
-from harness.runs import (METRICS_FILE, execute, is_artifact_error, plan_action, preflight, prepare_run_dir,
-                          read_summary, run_dir)
 
 EXECUTORS = ("local", "ray")
 LOG_FILE = "run.log"                  # <run dir>/run.log: a parallel worker's stdout + stderr (appended per session)
@@ -50,10 +50,10 @@ class Job:
 def plan_design(design: str, preset: str, seeds: list[int], out: str | Path,
                 overrides: dict[str, Any] | None = None, arms: list[str] | None = None, *, resume: bool = True,
                 force: bool = False) -> list[Job]:
-    """plan() for every fold of a design (harness.designs): `arms` narrows each fold's arms (an arm no fold
+    """plan() for every fold of a design (harness.orchestrate.designs): `arms` narrows each fold's arms (an arm no fold
     has is an error); a fold's overrides are what defines it, so a --set that contradicts one is an error."""
     from harness.config import ConfigError
-    from harness.designs import get_design
+    from harness.orchestrate.designs import get_design
 
     folds = get_design(design).folds()
     if arms:
@@ -428,7 +428,7 @@ def run_ray(jobs: list[Job], address: str | None, *, force: bool = False, consol
     try:
         import ray
     except ImportError:
-        from harness.runs import RunError
+        from harness.orchestrate.runs import RunError
         raise RunError("--executor ray needs the optional extra: pip install -e '.[ray]'") from None
 
     if not ray.is_initialized():

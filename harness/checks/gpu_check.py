@@ -1,6 +1,6 @@
 """`make gpu-check`: three `full` steps of the real loop on a random-init Qwen3-4B-architecture model, measured.
 
-No network: the model is built from Qwen3-4B's public config (harness.qwen3_local), saved, and loaded by path
+No network: the model is built from Qwen3-4B's public config (harness.models.qwen3_local), saved, and loaded by path
 through load_policy like the hub id. Arm `erase` (the method: SVD wrap, V extraction, projection every step),
 G = 8, max_new 1024, every rollout forced to full length (eos suppressed): the worst case a run can meet.
 Prints and writes JSON: peak GPU memory beside the --dry-run estimate, seconds per step split into generation /
@@ -8,7 +8,7 @@ forward+backward / projection, rollout tokens/s with merged weights vs the unwra
 Random weights: the numbers are costs, never learning. `--cpu` runs the same code on the shrunk config
 (2 layers, small width, max_new 128 by default) so CI exercises it in a couple of minutes.
 
-    python -m harness.gpu_check [--cpu] [--out FILE]
+    python -m harness.checks.gpu_check [--cpu] [--out FILE]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _peak_gib(device: torch.device) -> float:
 
 def _timed_generate(model, tok, prompts, n, config, device, box: list | None = None):
     """Full-length rollouts (eos suppressed) -> (ids, tokens generated, seconds)."""
-    from harness.rollout import generate
+    from harness.train.rollout import generate
 
     _sync(device)
     t0 = time.perf_counter()
@@ -69,13 +69,13 @@ def _problem_set(choice: str) -> tuple[str, str]:
 
 
 def run_check(cpu: bool, steps: int, max_new: int, problem_set: str, workdir: Path) -> dict[str, Any]:
-    import harness.loop as L
-    import harness.substrate as S
+    import harness.models.substrate as S
+    import harness.train.loop as L
     from harness.config import resolve_config
-    from harness.evaluate import merge_gap
-    from harness.model_loading import estimate_memory, load_policy
-    from harness.qwen3_local import save_local_qwen3
-    from harness.rollout import PromptEncoder
+    from harness.models.model_loading import estimate_memory, load_policy
+    from harness.models.qwen3_local import save_local_qwen3
+    from harness.train.evaluate import merge_gap
+    from harness.train.rollout import PromptEncoder
     from sandbox.data import load_problem_set
     from sandbox.executors import make_executor
     from sandbox.grader import Grader
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cpu:
         ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=ARTIFACTS_DIR if ARTIFACTS_DIR.is_dir() else None))
-    import harness.loop as L
-    import harness.substrate as S
+    import harness.models.substrate as S
+    import harness.train.loop as L
 
     # run_check points the loop and substrate at the throwaway workdir and times the loop's generate: module
     # globals, so restore them (a caller in the same process, e.g. a test session, must not inherit them)

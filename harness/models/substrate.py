@@ -10,7 +10,7 @@
                    unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
-`AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/model_loading.py).
+`AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/models/model_loading.py).
 Each lives under ARTIFACTS_DIR/builtin/<name>-<recipe hash>: the hash covers everything that determines the
 weights (recipe dict, corpus/data hash, builder version), so a second call reuses the directory.
 """
@@ -61,7 +61,7 @@ def texts_hash(texts: Iterable[str]) -> str:
 
 
 def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None) -> tuple[Path, str]:
-    from harness.determinism import PINNED_ENV
+    from harness.models.determinism import PINNED_ENV
 
     digest = _sha({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})[:16]
     return Path(artifacts_dir or ARTIFACTS_DIR) / "builtin" / f"{name}-{digest}", digest
@@ -69,7 +69,7 @@ def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None
 
 def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path | None = None) -> Path:
     """Build into a temp dir and rename it into place: concurrent builders (pytest -n 2) never see half a dir."""
-    from harness.determinism import environment
+    from harness.models.determinism import environment
 
     final, digest = _build_dir(name, key, artifacts_dir)
     root = final.parent
@@ -441,7 +441,7 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
     """Path to the saved builtin `name` (build it if its recipe hash is not cached yet)."""
     if name not in BUILTINS:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(BUILTINS)}")
-    from harness.determinism import build_pinned, deterministic, pinned_here
+    from harness.models.determinism import build_pinned, deterministic, pinned_here
 
     key_fn, build_fn = BUILTINS[name]
     key = key_fn()

@@ -1,4 +1,4 @@
-"""The ONE GRPO training loop. Every arm runs this; arms act only through harness.hooks.Arm.
+"""The ONE GRPO training loop. Every arm runs this; arms act only through harness.train.hooks.Arm.
 
 Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each):
 
@@ -34,15 +34,16 @@ import torch
 
 from harness import metrics as M
 from harness.arms import build_arm
-from harness.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, trainable_named
 from harness.config import TrainConfig
-from harness.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
-                          lr_at, make_batch)
-from harness.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
+from harness.orchestrate.runs import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
+                                      JsonlFile, RunError, read_config, read_summary, write_json_atomic, write_summary)
 from harness.paths import ARTIFACTS_DIR
-from harness.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
-from harness.runs import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE, JsonlFile,
-                          RunError, read_config, read_summary, write_json_atomic, write_summary)
+from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
+                                      trainable_named)
+from harness.train.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
+                                lr_at, make_batch)
+from harness.train.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
+from harness.train.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
 
 
 class NonFiniteError(RuntimeError):
@@ -207,7 +208,7 @@ class _Run:
     def __init__(self, config: TrainConfig, run_dir: Path, progress: bool):
         from method.adapter import model_hash, wrap_model
         from sandbox.data import load_problem_set, require_problem_set
-        from harness.model_loading import load_policy
+        from harness.models.model_loading import load_policy
 
         self.config = config
         self.run_dir = run_dir
@@ -232,7 +233,7 @@ class _Run:
 
         problems = load_problem_set(config.problem_set)
         self.train_problems = problems.train
-        from harness.evaluate import eval_problems
+        from harness.train.evaluate import eval_problems
 
         self.eval_set = eval_problems(problems.eval, config)
         self.pool = _load_pool(config)
@@ -384,7 +385,7 @@ class _Run:
         return str(cks[-1].path) if cks else "none (no checkpoint written yet)"
 
     def evaluate(self, step: int, grader) -> dict[str, Any]:
-        from harness.evaluate import evaluate
+        from harness.train.evaluate import evaluate
 
         t0 = time.perf_counter()
         out = evaluate(self.model, self.tok, self.eval_set, grader, self.config, self.encoder,
@@ -427,11 +428,11 @@ def _load_pool(config: TrainConfig):
 
     path = config.teacher_pool
     if path == "builtin":
-        from harness import substrate
+        from harness.models import substrate
 
         resolver = getattr(substrate, "ensure_pool", None)
         if resolver is None:
-            raise RunError("teacher_pool='builtin' but harness.substrate has no ensure_pool(); "
+            raise RunError("teacher_pool='builtin' but harness.models.substrate has no ensure_pool(); "
                            "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
         path = resolver(config)
     pool = load_pool(path)
@@ -492,7 +493,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
 
 
 def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex, grader_info: dict[str, str]) -> dict:
-    from harness.determinism import environment
+    from harness.models.determinism import environment
 
     ckpt_root = run_dir / CHECKPOINT_DIR
     metrics_path = run_dir / METRICS_FILE

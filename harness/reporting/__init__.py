@@ -1,0 +1,1 @@
+"""Verdicts, the report and diagnostics computed from finished run directories."""
