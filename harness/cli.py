@@ -22,10 +22,11 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
-from harness.config import ConfigError, TrainConfig, parse_override, resolve_config
+from harness.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override, resolve_config
 from harness.orchestrate.designs import DEFAULT_DESIGN, DESIGNS
-from harness.orchestrate.runs import PREREGISTERED_SEEDS, RunError, is_artifact_error
+from harness.orchestrate.runs import is_artifact_error
 from harness.presets import PRESETS, get_preset
+from harness.rundir import RunError
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
@@ -400,7 +401,7 @@ def hashes(runs: str, preset: str | None) -> None:
     """Print the model / data / pool / V hashes every complete run recorded, and whether arms agree on them."""
     from rich.table import Table
 
-    from harness.orchestrate.runs import HASH_KEYS, scan_runs, select_preset
+    from harness.rundir import HASH_KEYS, scan_runs, select_preset
     _check_runs_dir(runs)
     records = scan_runs(runs)
     preset = select_preset(records, preset)

@@ -13,13 +13,16 @@ from typing import Any
 
 from sandbox.grader import PASS_REWARD
 
+# The preregistered seeds (spec: "n >= 3 for the headline claim").
+PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
+
 
 @dataclass
 class TrainConfig:
     # --- identity ---------------------------------------------------------
     preset: str = "full"
     arm: str = "vanilla"
-    seed: int = 41
+    seed: int = PREREGISTERED_SEEDS[0]
 
     # --- substrate --------------------------------------------------------
     # hub id or local path, loaded with AutoModelForCausalLM.from_pretrained;

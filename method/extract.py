@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.orchestrate.runs import RunError
+from harness.rundir import RunError
 
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these

@@ -53,7 +53,7 @@ class _Metered(Executor):
 def regenerate_rollouts(steps: int = ROLLOUT_STEPS) -> Path:
     """A short mini run whose student completions are the rollout workload (cached: made once)."""
     from harness.config import resolve_config
-    from harness.orchestrate.runs import ROLLOUTS_FILE
+    from harness.rundir import ROLLOUTS_FILE
     from harness.paths import ARTIFACTS_DIR
     from harness.train.loop import train
 
@@ -67,7 +67,7 @@ def regenerate_rollouts(steps: int = ROLLOUT_STEPS) -> Path:
 
 
 def rollout_files(root: str) -> list[Path]:
-    from harness.orchestrate.runs import ROLLOUTS_FILE
+    from harness.rundir import ROLLOUTS_FILE
 
     root_path = Path(root)
     if root_path.is_file():
@@ -77,7 +77,7 @@ def rollout_files(root: str) -> list[Path]:
 
 def workload(limit: int | None = None, rollouts: str = "runs/mini", rollout_limit: int | None = None
              ) -> tuple[dict[str, list], str]:
-    from harness.orchestrate.runs import JsonlFile
+    from harness.rundir import JsonlFile
 
     problems = load_problems("test")
     by_id = problems_by_id()     # rollouts come from any problem set (mini's ids are its own)

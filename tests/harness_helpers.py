@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.orchestrate.runs import SUMMARY_FILE, run_dir, write_json_atomic, write_summary
+from harness.rundir import SUMMARY_FILE, run_dir, write_json_atomic, write_summary
 
 
 def make_run(root: Path, arm: str, seed: int, hack: float, pass_: float, *, preset: str = "smoke",

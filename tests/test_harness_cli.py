@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from harness.arms import ARMS, BASELINE, METHOD
 from harness.cli import cli, parse_seeds
 from harness.config import ConfigError, resolve_config
-from harness.orchestrate.runs import CONFIG_FILE, prepare_run_dir, run_dir
+from harness.orchestrate.runs import prepare_run_dir
+from harness.rundir import CONFIG_FILE, run_dir
 from tests.harness_helpers import make_arm, make_run
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, METHOD
-from harness.orchestrate.runs import EVAL_RECORDS_FILE, scan_runs
 from harness.reporting.diagnostics import diagnostics, mode_rates, pass_vacuous, thirds
 from harness.reporting.report import write_report
+from harness.rundir import EVAL_RECORDS_FILE, scan_runs
 from sandbox.loopholes import MODES as _MODES
 
 MODES = tuple(_MODES)
@@ -292,7 +292,7 @@ def test_load_pairs_keeps_only_the_known_modes():
 
 
 def test_eval_log_on_resume_drops_evaluations_after_the_checkpoint(tmp_path):
-    from harness.orchestrate.runs import read_eval_records
+    from harness.rundir import read_eval_records
     from harness.train.loop import open_eval_log
 
     _records(tmp_path, 0, [(MODES[0], False, False, False)])

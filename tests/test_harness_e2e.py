@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from harness.arms import PREREGISTERED_ARMS as ARMS  # the default design: the preregistered matrix
 from harness.cli import cli
-from harness.orchestrate.runs import scan_runs
 from harness.reporting.falsify import VERDICTS
+from harness.rundir import scan_runs
 
 SEEDS = (41, 42)
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from harness.arms import ABLATIONS, ARMS, PREREGISTERED_ARMS
 from harness.cli import cli
 from harness.orchestrate.designs import LOMO_ARMS
-from harness.orchestrate.runs import read_eval_records, read_summary, run_dir
+from harness.rundir import read_eval_records, read_summary, run_dir
 from sandbox.loopholes import MODES
 
 SEED = 41

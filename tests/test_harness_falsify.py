@@ -6,8 +6,8 @@ import math
 import pytest
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, CONTROLS, METHOD
-from harness.orchestrate.runs import RunError, scan_runs, select_preset
 from harness.reporting.falsify import FALSIFIED, INCONCLUSIVE, NOT_RUN, SUPPORTED, falsify, sem
+from harness.rundir import RunError, scan_runs, select_preset
 from tests.harness_helpers import make_arm, make_run
 
 

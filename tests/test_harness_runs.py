@@ -6,8 +6,9 @@ import json
 import pytest
 
 from harness.config import resolve_config
-from harness.orchestrate.runs import (CONFIG_FILE, SUMMARY_FIELDS, RunError, plan_action, prepare_run_dir, read_config,
-                                      read_metrics, run_dir, scan_runs, write_json_atomic, write_summary)
+from harness.orchestrate.runs import plan_action, prepare_run_dir
+from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, RunError, read_config, read_metrics, run_dir, scan_runs,
+                            write_json_atomic, write_summary)
 from tests.harness_helpers import make_run
 
 
@@ -84,7 +85,7 @@ def test_plan_actions(tmp_path):
 
 def test_jsonl_file_drops_a_torn_last_line_and_keep_rewrites_it(tmp_path):
     """A kill during append leaves half a line; resume (keep) must still read the file."""
-    from harness.orchestrate.runs import JsonlFile
+    from harness.rundir import JsonlFile
 
     f = JsonlFile(tmp_path / "rollouts.jsonl")
     f.append([{"step": 1}, {"step": 2}])

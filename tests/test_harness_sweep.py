@@ -8,8 +8,9 @@ import pytest
 
 from harness.arms import ARMS, BASELINE, METHOD
 from harness.config import TrainConfig
-from harness.orchestrate.runs import is_complete, prepare_run_dir, read_summary, scan_runs, write_summary
+from harness.orchestrate.runs import prepare_run_dir
 from harness.orchestrate.sweep import plan, run_local, run_ray
+from harness.rundir import is_complete, read_summary, scan_runs, write_summary
 
 
 def fake_train(config: TrainConfig, rdir: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -59,7 +60,7 @@ def _ray_fake(config_dict: dict, path: str, resume: bool) -> dict:
     import os
 
     from harness.config import TrainConfig
-    from harness.orchestrate.runs import write_summary
+    from harness.rundir import write_summary
     cfg = TrainConfig.from_dict(config_dict)
     s = dict(arm=cfg.arm, seed=cfg.seed, preset=cfg.preset, complete=True, steps=cfg.steps, hack_rate=0.2,
              pass_rate=0.4, kl=0.0, mean_cos=0.0, frac_fired=0.0, grad_norm=1.0, wall_s=0.0,

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from harness import metrics as M
 from harness.config import resolve_config
-from harness.orchestrate.runs import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
+from harness.rundir import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
 from harness.train.hooks import Arm
 
 

@@ -75,7 +75,7 @@ def test_resumed_run_keeps_the_refreshed_v(tmp_path, monkeypatch):
     (and measure cos_* against) the step-2 V, not the setup V, exactly as the uninterrupted run did."""
     from harness import metrics as M
     from harness.config import resolve_config
-    from harness.orchestrate.runs import read_metrics
+    from harness.rundir import read_metrics
     from harness.train import loop
 
     old_threads = torch.get_num_threads()

@@ -1,1 +1,3 @@
-"""Runs, sweeps and designs: the run directory, the planner and executor of many runs, the named run matrices."""
+"""Runs, sweeps and designs: planning and executing one run, the planner and executor of many, the named run matrices.
+
+The run directory's on-disk format, which the loop and reporting read too, is harness.rundir."""

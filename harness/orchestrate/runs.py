@@ -1,53 +1,18 @@
-"""The run layout, a contract other tools read:
+"""What to do with one run directory, and running one: the "same config?" check that refuses to mix runs
+(plan_action / prepare_run_dir), execute (train one arm x seed) and preflight (a config's artifacts exist).
 
-    <out>/<preset>/<arm>/seed<seed>/
-        config.json     fully resolved TrainConfig (+ its config_hash), written before training
-        metrics.jsonl   one JSON object per step / evaluation (the loop appends)
-        eval_records.jsonl  one JSON object per held-out generation (step, problem_id, mode, category, flags)
-        summary.json    written atomically, last, only when the run finished (complete: true)
-        checkpoints/
-
-This module owns paths, atomic JSON writes, the summary schema, the
-"same config?" check that refuses to mix runs, and the scan that falsify/report read.
+The directory's on-disk format (file names, summary schema, readers) is harness.rundir.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import shutil
-import tempfile
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, TrainConfig
-
-# The preregistered seeds (spec: "n >= 3 for the headline claim").
-PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-EVAL_RECORDS_FILE = "eval_records.jsonl"   # one row per held-out generation: step, problem, mode, category, flags
-CHECKPOINT_DIR = "checkpoints"
-ROLLOUTS_FILE = "rollouts.jsonl"   # every student completion: step, problem id, text and its GradeRecord
-
-# summary.json fields; rates are held-out fractions in [0, 1]; kl .. grad_norm are means over the last 25 steps.
-SUMMARY_FIELDS: tuple[str, ...] = (
-    "arm", "seed", "preset", "complete", "steps", "hack_rate", "pass_rate",
-    "kl", "mean_cos", "frac_fired", "grad_norm", "wall_s", "hashes",
-)
-RATE_FIELDS = ("hack_rate", "pass_rate")
-HASH_KEYS = ("model", "data", "pool", "v")
-
-_SEED_DIR = re.compile(r"^seed(\d+)$")
-
-
-class RunError(ConfigError):
-    """A run directory that cannot be used as asked (other config, corrupt file, partial run)."""
-
+from harness.config import TrainConfig
+from harness.rundir import (CHECKPOINT_DIR, METRICS_FILE, RunError, is_complete, read_config, read_summary,
+                            stored_config_hash, write_config, write_summary)
 
 # What a missing / corrupt artifact (pool, V file, base model, data) raises in the pipeline code: the CLI
 # shows these as one line (with --debug, the traceback); anything else keeps its traceback.
@@ -58,169 +23,12 @@ def is_artifact_error(e: BaseException) -> bool:
     return isinstance(e, ARTIFACT_ERRORS) or type(e).__name__ in ("SafetensorError", "HeaderTooLarge")
 
 
-def run_dir(out: str | os.PathLike, preset: str, arm: str, seed: int) -> Path:
-    return Path(out) / preset / arm / f"seed{seed}"
-
-
-# --- atomic JSON --------------------------------------------------------------
-
-class JsonlFile:
-    """Append-only JSONL, each append flushed and fsynced; `keep` rewrites it atomically (resume)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every row; a torn last line (a kill during append) is dropped, as the next `keep` rewrites the file."""
-        if not self.path.exists():
-            return []
-        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = []
-        for i, line in enumerate(lines):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i != len(lines) - 1:
-                    raise ValueError(f"{self.path}: line {i + 1} is not JSON (not the last line: not a torn write)")
-        return rows
-
-    def keep(self, pred) -> None:
-        if not self.path.exists():
-            return
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in self.read() if pred(r))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    if hasattr(o, "item"):          # numpy / torch scalars
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"corrupt {path}: {e}") from None
-
-
-# --- summary --------------------------------------------------------------------
-
-def validate_summary(summary: dict[str, Any]) -> None:
-    missing = [k for k in SUMMARY_FIELDS if k not in summary]
-    if missing:
-        raise RunError(f"summary lacks field(s): {', '.join(missing)}")
-    for k in RATE_FIELDS:
-        v = summary[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0.0 <= v <= 1.0):
-            raise RunError(f"summary {k}={v!r} is not a fraction in [0, 1]")
-    if not isinstance(summary["hashes"], dict):
-        raise RunError("summary hashes must be a dict")
-
-
-def write_summary(rdir: str | os.PathLike, summary: dict[str, Any]) -> Path:
-    """Validate and write summary.json atomically. Call last, only when the run finished."""
-    summary = dict(summary)
-    summary["complete"] = True
-    validate_summary(summary)
-    return write_json_atomic(Path(rdir) / SUMMARY_FILE, summary)
-
-
-def read_summary(rdir: str | os.PathLike) -> dict[str, Any] | None:
-    """The summary dict, or None when there is none. Raises RunError if it is corrupt."""
-    path = Path(rdir) / SUMMARY_FILE
-    if not path.exists():
-        return None
-    s = _read_json(path)
-    if not isinstance(s, dict):
-        raise RunError(f"corrupt {path}: not a JSON object")
-    return s
-
-
-def is_complete(rdir: str | os.PathLike) -> bool:
-    try:
-        s = read_summary(rdir)
-    except RunError:
-        return False
-    return bool(s and s.get("complete") is True)
-
-
-# --- config ---------------------------------------------------------------------
-
-def write_config(rdir: str | os.PathLike, config: TrainConfig) -> Path:
-    return write_json_atomic(Path(rdir) / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash()})
-
-
-def _read_config_dict(rdir: Path) -> dict[str, Any] | None:
-    path = rdir / CONFIG_FILE
-    if not path.exists():
-        return None
-    d = _read_json(path)
-    if not isinstance(d, dict):
-        raise RunError(f"corrupt {path}: not a JSON object")
-    return d
-
-
-def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
-    """The stored config (TrainConfig fields only; the loop adds metadata such as hashes), or None.
-
-    Raises RunError if config.json is corrupt or lacks/mistypes fields of this version's TrainConfig."""
-    d = _read_config_dict(Path(rdir))
-    if d is None:
-        return None
-    known = {f.name for f in fields(TrainConfig)}
-    try:
-        return TrainConfig.from_dict({k: v for k, v in d.items() if k in known})
-    except (ConfigError, TypeError) as e:
-        raise RunError(f"{Path(rdir) / CONFIG_FILE} does not match this version's TrainConfig: {e}") from None
-
-
-def stored_config_hash(rdir: str | os.PathLike) -> str | None:
-    """config_hash as recorded when the run started (recomputed for a config.json without one)."""
-    d = _read_config_dict(Path(rdir))
-    if d is None:
-        return None
-    if isinstance(d.get("config_hash"), str):
-        return d["config_hash"]
-    cfg = read_config(rdir)
-    return None if cfg is None else cfg.config_hash()
-
-
 def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
     da, db = a.to_dict(), b.to_dict()
     return {k: (da[k], db[k]) for k in da if da[k] != db[k]}
+
+
+# --- one run directory ----------------------------------------------------------
 
 
 def plan_action(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, force: bool) -> str:
@@ -304,111 +112,6 @@ def execute(config: TrainConfig, rdir: str | os.PathLike, *, resume: bool, progr
         write_summary(rdir, summary)
         on_disk = read_summary(rdir)
     return on_disk
-
-
-# --- scanning -------------------------------------------------------------------
-
-@dataclass
-class RunRecord:
-    preset: str
-    arm: str
-    seed: int
-    path: Path
-    summary: dict[str, Any] | None   # set only for complete, valid runs
-    reason: str = ""                 # why it is incomplete
-
-    @property
-    def complete(self) -> bool:
-        return self.summary is not None
-
-
-def scan_runs(root: str | os.PathLike) -> list[RunRecord]:
-    """Every <root>/<preset>/<arm>/seed<N>/ directory, complete or not, sorted."""
-    root = Path(root)
-    out: list[RunRecord] = []
-    if not root.is_dir():
-        return out
-    for preset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for arm_dir in sorted(p for p in preset_dir.iterdir() if p.is_dir()):
-            for sd in sorted(p for p in arm_dir.iterdir() if p.is_dir()):
-                m = _SEED_DIR.match(sd.name)
-                if not m:
-                    continue
-                out.append(_record(preset_dir.name, arm_dir.name, int(m.group(1)), sd))
-    return out
-
-
-def _record(preset: str, arm: str, seed: int, path: Path) -> RunRecord:
-    rec = RunRecord(preset, arm, seed, path, None)
-    try:
-        s = read_summary(path)
-    except RunError as e:
-        rec.reason = str(e)
-        return rec
-    if s is None:
-        rec.reason = "no summary.json (not finished)"
-    elif s.get("complete") is not True:
-        rec.reason = "summary.json has complete != true"
-    else:
-        try:
-            validate_summary(s)
-        except RunError as e:
-            rec.reason = str(e)
-            return rec
-        if (s["arm"], s["seed"], s["preset"]) != (arm, seed, preset):
-            rec.reason = (f"summary says {s['preset']}/{s['arm']}/seed{s['seed']}, "
-                          f"directory says {preset}/{arm}/seed{seed}")
-        else:
-            rec.summary = s
-    return rec
-
-
-def read_metrics(rdir: str | os.PathLike, name: str = METRICS_FILE) -> list[dict[str, Any]]:
-    """metrics.jsonl rows; a torn last line (crash mid-write) is skipped."""
-    path = Path(rdir) / name
-    rows: list[dict[str, Any]] = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def read_eval_records(rdir: str | os.PathLike) -> list[dict[str, Any]]:
-    """eval_records.jsonl rows (same reader as metrics.jsonl: a torn last line is skipped)."""
-    return read_metrics(rdir, EVAL_RECORDS_FILE)
-
-
-def finite(x: Any) -> float | None:
-    """x as a float, or None for missing / NaN / inf / non-numbers."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def select_preset(records: list[RunRecord], preset: str | None) -> str:
-    """--preset if given (must have runs); else the only preset present."""
-    present = sorted({r.preset for r in records})
-    if preset is not None:
-        if preset not in present:
-            from harness.presets import get_preset
-            get_preset(preset)  # unknown name -> its own error
-            raise RunError(f"no runs for preset {preset!r}" + (f"; present: {', '.join(present)}" if present else ""))
-        return preset
-    if not present:
-        raise RunError("no runs found")
-    if len(present) > 1:
-        raise RunError(f"runs of several presets present ({', '.join(present)}); pick one with --preset")
-    return present[0]
 
 
 def preflight(config: TrainConfig) -> None:

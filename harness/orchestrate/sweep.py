@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.config import TrainConfig, resolve_config
-from harness.orchestrate.runs import (METRICS_FILE, execute, is_artifact_error, plan_action, preflight, prepare_run_dir,
-                                      read_summary, run_dir)
+from harness.orchestrate.runs import execute, is_artifact_error, plan_action, preflight, prepare_run_dir
 from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
+from harness.rundir import METRICS_FILE, read_summary, run_dir
 
 EXECUTORS = ("local", "ray")
 LOG_FILE = "run.log"                  # <run dir>/run.log: a parallel worker's stdout + stderr (appended per session)
@@ -428,7 +428,7 @@ def run_ray(jobs: list[Job], address: str | None, *, force: bool = False, consol
     try:
         import ray
     except ImportError:
-        from harness.orchestrate.runs import RunError
+        from harness.rundir import RunError
         raise RunError("--executor ray needs the optional extra: pip install -e '.[ray]'") from None
 
     if not ray.is_initialized():

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ARMS, METHOD, MONITOR
+from harness.config import PREREGISTERED_SEEDS
 from harness.metrics import SUMMARY_WINDOW, tail_mean
 from harness.orchestrate.designs import DESIGNS, LOMO_RANDOM, sweep_command
-from harness.orchestrate.runs import (CONFIG_FILE, PREREGISTERED_SEEDS, RunRecord, finite, read_eval_records,
-                                      read_metrics, scan_runs)
 from harness.reporting.falsify import mean, paired, sem
+from harness.rundir import CONFIG_FILE, RunRecord, finite, read_eval_records, read_metrics, scan_runs
 
 # per-step projection statistics (harness.metrics names) whose last-window means the health table shows
 COS_KEYS = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_t_correct", "cos_t_hack", "cos_post", "cos_update")

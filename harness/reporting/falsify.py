@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, PREREGISTERED_ARMS
-from harness.orchestrate.runs import PREREGISTERED_SEEDS, RunRecord
+from harness.config import PREREGISTERED_SEEDS
+from harness.rundir import RunRecord
 
 SUPPORTED, FALSIFIED, INCONCLUSIVE, NOT_RUN = "supported", "falsified", "inconclusive", "not run"
 VERDICTS = (SUPPORTED, FALSIFIED, INCONCLUSIVE, NOT_RUN)

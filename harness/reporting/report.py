@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, MONITOR, PREREGISTERED_ARMS
+from harness.config import PREREGISTERED_SEEDS
 from harness.metrics import SUMMARY_WINDOW
-from harness.orchestrate.runs import (PREREGISTERED_SEEDS, RunRecord, finite, read_metrics, scan_runs, select_preset,
-                                      write_json_atomic)
 from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                                        MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
                                        sem)
+from harness.rundir import RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
 
 # per-step student rates for curves.png (names from harness.metrics.METRICS)
 CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
@@ -155,7 +155,7 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 def setup_notes(records: list[RunRecord]) -> list[str]:
     """One line per complete run whose config.json records what setup decided: the real V's held-out
     validation (and whether the run proceeded on a V that failed it, --allow-weak-v) and Rebound's layer."""
-    from harness.orchestrate.runs import CONFIG_FILE
+    from harness.rundir import CONFIG_FILE
 
     lines = []
     for r in sorted(records, key=lambda r: (_arm_rank(r.arm), r.seed)):

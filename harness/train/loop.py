@@ -35,9 +35,9 @@ import torch
 from harness import metrics as M
 from harness.arms import build_arm
 from harness.config import TrainConfig
-from harness.orchestrate.runs import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
-                                      JsonlFile, RunError, read_config, read_summary, write_json_atomic, write_summary)
 from harness.paths import ARTIFACTS_DIR
+from harness.rundir import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE, JsonlFile,
+                            RunError, read_config, read_summary, write_json_atomic, write_summary)
 from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                       trainable_named)
 from harness.train.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
