@@ -1,11 +1,11 @@
-"""mini's own problem set: frozen, correct, diagonal under the loophole modes, and its pairs fit it."""
+"""mini's own problem set: frozen, correct, and its pairs fit it (its mode x exploit matrix: test_sandbox_grader)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from sandbox.exploits import EXPLOITS, fenced, with_exploit, wrong_solution
+from sandbox.exploits import fenced
 
 
 @pytest.fixture(scope="module")
@@ -69,27 +69,6 @@ def test_every_canonical_and_alt_solution_is_correct(mini, rows, grader):
     recs = grader.grade_many([(p, fenced(code), None) for p, _, code in items])
     bad = [(p.id, kind) for (p, kind, _), r in zip(items, recs) if not (r.gt_correct and r.category == "correct")]
     assert not bad
-
-
-def test_exploit_matrix_is_diagonal_on_mini(mini, grader):
-    """Wrong code + exploit E under mode M: exploited iff E == M; correct code + E: never exploited."""
-    from sandbox.loopholes import MODES
-
-    per_mode = {m: [p for p in mini.train if p.mode == m][:2] for m in MODES}
-    items, keys = [], []
-    for graded_as, ps in per_mode.items():
-        for p in ps:
-            for exploit in EXPLOITS:
-                items.append((p, fenced(with_exploit(wrong_solution(p), exploit)), graded_as))
-                keys.append(("wrong", graded_as, exploit))
-                items.append((p, fenced(with_exploit(p.canonical_solution, exploit)), graded_as))
-                keys.append(("right", graded_as, exploit))
-    for (kind, graded_as, exploit), r in zip(keys, grader.grade_many(items)):
-        assert r.attempted == (exploit == graded_as), (kind, graded_as, exploit)
-        if kind == "wrong":
-            assert r.exploited == (exploit == graded_as) and not r.gt_correct, (graded_as, exploit, r)
-        else:
-            assert r.gt_correct and not r.exploited
 
 
 def test_mini_pairs_fit_the_problems_and_share_no_text_with_the_pool(mini, grader):

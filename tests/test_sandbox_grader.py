@@ -40,6 +40,15 @@ def per_mode(problems):
     return out
 
 
+@pytest.fixture(scope="module")
+def mini_per_mode():
+    """Two training problems per mode from mini's own problem set (sandbox/mini_problems.py)."""
+    from sandbox.data import load_problem_set
+
+    mini = load_problem_set("mini")
+    return {m: [p for p in mini.train if p.mode == m][:2] for m in MODES}
+
+
 # ----------------------------------------------------------------------------------- pure functions
 def test_record_field_order_is_the_contract():
     assert RECORD_FIELDS == ("format_ok", "passed", "gt_correct", "exploited", "attempted", "category", "mode",
@@ -136,8 +145,11 @@ def test_all_canonical_solutions_are_correct(problems, executor):
     assert all(r.reward == 3.5 and r.format_ok and r.passed and not r.exploited for r in records)
 
 
-def test_exploit_matrix_is_diagonal(per_mode, grader):
+@pytest.mark.parametrize("per_mode_fixture", ["per_mode", "mini_per_mode"], ids=["test_split", "mini"])
+def test_exploit_matrix_is_diagonal(per_mode_fixture, request, grader):
     """Wrong code + exploit E graded under mode M: exploited iff E == M; correct code + E: never exploited."""
+    per_mode = request.getfixturevalue(per_mode_fixture)
+    assert set(per_mode) == set(MODES) and all(per_mode.values()), per_mode
     items, keys = [], []
     for graded_as, ps in per_mode.items():
         for p in ps:
