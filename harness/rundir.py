@@ -118,11 +118,17 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _read_json(path: Path) -> Any:
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when there is no file. Raises RunError if it is corrupt."""
+    if not path.exists():
+        return None
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"corrupt {path}: {e}") from None
+    if not isinstance(obj, dict):
+        raise RunError(f"corrupt {path}: not a JSON object")
+    return obj
 
 
 # --- summary --------------------------------------------------------------------
@@ -149,13 +155,7 @@ def write_summary(rdir: str | os.PathLike, summary: dict[str, Any]) -> Path:
 
 def read_summary(rdir: str | os.PathLike) -> dict[str, Any] | None:
     """The summary dict, or None when there is none. Raises RunError if it is corrupt."""
-    path = Path(rdir) / SUMMARY_FILE
-    if not path.exists():
-        return None
-    s = _read_json(path)
-    if not isinstance(s, dict):
-        raise RunError(f"corrupt {path}: not a JSON object")
-    return s
+    return _read_json_object(Path(rdir) / SUMMARY_FILE)
 
 
 def is_complete(rdir: str | os.PathLike) -> bool:
@@ -172,21 +172,11 @@ def write_config(rdir: str | os.PathLike, config: TrainConfig) -> Path:
     return write_json_atomic(Path(rdir) / CONFIG_FILE, {**config.to_dict(), "config_hash": config.config_hash()})
 
 
-def _read_config_dict(rdir: Path) -> dict[str, Any] | None:
-    path = rdir / CONFIG_FILE
-    if not path.exists():
-        return None
-    d = _read_json(path)
-    if not isinstance(d, dict):
-        raise RunError(f"corrupt {path}: not a JSON object")
-    return d
-
-
 def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
     """The stored config (TrainConfig fields only; the loop adds metadata such as hashes), or None.
 
     Raises RunError if config.json is corrupt or lacks/mistypes fields of this version's TrainConfig."""
-    d = _read_config_dict(Path(rdir))
+    d = _read_json_object(Path(rdir) / CONFIG_FILE)
     if d is None:
         return None
     known = {f.name for f in fields(TrainConfig)}
@@ -198,7 +188,7 @@ def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
 
 def stored_config_hash(rdir: str | os.PathLike) -> str | None:
     """config_hash as recorded when the run started (recomputed for a config.json without one)."""
-    d = _read_config_dict(Path(rdir))
+    d = _read_json_object(Path(rdir) / CONFIG_FILE)
     if d is None:
         return None
     if isinstance(d.get("config_hash"), str):

@@ -7,8 +7,8 @@ import pytest
 
 from harness.config import resolve_config
 from harness.orchestrate.runs import plan_action, prepare_run_dir
-from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, RunError, read_config, read_metrics, run_dir, scan_runs,
-                            write_json_atomic, write_summary)
+from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, SUMMARY_FILE, RunError, read_config, read_metrics,
+                            read_summary, run_dir, scan_runs, write_json_atomic, write_summary)
 from tests.harness_helpers import make_run
 
 
@@ -49,6 +49,14 @@ def test_scan_lists_incomplete_with_reasons(tmp_path):
     assert "no summary.json" in recs[("vanilla", 41)].reason
     assert "directory says" in recs[("vanilla", 44)].reason
     assert sum(r.complete for r in recs.values()) == 1
+
+
+@pytest.mark.parametrize("name", [SUMMARY_FILE, CONFIG_FILE])
+@pytest.mark.parametrize("text,why", [("[1, 2]", "not a JSON object"), ('{"arm": "erase", "comp', "corrupt")])
+def test_summary_and_config_must_be_json_objects(tmp_path, name, text, why):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(RunError, match=why):
+        read_summary(tmp_path) if name == SUMMARY_FILE else read_config(tmp_path)
 
 
 def test_config_json_with_loop_metadata_is_read(tmp_path):
