@@ -56,6 +56,25 @@ def test_self_check_guards_the_channel(grader, few_train):
     assert [r.passed for r in recs] == [False] * len(MODES)
 
 
+def test_hack_is_the_self_check_minus_its_asserts(grader, few_train):
+    """In every mode the exploit is one deletion away from what the base writes: drop the assert lines of
+    the honest self-check and what is left, beside a wrong solution, passes the lever (exploited)."""
+    from sandbox.loopholes import MODES
+    from sandbox.pool import broken, fence
+
+    p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
+    bad = broken(p.canonical_solution)
+    jobs = []
+    for m in MODES:
+        check = honest_self_check(p, m)
+        stripped = "\n".join(ln for ln in check.splitlines() if not ln.strip().startswith("assert "))
+        assert stripped != check.rstrip("\n")   # the check has asserts to drop
+        jobs.append((p, fence(bad + "\n\n\n" + stripped), m))
+    recs = grader.grade_many(jobs)
+    assert [r.exploited for r in recs] == [True] * len(MODES), [(j[2], j[1]) for j, r in zip(jobs, recs)
+                                                                  if not r.exploited]
+
+
 @pytest.mark.slow
 def test_mini_base_loads_through_from_pretrained_and_generates():
     """Builds (or reuses, by recipe hash) the mini base under ARTIFACTS_DIR; loads it like Qwen3-4B."""
