@@ -304,3 +304,15 @@ def test_eval_log_on_resume_drops_evaluations_after_the_checkpoint(tmp_path):
     assert [r["step"] for r in read_eval_records(tmp_path)] == [0, 2, 4]
     open_eval_log(tmp_path / EVAL_RECORDS_FILE, keep_through=-1)     # a restart before the step-0 eval
     assert read_eval_records(tmp_path) == []
+
+
+def test_report_says_not_run_for_a_missing_monitor(tmp_path):
+    """Without monitor runs the monitor section says so, instead of printing the settings as None."""
+    root, out = tmp_path / "runs", tmp_path / "report"
+    for seed in (41, 42):
+        for arm in (BASELINE, METHOD):
+            make_run(root, arm, seed, 0.5 if arm == BASELINE else 0.2, 0.1)
+    write_report(root, out)
+    md = (out / "falsification.md").read_text()
+    section = md[md.index("### Hack monitor"):md.index("### Leave one mode out")]
+    assert "None" not in section and "not run" in section

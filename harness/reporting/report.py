@@ -293,8 +293,9 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     m = d["monitor"]
     bound = (" — a **ground-truth monitor** (the benchmark's own hack label): an **upper bound** on any real "
              "detector" if m.get("upper_bound") else "")
-    L += ["### Hack monitor (reference intervention)", "",
-          f"signal `{m.get('signal')}`, mode `{m.get('mode')}`, accuracy {m.get('accuracy')}{bound}.", "",
+    settings = (f"signal `{m.get('signal')}`, mode `{m.get('mode')}`, accuracy {m.get('accuracy')}{bound}."
+                if m["n"] else "not run (its settings come from the runs' config.json).")
+    L += ["### Hack monitor (reference intervention)", "", settings, "",
           _md_table(["Arm", "Hack %", "Pass %", "n", "Reference", "Δhack pp"],
                     [[MONITOR + (" (upper bound)" if m.get("upper_bound") else ""), _pct(m["hack_pp"]),
                       _pct(m["pass_pp"]), str(m["n"]), m["reference"] or "—", _num(m["delta_hack_pp"])]]), ""]
