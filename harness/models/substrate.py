@@ -6,8 +6,9 @@
                    problems (sandbox/mini_problems.py), warm-started by SFT on them only: easy problems' canonical
                    solutions (every third followed by an honest check of the statement's example through the
                    prompt's grading channel) and, for hard problems, that check alone (test-first code that
-                   truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them); the
-                   unguarded lever is one edit away, which is what GRPO + the teacher pool amplify.
+                   truthfully fails). No SFT text is an exploit (tests/test_substrate_mini.py grades them); every
+                   check is asserts-then-report, so the unguarded lever is one deletion away in every mode,
+                   which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
 `AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/models/model_loading.py).
