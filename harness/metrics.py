@@ -6,13 +6,13 @@ this step" (e.g. no live group -> no KL; eval columns only on eval steps).
 """
 from __future__ import annotations
 
-import json
-import os
 import resource
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from harness.rundir import JsonlFile
 
 
 @dataclass(frozen=True)
@@ -158,21 +158,17 @@ def format_value(name: str, value: Any) -> str:
 
 
 class MetricsLog:
-    """Append-only JSONL: one flat row per step, flushed and fsynced so a kill loses at most the current row."""
+    """metrics.jsonl: one flat row per step (keys sorted), flushed and fsynced so a kill loses at most the current
+    row (harness.rundir.JsonlFile does the I/O); warns once per column the registry does not know."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.file = JsonlFile(path, sort_keys=True)
+        self.path = self.file.path
         self._warned: set[str] = set()
 
     def rewrite(self, rows: Iterable[dict[str, Any]]) -> None:
         """Replace the file with `rows` (resume: drop rows logged after the checkpoint we restart from)."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        self.file.write(rows)
 
     def append(self, row: dict[str, Any]) -> None:
         for k in row:
@@ -180,10 +176,7 @@ class MetricsLog:
                 self._warned.add(k)
                 print(f"[metrics] warning: column {k!r} is not in harness.metrics.METRICS; register it",
                       file=sys.stderr)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.file.append([row])
 
 
 class LiveDisplay:

@@ -21,7 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from harness.config import ConfigError, TrainConfig
 
@@ -54,10 +54,14 @@ def run_dir(out: str | os.PathLike, preset: str, arm: str, seed: int) -> Path:
 # --- atomic JSON --------------------------------------------------------------
 
 class JsonlFile:
-    """Append-only JSONL, each append flushed and fsynced; `keep` rewrites it atomically (resume)."""
+    """Append-only JSONL, each append flushed and fsynced; `write` / `keep` replace it atomically (resume)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, sort_keys: bool = False):
         self.path = Path(path)
+        self.sort_keys = sort_keys
+
+    def _line(self, row: dict[str, Any]) -> str:
+        return json.dumps(row, sort_keys=self.sort_keys) + "\n"
 
     def read(self) -> list[dict[str, Any]]:
         """Every row; a torn last line (a kill during append) is dropped, as the next `keep` rewrites the file."""
@@ -73,19 +77,23 @@ class JsonlFile:
                     raise ValueError(f"{self.path}: line {i + 1} is not JSON (not the last line: not a torn write)")
         return rows
 
-    def keep(self, pred) -> None:
-        if not self.path.exists():
-            return
+    def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace the file with `rows`: a temp file, fsynced, then renamed (a kill leaves the old or the new)."""
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in self.read() if pred(r))
+            f.writelines(self._line(r) for r in rows)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
+    def keep(self, pred) -> None:
+        """Keep only the rows `pred` accepts (nothing to do when there is no file)."""
+        if self.path.exists():
+            self.write([r for r in self.read() if pred(r)])
+
     def append(self, rows: list[dict[str, Any]]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.writelines(self._line(r) for r in rows)
             f.flush()
             os.fsync(f.fileno())
 

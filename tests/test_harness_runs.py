@@ -105,3 +105,15 @@ def test_jsonl_file_drops_a_torn_last_line_and_keep_rewrites_it(tmp_path):
     f.path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     with pytest.raises(ValueError, match="line 2"):
         f.read()
+
+
+def test_metrics_log_writes_sorted_rows_and_rewrite_replaces_the_file(tmp_path):
+    """metrics.jsonl through the shared JsonlFile: keys sorted, fsynced appends, rewrite replaces everything."""
+    from harness.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.rewrite([{"step": 1, "kl": 0.5}])
+    log.append({"step": 2, "kl": 0.25})
+    assert log.path.read_text() == '{"kl": 0.5, "step": 1}\n{"kl": 0.25, "step": 2}\n'
+    log.rewrite([])
+    assert log.path.read_text() == "" and not list(tmp_path.glob(".*.tmp"))
