@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= len(argv) <= 2:
         raise SystemExit("usage: python -m harness.models.determinism <builtin name> [artifacts dir]")
     if not pinned_here():
-        raise SystemExit("harness.models.determinism: run with the pinned environment (harness.models.determinism.PINNED_ENV); "
-                         "ensure_builtin does this for you")
+        raise SystemExit("harness.models.determinism: run with the pinned environment "
+                         "(harness.models.determinism.PINNED_ENV); ensure_builtin does this for you")
     from harness.models.substrate import ensure_builtin
 
     ensure_builtin(argv[0], Path(argv[1]) if len(argv) > 1 else None)
