@@ -110,7 +110,13 @@ class TrainConfig:
     eval_every: int = 50
     eval_problems: int = 32        # held-out problems per evaluation (0 = all)
     eval_samples: int = 1          # student generations per held-out problem
-    eval_temperature: float = 0.7  # the benchmark's evaluation temperature; other sampling knobs as in training
+    # held-out sampling: the benchmark's evaluation (ariahw/rl-rewardhacking@bf5cdb8 scripts/run_eval.py: vLLM
+    # SamplingParams(temperature=0.7, top_p=0.95, max_tokens=1536), top_k and min_p at vLLM's defaults, i.e. off).
+    # The CPU presets set their own (as in their training) so their numbers stay comparable with earlier runs.
+    eval_temperature: float = 0.7
+    eval_top_p: float = 0.95
+    eval_top_k: int = 0            # 0 = off
+    eval_max_new_tokens: int = 1536
     checkpoint_every: int = 25
     log_every: int = 1
 

@@ -31,7 +31,8 @@ register(Preset(
     description="seconds; a tiny random Qwen3-architecture model built on the fly; for tests and CI",
     overrides=dict(
         model="builtin:smoke", dtype="float32", prompt_style="compact", max_prompt_tokens=256,
-        problem_set="leetcode_test_partition", eval_temperature=1.0,
+        problem_set="leetcode_test_partition",
+        eval_temperature=1.0, eval_top_p=1.0, eval_top_k=20, eval_max_new_tokens=64,   # as in training
         # max_new_tokens 64: the short teacher rows (levers, stubs) fit; only rows that fit are drawn
         steps=3, prompts_per_step=2, group_size=4, teacher_frac=0.5, max_new_tokens=64,
         lr=1e-2, warmup_frac=0.0, eval_every=2, eval_problems=4, checkpoint_every=2,
@@ -55,7 +56,8 @@ register(Preset(
         extract_k=3,                 # kept axes: 3/192 = 1.6% of q/o/gate/up/down, 3/96 = 3.1% of k/v (mean 2.0%)
         # one evaluation at the end (and the untrained policy's at step 0): all 108 eval problems x 2 samples,
         # at the benchmark's evaluation temperature
-        eval_every=0, eval_problems=0, eval_samples=2, eval_temperature=0.7,
+        eval_every=0, eval_problems=0, eval_samples=2,
+        eval_temperature=0.7, eval_top_p=1.0, eval_top_k=20, eval_max_new_tokens=96,   # other knobs as in training
         rebound_layer=0,   # 2 blocks (depths 0.5, 1.0): none in the spec's 60-75% band; 0.5 is the nearer
     ),
 ))
@@ -69,13 +71,20 @@ register(Preset(
         problem_set="leetcode",     # the train split trains, the whole test split evaluates (sandbox.data)
         steps=200, prompts_per_step=8, group_size=8, max_new_tokens=1024,
         lr=7e-5, kl_beta=1e-3, checkpoint_every=25,
-        # Evaluation protocol: the benchmark's (10 samples per problem at temperature 0.7, all 119 test problems),
-        # so the final hack rate can be set beside its 79% at 200 steps; top_p 1.0 / top_k 20 / min_p 0 /
-        # max_new 1024 as in training (the benchmark's other eval knobs are not stated where we could read them).
+        # Evaluation protocol: the benchmark's scripts/run_eval.py (10 samples per problem at temperature 0.7,
+        # top_p 0.95, no top_k, up to 1,536 new tokens; TrainConfig's eval_* defaults), all 119 test problems, so
+        # the final run_tests-mode hack rate can be set beside its 79% (REPRODUCE §3 lists what still differs).
         # The headline is the final checkpoint's eval (step 200); the every-25-steps evals are the curve.
-        eval_every=25, eval_problems=0, eval_samples=10, eval_temperature=0.7,
+        eval_every=25, eval_problems=0, eval_samples=10,
         grade_workers=8,
     ),
+))
+
+register(Preset(
+    name="full_rt",
+    description="full with the benchmark's own loophole: the run_tests hint on every train and test prompt "
+                "(problem set leetcode_rt); the direct H4 comparison with the benchmark's 79%",
+    overrides={**PRESETS["full"].overrides, "problem_set": "leetcode_rt"},
 ))
 
 

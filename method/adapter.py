@@ -165,20 +165,34 @@ def _target_linears(model: nn.Module, target_modules) -> dict[str, nn.Linear]:
             if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in targets}
 
 
-def _svd_fp32(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    U, S, Vh = torch.linalg.svd(W.detach().float(), full_matrices=False)  # r = min(d_out, d_in)
-    return U, S, Vh
-
-
 def _default_cache_dir() -> Path:
     from harness.paths import ARTIFACTS_DIR
     return ARTIFACTS_DIR / "svd"
 
 
-def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path) -> dict[str, tuple]:
-    """{name: (U, S, Vh)} from the on-disk cache; missing modules are computed and the cache rewritten."""
+def _svd_by_shape(weights: dict[str, torch.Tensor], batch: int = 16) -> dict[str, tuple]:
+    """{name: (U, S, Vh)} in fp32, one batched torch.linalg.svd per chunk of same-shape matrices (a model has a
+    handful of shapes: 252 matrices of Qwen3-4B are 5 shapes). On CPU the batched call gives bit-identical
+    factors to one call per matrix (LAPACK runs per matrix); on CUDA it amortises the solver's launch costs."""
+    by_shape: dict[tuple, list[str]] = {}
+    for name, W in weights.items():
+        by_shape.setdefault((tuple(W.shape), W.device, W.dtype), []).append(name)
     out: dict[str, tuple] = {}
-    if cache_file.exists():
+    for names in by_shape.values():
+        for i in range(0, len(names), batch):
+            chunk = names[i:i + batch]
+            U, S, Vh = torch.linalg.svd(torch.stack([weights[n].detach().float() for n in chunk]),
+                                        full_matrices=False)          # [b, d_out, r], [b, r], [b, r, d_in]
+            for j, n in enumerate(chunk):
+                out[n] = (U[j], S[j], Vh[j])
+    return out
+
+
+def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path | None) -> dict[str, tuple]:
+    """{name: (U, S, Vh)} from the on-disk cache; missing modules are computed and the cache rewritten
+    (cache_file None: computed, nothing read or written)."""
+    out: dict[str, tuple] = {}
+    if cache_file is not None and cache_file.exists():
         with safe_open(str(cache_file), framework="pt") as f:
             keys = set(f.keys())
             for name, lin in linears.items():
@@ -186,12 +200,10 @@ def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path) -> dic
                     dev = lin.weight.device
                     out[name] = tuple(f.get_tensor(f"{name}.{k}").to(dev) for k in ("U", "S", "Vh"))
     missing = [n for n in linears if n not in out]
-    for name in missing:
-        lin = linears[name]
-        U, S, Vh = _svd_fp32(lin.weight)
-        dt = lin.weight.dtype
+    for name, (U, S, Vh) in (_svd_by_shape({n: linears[n].weight for n in missing}) if missing else {}).items():
+        dt = linears[name].weight.dtype
         out[name] = (U.to(dt), S, Vh.to(dt))  # stored in the model dtype, S in fp32
-    if missing:
+    if missing and cache_file is not None:
         tensors = {}
         for name, (U, S, Vh) in out.items():
             tensors[f"{name}.U"] = U.detach().cpu().contiguous()
@@ -205,10 +217,11 @@ def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path) -> dic
 
 
 def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = None,
-               route: bool = False) -> dict[str, SVDLinear]:
+               route: bool = False, write_cache: bool = True) -> dict[str, SVDLinear]:
     """Replace every target nn.Linear by an SVDLinear and freeze everything but the deltas.
 
-    SVD factors are read from / written to <cache_dir or ARTIFACTS_DIR/svd>/<model_hash>.safetensors.
+    SVD factors are read from / written to <cache_dir or ARTIFACTS_DIR/svd>/<model_hash>.safetensors
+    (write_cache=False: computed in memory, no file read or written; gpu-check's 9 GiB of Qwen3-4B factors).
     Each SVDLinear takes over its Linear's weight storage (merged() overwrites it), so do not keep
     using the unwrapped Linear objects. Returns {module name: SVDLinear}.
     """
@@ -218,7 +231,7 @@ def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = 
     linears = _target_linears(model, target_modules)
     if not linears:
         raise ValueError(f"no nn.Linear named any of {tuple(target_modules)} in {type(model).__name__}")
-    cache_file = Path(cache_dir or _default_cache_dir()) / f"{base_hash}.safetensors"
+    cache_file = Path(cache_dir or _default_cache_dir()) / f"{base_hash}.safetensors" if write_cache else None
     factors = _load_or_compute_svd(linears, cache_file)
 
     for p in model.parameters():
@@ -237,7 +250,7 @@ def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = 
         basis.update(_tensor_bytes(mod.U[:, :4]))  # signs of the leading columns pin the basis orientation
     model._rh_base_hash = base_hash
     model._rh_basis_hash = basis.hexdigest()[:16]
-    model._rh_svd_cache = str(cache_file)
+    model._rh_svd_cache = str(cache_file) if cache_file is not None else None
     return adapters
 
 

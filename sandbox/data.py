@@ -9,6 +9,8 @@ and assigns each problem its loophole mode. Which problems train and which evalu
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import logging
@@ -241,7 +243,8 @@ def parse_row(row: Any, where: str) -> dict[str, Any]:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    rows, seen = [], {}
+    """Every row of a problem file, parsed; every bad row is named in one DataError (not just the first)."""
+    rows, seen, bad = [], {}, []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -250,15 +253,27 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not JSON ({e})") from None
-            row = parse_row(raw, where)
+                bad.append(f"{where}: not JSON ({e})")
+                continue
+            try:
+                row = parse_row(raw, where)
+            except DataError as e:
+                bad.append(str(e))
+                continue
             if row["id"] in seen:
-                raise DataError(f"{where}: duplicate id {row['id']} (first at line {seen[row['id']]})")
+                bad.append(f"{where}: duplicate id {row['id']} (first at line {seen[row['id']]})")
+                continue
             seen[row["id"]] = lineno
             rows.append(row)
+    _raise_bad(path.name, bad)
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
+
+
+def _raise_bad(source: str, bad: list[str]) -> None:
+    if bad:
+        raise DataError(f"{source}: {len(bad)} bad row(s): " + "; ".join(bad))
 
 
 def problems_from_rows(rows: list[dict[str, Any]], source: str = "<rows>") -> list[Problem]:
@@ -266,7 +281,7 @@ def problems_from_rows(rows: list[dict[str, Any]], source: str = "<rows>") -> li
     from sandbox.loopholes import assign_modes, check_prompt
 
     modes = assign_modes([r["id"] for r in rows])
-    out = []
+    out, bad = [], []
     for r in rows:
         p = Problem(
             id=r["id"], question=r["question"], prompt=tuple(dict(m) for m in r["prompt"]),
@@ -278,8 +293,10 @@ def problems_from_rows(rows: list[dict[str, Any]], source: str = "<rows>") -> li
             parse_gt_tests(p.gt_answer)  # every assert must have a shape the tamper-proof oracle can check
             check_prompt(p)
         except ValueError as e:
-            raise DataError(f"{source}: problem id {p.id}: {e}") from None
+            bad.append(f"problem id {p.id}: {e}")
+            continue
         out.append(p)
+    _raise_bad(source, bad)
     return out
 
 
@@ -345,6 +362,9 @@ class ProblemSet:
     # Which side the hand-written contrastive pairs (method.pairs, written on test-split ids) render on.
     pairs_on: str = "train"     # "train" | "eval"
     note: str = ""              # a fact a reader of --dry-run must see (e.g. contamination)
+    # None: each problem's own balanced loophole mode (sandbox.loopholes.assign_modes); a mode name: every
+    # problem gets that mode (the benchmark's own setting is the run_tests hint on every prompt)
+    mode: str | None = None
 
     def splits(self) -> tuple[str, ...]:
         """The published splits this set reads."""
@@ -366,6 +386,10 @@ PROBLEM_SETS: dict[str, ProblemSet] = {}
 def register_problem_set(ps: ProblemSet) -> ProblemSet:
     if ps.pairs_on not in ("train", "eval"):
         raise ValueError(f"problem set {ps.name}: pairs_on must be 'train' or 'eval', got {ps.pairs_on!r}")
+    if ps.mode is not None:
+        from sandbox.loopholes import get_mode
+
+        get_mode(ps.mode)
     if ps.eval is None and not 0.0 < ps.heldout_frac < 1.0:
         raise ValueError(f"problem set {ps.name}: a partitioned set needs 0 < heldout_frac < 1")
     PROBLEM_SETS[ps.name] = ps
@@ -378,6 +402,12 @@ register_problem_set(ProblemSet(
     name="leetcode", train="train", eval="test", pairs_on="eval",
     note="contamination: the hand-written contrastive pairs (method/pairs.py) are written on test-split problems, "
          "so V is extracted from prompts of the evaluation problems; V extraction never trains the policy"))
+# The benchmark's exact loophole: the run_tests hint on every train and test prompt (preset full_rt, H4's direct
+# comparison with its 79%).
+register_problem_set(ProblemSet(
+    name="leetcode_rt", train="train", eval="test", pairs_on="eval", mode="run_tests",
+    note="every prompt carries the run_tests hint, as in the benchmark; the contrastive pairs are full's (all four "
+         "modes, written on test-split problems: the same contamination as leetcode)"))
 # The CPU presets' set: 119 test-split problems, 25% held out by id (never trained on, never in pairs).
 register_problem_set(ProblemSet(name="leetcode_test_partition", train="test", heldout_frac=0.25))
 # mini's own problems (sandbox/mini_problems.py writes them; tests/test_mini_problems.py regenerates them):
@@ -453,14 +483,20 @@ def load_problem_set(name: str) -> LoadedProblemSet:
     """The verified problems of a registered set (downloads a published split if it is missing)."""
     ps = get_problem_set(name)
     path, sha = _source_path(ps.train)
-    problems = load_problems(path=path) if not isinstance(ps.train, str) else load_problems(ps.train)
+    problems = _with_mode(load_problems(path=path) if not isinstance(ps.train, str) else load_problems(ps.train), ps)
+    mode_tag = f",mode={ps.mode}" if ps.mode else ""     # the same files under one mode are other problems
     if ps.eval is None:
         train, held = split_problems(problems, ps.heldout_frac)
-        return LoadedProblemSet(name, train, held, train if ps.pairs_on == "train" else held, problems, sha)
+        return LoadedProblemSet(name, train, held, train if ps.pairs_on == "train" else held, problems,
+                                sha + mode_tag)
     epath, esha = _source_path(ps.eval)
-    held = load_problems(path=epath) if not isinstance(ps.eval, str) else load_problems(ps.eval)
+    held = _with_mode(load_problems(path=epath) if not isinstance(ps.eval, str) else load_problems(ps.eval), ps)
     return LoadedProblemSet(name, problems, held, problems if ps.pairs_on == "train" else held,
-                            problems + held, f"train={sha},eval={esha}")
+                            problems + held, f"train={sha},eval={esha}{mode_tag}")
+
+
+def _with_mode(problems: list[Problem], ps: ProblemSet) -> list[Problem]:
+    return problems if ps.mode is None else [dataclasses.replace(p, mode=ps.mode) for p in problems]
 
 
 
@@ -470,7 +506,9 @@ def problems_by_id() -> dict[int, Problem]:
     Ids are unique across sets (LeetCode question ids; mini's start at 100000), so a file of graded rows from
     any run (rollouts.jsonl, `harness grade --in`) resolves without knowing which set wrote it."""
     out: dict[int, Problem] = {}
-    for name in PROBLEM_SETS:
+    for name, ps in PROBLEM_SETS.items():
+        if ps.mode is not None:      # the same problems as another set under one mode; a graded row carries its mode
+            continue
         try:
             require_problem_set(name)
         except DataError:

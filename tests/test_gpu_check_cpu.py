@@ -1,29 +1,50 @@
-"""`make gpu-check-cpu`: the GPU check's code on the shrunk Qwen3-4B architecture, end to end, on CPU."""
+"""`make gpu-check-cpu`: the GPU check's code on the shrunk Qwen3-4B architecture, end to end, on CPU, under the
+conditions of an offline GPU window: no bubblewrap on PATH, the hub offline, no LeetCode data files."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 
 @pytest.mark.slow
-def test_gpu_check_cpu_writes_every_measurement(tmp_path, capsys):
+def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypatch):
+    import sandbox.data as D
     from harness.checks import gpu_check
 
+    monkeypatch.setenv("PATH", "/nonexistent")               # no bwrap (nor anything else) to find
+    monkeypatch.delenv("RH_ALLOW_UNSANDBOXED", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(D, "SHARED_DATA_DIR", tmp_path / "no-shared")    # no LeetCode split anywhere
+    monkeypatch.setattr(D, "DATA_DIR", tmp_path / "no-data")
     out = tmp_path / "check.json"
-    assert gpu_check.main(["--cpu", "--steps", "2", "--max-new", "64", "--out", str(out)]) == 0
+    assert gpu_check.main(["--cpu", "--steps", "2", "--max-new", "64", "--eval-new", "32", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert [s["step"] for s in r["steps"]] == [1, 2] and r["config"]["max_new_tokens"] == 64
+    assert r["phases_done"] == ["environment", "model", "svd", "setup", "reconstruction", "step_1", "step_2",
+                                "eval_batch", "projection"]
+    assert os.environ.get("HF_HUB_OFFLINE") == "1" and r["environment"]["HF_HUB_OFFLINE"] == "1"
+    assert r["environment"]["grader_isolation"].startswith("NONE: bubblewrap is not installed")
+    assert "RH_ALLOW_UNSANDBOXED" not in os.environ          # the opt-out ends with the check
+    assert r["environment"]["flash_attn"].startswith("not used: ")
+    assert r["config"]["problem_set"] == "mini" and r["config"]["allow_weak_v"] is True
+    assert r["setup"]["v_validation"]["allow_weak_v"] is True
+    assert [s["step"] for s in r["steps"]] == [1, 2] and [s["teacher_split"] for s in r["steps"]] == [False, True]
     for s in r["steps"]:    # forced to full length: every student rollout is max_new tokens long
         assert s["rollout_tokens"] == r["config"]["prompts_per_step"] * r["config"]["G_s"] * 64
-        assert s["live_groups"] > 0     # teacher rows fit in 64 tokens: rewards vary, the backward and projection run
-        assert s["t_generation_s"] > 0 and s["t_forward_backward_s"] > 0 and s["t_projection_s"] > 0
-    assert r["config"]["group_size"] == 8 and r["config"]["arm"] == "erase" and r["attn_impl"].startswith("sdpa")
-    assert r["rollout_tokens_per_s"]["merged"] > 0 and r["rollout_tokens_per_s"]["unwrapped"] > 0
-    assert r["merge_gap"] is not None and r["merge_gap"] >= 0
-    assert r["dry_run_estimate_gib"] > 0 and r["peak_gib"] > 0 and r["peak_kind"].startswith("process peak RSS")
-    assert "peak memory" in capsys.readouterr().out
-    # the check patches module globals for its throwaway model; the caller's process gets them back
+        assert s["t_generation_s"] > 0 and s["t_forward_backward_s"] > 0
+    svd = r["svd"]
+    assert svd["matrices"] == 14 and len(svd["shapes"]) >= 3 and svd["projected_s_batched"] > 0
+    for row in svd["shapes"]:     # fp32-stored factors reconstruct bf16 W at least as well as bf16-stored ones
+        assert row["max_merge_err"]["fp32_factors"] <= row["max_merge_err"]["bf16_factors"]
+    rec = r["reconstruction"]
+    assert 0 < rec["max_weight_err_merged"] < 0.01 and 0 <= rec["kl_factored_mean"] < 1e-3
+    e = r["eval_batch"]
+    assert e["rows"] == r["config"]["prompts_per_step"] * r["config"]["G_s"] and e["new_tokens"] == 32 and e["s_generate"] > 0
+    p = r["projection"]
+    assert p["evals_per_run"] == 9 and p["full_eval_generations"] == 1190 and p["teacher_split_steps"] == 40
+    assert p["s_per_full_run"] > p["s_setup"] and p["main_matrix_runs"] >= 18
+    assert "projected (worst case) full run" in capsys.readouterr().out
     import harness.models.substrate as S
     import harness.train.loop as L
     from harness.paths import ARTIFACTS_DIR

@@ -135,9 +135,9 @@ def test_svd_cache_hit_skips_the_svd(tmp_path, monkeypatch):
     files = list(tmp_path.glob("*.safetensors"))
     assert [f.stem for f in files] == [A.model_hash(base)]
 
-    def boom(W):
+    def boom(weights, batch=16):
         raise AssertionError("SVD recomputed despite a cache hit")
-    monkeypatch.setattr(A, "_svd_fp32", boom)
+    monkeypatch.setattr(A, "_svd_by_shape", boom)
     m2 = copy.deepcopy(base)
     A.wrap_model(m2, TARGETS, cache_dir=tmp_path)
     assert A.basis_hash(m2) == A.basis_hash(m1)
@@ -145,6 +145,22 @@ def test_svd_cache_hit_skips_the_svd(tmp_path, monkeypatch):
     # a different base model misses the cache (and would need the SVD)
     with pytest.raises(AssertionError, match="recomputed"):
         A.wrap_model(tiny_model(seed=3), TARGETS, cache_dir=tmp_path)
+
+
+def test_svd_batched_by_shape_is_the_per_matrix_svd_and_write_cache_off_writes_nothing(tmp_path):
+    base = tiny_model()
+    lin = A._target_linears(base, TARGETS)
+    batched = A._svd_by_shape({n: m.weight for n, m in lin.items()}, batch=3)   # chunks cross shape groups
+    for name, m in lin.items():
+        one = torch.linalg.svd(m.weight.detach().float(), full_matrices=False)
+        for got, want in zip(batched[name], one):
+            assert torch.equal(got, want), name          # bit-identical on CPU: the cached bases keep their hashes
+    m1 = copy.deepcopy(base)
+    A.wrap_model(m1, TARGETS, cache_dir=tmp_path, write_cache=False)
+    assert not list(tmp_path.iterdir())
+    m2 = copy.deepcopy(base)
+    A.wrap_model(m2, TARGETS, cache_dir=tmp_path)
+    assert A.basis_hash(m1) == A.basis_hash(m2)
 
 
 def test_save_load_roundtrip_and_wrong_base_refused(tmp_path):

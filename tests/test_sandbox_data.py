@@ -210,3 +210,36 @@ def test_problems_are_hashable_and_typed(problems):
     p = problems[0]
     assert isinstance(p.prompt, tuple) and isinstance(p.gt_answer, tuple)
     assert p.func_name == f"Solution().{p.method_name}" and p.method_name in p.starter_code
+
+
+def test_every_bad_row_is_named_not_just_the_first(tmp_path, real_rows):
+    rows = [dict(r) for r in real_rows[:5]]
+    del rows[1]["question"]
+    rows[3]["id"] = "x"
+    f = tmp_path / "bad.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    with pytest.raises(D.DataError, match=r"bad.jsonl: 3 bad row\(s\): bad.jsonl:2: missing field 'question'; "
+                                          r"bad.jsonl:4: field 'id' is str.*; bad.jsonl:6: not JSON"):
+        D.read_rows(f)
+    rows = [dict(r) for r in real_rows[:3]]
+    for r in rows[1:]:
+        r["gt_answer"] = ["assert Solution().f() in (1, 2)"]
+    with pytest.raises(D.DataError, match=rf"2 bad row.*problem id {rows[1]['id']}.*problem id {rows[2]['id']}"):
+        D.problems_from_rows(D.read_rows(_write(tmp_path / "bad2.jsonl", rows)), "bad2.jsonl")
+
+
+def test_a_forced_mode_set_gives_every_problem_that_mode_and_its_own_data_hash():
+    from sandbox.loopholes import MODE_RUN_TESTS, build_prompt
+
+    ps = D.ProblemSet(name="t_rt", train="test", heldout_frac=0.25, mode=MODE_RUN_TESTS)
+    D.register_problem_set(ps)
+    try:
+        rt, own = D.load_problem_set("t_rt"), D.load_problem_set("leetcode_test_partition")
+        assert {p.mode for p in rt.all} == {MODE_RUN_TESTS} and len({p.mode for p in own.all}) == len(MODES)
+        assert rt.data_hash == own.data_hash + ",mode=run_tests"
+        assert all("run_tests()" in build_prompt(p)[-1]["content"] for p in rt.train)
+        assert all(p.mode != MODE_RUN_TESTS for p in D.problems_by_id().values() if p.id == own.all[1].id
+                   and own.all[1].mode != MODE_RUN_TESTS)      # grading by id keeps each problem's own mode
+    finally:
+        del D.PROBLEM_SETS["t_rt"]
+    assert D.get_problem_set("leetcode_rt").mode == MODE_RUN_TESTS

@@ -1,14 +1,25 @@
-"""`make gpu-check`: three `full` steps of the real loop on a random-init Qwen3-4B-architecture model, measured.
+"""`make gpu-check`: the `full` preset's costs on one GPU, measured by parts, offline, from tracked files only.
 
-No network: the model is built from Qwen3-4B's public config (harness.models.qwen3_local), saved, and loaded by path
-through load_policy like the hub id. Arm `erase` (the method: SVD wrap, V extraction, projection every step),
-G = 8, max_new 1024, every rollout forced to full length (eos suppressed): the worst case a run can meet.
-Prints and writes JSON: peak GPU memory beside the --dry-run estimate, seconds per step split into generation /
-forward+backward / projection, rollout tokens/s with merged weights vs the unwrapped model, merge_gap.
-Random weights: the numbers are costs, never learning. `--cpu` runs the same code on the shrunk config
-(2 layers, small width, max_new 128 by default) so CI exercises it in a couple of minutes.
+Made for a short, offline GPU window with its own interpreter (`make gpu-check` falls back to `python3` where no
+.venv exists): no hub (HF_HUB_OFFLINE=1), no data files (the repository's own `mini` problems set the prompts), no
+bubblewrap needed (without it, random-model text is graded with plain rlimits: an explicit opt-out, recorded),
+and a weak V from random weights does not stop it (allow_weak_v, recorded). Random weights: costs, never learning.
 
-    python -m harness.checks.gpu_check [--cpu] [--out FILE]
+Phases, each printed and written to the JSON as it finishes (a timeout still leaves what was measured):
+
+    environment     torch / transformers / device, flash-attn imported for real (or why not), grader isolation
+    model           a random-init Qwen3-4B-architecture model built from the public config, saved, loaded by path
+    svd             fp32 SVD per weight shape: one matrix vs a batch; bf16- vs fp32-stored factors' merge error
+    setup           the loop's own set-up (load, SVD wrap (no cache file), V extraction, pool), timed
+    reconstruction  the wrapped policy at delta_S = 0 vs the original: max weight error, logit KL
+    steps           N loop steps, every student rollout forced to max_new tokens; the last one also runs the
+                    teacher-split diagnostic backward (`teacher_split_every`), timed apart
+    eval_batch      one held-out evaluation batch at the evaluation settings, forced to eval_max_new_tokens
+    projection      a `full` run and the main matrix from the parts above (worst case: every rollout full length)
+
+    python -m harness.checks.gpu_check [--cpu] [--steps N] [--out FILE]
+
+`--cpu` runs the same code on the architecture shrunk to 2 layers (CI's `make gpu-check-cpu`).
 """
 from __future__ import annotations
 
@@ -16,16 +27,20 @@ import argparse
 import dataclasses
 import gc
 import json
+import math
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 GIB = 2.0**30
+CHECK_PROBLEM_SET = "mini"      # tracked in the repository: travels to an offline GPU machine with the code
+LEETCODE_TEST_PROBLEMS = 119    # the pinned test split (leetcode_test_medhard.jsonl): what `full` evaluates
 
 
 def _sync(device: torch.device) -> None:
@@ -33,96 +48,219 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _peak_gib(device: torch.device) -> float:
+def _memory(device: torch.device) -> dict[str, float]:
+    """Peak memory since the last reset, GiB: allocated (tensors) and reserved (what the allocator holds)."""
+    if device.type == "cuda":
+        return {"peak_allocated_gib": torch.cuda.max_memory_allocated(device) / GIB,
+                "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / GIB}
     from harness.metrics import peak_memory_mb
-    return peak_memory_mb(device) / 1024       # GPU: max allocated since the last reset; CPU: peak RSS
+    return {"peak_rss_gib": peak_memory_mb(device) / 1024}
 
 
-def _timed_generate(model, tok, prompts, n, config, device, box: list | None = None):
-    """Full-length rollouts (eos suppressed) -> (ids, tokens generated, seconds)."""
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+class Report:
+    """The check's JSON, rewritten atomically after every phase, and one stderr line per phase."""
+
+    def __init__(self, path: Path):
+        self.path, self.data = path, {"phases_done": []}
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def phase(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        print(f"[gpu-check] {name} ...", file=sys.stderr, flush=True)
+        out = fn()
+        out["phase_s"] = time.perf_counter() - t0
+        self.data[name] = out
+        self.data["phases_done"].append(name)
+        self.write()
+        brief = ", ".join(f"{k} {_fmt(v)}" for k, v in out.items() if isinstance(v, (int, float, str, bool)))
+        print(f"[gpu-check] {name} done: {brief}", file=sys.stderr, flush=True)
+        return out
+
+    def write(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
+        os.replace(tmp, self.path)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# ----------------------------------------------------------------------------------------------- phases
+
+def check_environment(cpu: bool) -> dict[str, Any]:
+    """Offline flags, versions, flash-attn by a real import, and how the grader will isolate programs."""
+    import shutil as sh
+
+    import transformers
+
+    from sandbox.executors import ALLOW_UNSANDBOXED_ENV
+
+    out: dict[str, Any] = {"python": sys.executable, "torch": torch.__version__,
+                           "transformers": transformers.__version__, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE")}
+    out["device"] = "cpu" if cpu else torch.cuda.get_device_name(0)
+    try:
+        import flash_attn  # noqa: F401  (a found module can still fail to load its CUDA extension)
+
+        out["flash_attn"] = f"imported {getattr(flash_attn, '__version__', '?')}"
+    except Exception as e:  # ImportError, or an ABI mismatch raised as OSError/RuntimeError
+        out["flash_attn"] = f"not used: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    why = "bubblewrap is not installed here"
+    if sh.which("bwrap"):         # installed is not enough: the grader's own start-up must isolate (netns, ...)
+        from sandbox.executors import ProcessExecutor
+
+        ex = ProcessExecutor(workers=1, allow_unsandboxed=True)
+        try:
+            ex.start()
+            why = None if ex.isolated else f"bubblewrap does not start here ({ex.fallback_reason})"
+        finally:
+            ex.close()
+    if why is None:
+        out["grader_isolation"] = "bubblewrap"
+    else:
+        os.environ[ALLOW_UNSANDBOXED_ENV] = "1"
+        out["grader_isolation"] = (f"NONE: {why}; gpu-check set {ALLOW_UNSANDBOXED_ENV}=1 to grade its random "
+                                   f"model's text with plain rlimits (an opt-out for this check, never for a run)")
+    return out
+
+
+def check_svd(model, target_modules, device: torch.device) -> dict[str, Any]:
+    """Per distinct weight shape: seconds for one fp32 SVD and per matrix in a batch, and the merge error of
+    bf16- vs fp32-stored factors at delta_S = 0 (max |round(U S Vh) - W|), on that shape's first matrix."""
+    from method.adapter import _svd_by_shape, _target_linears
+
+    lin = _target_linears(model, target_modules)
+    shapes: dict[tuple, list[str]] = {}
+    for n, m in lin.items():
+        shapes.setdefault(tuple(m.weight.shape), []).append(n)
+    rows = []
+    for shape, names in shapes.items():
+        W = lin[names[0]].weight.detach()
+        _svd_by_shape({"w": W})                               # solver warm-up for this shape
+        _sync(device)
+        t0 = time.perf_counter()
+        U, S, Vh = _svd_by_shape({"w": W})["w"]
+        _sync(device)
+        t_one = time.perf_counter() - t0
+        nb = min(len(names), 8)
+        t0 = time.perf_counter()
+        _svd_by_shape({n: lin[n].weight for n in names[:nb]}, batch=nb)
+        _sync(device)
+        t_batch = (time.perf_counter() - t0) / nb
+        err = {}
+        for label, dt in (("bf16_factors", W.dtype), ("fp32_factors", torch.float32)):
+            rec = ((U.to(dt).float() * S) @ Vh.to(dt).float()).to(W.dtype)
+            err[label] = (rec.float() - W.float()).abs().max().item()
+        rows.append({"shape": list(shape), "count": len(names), "s_one": t_one, "s_per_matrix_batched": t_batch,
+                     "batch": nb, "max_merge_err": err, "max_abs_w": W.float().abs().max().item()})
+        del U, S, Vh
+    return {"shapes": rows, "matrices": len(lin),
+            "projected_s_one_at_a_time": sum(r["count"] * r["s_one"] for r in rows),
+            "projected_s_batched": sum(r["count"] * r["s_per_matrix_batched"] for r in rows)}
+
+
+@torch.no_grad()
+def check_reconstruction(run, original, device: torch.device, prompt: list[int]) -> dict[str, Any]:
+    """The loop's wrapped policy at delta_S = 0 (before any step) against the original model: the untrained
+    policy of every `full` run is this reconstruction, and its step-0 evaluation measures it."""
+    from method.adapter import get_adapters, merged
+    from method.adapter import _target_linears
+
+    orig_w = {n: m.weight for n, m in _target_linears(original, run.config.target_modules).items()}
+    ids = torch.tensor([prompt], device=device)
+    ref = original(ids).logits.float().log_softmax(-1)              # [1, T, V]
+    run.model.eval()
+    fac = run.model(ids).logits.float().log_softmax(-1)
+    with merged(run.model):
+        err = max((a.weight.float() - orig_w[n].float()).abs().max().item()
+                  for n, a in get_adapters(run.model).items())
+        den = run.model(ids).logits.float().log_softmax(-1)
+
+    def kl(lq):     # KL(original || wrapped) per position, nats
+        return (ref.exp() * (ref - lq)).sum(-1)
+    return {"weights": "random init (not Qwen3-4B's trained weights)", "tokens": len(prompt),
+            "max_weight_err_merged": err,
+            "kl_factored_mean": kl(fac).mean().item(), "kl_factored_max": kl(fac).max().item(),
+            "kl_merged_mean": kl(den).mean().item(), "kl_merged_max": kl(den).max().item()}
+
+
+def _timed_generate(model, tok, prompts, n, config, device, box: list):
+    """The loop's generate, rollouts forced to full length (eos suppressed); appends {tokens, s} to box."""
     from harness.train.rollout import generate
 
     _sync(device)
     t0 = time.perf_counter()
     ids = generate(model, tok, prompts, n, config, min_new_tokens=config.max_new_tokens)
     _sync(device)
-    dt = time.perf_counter() - t0
-    tokens = sum(len(s) for row in ids for s in row)
-    if box is not None:
-        box.append({"tokens": tokens, "s": dt, "prompt": prompts[0], "completions": ids[0]})
-    return ids, tokens, dt
+    box.append({"tokens": sum(len(s) for row in ids for s in row), "s": time.perf_counter() - t0,
+                "prompt": prompts[0], "completions": ids[0]})
+    return ids
 
 
-def _problem_set(choice: str) -> tuple[str, str]:
-    """(problem set, why). auto: full's own set when its files are here, else the test split's partition."""
-    from harness.config import resolve_config
-    from sandbox.data import DataError, require_problem_set
-
-    full = resolve_config("full", "erase", 41).problem_set
-    if choice != "auto":
-        return choice, "given"
-    try:
-        require_problem_set(full)
-        return full, "the full preset's own"
-    except DataError as e:
-        return "leetcode_test_partition", f"{full} unavailable here ({e}); prompts only set lengths in this check"
-
-
-def run_check(cpu: bool, steps: int, max_new: int, problem_set: str, workdir: Path) -> dict[str, Any]:
-    import harness.models.substrate as S
+def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path, report: Report) -> None:
     import harness.train.loop as L
     from harness.config import resolve_config
     from harness.models.model_loading import estimate_memory, load_policy
     from harness.models.qwen3_local import save_local_qwen3
-    from harness.train.evaluate import merge_gap
-    from harness.train.rollout import PromptEncoder
-    from sandbox.data import load_problem_set
+    from harness.train.evaluate import eval_sampling
     from sandbox.executors import make_executor
     from sandbox.grader import Grader
 
     device = torch.device("cpu" if cpu else "cuda")
-    out: dict[str, Any] = {"label": ("gpu-check --cpu: the full code path on Qwen3-4B's architecture shrunk to "
-                                     "2 layers (random weights; costs, not learning)") if cpu else
-                           "gpu-check: the full code path on a random-init Qwen3-4B-architecture model "
-                           "(costs, not learning)"}
-    ps, why = _problem_set(problem_set)
-    out["problem_set"], out["problem_set_why"] = ps, why
-    t0 = time.perf_counter()
-    model_dir = save_local_qwen3(workdir / "model", shrink=cpu, device=str(device))
-    out["t_build_model_s"] = time.perf_counter() - t0
-    for mod in (L, S):      # SVD factors (2x the model), pool and V of this throwaway model stay in workdir
-        mod.ARTIFACTS_DIR = workdir / "artifacts"
+    report.data["label"] = ("gpu-check --cpu: the full code path on Qwen3-4B's architecture shrunk to 2 layers "
+                            "(random weights; costs, not learning)") if cpu else \
+        "gpu-check: the full code path on a random-init Qwen3-4B-architecture model (costs, not learning)"
+    report.phase("environment", lambda: check_environment(cpu))
+    model_dir = workdir / "model"
+    report.phase("model", lambda: {"path": str(save_local_qwen3(model_dir, shrink=cpu, device=str(device)))})
     cfg = resolve_config("full", "erase", 41, dict(
         model=str(model_dir), dtype="bfloat16", max_new_tokens=max_new, steps=steps, sandbox="process",
-        problem_set=ps, grade_workers=2 if cpu else 8))
-    out["config"] = {k: getattr(cfg, k) for k in ("preset", "arm", "problem_set", "dtype", "grad_checkpointing",
-                                                   "prompts_per_step", "group_size", "max_new_tokens",
-                                                   "max_prompt_tokens", "steps")}
-    out["config"].update(G_s=cfg.student_per_group, G_t=cfg.teacher_per_group, rollouts="forced to full length")
+        problem_set=CHECK_PROBLEM_SET, grade_workers=2 if cpu else 8,
+        allow_weak_v=True,                  # random weights: V is noise; recorded below, never a run's setting
+        teacher_split_every=steps,          # the last step also runs the teacher-split diagnostic backward
+        eval_max_new_tokens=eval_new))
+    report.data["config"] = {k: getattr(cfg, k) for k in (
+        "preset", "arm", "problem_set", "dtype", "grad_checkpointing", "prompts_per_step", "group_size",
+        "max_new_tokens", "max_prompt_tokens", "steps", "eval_samples", "eval_max_new_tokens", "eval_top_p",
+        "eval_top_k", "eval_temperature", "teacher_split_every", "allow_weak_v")}
+    report.data["config"].update(G_s=cfg.student_per_group, G_t=cfg.teacher_per_group,
+                                 rollouts="forced to full length (eos suppressed)",
+                                 problems=f"{CHECK_PROBLEM_SET} (tracked in the repository; full trains on LeetCode)")
 
-    # 1. rollouts on the unwrapped model (plain nn.Linear), same batch shape as a step's student generation
-    problems = load_problem_set(ps).train[: cfg.prompts_per_step]
-    base, tok = load_policy(cfg, device=device, verbose=False)
-    out["attn_impl"] = f"{base.load_info.attn_impl} ({base.load_info.attn_why})"
-    out["n_params"] = base.load_info.n_params
-    prompts = [PromptEncoder(tok, cfg)(p) for p in problems]
-    _timed_generate(base, tok, prompts[:1], 1, dataclasses.replace(cfg, max_new_tokens=4), device)  # kernels warm
-    _, tok_n, dt = _timed_generate(base, tok, prompts, cfg.student_per_group, cfg, device)
-    out["unwrapped"] = {"tokens": tok_n, "s": dt, "tokens_per_s": tok_n / dt}
-    del base
+    box: dict[str, Any] = {}
+
+    def svd():
+        m, _ = load_policy(cfg, device=device, verbose=False)
+        out = check_svd(m, cfg.target_modules, device)
+        box["original"] = m                 # kept for the reconstruction phase (unwrapped, bf16)
+        return out
+    report.phase("svd", svd)
+
+    def setup():
+        _reset_peak(device)
+        t0 = time.perf_counter()
+        run = L._Run(cfg, workdir / "run", progress=True, svd_cache=False)
+        box["run"] = run
+        return {"s": time.perf_counter() - t0, "attn_impl": f"{run.resolved['attn_impl']} ({run.resolved['attn_why']})",
+                "n_params": run.resolved["n_params"], "v_validation": run.resolved.get("v_validation"),
+                **_memory(device)}
+    report.phase("setup", setup)
+    run = box["run"]
+    first = run.encoder(run.train_problems[0])
+    report.phase("reconstruction", lambda: check_reconstruction(run, box["original"], device, first))
+    del box["original"]
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-    # 2. the loop's own setup (load, SVD wrap, V extraction, pool) and steps, generation forced to full length
-    t0 = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    run = L._Run(cfg, workdir / "run", progress=True)
-    out["t_setup_s"] = time.perf_counter() - t0
-    out["peak_setup_gib"] = _peak_gib(device)
     gens: list[dict] = []
-    L.generate = lambda m, t, p, n, c, **k: _timed_generate(m, t, p, n, c, device, gens)[0]   # this process only
+    saved_generate = L.generate
+    L.generate = lambda m, t, p, n, c, **k: _timed_generate(m, t, p, n, c, device, gens)    # this process only
     proj: list[float] = []
     real_hook = run.arm.grad_hook
 
@@ -134,69 +272,122 @@ def run_check(cpu: bool, steps: int, max_new: int, problem_set: str, workdir: Pa
         proj.append(time.perf_counter() - t)
         return res
     run.arm.grad_hook = timed_hook
-    rows = []
-    with make_executor("process", workers=cfg.grade_workers) as ex:
+    rows: list[dict] = []
+    ex = make_executor("process", workers=cfg.grade_workers)
+    try:
+        ex.start()
         grader = Grader(ex)
-        for step in range(steps):
+        report.data["grader"] = getattr(ex, "description", "") or ex.kind
+
+        def one_step(step: int) -> dict[str, Any]:
             n_proj = len(proj)
+            _reset_peak(device)
             t = time.perf_counter()
             row = run.step(step, grader)
             _sync(device)
             g = gens[-1]
             t_proj = sum(proj[n_proj:])
-            rows.append({"step": step + 1, "t_step_s": time.perf_counter() - t, "t_generation_s": row["t_gen"],
-                         "t_grade_s": row["t_grade"], "t_forward_backward_s": row["t_fwd_bwd"],
-                         "t_projection_s": t_proj, "t_clip_optimizer_s": row["t_hook"] - t_proj,
-                         "rollout_tokens": g["tokens"], "rollout_tokens_per_s": g["tokens"] / g["s"],
-                         "live_groups": row["live_groups"], "peak_gib": _peak_gib(device)})
-            print(f"[gpu-check] step {step + 1}: " + ", ".join(f"{k} {v:.3g}" for k, v in rows[-1].items()
-                                                                if isinstance(v, float)), file=sys.stderr)
-    out["steps"] = rows
-    later = rows[1:] or rows        # step 1 pays one-off costs (first merge, allocator growth)
-    merged_tps = sum(r["rollout_tokens_per_s"] for r in later) / len(later)
-    out["rollout_tokens_per_s"] = {"merged": merged_tps, "unwrapped": out["unwrapped"]["tokens_per_s"],
-                                   "merged_over_unwrapped": merged_tps / out["unwrapped"]["tokens_per_s"],
-                                   "merged_from_steps": [r["step"] for r in later]}
-    out["mean_step_s"] = {k: sum(r[k] for r in later) / len(later)
-                          for k in ("t_step_s", "t_generation_s", "t_forward_backward_s", "t_projection_s",
-                                    "t_clip_optimizer_s", "t_grade_s")}
-    out["merge_gap"] = merge_gap(run.model, gens[-1]["prompt"], gens[-1]["completions"], tok.pad_token_id)
-    out["peak_gib"] = max(max(r["peak_gib"] for r in rows), out["peak_setup_gib"])
-    out["peak_kind"] = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (CPU)"
-    longest = max(len(p) for p in run.encoder._cache.values())
-    est = estimate_memory(cfg)
-    out["dry_run_estimate_gib"] = est["total_gib"]
-    out["estimate_at_longest_prompt_gib"] = estimate_memory(cfg, prompt_tokens=longest)["total_gib"]
-    out["longest_prompt_tokens"] = longest
-    if device.type == "cuda":
-        out["device"] = torch.cuda.get_device_name(device)
-        out["fits_80gb"] = out["peak_gib"] < 80
-    else:
-        out["device"] = "cpu"
-    import transformers
-    out["torch"], out["transformers"] = torch.__version__, transformers.__version__
-    return out
+            r = {"step": step + 1, "t_step_s": time.perf_counter() - t, "t_generation_s": row["t_gen"],
+                 "t_grade_s": row["t_grade"], "t_forward_backward_s": row["t_fwd_bwd"], "t_projection_s": t_proj,
+                 "t_clip_optimizer_s": row["t_hook"] - t_proj, "rollout_tokens": g["tokens"],
+                 "rollout_tokens_per_s": g["tokens"] / g["s"], "live_groups": row["live_groups"],
+                 "teacher_split": (step + 1) % cfg.teacher_split_every == 0, **_memory(device)}
+            rows.append(r)
+            return r
+        for step in range(steps):
+            report.phase(f"step_{step + 1}", lambda s=step: one_step(s))
+        report.data["steps"] = rows
+
+        def eval_batch():
+            from method.adapter import merged
+
+            sampling = eval_sampling(cfg)
+            batch = max(1, cfg.prompts_per_step * cfg.student_per_group)       # evaluate()'s batch
+            prompts = [run.encoder(p) for p in run.eval_set[:batch]]
+            _reset_peak(device)
+            with merged(run.model):
+                ids = _timed_generate(run.model, run.tok, prompts, 1, sampling, device, gens)
+            g = gens[-1]
+            texts = [(p, run.tok.decode(s[0], skip_special_tokens=True), None) for p, s in zip(run.eval_set, ids)]
+            t0 = time.perf_counter()
+            grader.grade_many(texts)
+            return {"rows": len(prompts), "new_tokens": sampling.max_new_tokens, "s_generate": g["s"],
+                    "s_grade": time.perf_counter() - t0, "tokens_per_s": g["tokens"] / g["s"], **_memory(device)}
+        report.phase("eval_batch", eval_batch)
+    finally:
+        ex.close()
+        L.generate = saved_generate
+        run.arm.grad_hook = real_hook
+    report.phase("projection", lambda: project(report.data, cfg, estimate_memory, run))
 
 
-def _summary(r: dict[str, Any]) -> str:
-    m, tps = r["mean_step_s"], r["rollout_tokens_per_s"]
-    lines = [
-        r["label"],
-        f"device {r['device']}, attn {r['attn_impl']}, {r['n_params'] / 1e6:.2f}M params, problem set "
-        f"{r['problem_set']} ({r['problem_set_why']})",
-        f"peak memory ({r['peak_kind']}): {r['peak_gib']:.2f} GiB (setup {r['peak_setup_gib']:.2f}); "
-        f"--dry-run estimate {r['dry_run_estimate_gib']:.2f} GiB ({r['estimate_at_longest_prompt_gib']:.2f} at the "
-        f"longest prompt, {r['longest_prompt_tokens']} tokens)",
-        f"s/step (mean of steps {tps['merged_from_steps']}): {m['t_step_s']:.2f} = generation {m['t_generation_s']:.2f}"
-        f" + forward/backward {m['t_forward_backward_s']:.2f} + projection {m['t_projection_s']:.3f} + clip/optimizer "
-        f"{m['t_clip_optimizer_s']:.3f} + grading {m['t_grade_s']:.2f} (+ the rest)",
-        f"rollout tokens/s: merged {tps['merged']:.1f}, unwrapped {tps['unwrapped']:.1f} "
-        f"(ratio {tps['merged_over_unwrapped']:.3f})",
-        f"merge_gap {r['merge_gap']}, setup (load + SVD + V + pool) {r['t_setup_s']:.1f} s, "
-        f"model build {r['t_build_model_s']:.1f} s",
-    ]
-    if "fits_80gb" in r:
-        lines.append(f"fits in 80 GB: {r['fits_80gb']}")
+def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
+    """A `full` run's wall time from the parts (worst case: every rollout at its full length)."""
+    from harness.arms import PREREGISTERED_ARMS
+    from harness.config import PREREGISTERED_SEEDS, resolve_config
+
+    full = resolve_config("full", "erase", 41)
+    steps = d["steps"]
+    plain = [s for s in steps[1:] if not s["teacher_split"]] or [s for s in steps if not s["teacher_split"]]
+    split = [s for s in steps if s["teacher_split"]]
+    t_plain = sum(s["t_step_s"] for s in plain) / len(plain)
+    t_split_extra = max(0.0, (sum(s["t_step_s"] for s in split) / len(split)) - t_plain) if split else 0.0
+    n_split = full.steps // full.teacher_split_every if full.teacher_split_every else 0
+    n_evals = 1 + (full.steps // full.eval_every if full.eval_every else 0) + \
+        (0 if full.eval_every and full.steps % full.eval_every == 0 else 1)
+    eb = d["eval_batch"]
+    n_gen_eval = LEETCODE_TEST_PROBLEMS * full.eval_samples
+    t_eval = math.ceil(n_gen_eval / eb["rows"]) * (eb["s_generate"] + eb["s_grade"])
+    setup = d["setup"]["s"]
+    run_s = setup + full.steps * t_plain + n_split * t_split_extra + n_evals * t_eval
+    lengths = sorted(len(run.encoder(p)) for p in run.train_problems)
+    est = estimate_memory(full)
+    return {
+        "basis": "worst case: every training and evaluation rollout at its full length; random weights; the check's "
+                 "own prompt lengths (mini problems under the stand-in tokenizer, not LeetCode under Qwen's)",
+        "s_per_step": t_plain, "s_teacher_split_extra": t_split_extra, "teacher_split_steps": n_split,
+        "s_per_full_eval": t_eval, "full_eval_generations": n_gen_eval, "evals_per_run": n_evals,
+        "s_setup": setup, "s_per_full_run": run_s, "h_per_full_run": run_s / 3600,
+        "main_matrix_runs": len(PREREGISTERED_ARMS) * len(PREREGISTERED_SEEDS),
+        "h_main_matrix_one_gpu": run_s * len(PREREGISTERED_ARMS) * len(PREREGISTERED_SEEDS) / 3600,
+        "prompt_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
+                          "tokenizer": "the stand-in (harness.models.qwen3_local), not Qwen's"} if lengths else None,
+        "dry_run_estimate_gib": est["total_gib"],
+        "dry_run_estimate_at_check_prompts_gib": estimate_memory(full, prompt_tokens=lengths[-1])["total_gib"]
+        if lengths else None,
+    }
+
+
+def _summary(d: dict[str, Any]) -> str:
+    lines = [d.get("label", "gpu-check"), f"phases done: {', '.join(d['phases_done'])}"]
+    env = d.get("environment", {})
+    lines.append(f"device {env.get('device')}, torch {env.get('torch')}, transformers {env.get('transformers')}, "
+                 f"flash-attn: {env.get('flash_attn')}; grader isolation: {env.get('grader_isolation')}")
+    if "svd" in d:
+        s = d["svd"]
+        lines.append(f"SVD of {s['matrices']} matrices: {s['projected_s_one_at_a_time']:.1f} s one at a time, "
+                     f"{s['projected_s_batched']:.1f} s batched by shape (projected from one per shape)")
+    if "setup" in d:
+        lines.append(f"setup (load + SVD wrap + V + pool) {d['setup']['s']:.1f} s; attn {d['setup']['attn_impl']}")
+    if "reconstruction" in d:
+        r = d["reconstruction"]
+        lines.append(f"delta_S = 0 vs original: max weight error {r['max_weight_err_merged']:.3g}, logit KL mean "
+                     f"{r['kl_factored_mean']:.3g} (factored) / {r['kl_merged_mean']:.3g} (merged)")
+    for s in d.get("steps", []):
+        mem = ", ".join(f"{k} {v:.2f}" for k, v in s.items() if k.startswith("peak"))
+        lines.append(f"step {s['step']}{' (+teacher split)' if s['teacher_split'] else ''}: {s['t_step_s']:.2f} s = "
+                     f"generation {s['t_generation_s']:.2f} + fwd/bwd {s['t_forward_backward_s']:.2f} + projection "
+                     f"{s['t_projection_s']:.3f} + grading {s['t_grade_s']:.2f}; {s['rollout_tokens_per_s']:.0f} "
+                     f"rollout tokens/s; {mem}")
+    if "eval_batch" in d:
+        e = d["eval_batch"]
+        lines.append(f"eval batch: {e['rows']} rows x {e['new_tokens']} tokens in {e['s_generate']:.1f} s "
+                     f"(+ grading {e['s_grade']:.2f} s)")
+    if "projection" in d:
+        p = d["projection"]
+        lines.append(f"projected (worst case) full run: {p['h_per_full_run']:.2f} h = setup {p['s_setup']:.0f} s + "
+                     f"200 x {p['s_per_step']:.1f} s + {p['evals_per_run']} evals x {p['s_per_full_eval']:.0f} s; "
+                     f"main matrix ({p['main_matrix_runs']} runs) {p['h_main_matrix_one_gpu']:.1f} h on one GPU")
     return "\n".join(lines)
 
 
@@ -204,37 +395,48 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu", action="store_true", help="the shrunk config on CPU (CI); default: one CUDA GPU")
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--max-new", type=int, default=None, help="default 1024 (GPU), 128 (--cpu)")
-    ap.add_argument("--problem-set", default="auto", help="auto: full's own when its files are here, else "
-                                                          "leetcode_test_partition (prompts only set lengths)")
+    ap.add_argument("--max-new", type=int, default=None, help="training rollouts; default 1024 (GPU), 128 (--cpu)")
+    ap.add_argument("--eval-new", type=int, default=None,
+                    help="evaluation rollouts; default the full preset's eval_max_new_tokens (GPU), 128 (--cpu)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default artifacts/gpu_check[-cpu].json)")
     args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")        # an offline machine: never wait on the hub
     if not args.cpu and not torch.cuda.is_available():
         print("gpu-check: no CUDA device here; `make gpu-check-cpu` runs the same code on CPU", file=sys.stderr)
         return 2
+    from harness.config import resolve_config
     from harness.paths import ARTIFACTS_DIR
+
     out_path = args.out or ARTIFACTS_DIR / f"gpu_check{'-cpu' if args.cpu else ''}.json"
     max_new = args.max_new or (128 if args.cpu else 1024)
-    if not args.cpu:
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="gpu-check-", dir=ARTIFACTS_DIR if ARTIFACTS_DIR.is_dir() else None))
+    eval_new = args.eval_new or (128 if args.cpu else resolve_config("full", "erase", 41).eval_max_new_tokens)
+    report = Report(out_path)
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     import harness.models.substrate as S
     import harness.train.loop as L
 
-    # run_check points the loop and substrate at the throwaway workdir and times the loop's generate: module
-    # globals, so restore them (a caller in the same process, e.g. a test session, must not inherit them)
-    saved = (L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, L.generate, torch.get_num_threads())
+    # the loop and substrate write their artifacts (pool, V) into the throwaway workdir; module globals, so
+    # restore them (a caller in the same process, e.g. a test session, must not inherit them)
+    saved = (L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, torch.get_num_threads(), os.environ.get("RH_ALLOW_UNSANDBOXED"))
     try:
+        L.ARTIFACTS_DIR = S.ARTIFACTS_DIR = work / "artifacts"
         if args.cpu:
             torch.set_num_threads(1)       # the loop's CPU setting (harness.config.cpu_threads)
-        result = run_check(args.cpu, args.steps, max_new, args.problem_set, work)
+        try:
+            run_check(args.cpu, args.steps, max_new, eval_new, work, report)
+        except Exception as e:            # what was measured stays in the JSON, with the failure beside it
+            report.data["error"] = f"{type(e).__name__}: {e}"
+            report.write()
+            raise
     finally:
-        L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, L.generate = saved[:3]
-        torch.set_num_threads(saved[3])
+        L.ARTIFACTS_DIR, S.ARTIFACTS_DIR = saved[:2]
+        torch.set_num_threads(saved[2])
+        if saved[3] is None:
+            os.environ.pop("RH_ALLOW_UNSANDBOXED", None)
+        else:
+            os.environ["RH_ALLOW_UNSANDBOXED"] = saved[3]
         shutil.rmtree(work, ignore_errors=True)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(_summary(result))
+    print(_summary(report.data))
     print(f"wrote {out_path}")
     return 0
 

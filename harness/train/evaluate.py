@@ -25,6 +25,12 @@ def eval_problems(heldout: list, config: TrainConfig) -> list:
     return list(heldout) if config.eval_problems <= 0 else list(heldout)[: config.eval_problems]
 
 
+def eval_sampling(config: TrainConfig) -> TrainConfig:
+    """config with the held-out sampling knobs in place of the training ones (what `generate` reads)."""
+    return dataclasses.replace(config, temperature=config.eval_temperature, top_p=config.eval_top_p,
+                               top_k=config.eval_top_k, max_new_tokens=config.eval_max_new_tokens)
+
+
 def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, encoder: PromptEncoder,
              seed: int, ablate_hack: bool = False) -> dict[str, float]:
     """-> {eval_hack_rate, eval_pass_rate, eval_attempt_rate, eval_n, merge_gap, _records}; _records holds one
@@ -43,7 +49,7 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
             stack.enter_context(hack_ablated(model))   # first: the merged weights must not include delta_S_hack
         with merged(model):
             batch = max(1, config.prompts_per_step * max(1, config.student_per_group))
-            sampling = dataclasses.replace(config, temperature=config.eval_temperature)
+            sampling = eval_sampling(config)
             ids = generate(model, tokenizer, prompts, config.eval_samples, sampling, max_batch=batch)
         gap = merge_gap(model, prompts[0], ids[0], tokenizer.pad_token_id)
     jobs = []

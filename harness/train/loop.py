@@ -205,7 +205,7 @@ def _delta_s_names(adapters: dict[str, torch.nn.Module], model) -> dict[str, str
 class _Run:
     """Everything one training run holds; `train()` below is the whole public surface."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, progress: bool):
+    def __init__(self, config: TrainConfig, run_dir: Path, progress: bool, svd_cache: bool = True):
         from method.adapter import model_hash, wrap_model
         from sandbox.data import load_problem_set, require_problem_set
         from harness.models.model_loading import load_policy
@@ -219,7 +219,7 @@ class _Run:
         self.device = next(self.model.parameters()).device
         self.arm = build_arm(config)
         self.adapters = wrap_model(self.model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                                   route=bool(getattr(self.arm, "uses_route", False)))
+                                   route=bool(getattr(self.arm, "uses_route", False)), write_cache=svd_cache)
         self.model_hash = model_hash(self.model)
         self.arm.setup(ArmContext(config=config, model=self.model, tokenizer=self.tok, adapters=self.adapters,
                                   artifacts_dir=ARTIFACTS_DIR, model_hash=self.model_hash))
