@@ -5,11 +5,15 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from harness.config import resolve_config
 from harness.orchestrate.designs import get_design
-from harness.rundir import BY_MODE_KEY, ROLLOUTS_FILE, JsonlFile
+from harness.orchestrate.runs import plan_action
+from harness.rundir import BY_MODE_KEY, ROLLOUTS_FILE, JsonlFile, RunError, write_config
 from sandbox.data import load_problem_set
 from sandbox.loopholes import MODES
+from tests.harness_helpers import make_run
 
 SEED = 41
 
@@ -88,3 +92,20 @@ def test_default_run_counts_every_mode_with_teacher_rows(tmp_path, monkeypatch):
     assert sum(v["train_problems"] for v in by_mode.values()) == len(load_problem_set(cfg.problem_set).train)
     assert sum(v["teacher_rows"] for v in by_mode.values()) == len(groups) * cfg.teacher_per_group
     assert sum(v["student_rollouts"] for v in by_mode.values()) == len(groups) * cfg.student_per_group
+
+
+def test_a_lomo_run_finished_before_the_fix_is_not_skipped(tmp_path):
+    """Same config hash, but its held mode never trained: a sweep must not take it as done."""
+    fold = get_design("lomo").folds()[0]
+    cfg = resolve_config("smoke", "vanilla", SEED, fold.overrides)
+    old = make_run(tmp_path / "old", "vanilla", SEED, 0.0, 0.1)          # a summary without by_mode
+    write_config(old, cfg)
+    with pytest.raises(RunError, match="before held-mode prompts"):
+        plan_action(old, cfg, resume=True, force=False)
+    assert plan_action(old, cfg, resume=True, force=True) == "overwrite"
+    new = make_run(tmp_path / "new", "vanilla", SEED, 0.0, 0.1, by_mode={m: {} for m in MODES})
+    write_config(new, cfg)
+    assert plan_action(new, cfg, resume=True, force=False) == "skip"
+    plain = resolve_config("smoke", "vanilla", SEED)          # non-lomo runs from before keep being skipped
+    write_config(old, plain)
+    assert plan_action(old, plain, resume=True, force=False) == "skip"
