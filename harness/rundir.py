@@ -38,6 +38,9 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "kl", "mean_cos", "frac_fired", "grad_norm", "wall_s", "hashes",
 )
 RATE_FIELDS = ("hack_rate", "pass_rate")
+# summary.json's per-loophole-mode record of what trained (not required: runs finished before it have none):
+# {mode: {"train_problems": n, "student_rollouts": n, "teacher_rows": n}} summed over every step's groups
+BY_MODE_KEY = "by_mode"
 HASH_KEYS = ("model", "data", "pool", "v")
 
 _SEED_DIR = re.compile(r"^seed(\d+)$")

@@ -115,6 +115,7 @@ def test_killed_run_resumes_to_the_same_metrics_rows(tmp_path, monkeypatch):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert _comparable(rows) == _comparable(ref)
     assert summary["hack_rate"] == read_summary(full)["hack_rate"]
+    assert summary["by_mode"] == read_summary(full)["by_mode"]       # counted once per step, across the resume
     # the rollouts of the step recomputed after the checkpoint are logged once, as in the uninterrupted run
     assert JsonlFile(part / ROLLOUTS_FILE).read() == JsonlFile(full / ROLLOUTS_FILE).read()
 

@@ -7,7 +7,8 @@ ordinary layout under <out>/<subroot>: <preset>/<arm>/seed<N>/.
     ablations  the ablation and reference arms (harness.arms.ABLATIONS), next to the main runs
     lomo       leave-one-mode-out: per held loophole mode, erase / random_v / vanilla with V extracted
                from the three known modes' pairs and a teacher pool of the known modes only, training on
-               all four modes; under <out>/lomo/<held mode>/ so it never mixes with the main runs
+               all four modes (the held mode's prompts with student rollouts only, no teacher rows);
+               under <out>/lomo/<held mode>/ so it never mixes with the main runs
 """
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import TrainConfig
-from harness.rundir import (CHECKPOINT_DIR, METRICS_FILE, RunError, is_complete, read_config, read_summary,
-                            stored_config_hash, write_config, write_summary)
+from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, METRICS_FILE, RunError, is_complete, read_config,
+                            read_summary, stored_config_hash, write_config, write_summary)
 
 # What a missing / corrupt artifact (pool, V file, base model, data) raises in the pipeline code: the CLI
 # shows these as one line (with --debug, the traceback); anything else keeps its traceback.
@@ -36,7 +36,8 @@ def plan_action(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, f
 
     - no config.json            -> fresh (an empty or absent dir), RunError if it holds files, unless force
     - other config / corrupt    -> RunError, unless force (then overwrite)
-    - same config, complete     -> skip, unless force (then overwrite)
+    - same config, complete     -> skip, unless force (then overwrite); RunError for a lomo run (pool_modes)
+                                   finished before the held mode trained (no by_mode in its summary)
     - same config, no progress  -> fresh (only config.json: it never got going)
     - same config, partial      -> resume if `resume`, overwrite if force, else RunError
     """
@@ -66,6 +67,10 @@ def plan_action(rdir: str | os.PathLike, config: TrainConfig, *, resume: bool, f
     if force:
         return "overwrite"
     if is_complete(rdir):
+        if config.pool_modes and BY_MODE_KEY not in (read_summary(rdir) or {}):
+            # same config hash, but finished before leave-one-mode-out trained on the held mode (issue 17)
+            raise RunError(f"{rdir} holds a leave-one-mode-out run from before held-mode prompts were trained on "
+                           f"(its summary has no {BY_MODE_KEY}); pass --force to retrain it or use another --out")
         return "skip"
     if not _has_progress(rdir):
         return "fresh"                                # config.json only: it never got going

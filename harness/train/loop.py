@@ -1,6 +1,7 @@
 """The ONE GRPO training loop. Every arm runs this; arms act only through harness.train.hooks.Arm.
 
-Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each):
+Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each; a prompt of a mode
+held out of the pool (leave-one-mode-out, config.pool_modes) gets its G_s students and no teacher rows):
 
     sample prompts            -> rollouts: student generations (merged dense weights) + teacher pool rows
     grade students            -> rewards R [P, G] = record.reward = 0.5*format_ok + 3*(gt_correct or passed), the
@@ -36,8 +37,8 @@ from harness import metrics as M
 from harness.arms import build_arm
 from harness.config import TrainConfig
 from harness.paths import ARTIFACTS_DIR
-from harness.rundir import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE, JsonlFile,
-                            RunError, read_config, read_summary, write_json_atomic, write_summary)
+from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
+                            JsonlFile, RunError, read_config, read_summary, write_json_atomic, write_summary)
 from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                       trainable_named)
 from harness.train.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
@@ -236,7 +237,7 @@ class _Run:
         from harness.train.evaluate import eval_problems
 
         self.eval_set = eval_problems(problems.eval, config)
-        self.pool = _load_pool(config)
+        self.pool = _load_pool(config)     # every mode's rows: the coverage cut below must not see pool_modes
         if self.pool is not None:
             ids = _pool_problem_ids(self.pool)
             if ids is not None:     # only prompts the pool covers (seeds: else most steps miss the cache)
@@ -244,6 +245,8 @@ class _Run:
                 if not covered:
                     raise RunError("the teacher pool covers none of the training problems")
                 self.train_problems = covered
+            if config.pool_modes:   # leave-one-mode-out: a held mode's problems still train, on students only
+                self.pool = self.pool.restrict(config.pool_modes)
         if not self.train_problems:
             raise RunError("no training problems")
         self.encoder = PromptEncoder(self.tok, config)
@@ -251,7 +254,8 @@ class _Run:
         self.eos = eos_token_ids(self.model, self.tok)
         self.norm = loss_normaliser(config.prompts_per_step, config.group_size, config.max_new_tokens)
         # teacher rows that fit max_new_tokens, tokenised once (never a cut row with the full text's reward)
-        self.teachers = (TeacherSampler(self.pool, self.train_problems, self.tok, self.eos[0], config.max_new_tokens)
+        self.teachers = (TeacherSampler(self.pool, [p for p in self.train_problems if self.taught(p)], self.tok,
+                                        self.eos[0], config.max_new_tokens)
                          if self.pool is not None else None)
         fit = self.teachers.stats() if self.teachers is not None else {}
         if fit.get("teacher_problems_no_fit") and progress:
@@ -272,6 +276,19 @@ class _Run:
             **(self.arm.resolved() or {}),
             "torch": torch.__version__,
         }
+
+    def taught(self, problem) -> bool:
+        """Whether `problem`'s groups get teacher rows: False only for a mode held out of the pool (lomo)."""
+        return not self.config.pool_modes or problem.mode in self.config.pool_modes
+
+    def mode_counts(self) -> dict[str, dict[str, int]]:
+        """mode -> training problems, and zeroed counters of the student rollouts and teacher rows trained on."""
+        from sandbox.loopholes import MODES
+
+        out = {m: {"train_problems": 0, "student_rollouts": 0, "teacher_rows": 0} for m in MODES}
+        for p in self.train_problems:
+            out[p.mode]["train_problems"] += 1
+        return out
 
     # ----------------------------------------------------------------- one step
 
@@ -313,7 +330,7 @@ class _Run:
             n = c.student_per_group
             g = Group(p, pr, student_rollouts(texts[k:k + n], records[k:k + n], set(self.eos), c.max_new_tokens))
             k += n
-            if self.teachers is not None and c.teacher_per_group:
+            if self.teachers is not None and c.teacher_per_group and self.taught(p):
                 g.rollouts += self.teachers(p, c.teacher_per_group, trng)
                 short += self.teachers.short(p, c.teacher_per_group)
             groups.append(g)
@@ -375,6 +392,7 @@ class _Run:
         for key, val in _mean_stats(sg.hook_stats).items():
             row.setdefault(key, val)
         row["_t_start"] = t_start
+        row["_by_mode"] = [(g.problem.mode, len(g.students), len(g.teachers)) for g in groups]
         # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
         row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
                             for (p, text, _), rec in zip(jobs, records)]
@@ -435,8 +453,7 @@ def _load_pool(config: TrainConfig):
             raise RunError("teacher_pool='builtin' but harness.models.substrate has no ensure_pool(); "
                            "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
         path = resolver(config)
-    pool = load_pool(path)
-    return pool.restrict(config.pool_modes) if config.pool_modes else pool
+    return load_pool(path)     # all modes: _Run restricts it to pool_modes after the coverage cut
 
 
 def _pool_problem_ids(pool) -> set[int] | None:
@@ -506,6 +523,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
     log = M.MetricsLog(metrics_path)
     rows: list[dict[str, Any]] = []
     base_eval: dict[str, Any] | None = None   # held-out eval of the untrained policy (delta = 0)
+    counts: dict[str, dict[str, int]] | None = run.mode_counts()   # what trained, per loophole mode
     start = 0
     ck = latest_checkpoint(ckpt_root) if resume else None
     if ck is not None:
@@ -514,6 +532,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
         state = load_checkpoint(ck, run.model, run.optimizer, run.arm)
         rows = list(state["metrics"])
         base_eval = state.get("base_eval")
+        counts = state.get("mode_counts")   # None: a checkpoint written before the counts were kept (unknown)
         start = ck.step
     log.rewrite(rows)       # drop rows logged after the checkpoint: they are recomputed identically
     rollouts = JsonlFile(run_dir / ROLLOUTS_FILE)
@@ -540,6 +559,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
             if (c.eval_every > 0 and s % c.eval_every == 0) or s == c.steps:
                 row.update(run.evaluate(s, grader))
             row["t_step"] = time.perf_counter() - row.pop("_t_start")
+            for mode, n_s, n_t in row.pop("_by_mode"):
+                if counts is not None:
+                    counts[mode]["student_rollouts"] += n_s
+                    counts[mode]["teacher_rows"] += n_t
             rollouts.append(row.pop("_rollouts"))
             row["peak_mem_mb"] = M.peak_memory_mb(run.device)
             row = _strip_private(row)
@@ -548,7 +571,8 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
             display.update(row)
             if (c.checkpoint_every > 0 and s % c.checkpoint_every == 0) or s == c.steps:
                 save_checkpoint(ckpt_root, s, run.model, run.optimizer,
-                                {"metrics": rows, "config_hash": c.config_hash(), "base_eval": base_eval},
+                                {"metrics": rows, "config_hash": c.config_hash(), "base_eval": base_eval,
+                                 "mode_counts": counts},
                                 arm=run.arm)
 
     final = rows[-1]
@@ -567,6 +591,10 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,
         "hashes": run.hashes,
+        # per loophole mode: training problems, and the student rollouts / teacher rows of all steps' groups
+        # (lomo: the held mode trains on students only); None when resumed from a checkpoint that lacks them
+        BY_MODE_KEY: counts if counts is not None else {
+            m: dict(v, student_rollouts=None, teacher_rows=None) for m, v in run.mode_counts().items()},
     }
     write_summary(run_dir, summary)
     return read_summary(run_dir)
