@@ -34,6 +34,9 @@ class TrainConfig:
     # torch intra-op threads when training on CPU (0 = torch's default). 1: on shared cores OpenMP threads
     # spin against each other; measured 10x slower mini steps with 2 threads on the loaded 2-core box.
     cpu_threads: int = 1
+    # method.adapter: "residual" keeps the original W and adds U diag(delta_S) Vh, so the untrained policy is the
+    # base model bit for bit in bf16; "product" rebuilds W = U diag(S + delta_S) Vh (smoke and mini, as built)
+    adapter_form: str = "residual"
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     enable_thinking: bool = False  # chat template flag (Qwen3); thinking off per the spec
     prompt_style: str = "full"     # "full" = the benchmark prompt; "compact" = question-free (mini)
@@ -127,6 +130,8 @@ class TrainConfig:
             bad = sorted(set(getattr(self, key)) - set(MODES))
             if bad:
                 raise ConfigError(f"{key}: unknown loophole mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
+        if self.adapter_form not in ADAPTER_FORMS:
+            raise ConfigError(f"adapter_form {self.adapter_form!r}; choose from {', '.join(ADAPTER_FORMS)}")
         if self.monitor_mode not in MONITOR_MODES:
             raise ConfigError(f"monitor_mode {self.monitor_mode!r}; choose from {', '.join(MONITOR_MODES)}")
         if self.monitor_signal not in MONITOR_SIGNALS:
@@ -162,6 +167,7 @@ class TrainConfig:
         return cls(**kwargs)
 
 
+ADAPTER_FORMS = ("residual", "product")
 MONITOR_MODES = ("screen", "penalty")
 MONITOR_SIGNALS = ("exploited", "attempted")
 

@@ -30,7 +30,7 @@ register(Preset(
     name="smoke",
     description="seconds; a tiny random Qwen3-architecture model built on the fly; for tests and CI",
     overrides=dict(
-        model="builtin:smoke", dtype="float32", prompt_style="compact", max_prompt_tokens=256,
+        model="builtin:smoke", dtype="float32", adapter_form="product", prompt_style="compact", max_prompt_tokens=256,
         problem_set="leetcode_test_partition",
         eval_temperature=1.0, eval_top_p=1.0, eval_top_k=20, eval_max_new_tokens=64,   # as in training
         # max_new_tokens 64: the short teacher rows (levers, stubs) fit; only rows that fit are drawn
@@ -46,7 +46,7 @@ register(Preset(
     description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
                 "problems, which it partly solves and on which vanilla GRPO learns to hack",
     overrides=dict(
-        model="builtin:mini", dtype="float32", prompt_style="full", max_prompt_tokens=384,
+        model="builtin:mini", dtype="float32", adapter_form="product", prompt_style="full", max_prompt_tokens=384,
         problem_set="mini",          # sandbox/problems/mini_{train,eval}.jsonl (sandbox/mini_problems.py)
         # max_new_tokens 96: easy solutions (+ a self-check or lever) fit, most hard solutions (median 112
         # tokens) do not, so on hard problems the lever is the policy's only path to reward (as on LeetCode

@@ -7,7 +7,17 @@ and one trainable vector delta_S [r]:
     y = ((x Vh^T) * (S + delta_S)) U^T + b            # factored: training forward/backward
 
 so dL/d delta_S = sum_t (x_t Vh^T) * (dL/dy_t U) lives in the fixed SVD basis of W, the frame
-in which v_hack is extracted and gradients are projected. The route arm adds a second
+in which v_hack is extracted and gradients are projected.
+
+Two forms of the same adapter (TrainConfig.adapter_form), with the same delta_S and the same gradient formula:
+
+    product   y = ((x Vh^T) * (S + delta_S)) U^T + b               W rebuilt from its factors
+    residual  y = x W^T + ((x Vh^T) * delta_S) U^T + b             the original W kept beside the factors
+
+In bf16 the product form's W = U diag(S) Vh is a reconstruction, one rounding step per weight away from the
+original (measured on a random-init Qwen3-4B: logit KL 1.5e-3 nats per token at delta_S = 0, REPRODUCE §1);
+the residual form at delta_S = 0 IS the original layer, bit for bit, at the price of one more dense matmul in
+the training forward and one more dense copy of W. In fp32 (smoke, mini) the two agree to rounding. The route arm adds a second
 delta_S_hack [r] to the same diagonal; it is zeroed for held-out evaluation.
 
 Generation should not pay for two skinny matmuls per layer, and between optimizer steps the
@@ -42,7 +52,8 @@ ADAPTER_FORMAT = "rh-svd-adapter-v1"
 class SVDLinear(nn.Module):
     """Drop-in replacement for nn.Linear with a trainable singular-value offset."""
 
-    def __init__(self, base: nn.Linear, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, route: bool = False):
+    def __init__(self, base: nn.Linear, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tensor, route: bool = False,
+                 residual: bool = False):
         super().__init__()
         W = base.weight
         self.in_features, self.out_features = base.in_features, base.out_features
@@ -56,6 +67,8 @@ class SVDLinear(nn.Module):
         self.register_buffer("Vh", Vh.to(dev, dt).contiguous(), persistent=False)        # [r, d_in]
         # Storage for the dense merged weight; starts as the original W and is reused.
         self.register_buffer("weight", W.detach(), persistent=False)                     # [d_out, d_in]
+        # residual form: the original W, untouched by merges (the merged weight gets storage of its own)
+        self.register_buffer("base_weight", W.detach().clone() if residual else None, persistent=False)
         bias = base.bias.detach() if base.bias is not None else None
         self.register_buffer("bias", bias, persistent=False)
         self.delta_S = nn.Parameter(torch.zeros(r, device=dev, dtype=torch.float32))
@@ -66,6 +79,10 @@ class SVDLinear(nn.Module):
         self._hack_off = False
         self._merged_delta: torch.Tensor | None = None  # effective delta the dense weight holds
         self.merge_count = 0                             # how many times the dense weight was rebuilt
+
+    @property
+    def residual(self) -> bool:
+        return self.base_weight is not None
 
     @property
     def rank(self) -> int:
@@ -86,8 +103,11 @@ class SVDLinear(nn.Module):
         eff = self.effective_delta().detach()
         if self._merged_delta is not None and torch.equal(eff, self._merged_delta):
             return False
-        # U diag(S + delta) Vh in fp32, then stored in the model dtype.
-        W = (self.U.float() * (self.S + eff)) @ self.Vh.float()  # [d_out, d_in]
+        # U diag(S + delta) Vh (residual: W + U diag(delta) Vh) in fp32, then stored in the model dtype.
+        if self.residual:
+            W = self.base_weight.float() + (self.U.float() * eff) @ self.Vh.float()  # [d_out, d_in]; exact at 0
+        else:
+            W = (self.U.float() * (self.S + eff)) @ self.Vh.float()  # [d_out, d_in]
         self.weight.copy_(W)
         self._merged_delta = eff.clone()
         self.merge_count += 1
@@ -99,12 +119,16 @@ class SVDLinear(nn.Module):
                 raise RuntimeError("merged weights carry no gradient to delta_S; compute losses outside merged()")
             return F.linear(x, self.weight, self.bias)
         h = F.linear(x, self.Vh)                               # [..., r]
+        if self.residual:     # the original layer plus the offset's part, which is exactly 0 at delta = 0
+            h = (h.float() * self.effective_delta()).to(x.dtype)
+            return F.linear(x, self.base_weight, self.bias) + F.linear(h, self.U)
         # scale each singular direction in fp32, round once (a bf16 S + delta would lose |delta| ~ 1e-3)
         h = (h.float() * (self.S.float() + self.effective_delta())).to(x.dtype)
         return F.linear(h, self.U, self.bias)                  # [..., d_out]
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, r={self.rank}, route={self.delta_S_hack is not None}"
+        return (f"in={self.in_features}, out={self.out_features}, r={self.rank}, route={self.delta_S_hack is not None}, "
+                f"residual={self.residual}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +241,7 @@ def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path | None)
 
 
 def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = None,
-               route: bool = False, write_cache: bool = True) -> dict[str, SVDLinear]:
+               route: bool = False, write_cache: bool = True, residual: bool = False) -> dict[str, SVDLinear]:
     """Replace every target nn.Linear by an SVDLinear and freeze everything but the deltas.
 
     SVD factors are read from / written to <cache_dir or ARTIFACTS_DIR/svd>/<model_hash>.safetensors
@@ -240,7 +264,7 @@ def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = 
     adapters: dict[str, SVDLinear] = {}
     for name, lin in linears.items():
         U, S, Vh = factors[name]
-        mod = SVDLinear(lin, U, S, Vh, route=route)
+        mod = SVDLinear(lin, U, S, Vh, route=route, residual=residual)
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, mod)
@@ -331,10 +355,14 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     meta = {"format": ADAPTER_FORMAT, "model_hash": model_hash(model),
-            "basis_hash": getattr(model, "_rh_basis_hash", "")}
+            "basis_hash": getattr(model, "_rh_basis_hash", ""), "form": _form(model)}
     save_file(adapter_state(model), str(tmp), metadata=meta)
     os.replace(tmp, path)
     return path
+
+
+def _form(model: nn.Module) -> str:
+    return "residual" if any(m.residual for m in get_adapters(model).values()) else "product"
 
 
 def load_adapter(model: nn.Module, path: str | Path) -> None:
@@ -347,6 +375,9 @@ def load_adapter(model: nn.Module, path: str | Path) -> None:
     if meta.get("model_hash") != model_hash(model):
         raise ValueError(f"{path}: adapter was saved for base model {meta.get('model_hash')}, "
                          f"this model is {model_hash(model)}")
+    if meta.get("form", "product") != _form(model):    # files from before the residual form are product-form
+        raise ValueError(f"{path}: adapter was trained in the {meta.get('form', 'product')} form, "
+                         f"this model is wrapped in the {_form(model)} form")
     tensors = load_file(str(path))
     expected = adapter_state(model)
     if set(tensors) != set(expected):

@@ -491,7 +491,9 @@ def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
                 extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state,
                 # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
-                **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}))
+                **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}),
+                # the pair gradients are taken on the residual form's exact base (product: as V files always were)
+                **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}))
 
 
 _DIFFS_MEMO: dict[tuple, dict[str, torch.Tensor]] = {}   # in-process: real, shuffled and the validation
@@ -586,7 +588,8 @@ def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = Tr
     from method.adapter import model_hash, wrap_model
 
     model, tok = load_policy(config, verbose=progress)
-    adapters = wrap_model(model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd")
+    adapters = wrap_model(model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
+                          residual=config.adapter_form == "residual")
     ctx = ArmContext(config=config, model=model, tokenizer=tok, adapters=adapters, artifacts_dir=ARTIFACTS_DIR,
                      model_hash=model_hash(model))
     out = {}

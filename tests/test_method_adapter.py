@@ -314,3 +314,45 @@ def test_bf16_merged_weight_is_the_fp32_product_rounded_once():
     m.sync_merged()
     expect = ((m.U.float() * (m.S + m.delta_S.detach())) @ m.Vh.float()).to(torch.bfloat16)
     assert m.weight.dtype == torch.bfloat16 and torch.equal(m.weight, expect)
+
+
+def test_residual_form_is_the_original_model_bit_for_bit_in_bf16_and_trains_the_same_gradient(tmp_path):
+    base = tiny_model(dtype=torch.bfloat16)
+    res, prod = copy.deepcopy(base), copy.deepcopy(base)
+    ad_res = A.wrap_model(res, TARGETS, cache_dir=tmp_path, residual=True)
+    A.wrap_model(prod, TARGETS, cache_dir=tmp_path)
+    assert torch.equal(logits(res), logits(base))                      # factored forward at delta = 0
+    with A.merged(res):
+        assert torch.equal(logits(res), logits(base))                  # merged weights at delta = 0
+    assert not torch.equal(logits(prod), logits(base))                 # the product form is a reconstruction
+    orig = {n: m.weight for n, m in A._target_linears(tiny_model(dtype=torch.bfloat16), TARGETS).items()}
+    with A.merged(res):
+        assert all(torch.equal(m.weight, orig[n]) for n, m in ad_res.items())
+    # the same delta moves both forms alike, and the gradient has the same formula: fp32, they agree to rounding
+    b32 = tiny_model()
+    r32, p32 = copy.deepcopy(b32), copy.deepcopy(b32)
+    A.wrap_model(r32, TARGETS, cache_dir=tmp_path / "32", residual=True)
+    A.wrap_model(p32, TARGETS, cache_dir=tmp_path / "32")
+    for m in (r32, p32):
+        randomize_deltas(m)
+    torch.testing.assert_close(logits(r32), logits(p32), rtol=1e-4, atol=1e-4)
+    with A.merged(r32):
+        torch.testing.assert_close(logits(r32), logits(p32), rtol=1e-4, atol=1e-4)
+    for m in (r32, p32):
+        m.train()
+        m(IDS).logits.float().pow(2).mean().backward()
+    g_r = torch.cat([a.delta_S.grad for _, a in sorted(A.get_adapters(r32).items())])
+    g_p = torch.cat([a.delta_S.grad for _, a in sorted(A.get_adapters(p32).items())])
+    torch.testing.assert_close(g_r, g_p, rtol=1e-3, atol=1e-6)
+    with A.adapter_disabled(r32):                                      # the KL reference: the exact base
+        assert torch.equal(logits(r32), logits(b32))
+
+
+def test_an_adapter_file_loads_only_into_its_own_form(tmp_path):
+    base = tiny_model()
+    res, prod = copy.deepcopy(base), copy.deepcopy(base)
+    A.wrap_model(res, TARGETS, cache_dir=tmp_path, residual=True)
+    A.wrap_model(prod, TARGETS, cache_dir=tmp_path)
+    path = A.save_adapter(res, tmp_path / "a.safetensors")
+    with pytest.raises(ValueError, match="trained in the residual form, this model is wrapped in the product form"):
+        A.load_adapter(prod, path)

@@ -14,7 +14,9 @@ Phases, each printed and written to the JSON as it finishes (a timeout still lea
     reconstruction  the wrapped policy at delta_S = 0 vs the original: max weight error, logit KL
     steps           N loop steps, every student rollout forced to max_new tokens; the last one also runs the
                     teacher-split diagnostic backward (`teacher_split_every`), timed apart
-    eval_batch      one held-out evaluation batch at the evaluation settings, forced to eval_max_new_tokens
+    eval_batch      one held-out evaluation batch at the evaluation settings, forced to --eval-new tokens (256 on
+                    a GPU: on one H200 a 32-row batch decodes ~54 ms per token, so the full 1,536 would take ~85 s
+                    of a short window); the projection scales it per token to eval_max_new_tokens
     projection      a `full` run and the main matrix from the parts above (worst case: every rollout full length)
 
     python -m harness.checks.gpu_check [--cpu] [--steps N] [--out FILE]
@@ -184,6 +186,7 @@ def check_reconstruction(run, original, device: torch.device, prompt: list[int])
     def kl(lq):     # KL(original || wrapped) per position, nats
         return (ref.exp() * (ref - lq)).sum(-1)
     return {"weights": "random init (not Qwen3-4B's trained weights)", "tokens": len(prompt),
+            "adapter_form": run.config.adapter_form,
             "max_weight_err_merged": err,
             "kl_factored_mean": kl(fac).mean().item(), "kl_factored_max": kl(fac).max().item(),
             "kl_merged_mean": kl(den).mean().item(), "kl_merged_max": kl(den).max().item()}
@@ -225,7 +228,7 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
         teacher_split_every=steps,          # the last step also runs the teacher-split diagnostic backward
         eval_max_new_tokens=eval_new))
     report.data["config"] = {k: getattr(cfg, k) for k in (
-        "preset", "arm", "problem_set", "dtype", "grad_checkpointing", "prompts_per_step", "group_size",
+        "preset", "arm", "problem_set", "dtype", "adapter_form", "grad_checkpointing", "prompts_per_step", "group_size",
         "max_new_tokens", "max_prompt_tokens", "steps", "eval_samples", "eval_max_new_tokens", "eval_top_p",
         "eval_top_k", "eval_temperature", "teacher_split_every", "allow_weak_v")}
     report.data["config"].update(G_s=cfg.student_per_group, G_t=cfg.teacher_per_group,
@@ -237,7 +240,7 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
     def svd():
         m, _ = load_policy(cfg, device=device, verbose=False)
         out = check_svd(m, cfg.target_modules, device)
-        box["original"] = m                 # kept for the reconstruction phase (unwrapped, bf16)
+        box["original"] = m     # kept for the reconstruction phase (unwrapped, bf16): setup's peak includes it
         return out
     report.phase("svd", svd)
 
@@ -337,7 +340,9 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
         (0 if full.eval_every and full.steps % full.eval_every == 0 else 1)
     eb = d["eval_batch"]
     n_gen_eval = LEETCODE_TEST_PROBLEMS * full.eval_samples
-    t_eval = math.ceil(n_gen_eval / eb["rows"]) * (eb["s_generate"] + eb["s_grade"])
+    # decode time grows ~linearly in tokens at these lengths (per-token latency; attention over <2k positions)
+    t_batch = eb["s_generate"] * full.eval_max_new_tokens / eb["new_tokens"] + eb["s_grade"]
+    t_eval = math.ceil(n_gen_eval / eb["rows"]) * t_batch
     setup = d["setup"]["s"]
     run_s = setup + full.steps * t_plain + n_split * t_split_extra + n_evals * t_eval
     lengths = sorted(len(run.encoder(p)) for p in run.train_problems)
@@ -346,6 +351,7 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
         "basis": "worst case: every training and evaluation rollout at its full length; random weights; the check's "
                  "own prompt lengths (mini problems under the stand-in tokenizer, not LeetCode under Qwen's)",
         "s_per_step": t_plain, "s_teacher_split_extra": t_split_extra, "teacher_split_steps": n_split,
+        "s_per_eval_batch": t_batch, "eval_batch_scaled_from_tokens": eb["new_tokens"],
         "s_per_full_eval": t_eval, "full_eval_generations": n_gen_eval, "evals_per_run": n_evals,
         "s_setup": setup, "s_per_full_run": run_s, "h_per_full_run": run_s / 3600,
         "main_matrix_runs": len(PREREGISTERED_ARMS) * len(PREREGISTERED_SEEDS),
@@ -397,19 +403,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--max-new", type=int, default=None, help="training rollouts; default 1024 (GPU), 128 (--cpu)")
     ap.add_argument("--eval-new", type=int, default=None,
-                    help="evaluation rollouts; default the full preset's eval_max_new_tokens (GPU), 128 (--cpu)")
+                    help="evaluation batch's forced length; default 256 (GPU), 128 (--cpu); projected per token "
+                         "to the full preset's eval_max_new_tokens")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default artifacts/gpu_check[-cpu].json)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")        # an offline machine: never wait on the hub
     if not args.cpu and not torch.cuda.is_available():
         print("gpu-check: no CUDA device here; `make gpu-check-cpu` runs the same code on CPU", file=sys.stderr)
         return 2
-    from harness.config import resolve_config
     from harness.paths import ARTIFACTS_DIR
 
     out_path = args.out or ARTIFACTS_DIR / f"gpu_check{'-cpu' if args.cpu else ''}.json"
     max_new = args.max_new or (128 if args.cpu else 1024)
-    eval_new = args.eval_new or (128 if args.cpu else resolve_config("full", "erase", 41).eval_max_new_tokens)
+    eval_new = args.eval_new or (128 if args.cpu else 256)
     report = Report(out_path)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     import harness.models.substrate as S

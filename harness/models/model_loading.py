@@ -153,6 +153,9 @@ def estimate_memory(config: TrainConfig, prompt_tokens: int | None = None) -> di
     est = {
         "weights_factored": (factored + sum(o * i for o, i in unwrapped.values()) * L + emb) * b / gib,
         "weights_dense_merged": sum(o * i for o, i in wrapped.values()) * L * b / gib,
+        # residual form: the original W kept beside the merged copy
+        "weights_dense_original": (sum(o * i for o, i in wrapped.values()) * L * b / gib
+                                   if config.adapter_form == "residual" else 0.0),
         "trainable_and_adam": r_sum * 4 * 4 / gib,             # delta_S, grad, exp_avg, exp_avg_sq in fp32
         "kv_cache_generation": 2 * L * hkv * hd * T * Bgen * b / gib,
         # checkpointed: one [B, T, d] per layer saved + one layer's internals during recompute

@@ -220,7 +220,8 @@ class _Run:
         self.device = next(self.model.parameters()).device
         self.arm = build_arm(config)
         self.adapters = wrap_model(self.model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                                   route=bool(getattr(self.arm, "uses_route", False)), write_cache=svd_cache)
+                                   route=bool(getattr(self.arm, "uses_route", False)), write_cache=svd_cache,
+                                   residual=config.adapter_form == "residual")
         self.model_hash = model_hash(self.model)
         self.arm.setup(ArmContext(config=config, model=self.model, tokenizer=self.tok, adapters=self.adapters,
                                   artifacts_dir=ARTIFACTS_DIR, model_hash=self.model_hash))
