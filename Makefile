@@ -10,13 +10,14 @@ SEEDS ?= 41,42,43
 PYTEST_WORKERS ?= 2
 JOBS ?= 2
 DESIGN ?= main
+SETUP ?= lock
 
 .PHONY: setup lock data base-image-offline image wheelhouse artifacts sweep falsify report \
         reproduce reproduce-mini reproduce-mini-extended reproduce-smoke reproduce-cpu test test-all test-docker \
         bench-grader bench-method gpu-check gpu-check-cpu doctor clean
 
-setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root)
-	VENV=$(VENV) bash scripts/setup.sh
+setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root); SETUP=existing VENV=DIR accepts an environment as it is
+	VENV=$(VENV) SETUP=$(SETUP) bash scripts/setup.sh
 
 lock:  ## regenerate requirements/{cpu,cuda}.lock (exact versions + sha256) from pyproject.toml
 	test -x $(VENV)/bin/uv || $(PYTHON) -m pip install -q uv
@@ -68,11 +69,10 @@ reproduce-mini-extended:  ## reproduce-mini, then the ablation and leave-one-mod
 	$(MAKE) sweep PRESET=mini DESIGN=lomo
 	$(MAKE) report PRESET=mini
 
-reproduce:  ## one GPU machine with Docker: the same with preset full
-	$(MAKE) setup data
-	$(MAKE) artifacts PRESET=full
-	$(MAKE) image
-	$(MAKE) sweep falsify report PRESET=full
+# Offline-capable: SETUP=existing VENV=<the machine's environment> uses what is installed; without Docker (or a
+# registry for the base image) the image step fails and the process grader (bubblewrap) grades, as on CPU.
+reproduce:  ## one GPU machine: the same with preset full (PRESET=full_rt: the benchmark's run_tests-only loophole)
+	$(MAKE) reproduce-cpu PRESET=$(if $(filter full full_rt,$(PRESET)),$(PRESET),full)
 
 test:  ## the README's test command
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q

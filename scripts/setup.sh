@@ -5,6 +5,9 @@
 #   LOCK=auto|cpu|cuda  auto: cuda.lock where nvidia-smi sees a GPU; else cpu.lock, falling back to cuda.lock
 #                       when no source of torch's +cpu wheel answers (PyPI alone serves only the CUDA build)
 #   TORCH_CPU_INDEX     where pip looks for the +cpu wheel (default: the PyTorch CPU index)
+#   SETUP=existing      accept the environment at $VENV as it is (e.g. a GPU machine's own CUDA torch, offline):
+#                       no venv is created and no lock installed; its packages are checked against pyproject.toml's
+#                       floors and the project is installed into it (editable, no dependencies, no network)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -22,6 +25,36 @@ apt_install() {  # root only; quiet unless it fails
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>/tmp/rh-setup-apt.log 2>&1; } || {
         tail -n 15 /tmp/rh-setup-apt.log >&2; die "apt-get install $* failed (log above)"; }
 }
+
+if [ "${SETUP:-lock}" = existing ]; then
+    PY="$VENV/bin/python"
+    [ -x "$PY" ] || die "SETUP=existing: no interpreter at $PY (point VENV at the environment's root)"
+    "$PY" - <<'PYCHECK' || die "SETUP=existing: $PY lacks what the project needs (above)"
+import importlib, importlib.metadata as md, sys
+need = {"torch": None, "transformers": (5, 0), "safetensors": None, "tokenizers": None, "click": (8, 1),
+        "rich": None, "matplotlib": None}
+bad = []
+for name, floor in need.items():
+    try:
+        mod = importlib.import_module(name)
+    except Exception as e:
+        bad.append(f"{name}: {type(e).__name__}: {e}")
+        continue
+    v = md.version(name)
+    ver = tuple(int(x) for x in v.split("+")[0].split(".")[:2] if x.isdigit())
+    if floor and ver < floor:
+        bad.append(f"{name} {v} < {'.'.join(map(str, floor))}")
+if sys.version_info < (3, 10):
+    bad.append(f"python {sys.version.split()[0]} < 3.10")
+for b in bad:
+    print(f"[setup]   {b}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PYCHECK
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation --no-index -e . \
+        >/tmp/rh-setup-pip.log 2>&1 || { tail -n 20 /tmp/rh-setup-pip.log >&2; die "pip install -e . failed (log above)"; }
+    say "SETUP=existing: accepted $VENV as it is ($("$PY" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")')); the project is installed into it"
+    exit 0
+fi
 
 # 1. an interpreter that can make a venv -----------------------------------------------------------------
 command -v "$PYTHON" >/dev/null || {
