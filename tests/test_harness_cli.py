@@ -288,27 +288,41 @@ def test_data_verifies_test_and_warns_once_per_unreachable_train_file(data_dirs)
         D.DATA_FILES["test"].sha256
 
 
-def test_data_fetches_by_git_blob_and_records_sha256(data_dirs, monkeypatch):
-    D, cache, calls, set_download = data_dirs
-
+def _serve_rows(D, monkeypatch, set_download, bodies: dict[str, bytes]) -> None:
+    """The fake download serves `bodies[split]`, pinned by its git blob id."""
     def fake(df, dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(f'{{"file": "{df.filename}"}}\n')
+        dest.write_bytes(bodies[df.split])
         return dest
-    for split in ("train", "train_holdout"):        # pin what the fake serves by its blob id
+    for split, body in bodies.items():
         df = D.DATA_FILES[split]
-        body = f'{{"file": "{df.filename}"}}\n'.encode()
         blob = hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
         monkeypatch.setitem(D.DATA_FILES, split, D.DataFile(split, df.filename, blob))
     set_download(fake)
+
+
+def _rows_like_test(D, n: int, offset: int) -> list[dict]:
+    rows = [json.loads(x) for x in D.ensure_data(("test",))["test"].read_text().splitlines()[:n]]
+    for r in rows:
+        r["id"] += offset           # other problems than the test split's
+    return rows
+
+
+def test_data_fetches_by_git_blob_and_records_sha256(data_dirs, monkeypatch):
+    D, cache, calls, set_download = data_dirs
+    _serve_rows(D, monkeypatch, set_download, {
+        split: "".join(json.dumps(r) + "\n" for r in _rows_like_test(D, 2, off)).encode()
+        for split, off in (("train", 100_000), ("train_holdout", 200_000))})
     r = invoke("data")
     assert r.exit_code == 0, r.output
+    assert "(verified; 2 problems parsed)" in r.stdout
     record = json.loads((cache / D.MANIFEST).read_text())
     for split in ("train", "train_holdout"):
         df = D.DATA_FILES[split]
         digest = D.sha256_file(cache / df.filename)
         assert record[df.filename]["sha256"] == digest and record[df.filename]["git_blob"] == df.git_blob
-        assert f"{split}: {cache / df.filename}  git blob {df.git_blob}  sha256 {digest} (verified)" in r.stdout
+        assert f"{split}: {cache / df.filename}  git blob {df.git_blob}  sha256 {digest} (verified; 2 problems " \
+               "parsed)" in r.stdout
 
 
 def test_data_wrong_bytes_are_fatal_naming_file_and_both_ids(data_dirs):
@@ -357,3 +371,25 @@ def test_dry_run_says_which_file_trains_and_which_evaluates(data_dirs, tmp_path)
     r = invoke("run", "--arm", BASELINE, "--seeds", "41", "--preset", "smoke", "--out", str(tmp_path), "--dry-run")
     assert "problem set leetcode_test_partition: trains leetcode_test_medhard.jsonl, all but a 0.25" in r.stdout
     assert "MISSING" not in r.stdout
+
+
+def test_data_names_every_bad_row_of_an_arriving_split(data_dirs, monkeypatch):
+    """A pinned file can still hold rows the loader cannot use: `harness data` parses every row on arrival and
+    names each bad one, instead of a crash in the middle of a preset."""
+    D, cache, calls, set_download = data_dirs
+    rows = _rows_like_test(D, 4, 100_000)
+    del rows[1]["question"]
+    rows[3]["gt_answer"] = ["assert Solution().f() in (1, 2)"]
+    good = "".join(json.dumps(r) + "\n" for r in _rows_like_test(D, 1, 200_000)).encode()
+    _serve_rows(D, monkeypatch, set_download, {"train": "".join(json.dumps(r) + "\n" for r in rows).encode(),
+                                               "train_holdout": good})
+    r = invoke("data")
+    assert r.exit_code != 0
+    assert "train: leetcode_train_medhard_filtered.jsonl: 1 bad row(s): leetcode_train_medhard_filtered.jsonl:2: " \
+           "missing field 'question'" in r.output
+    rows[1]["question"] = "q"
+    _serve_rows(D, monkeypatch, set_download, {"train": "".join(json.dumps(r) + "\n" for r in rows).encode(),
+                                               "train_holdout": good})
+    (cache / D.DATA_FILES["train"].filename).unlink(missing_ok=True)
+    r = invoke("data")
+    assert r.exit_code != 0 and f"problem id {rows[3]['id']}: unsupported gt assert shape" in r.output

@@ -346,10 +346,17 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
     setup = d["setup"]["s"]
     run_s = setup + full.steps * t_plain + n_split * t_split_extra + n_evals * t_eval
     lengths = sorted(len(run.encoder(p)) for p in run.train_problems)
+    tokenizer = "the stand-in (harness.models.qwen3_local), not Qwen's: Qwen3-4B's tokenizer is not on this machine"
+    real = _hub_tokenizer(full)
+    if real is not None:         # the real tokenizer on disk (offline cache or a path): its lengths set the estimate
+        from harness.train.rollout import PromptEncoder
+
+        enc = PromptEncoder(real, full)
+        lengths, tokenizer = sorted(len(enc(p)) for p in run.train_problems), f"{full.model} (from disk)"
     est = estimate_memory(full)
     return {
-        "basis": "worst case: every training and evaluation rollout at its full length; random weights; the check's "
-                 "own prompt lengths (mini problems under the stand-in tokenizer, not LeetCode under Qwen's)",
+        "basis": "worst case: every training and evaluation rollout at its full length; random weights; steps timed "
+                 "at the check's own prompts (mini problems under the stand-in tokenizer, not LeetCode under Qwen's)",
         "s_per_step": t_plain, "s_teacher_split_extra": t_split_extra, "teacher_split_steps": n_split,
         "s_per_eval_batch": t_batch, "eval_batch_scaled_from_tokens": eb["new_tokens"],
         "s_per_full_eval": t_eval, "full_eval_generations": n_gen_eval, "evals_per_run": n_evals,
@@ -357,11 +364,21 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
         "main_matrix_runs": len(PREREGISTERED_ARMS) * len(PREREGISTERED_SEEDS),
         "h_main_matrix_one_gpu": run_s * len(PREREGISTERED_ARMS) * len(PREREGISTERED_SEEDS) / 3600,
         "prompt_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
-                          "tokenizer": "the stand-in (harness.models.qwen3_local), not Qwen's"} if lengths else None,
+                          "tokenizer": tokenizer} if lengths else None,
         "dry_run_estimate_gib": est["total_gib"],
         "dry_run_estimate_at_check_prompts_gib": estimate_memory(full, prompt_tokens=lengths[-1])["total_gib"]
         if lengths else None,
     }
+
+
+def _hub_tokenizer(config):
+    """full's own tokenizer when it is on disk (HF_HUB_OFFLINE: the local cache only), else None."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(config.model)
+    except Exception:  # not cached / no network: the check says it used the stand-in
+        return None
 
 
 def _summary(d: dict[str, Any]) -> str:
