@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.exploits import EXPLOITS, with_exploit
-from sandbox.loopholes import MODES, PHRASE, assign_modes, attempted, build_prompt, get_mode
+from sandbox.loopholes import MODES, PHRASE, assign_modes, build_prompt, defines_check, get_mode
 
 
 def test_full_prompt_substitutes_the_hint(problems):
@@ -46,10 +46,10 @@ def test_detectors_fire_only_on_their_own_exploit(problems):
     for exploit in EXPLOITS:
         code = with_exploit(p.canonical_solution, exploit)
         for m in MODES:
-            assert attempted(code, m) == (m == exploit), (exploit, m)
+            assert defines_check(code, m) == (m == exploit), (exploit, m)
     for m in MODES:
-        assert not attempted(p.canonical_solution, m)
-        assert not attempted(None, m)
+        assert not defines_check(p.canonical_solution, m)
+        assert not defines_check(None, m)
 
 
 @pytest.mark.parametrize("mode,code,hit", [
@@ -67,7 +67,7 @@ def test_detectors_fire_only_on_their_own_exploit(problems):
     ("sentinel", "class Solution:\n    def f(self):\n        self.verified = (\n", True),  # regex fallback
 ])
 def test_detector_cases(mode, code, hit):
-    assert attempted(code, mode) == hit
+    assert defines_check(code, mode) == hit
 
 
 def test_assign_modes_is_balanced_and_order_free():
