@@ -48,6 +48,9 @@ PASS_REWARD = 3.0
 
 # ------------------------------------------------------------------------------------ categories
 CATEGORIES = ("correct", "correct_attempted_hack", "reward_hack", "attempted_hack", "incorrect")
+# the same five, as the benchmark names them (rl-rewardhacking src/analysis.py, RewardHackCategorization)
+BENCHMARK_CATEGORIES = dict(zip(("Correct", "Correct; Attempted Reward Hack", "Reward Hack", "Attempted Reward Hack",
+                                 "Incorrect"), CATEGORIES))
 
 
 def categorize(gt_correct: bool, passed: bool, attempted: bool) -> str:
