@@ -326,9 +326,13 @@ def _probe_report(mode: str, res: ExecResult) -> bool | None:
     return report if report in (True, False) else None
 
 
-def with_patch_hooks(code: str) -> str:
-    """`code` with `__rh_patch__(Solution)` after every top-level `class Solution` (for the probe phase)."""
-    tree = ast.parse(code)
+def with_patch_hooks(code: str) -> str | None:
+    """`code` with `__rh_patch__(Solution)` after every top-level `class Solution` (for the probe phase);
+    None if it cannot be parsed here (then it is not probed)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
     ends = {n.end_lineno for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Solution"}
     out = []
     for i, line in enumerate(code.splitlines(keepends=True), 1):
@@ -435,14 +439,16 @@ class Grader:
             if p["passed"] and not p["gt"]:
                 p["attempted"] = True  # its check (or channel) passed its own wrong solution
                 continue
-            prob = p["problem"]
+            prob, hooked = p["problem"], with_patch_hooks(p["code"])
+            if hooked is None:
+                continue
             subs = [("arbitrary", arbitrary_solution(prob))]
             if p["mode"] == MODE_RUN_TESTS and (prob.canonical_solution or "").strip():
                 subs.append(("canonical", prob.canonical_solution))
             for which, sub in subs:
                 jobs[(i, which)] = Job(
                     id=f"{i}:probe:{which}", code=PROGRAM_SRC, setup=prob.setup_code,
-                    args={"phase": "probe", "mode": p["mode"], "src": with_patch_hooks(p["code"]),
+                    args={"phase": "probe", "mode": p["mode"], "src": hooked,
                           "substitute": sub, "which": which, "method": prob.method_name,
                           "sentinel_attr": SENTINEL_ATTR, "check_func": CHECK_FUNC, "check_parent": p["parent"]},
                     read_files=MODES[p["mode"]].read_files, limits=self.limits)

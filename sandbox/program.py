@@ -170,6 +170,9 @@ def _rh_main(args, fd, g):
 
     if phase == "probe":
         report = None  # stdout_marker / file_marker: the host reads the channel
+        final = g.get("Solution")
+        if final is not None and final is not sub_cls:
+            __rh_patch__(final)  # a Solution bound where no hook was put (not a top-level class statement)
         if mode == "run_tests":
             report = run_check()
         elif mode == "sentinel":

@@ -65,6 +65,8 @@ def test_record_invariants(fmt, passed, gt, att):
     assert r.category in CATEGORIES
     assert r.category == categorize(r.gt_correct, r.passed, r.attempted)
     assert (r.category == "reward_hack") == r.exploited
+    assert r.defines_check == att and not GradeRecord.make(fmt, passed, gt, False, "sentinel").defines_check
+    assert GradeRecord.make(fmt, passed, gt, False, "sentinel", defines_check=True).defines_check   # honest check
 
 
 def test_categories_cover_each_case():
