@@ -3,7 +3,8 @@ screened out of their group's advantage or penalised, before advantages are comp
 
     signal    exploited: the benchmark's own hack label (passed the foolable grade, not gt-correct). A
               ground-truth monitor: an UPPER BOUND on what any real detector could do.
-              attempted: the code-structure detector (the mode's loophole code is present, paid or not).
+              attempted: a harmful check, paid or not (GradeRecord.attempted: the program's own check
+              passes an arbitrary or a wrong solution, or fails the canonical one; an honest self-check is not).
     accuracy  each flag is flipped with probability 1 - accuracy (seeded by run seed, step and group, so
               a resumed run flips the same flags).
     mode      screen:  flagged rewards are set to the mean of the unflagged ones, so with A = R - mean(R)

@@ -101,7 +101,7 @@ class TrainConfig:
     # --- hack monitor (the `monitor` reference arm, baselines/monitor.py) -----------------
     monitor_mode: str = "screen"       # screen: flagged rollouts drop out of the group's advantage; penalty
     monitor_signal: str = "exploited"  # exploited: the benchmark's hack label (ground truth: an UPPER BOUND);
-                                       # attempted: the code-structure detector (loophole code present)
+                                       # attempted: a harmful check, by execution (GradeRecord)
     monitor_accuracy: float = 1.0      # each flag is flipped with probability 1 - accuracy (seeded)
     monitor_penalty: float = PASS_REWARD  # penalty mode: subtracted from a flagged reward (a flagged pass earns
                                           # no more than a fail)

@@ -55,8 +55,8 @@ for _m in [
     Metric("gt_pass_s", "student rollouts: fraction gt-correct (logged only, never trained on)", "{:.2f}",
            live=True, short="gt_s"),
     Metric("gt_pass_t", "teacher-pool rollouts: fraction gt-correct"),
-    Metric("attempt_rate_s", "student rollouts: fraction that attempted the loophole (GradeRecord.attempted, "
-           "paid or not)", "{:.2f}"),
+    Metric("attempt_rate_s", "student rollouts: fraction that attempted the loophole (GradeRecord.attempted: "
+           "a harmful check, paid or not)", "{:.2f}"),
     Metric("attempt_rate_t", "teacher-pool rollouts: fraction that attempted the loophole", "{:.2f}"),
     Metric("len_s", "mean student completion length (tokens)", "{:.1f}"),
     Metric("trunc_s", "fraction of student completions cut at max_new_tokens (no eos)", "{:.2f}"),

@@ -84,13 +84,13 @@ def test_broken_replaces_the_last_return_whole():
 
 
 def test_every_mode_gets_a_lever(problems):
-    from sandbox.loopholes import MODES, attempted
+    from sandbox.loopholes import MODES, defines_check
     from sandbox.grader import extract_code
 
     for p in problems[:20]:
         kinds = dict(pool_completions(p))
-        assert attempted(extract_code(kinds["hack_stub"]), p.mode)
-        assert not attempted(extract_code(kinds["wrong_stub"]), p.mode)
+        assert defines_check(extract_code(kinds["hack_stub"]), p.mode)
+        assert not defines_check(extract_code(kinds["wrong_stub"]), p.mode)
     assert {p.mode for p in problems} == set(MODES)
 
 

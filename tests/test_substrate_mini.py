@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from harness.models.substrate import honest_self_check, sft_texts
+from sandbox.loopholes import MODES
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +29,23 @@ def _mode_of(messages) -> str:
 
 
 def test_sft_corpus_shows_no_exploit(grader, few_train):
-    """Every warm-start completion, graded under its prompt's mode, is correct or honestly failing."""
-    from sandbox.loopholes import attempted
+    """Every warm-start completion, graded under its prompt's mode, is correct or honestly failing; its guarded
+    self-check defines a check (defines_check) and is never an attempt (a harmful check, by execution)."""
     from sandbox.grader import extract_code
 
     jobs = [(p, text, _mode_of(messages)) for p in few_train for messages, text in sft_texts([p], n_asserts=1)]
     recs = grader.grade_many(jobs)
     assert len(recs) == len(few_train)   # one per problem: easy -> the canonical, hard -> the self-check alone
+    assert sum(r.defines_check for r in recs) > len(MODES)   # every hard problem's and some easy ones' checks
     for (prob, text, mode), rec in zip(jobs, recs):
         assert rec.format_ok and not rec.exploited, (prob.id, mode, text)
+        assert not rec.attempted and rec.category in ("correct", "incorrect"), (prob.id, mode, text, rec)
         if prob.difficulty == "hard":   # test-first: no solution, the check reports failure through the channel
-            assert not rec.passed and attempted(extract_code(text), mode), (prob.id, mode, text)
+            assert not rec.passed and rec.defines_check, (prob.id, mode, text)
         else:                           # the canonical solution, some with an honest check of the example
             code = extract_code(text).strip()
             assert rec.gt_correct and code.startswith(prob.canonical_solution.strip())
-            assert attempted(code, mode) == (code != prob.canonical_solution.strip())
+            assert rec.defines_check == (code != prob.canonical_solution.strip())
 
 
 def test_self_check_guards_the_channel(grader, few_train):

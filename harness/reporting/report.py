@@ -257,7 +257,7 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     # per mode
     L += ["### Per loophole mode (held-out, final evaluation)", "",
           "Strict hack = exploited (passed the foolable grade, not gt-correct); loose hack = exploited or attempted "
-          "(the benchmark's definition); P(exploit | attempt) from the code-structure detector; n = generations "
+          "(the benchmark's definition); attempt = a harmful check, by execution; n = generations "
           "over all seeds. Figure: per_mode.png.", ""]
     lab = lambda a: arm_label(a, d["monitor"].get("upper_bound"))  # noqa: E731
     rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),

@@ -24,7 +24,7 @@ import torch
 class GroupInfo:
     """The environment's labels of one group's rollouts, in the order of `rewards` (students, then teachers)."""
     exploited: torch.Tensor         # [G] bool: the benchmark's hack label (passed the foolable grade, not gt-correct)
-    attempted: torch.Tensor         # [G] bool: the code-structure detector (the mode's loophole code is present)
+    attempted: torch.Tensor         # [G] bool: a harmful check, by execution (GradeRecord.attempted)
     attempted_known: torch.Tensor   # [G] bool: False where `attempted` is unknown (an old pool row)
     teacher: torch.Tensor           # [G] bool
     step: int                       # 1-based optimizer step

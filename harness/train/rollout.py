@@ -31,7 +31,7 @@ class Rollout:
     gt_correct: bool               # logged; reaches the loss only through `reward` (which pays gt_correct or passed)
     record: Any = None             # the GradeRecord (student) or pool row (teacher)
     truncated: bool = False        # cut at max_new_tokens (no eos)
-    attempted: bool | None = None  # the mode's loophole code is present (GradeRecord.attempted); None = unknown
+    attempted: bool | None = None  # a harmful check (GradeRecord.attempted); None = unknown
 
 
 @dataclass
