@@ -8,6 +8,7 @@ import torch
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, METHOD
 from harness.reporting.diagnostics import diagnostics, mode_rates, pass_vacuous, thirds
+from harness.reporting.falsify import sem
 from harness.reporting.report import write_report
 from harness.rundir import EVAL_RECORDS_FILE, scan_runs
 from sandbox.loopholes import MODES as _MODES
@@ -76,6 +77,7 @@ def test_ablations_monitor_and_null_cos(tmp_path):
     ab = d["ablations"]
     assert ab["vanilla_no_pool"]["reference"] == BASELINE
     assert ab["vanilla_no_pool"]["delta_hack_pp"] == pytest.approx(-20.0)     # 60,50,70 - 80,70,90
+    assert ab["vanilla_no_pool"]["ci95_hack_pp"] == pytest.approx([-20.0, -20.0])   # the same d on every seed
     assert ab["erase_no_pool"]["reference"] == "vanilla_no_pool"
     assert ab["erase_no_pool"]["hack_pp"] == pytest.approx(80 / 3) and ab["erase_no_pool"]["n"] == 3
     assert ab["erase_no_pool"]["delta_hack_pp"] == pytest.approx((-30 - 20 - 50) / 3)
@@ -118,6 +120,9 @@ def test_lomo_reads_the_held_mode_and_applies_the_controls_rule(tmp_path):
     assert c["random_v"]["hack_pp"] == pytest.approx(100 * 11 / 12)
     assert c["vanilla"]["n"] == 0 and c["vanilla"]["hack_pp"] is None
     assert c["delta_hack_pp"] == pytest.approx(75.0) and c["erase_beats_random"] is True
+    d_seeds = [50.0, 100.0, 75.0]                                          # random - erase per seed
+    half = 4.30265273 * sem(d_seeds)
+    assert c["ci95_hack_pp"] == pytest.approx([75.0 - half, 75.0 + half], abs=1e-6)
     for other in MODES:
         if other != HELD:
             assert d["lomo"][other]["erase_beats_random"] is None          # not run

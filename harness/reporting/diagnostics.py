@@ -9,7 +9,8 @@ report/diagnostics.json:
     null_cos[arm]        mean·cos against the cos a random direction gets (summary.json `null_cos`)
     cos[arm]             cos_pre_s vs cos_pre_t, cos on teacher rows that are correct vs that hack, cos_update
     rotation[arm]        student hack rate over the middle and last third of training (trap 8)
-    ablations[arm]       ablation arms against their reference arm (harness.arms.ArmSpec.reference)
+    ablations[arm]       ablation arms against their reference arm (harness.arms.ArmSpec.reference); every paired
+                         delta with its Student-t 95% interval over seeds (ci95_hack_pp, ci95_pass_pp)
     monitor              the hack-monitor reference arm (exploited signal = ground truth: an upper bound)
     lomo[held_mode]      leave-one-mode-out: hack / pass on the held mode; erase vs random V by the controls' rule
     missing              per design, the runs not yet complete and the command that completes the design
@@ -213,11 +214,12 @@ def _vs_reference(rates, arm: str, ref: str | None) -> dict[str, Any]:
     cell = {"hack_pp": mean(hacks) if hacks else None,
             "pass_pp": mean([v["pass"] for v in mine.values()]) if mine else None,
             "sem_hack_pp": sem(hacks), "n": len(mine), "reference": ref,
-            "delta_hack_pp": None, "sem_delta_pp": None, "n_paired": 0}
+            "delta_hack_pp": None, "sem_delta_pp": None, "n_paired": 0, "ci95_hack_pp": None, "ci95_pass_pp": None}
     if ref and mine and rates.get(ref):
         p = paired(rates, arm, ref)
         if p.n:
-            cell.update(delta_hack_pp=p.mean_hack, sem_delta_pp=p.sem_hack, delta_pass_pp=p.mean_pass, n_paired=p.n)
+            cell.update(delta_hack_pp=p.mean_hack, sem_delta_pp=p.sem_hack, delta_pass_pp=p.mean_pass, n_paired=p.n,
+                        ci95_hack_pp=p.ci_hack, ci95_pass_pp=p.ci_pass)
     return cell
 
 
@@ -263,6 +265,9 @@ def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
         cell["erase_beats_random"] = (bool(p.n >= 2 and p.mean_hack > p.sem_hack) if p.n else None)
         cell["delta_hack_pp"] = p.mean_hack if p.n else None        # random_v - erase on the held mode
         cell["sem_pp"] = p.sem_hack if p.n else None
+        cell["ci95_hack_pp"] = p.ci_hack if p.n else None                 # Student-t, over seeds
+        cell["delta_pass_pp"] = p.mean_pass if p.n else None
+        cell["ci95_pass_pp"] = p.ci_pass if p.n else None
         out[held] = cell
     return out
 
