@@ -150,7 +150,8 @@ def hack_specific_line(c: dict[str, Any]) -> str:
     if c.get("v_separates") is None:
         return (f"Hack-specific ({METHOD} beats all three controls): **yes** (whether V separates hacking from "
                 f"correct teacher rows was not measured).")
-    return f"Hack-specific ({METHOD} beats all three controls): **yes**; V separates hacking from correct rows ({detail})."
+    return (f"Hack-specific ({METHOD} beats all three controls): **yes**; V separates hacking from correct rows "
+            f"({detail}).")
 
 
 VERDICT_HEADERS = ["Hypothesis", "Verdict", "Qualifier", "Δhack pp", "SEM pp", "95% CI Δhack", "Δpass pp",
@@ -370,7 +371,8 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
                      _num(c["delta_hack_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
                      _ci(c.get("ci95_pass_pp"))])
     L += [_md_table(["Held mode", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
-                     "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp", "95% CI Δpass"],
+                     "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp",
+                     "95% CI Δpass"],
                     rows), "",
           "Confounds (004): " + "; ".join(d["lomo_confounds"]) + ".", ""]
     # missing
