@@ -189,6 +189,9 @@ class ReboundArm(Arm):
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:
         return self.measure.update_hook(update)
 
+    def summary(self) -> dict:
+        return self.measure.summary()
+
     def resolved(self) -> dict:
         """config.json: the layer used and its achieved depth (in the spec's band unless set explicitly)."""
         depth = depth_fraction(self.activation_layer, self.n_layers)

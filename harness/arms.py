@@ -40,6 +40,9 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in [
             "method.arm:build_erase", overrides={"teacher_frac": 0.0}, reference="vanilla_no_pool"),
     ArmSpec("erase_no_norm", "ablation", "erase without magnitude preservation (the spec's arm c)",
             "method.arm:build_erase", overrides={"proj_preserve_norm": False}, reference="erase"),
+    ArmSpec("erase_two_sided", "ablation", "erase removing all of V g whatever its sign (the same V): one-sided "
+            "erase steers gradient noise to the anti-hack side of V; this arm does not (issue 20)",
+            "method.arm:build_erase", overrides={"proj_one_sided": False}, reference="erase"),
     ArmSpec(MONITOR, "reference", "a hack monitor screens or penalises flagged rollouts (monitor_* config); "
             "monitor_signal=exploited is a ground-truth monitor, an upper bound", "baselines.monitor:build",
             reference="vanilla"),

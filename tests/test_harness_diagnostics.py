@@ -321,3 +321,23 @@ def test_report_says_not_run_for_a_missing_monitor(tmp_path):
     md = (out / "falsification.md").read_text()
     section = md[md.index("### Hack monitor"):md.index("### Leave one mode out")]
     assert "None" not in section and "not run" in section
+
+
+def test_matched_null_and_drift_reach_diagnostics_and_the_report(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "report"
+    disp = lambda x: {"mean_per_axis": x, "frac_of_norm": x / 4, "span_share": 0.5, "delta_s_norm": 4.0,  # noqa: E731
+                      "per_axis": [x], "n_modules": 2}
+    for seed, (cos, m, x) in zip((41, 42), [(0.3, 0.1, 1.0), (0.2, 0.05, 2.0)]):
+        make_run(root, METHOD, seed, 0.2, 0.1, mean_cos=cos, null_cos=0.1, null_cos_matched=m, v_displacement=disp(x))
+        make_run(root, BASELINE, seed, 0.5, 0.1, mean_cos=cos, null_cos=0.1)      # an old summary: no new keys
+    d = diagnostics(root, "smoke")
+    nc = d["null_cos"][METHOD]
+    assert nc["null_matched"] == pytest.approx(0.075) and nc["ratio_matched"] == pytest.approx((3.0 + 4.0) / 2)
+    assert d["null_cos"][BASELINE]["null_matched"] is None
+    assert d["v_displacement"][METHOD]["mean_per_axis"] == pytest.approx(1.5) and d["v_displacement"][METHOD]["n"] == 2
+    assert BASELINE not in d["v_displacement"]
+    write_report(root, out)
+    md = (out / "falsification.md").read_text()
+    assert "matched null" in md and "### Steering drift" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {METHOD} |") and "1.5000" in line)
+    assert "0.375" in row

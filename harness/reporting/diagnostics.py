@@ -6,7 +6,9 @@ report/diagnostics.json:
     substrate            preset, model, parameter count, data: what every number below is about
     per_mode[arm][mode]  held-out, final evaluation, one loophole mode (trap 5: a global pass band hides a
                          per-mode collapse; trap 7: P(exploit | attempt)): means over seeds, per_seed under it
-    null_cos[arm]        mean·cos against the cos a random direction gets (summary.json `null_cos`)
+    null_cos[arm]        mean·cos against the cos a random direction gets (summary.json `null_cos`), and against the
+                         matched null (`null_cos_matched`: the run's own gradients against fresh random V's)
+    v_displacement[arm]  steering drift: where the final delta_S stands along the real V (summary.json)
     cos[arm]             cos_pre_s vs cos_pre_t, cos on teacher rows that are correct vs that hack, cos_update
     rotation[arm]        student hack rate over the middle and last third of training (trap 8)
     ablations[arm]       ablation arms against their reference arm (harness.arms.ArmSpec.reference); every paired
@@ -164,7 +166,27 @@ def null_cos(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
         cell = {"mean_cos": mc, "null": null, "ratio": _mean_or_none(ratios), "n": len(rs)}
         if null is None:
             cell["missing"] = "summary.json has no null_cos (runs before the trustworthy-V change)"
+        # the matched null (issue 20): the step's own gradient against fresh random V's of the same (k, r)
+        matched = [finite(r.summary.get("null_cos_matched")) for r in rs]
+        cell["null_matched"] = _mean_or_none(matched)
+        cell["ratio_matched"] = _mean_or_none([finite(r.summary.get("mean_cos")) / m for r, m in zip(rs, matched)
+                                               if m and finite(r.summary.get("mean_cos")) is not None])
         out[arm] = cell
+    return out
+
+
+DRIFT_KEYS = ("mean_per_axis", "frac_of_norm", "span_share", "delta_s_norm")
+
+
+def drift(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
+    """Per arm, summary.json v_displacement (where the final delta_S stands along the real V; positive = anti-hack
+    side), mean over seeds; arms whose summaries lack it are left out."""
+    out = {}
+    for arm, rs in _by_arm(records).items():
+        have = [r.summary["v_displacement"] for r in rs if isinstance(r.summary.get("v_displacement"), dict)]
+        if have:
+            out[arm] = {k: _mean_or_none([finite(v.get(k)) for v in have]) for k in DRIFT_KEYS}
+            out[arm]["n"] = len(have)
     return out
 
 
@@ -314,7 +336,8 @@ def pass_vacuous(records: list[RunRecord], a: str, b: str) -> dict[str, Any]:
 def diagnostics(runs: str | Path, preset: str) -> dict[str, Any]:
     records = [r for r in scan_runs(runs) if r.preset == preset]
     return {"preset": preset, "substrate": substrate(records, preset), "per_mode": per_mode(records),
-            "null_cos": null_cos(records), "cos": cos_health(records), "rotation": rotation(records),
+            "null_cos": null_cos(records), "v_displacement": drift(records), "cos": cos_health(records),
+            "rotation": rotation(records),
             "ablations": ablations(records), "monitor": monitor(records), "lomo": lomo(runs, preset),
             "lomo_confounds": list(LOMO_CONFOUNDS), "missing": missing(runs, preset),
             "cos_window_steps": SUMMARY_WINDOW}

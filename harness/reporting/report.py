@@ -328,13 +328,29 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
           f"fractions over the last {d['cos_window_steps']} steps: student vs teacher half, teacher rows that are "
           "correct vs that hack (equal means V tracks the teacher distribution, not hack-ness), and the applied "
           "update (the Adam-moment leak). Figure: cos_curves.png.", ""]
-    heads = ["Arm", "mean·cos", "null", "ratio", *COS_KEYS[1:]]
+    heads = ["Arm", "mean·cos", "null", "ratio", "matched null", "ratio (matched)", *COS_KEYS[1:]]
     rows = []
     for arm in arm_order(set(d["cos"])):
         nc, cs = d["null_cos"].get(arm, {}), d["cos"][arm]
         rows.append([lab(arm), _num(nc.get("mean_cos"), 3), _num(nc.get("null"), 3) if nc.get("null") is not None
-                     else "missing", _num(nc.get("ratio")), *(_num(cs[k], 3) for k in COS_KEYS[1:])])
-    L += [_md_table(heads, rows) if rows else "_no complete runs_", ""]
+                     else "missing", _num(nc.get("ratio")), _num(nc.get("null_matched"), 3),
+                     _num(nc.get("ratio_matched")), *(_num(cs[k], 3) for k in COS_KEYS[1:])])
+    L += [_md_table(heads, rows) if rows else "_no complete runs_", "",
+          "The matched null is the hack-ward fraction of each step's own gradient against freshly drawn random V's of "
+          "the real V's shape; against a uniformly random V its expectation equals the isotropic null, so the two "
+          "differ only by sampling spread: neither says whether V is special among the directions the gradient "
+          "favours.", ""]
+    # steering drift
+    if d.get("v_displacement"):
+        L += ["### Steering drift (where δS ended along the real V)", "",
+              "Mean over modules and kept axes of V·δS at the end of training (positive = the anti-hack side), as a "
+              "fraction of ‖δS‖, and the share of ‖δS‖ inside span(V). One-sided erase pushes even pure gradient "
+              "noise to the anti-hack side (`python -m method.drift`); compare erase with erase_two_sided and the "
+              "controls.", ""]
+        rows = [[lab(arm), _num(c["mean_per_axis"], 4), _num(c["frac_of_norm"], 3), _num(c["span_share"], 3),
+                 _num(c["delta_s_norm"], 3), str(c["n"])]
+                for arm, c in ((a, d["v_displacement"][a]) for a in arm_order(set(d["v_displacement"])))]
+        L += [_md_table(["Arm", "V·δS per axis", "÷ ‖δS‖", "share in span V", "‖δS‖", "n"], rows), ""]
     # rotation
     L += ["### Rotation (training rollouts)", "",
           "Student hack rate over the middle and the last third of training: does an arm only delay hacking?", ""]

@@ -567,6 +567,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
         # compute time over all sessions of this run (resumes included) + this session's setup
         "wall_s": sum(r.get("t_step") or 0.0 for r in rows) + setup_s,
         "hashes": run.hashes,
+        **(run.arm.summary() or {}),   # e.g. v_displacement (issue 20)
     }
     write_summary(run_dir, summary)
     return read_summary(run_dir)
