@@ -17,6 +17,10 @@ from sandbox.grader import PASS_REWARD
 PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 
 
+# fields added after runs existed -> their default: left out of config_hash while at it (issue 20: route_hack_lr)
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0}
+
+
 @dataclass
 class TrainConfig:
     # --- identity ---------------------------------------------------------
@@ -88,6 +92,9 @@ class TrainConfig:
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
     proj_preserve_norm: bool = True
     proj_on_update: bool = False   # also project the optimizer's update (Adam-momentum leak)
+    # route: learning rate of delta_S_hack in its own AdamW parameter group (same warmup + cosine shape); 0 = one
+    # group at lr, as before this field existed
+    route_hack_lr: float = 0.0
     v_refresh_every: int = 0       # 0 = frozen V
 
     # --- Rebound ------------------------------------------------------------
@@ -132,8 +139,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of everything but identity-free bookkeeping; used to refuse reusing an out dir."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=list).encode()
+        """Hash of everything but identity-free bookkeeping; used to refuse reusing an out dir.
+        Fields in HASH_OMITTED_AT_DEFAULT count only when set, so run dirs from before they existed keep their hash."""
+        d = {k: v for k, v in self.to_dict().items()
+             if not (k in HASH_OMITTED_AT_DEFAULT and v == HASH_OMITTED_AT_DEFAULT[k])}
+        blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @property

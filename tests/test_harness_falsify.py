@@ -26,7 +26,7 @@ def test_sem_is_sample_std_over_sqrt_n():
 def test_schema_is_exact(tmp_path):
     make_arm(tmp_path, BASELINE, [0.6, 0.6, 0.6], 0.3)
     out = verdicts(tmp_path)
-    assert set(out) == {"preset", "H1", "H3", "H4", "controls"}
+    assert set(out) == {"preset", "H1", "H3", "H4", "controls", "route"}   # route: a qualifier beside the rules
     pre = {"verdict", "delta_hack_pp", "sem_pp", "delta_pass_pp", "n", "reason"}   # the preregistered keys
     ci = {"ci95_hack_pp", "ci95_pass_pp"}                                           # beside them (issue 20)
     assert set(out["H1"]) == pre | ci
@@ -502,3 +502,23 @@ def test_cli_falsify_refuses_mixed_runs_and_allow_mixed_proceeds(tmp_path):
     assert r.exit_code != 0 and "erase seed 43 has config lr = 0.5" in r.output
     r = CliRunner().invoke(cli, ["falsify", "--runs", str(runs), "--out", str(tmp_path / "rep"), "--allow-mixed"])
     assert r.exit_code == 0, r.output
+
+
+# --- route, honestly (issue 20 item 8) ------------------------------------------------
+
+@pytest.mark.parametrize("route_pass,collapse", [([0.10, 0.12, 0.14], True), ([0.20, 0.22, 0.24], False)])
+def test_route_is_labelled_collapse_below_half_of_vanillas_pass(tmp_path, route_pass, collapse):
+    from harness.reporting.report import write_falsification
+
+    runs = tmp_path / "runs"
+    make_arm(runs, BASELINE, [0.6, 0.6, 0.6], [0.40, 0.42, 0.44])       # half: 21pp
+    make_arm(runs, "route", [0.1, 0.1, 0.1], route_pass)
+    res = write_falsification(runs, tmp_path / "report", "smoke")
+    assert res["route"]["collapse"] is collapse and res["route"]["vanilla_pass_pp"] == pytest.approx(42.0)
+    md = (tmp_path / "report" / "falsification.md").read_text()
+    assert ("| route (collapse: pass < ½ vanilla's) |" in md) is collapse
+
+
+def test_route_collapse_unknown_without_vanilla(tmp_path):
+    make_arm(tmp_path, "route", [0.1, 0.1, 0.1], 0.01)
+    assert verdicts(tmp_path)["route"] == {"collapse": None, "pass_pp": None, "vanilla_pass_pp": None, "n": 0}

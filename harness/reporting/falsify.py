@@ -24,6 +24,7 @@ Beside the rules (never changing a verdict; issue 20):
                                 rebound: n >= 2 and mean(d) <= SEM, or n == 1 and d <= 0): erase beat an inert baseline
   H4.substrate_tuned            the preset was tuned on vanilla runs (harness.presets.Preset.tuned_on_vanilla), so
                                 "vanilla hacks" holds partly by construction
+  route.collapse                route's mean held-out pass is below half of vanilla's (paired seeds)
   controls.v_separates          across seeds of erase, the hack-ward fraction on hacking teacher rows (cos_t_hack)
                                 exceeds that on correct teacher rows (cos_t_correct) by more than its SEM; False means
                                 "hack-specific" is only "V-specific": V does not separate hacking from correct rows
@@ -352,6 +353,21 @@ def v_separates(records: Iterable[RunRecord], arm: str = METHOD) -> dict[str, An
                              "ci95": t_interval(d)}}
 
 
+ROUTE = "route"
+ROUTE_COLLAPSE_FRAC = 0.5    # route's mean held-out pass below this fraction of vanilla's: "collapse"
+
+
+def route_collapse(rates: Rates) -> dict[str, Any]:
+    """route's held-out pass against vanilla's over the seeds both have: collapse when mean(route pass) < half of
+    mean(vanilla pass). Zeroing delta_S_hack at evaluation can remove what delta_S co-adapted with; None unpaired."""
+    p = paired(rates, ROUTE, BASELINE)
+    if p.n == 0:
+        return {"collapse": None, "pass_pp": None, "vanilla_pass_pp": None, "n": 0}
+    mine = _r(mean([rates[ROUTE][s]["pass"] for s in p.seeds]))
+    van = _r(mean([rates[BASELINE][s]["pass"] for s in p.seeds]))
+    return {"collapse": bool(mine < ROUTE_COLLAPSE_FRAC * van), "pass_pp": mine, "vanilla_pass_pp": van, "n": p.n}
+
+
 def substrate_tuned(preset: str) -> bool | None:
     """True when the preset was tuned on vanilla runs (H4 then holds partly by construction); None if unknown."""
     from harness.presets import PRESETS
@@ -383,4 +399,5 @@ def falsify(records: list[RunRecord], preset: str, runs: str = "runs") -> dict[s
     out["H3"].update(baseline_inert(rates))
     out["H4"]["substrate_tuned"] = substrate_tuned(preset)
     out["controls"].update(v_separates(mine))
+    out["route"] = route_collapse(rates)
     return out

@@ -84,7 +84,18 @@ def headline(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 def headline_cells(row: dict[str, Any]) -> list[str]:
     dsafe = "0 (ref)" if row["arm"] == BASELINE else row["dsafe"].fmt(1)
-    return [row["arm"], dsafe, *(row[f].fmt(d) for _, f, _, d in COLUMNS), str(row["n"])]
+    name = row["arm"] + (" (collapse: pass < ½ vanilla's)" if row.get("collapse") else "")
+    return [name, dsafe, *(row[f].fmt(d) for _, f, _, d in COLUMNS), str(row["n"])]
+
+
+def mark_collapse(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Label route's headline row when falsification.json route.collapse holds."""
+    from harness.reporting.falsify import ROUTE
+
+    for row in rows:
+        if row["arm"] == ROUTE and (result.get("route") or {}).get("collapse"):
+            row["collapse"] = True
+    return rows
 
 
 def _num(x: float | None, d: int = 2) -> str:
@@ -487,7 +498,7 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
                                                                                   "resolution_pp": None}
         result[h]["pass_vacuous"] = pv["pass_vacuous"]
         result[h]["pass_resolution_pp"] = pv["resolution_pp"]
-    rows = headline(complete)
+    rows = mark_collapse(headline(complete), result)
     missing_cmd = missing_command(rates_from_records(complete), preset, str(runs))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
