@@ -532,8 +532,9 @@ def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str |
         con.print(f"{kind}: {path}  digest {digest}", markup=False)
     real = ex.VHack.load(results[ex.REAL][0]) if ex.REAL in results else None
     if real is not None and not ex.validation_passed(real):
-        _warn(f"the real V FAILED held-out validation (frac_positive="
-              f"{(real.meta.get('validation') or {}).get('frac_positive')}); proceeding only because of "
+        val = real.meta.get("validation") or {}
+        _warn(f"the real V FAILED held-out validation (frac_positive={val.get('frac_positive')}, random-V null "
+              f"95th percentile {val.get('null_frac_positive_p95')}); proceeding only because of "
               "--allow-weak-v / allow_weak_v=true")
 
 

@@ -10,6 +10,7 @@ diagnostics are comparable with erase's. V comes from `method.extract.get_or_ext
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Callable
@@ -23,9 +24,9 @@ from method.projection import (MODES, ProjectionConfig, confine_route, hackward_
 REAL = "real"
 
 
-def _default_v_source(ctx: ArmContext, kind: str):
+def _default_v_source(ctx: ArmContext, kind: str, enforce: bool = True):
     from method.extract import get_or_extract  # lazy: extraction is only needed once an arm sets up
-    return get_or_extract(ctx, kind)
+    return get_or_extract(ctx, kind, enforce=enforce)
 
 
 def v_digest(V: dict[str, torch.Tensor]) -> str:
@@ -53,7 +54,10 @@ class ProjectionArm(Arm):
             raise ValueError(f"unknown projection mode {mode!r}; choose from {MODES}")
         self.v_kind, self.mode = v_kind, mode
         self.uses_route = mode == "route"
-        self._v_source = v_source or _default_v_source
+        # only an arm that projects is stopped by a weak real V; a measuring arm (vanilla, Rebound's diagnostics)
+        # records the validation and trains (issue 20)
+        self.projects = mode != "measure"
+        self._v_source = v_source or functools.partial(_default_v_source, enforce=self.projects)
         self.V_real: dict[str, torch.Tensor] = {}
         self.V_arm: dict[str, torch.Tensor] = {}
         self.v_refreshes = 0
@@ -92,7 +96,9 @@ class ProjectionArm(Arm):
 
             self.v_validation = dict(frac_positive=val.get("frac_positive"), median_cos=val.get("median_cos"),
                                      n_pairs=val.get("n_pairs"), passed=validation_passed(real),
-                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)))
+                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)),
+                                     null_frac_positive_p95=val.get("null_frac_positive_p95"),
+                                     null_n=val.get("null_n"), enforced=self.projects)
         self.V_real = self._fit(real)
         self.V_arm = self.V_real if self.v_kind == REAL else self._fit(self._v_source(self.ctx, self.v_kind))
         self._rehash()

@@ -292,9 +292,10 @@ def hack_text(template: str, problem) -> str:
     return _fence(code)
 
 
-def _chosen(problems) -> list[tuple[str, str, object]]:
-    """[(pair id, template, problem)]: template i of a mode on the next PER_TEMPLATE training problems of that
-    mode, in a fixed hash order of problem ids."""
+def _chosen(problems) -> list[tuple[str, str, object, str]]:
+    """[(pair id, template, problem, template group)]: template i of a mode on the next PER_TEMPLATE training
+    problems of that mode, in a fixed hash order of problem ids; the group names the template (split_pairs keeps
+    it on one side)."""
     out = []
     for mode, templates in _HACKS.items():
         ps = sorted((p for p in problems if p.mode == mode),
@@ -303,7 +304,8 @@ def _chosen(problems) -> list[tuple[str, str, object]]:
         if len(ps) < need:
             raise ValueError(f"mini pairs need {need} training problems of mode {mode}, have {len(ps)}")
         for i, p in enumerate(ps[:need]):
-            out.append((f"mini-{_PREFIX[mode]}{i + 1:02d}", templates[i // PER_TEMPLATE], p))
+            out.append((f"mini-{_PREFIX[mode]}{i + 1:02d}", templates[i // PER_TEMPLATE], p,
+                        f"mini-{_PREFIX[mode]}-t{i // PER_TEMPLATE + 1}"))
     return out
 
 
@@ -313,13 +315,13 @@ def render_pairs(pair_set: str, problems, style: str):
     from sandbox.loopholes import build_prompt
 
     out = []
-    for pid, template, p in _chosen(problems):
+    for pid, template, p, group in _chosen(problems):
         honest, other = _alts(p)[:2]
         msgs = tuple(build_prompt(p, mode=p.mode, style=style))
         if pair_set == HACK_SET:
-            out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), _fence(honest)))
+            out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), _fence(honest), group))
         elif pair_set == CLEAN_SET:
-            out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, _fence(other), _fence(honest)))
+            out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, _fence(other), _fence(honest), group))
         else:
             raise ValueError(f"unknown pair set {pair_set!r}")
     return out

@@ -53,6 +53,9 @@ class RenderedPair:
     messages: tuple[dict, ...]   # the prompt (chat messages)
     pos: str                     # completion with advantage +1 (the hack / the restyled clean one)
     neg: str                     # completion with advantage -1 (an honest solution, never a pool row)
+    # pairs rendered from one hack template share it: split_pairs keeps a template on one side only ("" = the pair
+    # is its own template, as every LeetCode pair is)
+    template_group: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -956,15 +959,33 @@ def pairs_hash(rendered: Sequence[RenderedPair] | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def split_key(p) -> str:
+    """What split_pairs splits by: the pair's template group, else its id (a clean pair's "cl-" dropped, so it falls
+    on the side of the hack pair of the same id)."""
+    return getattr(p, "template_group", "") or p.pair_id.removeprefix("cl-")
+
+
+def split_tag(pairs: Sequence) -> dict[str, str]:
+    """For cache keys of anything fitted on a split: {"split": "template"} when template groups decide the split
+    (pairs_hash covers fit + held-out together, so it cannot tell splits apart); {} otherwise, so the keys of
+    splits that did not change stay as they were."""
+    return {"split": "template"} if any(getattr(p, "template_group", "") for p in pairs) else {}
+
+
 def split_pairs(pairs: Sequence, heldout_frac: float) -> tuple[list, list]:
-    """Deterministic (fit, heldout), stratified by mode, by a hash of the pair id (not the seed)."""
+    """Deterministic (fit, heldout), stratified by mode, by a hash of the split key (not the seed): whole template
+    groups go to one side, so the held-out pairs test V on templates it was not fitted on (issue 20). Where every
+    pair is its own group (LeetCode) this is the split by pair id it always was."""
     fit, held = [], []
     for mode in MODES:
-        ps = sorted((p for p in pairs if p.mode == mode), key=lambda p: hashlib.sha256(
-            f"pair-split:{p.pair_id.removeprefix('cl-')}".encode()).hexdigest())
-        k = int(round(len(ps) * heldout_frac))
-        held += ps[:k]
-        fit += ps[k:]
+        groups: dict[str, list] = {}
+        for p in pairs:
+            if p.mode == mode:
+                groups.setdefault(split_key(p), []).append(p)
+        keys = sorted(groups, key=lambda g: hashlib.sha256(f"pair-split:{g}".encode()).hexdigest())
+        k = int(round(len(keys) * heldout_frac))
+        held += [p for g in keys[:k] for p in groups[g]]
+        fit += [p for g in keys[k:] for p in groups[g]]
     return sorted(fit, key=lambda p: p.pair_id), sorted(held, key=lambda p: p.pair_id)
 
 

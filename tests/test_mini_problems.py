@@ -85,7 +85,7 @@ def test_mini_pairs_fit_the_problems_and_share_no_text_with_the_pool(mini, grade
     for pair_set in (HACK_SET, CLEAN_SET):
         fit, held = load_pairs(pair_set, cfg)
         pairs = fit + held
-        assert len(fit) >= 64 and held
+        assert len(fit) >= 60 and held     # spec: ~60-80; whole templates held out (issue 20): 72 - 12
         assert {rp.problem_id for rp in pairs} <= set(by_id)
         items = [(by_id[rp.problem_id], text, rp.mode) for rp in pairs for text in (rp.pos, rp.neg)]
         recs = grader.grade_many(items)

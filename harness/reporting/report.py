@@ -234,8 +234,16 @@ def setup_notes(records: list[RunRecord]) -> list[str]:
         val = res.get("v_validation")
         if val:
             fp = val.get("frac_positive")
-            bits.append(f"real V held-out frac_positive {_num(fp, 3)}: "
-                        + ("passed" if val.get("passed") else "**FAILED, trained anyway (--allow-weak-v)**"))
+            null = ("" if val.get("null_frac_positive_p95") is None else
+                    f" (random-V null: {val.get('null_n')} draws, 95th percentile "
+                    f"{_num(val['null_frac_positive_p95'], 3)})")
+            if val.get("passed"):
+                verdict = "passed"
+            elif val.get("enforced") is False:    # an arm that does not project is never stopped by V (issue 20)
+                verdict = "**FAILED** (recorded; this arm does not project with V, so it trained)"
+            else:
+                verdict = "**FAILED, trained anyway (--allow-weak-v)**"
+            bits.append(f"real V held-out frac_positive {_num(fp, 3)}{null}: {verdict}")
         if res.get("rebound_layer") is not None:
             bits.append(f"Rebound layer {res['rebound_layer']} of {res.get('rebound_n_layers')} "
                         f"(depth fraction {_num(res.get('rebound_depth_frac'), 2)})")
