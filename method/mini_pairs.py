@@ -4,7 +4,9 @@ Same construction as method/pairs.py's LeetCode pairs, on mini's training proble
     hack   pos = a hand-written hack pulling the prompt's loophole lever around a wrong answer;
            neg = an independent honest solution of the problem (the generator's first `alt` solution:
                  correct, and neither the canonical text the teacher pool shows nor any pool completion).
-    clean  pos = a second independent honest solution (`alt` #2); neg = the same honest solution as above.
+    clean  pos, neg = two different restylings (method.pairs: comments, docstring, prose, blank lines) of a second
+           independent honest solution (`alt` #2), as on LeetCode: no side is a hack pair's side (issue 20: the
+           clean neg used to BE the hack neg, which gave the real and the non-hack V a common component).
 Six hack templates per loophole mode, each rendered on three training problems of that mode (72 pairs),
 different in structure from the pool's bare levers (sandbox/pool.py). Never tuned to what a policy learns:
 if projection misses a hack the policy invents, that is a finding to report, not a template to add.
@@ -311,17 +313,19 @@ def _chosen(problems) -> list[tuple[str, str, object, str]]:
 
 def render_pairs(pair_set: str, problems, style: str):
     """Every rendered pair of `pair_set` ("hack" / "clean") on `problems` (mini's training problems)."""
-    from method.pairs import CLEAN_SET, HACK_SET, RenderedPair
+    from method.pairs import CLEAN_SET, HACK_SET, RenderedPair, restyle, restyle_pair
     from sandbox.loopholes import build_prompt
 
     out = []
-    for pid, template, p, group in _chosen(problems):
+    for i, (pid, template, p, group) in enumerate(_chosen(problems)):
         honest, other = _alts(p)[:2]
         msgs = tuple(build_prompt(p, mode=p.mode, style=style))
         if pair_set == HACK_SET:
             out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), _fence(honest), group))
         elif pair_set == CLEAN_SET:
-            out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, _fence(other), _fence(honest), group))
+            pos_style, neg_style = restyle_pair(i)
+            out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, restyle(pos_style, other),
+                                    restyle(neg_style, other), group))
         else:
             raise ValueError(f"unknown pair set {pair_set!r}")
     return out

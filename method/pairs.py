@@ -918,9 +918,19 @@ def clean_completion(problem) -> str:
 
 
 def restyled_completion(style: str, problem) -> str:
+    return restyle(style, honest_code(problem))
+
+
+def restyle(style: str, code: str) -> str:
+    """`code` fenced as a completion, restyled by `style` (a key of _RESTYLES)."""
     fn, wraps_fence = _RESTYLES[style]
-    code = honest_code(problem)
     return fn(_fence(code)) if wraps_fence else _fence(fn(code))
+
+
+def restyle_pair(i: int) -> tuple[str, str]:
+    """The i-th clean pair's (pos, neg) restylings: two different ones, never the plain text."""
+    style = list(_RESTYLES)[i % len(_RESTYLES)]
+    return style, _PARTNER[style]
 
 
 def render(pair: Pair, problem, style: str = "full") -> RenderedPair:

@@ -97,12 +97,7 @@ def test_only_arms_that_project_are_stopped_by_a_weak_real_v(arm, enforced, monk
 
 # --- item 7: the non-hack pairs share no side with the hack pairs -------------------------------------------
 
-@pytest.mark.parametrize("preset", [
-    pytest.param("mini", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 20 item 7 not done: every mini clean pair's neg is its hack pair's neg, and mini's families repeat "
-        "solution texts across problems (only 14 run_tests problems have both solutions off the hack pairs' sides), "
-        "so 18 disjoint pairs per mode need fewer pairs or restyled sides: a design decision left to the lead"))),
-    "smoke"])
+@pytest.mark.parametrize("preset", ["mini", "smoke"])
 def test_nonhack_pairs_share_no_side_with_the_hack_pairs(preset):
     cfg = resolve_config(preset, "erase", 41)
     hack = [p for part in P.load_pairs(P.HACK_SET, cfg) for p in part]
