@@ -437,7 +437,8 @@ def test_comparable_runs_pass_and_are_recorded(tmp_path):
 
     _matrix(tmp_path / "runs")
     # the arm's own overrides and how a run was executed are not differences
-    _with_config(make_run(tmp_path / "runs", "erase_no_norm", 41, 0.2, 0.3), proj_preserve_norm=False, grade_workers=1)
+    _with_config(make_run(tmp_path / "runs", "erase_no_norm", 41, 0.2, 0.3), proj_preserve_norm=False, grade_workers=1,
+                 allow_weak_v=True)
     res = write_falsification(tmp_path / "runs", tmp_path / "report", "smoke")
     assert res["comparable"] == {"ok": True, "allow_mixed": False, "problems": []}
 

@@ -25,8 +25,9 @@ from harness.rundir import CONFIG_FILE, RunError, RunRecord
 
 IDENTITY_FIELDS = ("preset", "arm", "seed")
 METADATA_KEYS = ("config_hash", "hashes", "resolved", "environment", "grader")
-# how a run was executed, not what it computed
-EXECUTION_FIELDS = ("sandbox", "grade_workers", "cpu_threads", "checkpoint_every", "log_every")
+# how a run was executed, not what it computed (allow_weak_v decides whether a run on a weak V starts at all; the V
+# it trained with is compared by hash, and the report lists every run that trained on a weak V)
+EXECUTION_FIELDS = ("sandbox", "grade_workers", "cpu_threads", "checkpoint_every", "log_every", "allow_weak_v")
 GLOBAL_HASHES = ("model", "data")
 ALLOW_MIXED_HINT = "pass --allow-mixed to compare them anyway (the report then says so)"
 
