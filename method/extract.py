@@ -104,7 +104,7 @@ def check_validation(vh: "VHack", config) -> dict[str, Any]:
     if not ok and not config.allow_weak_v:
         p95 = val.get("null_frac_positive_p95")
         null = ("" if p95 is None else
-                f" and the {NULL_PERCENTILE:g}th percentile of {val.get('null_n')} random V's ({p95})")
+                f" and the {NULL_PERCENTILE:g}th percentile of {val.get('null_n')} random V's ({p95:.3f})")
         raise WeakVError(
             f"the real V failed held-out validation (spec step 1c): frac_positive="
             f"{val.get('frac_positive', 'n/a (no held-out pairs)')} must exceed {MIN_FRAC_POSITIVE}{null} "
@@ -621,8 +621,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         if progress:
             v = vh.meta["validation"]
             print(f"[v_hack:{kind}] random-V null ({v['null_n']} draws, same modules and k_m, same held-out pairs): "
-                  f"frac_positive {NULL_PERCENTILE:g}th percentile {v['null_frac_positive_p95']}, mean "
-                  f"{v['null_frac_positive_mean']}; this V's {v['frac_positive']:.3f} exceeds "
+                  f"frac_positive {NULL_PERCENTILE:g}th percentile {v['null_frac_positive_p95']:.3f}, mean "
+                  f"{v['null_frac_positive_mean']:.3f}; this V's {v['frac_positive']:.3f} exceeds "
                   f"{v['null_percentile_of_v']:.0f}% of them", file=sys.stderr)
     vh.meta["null_hackward"] = null_hackward(vh.V)   # the chance level of cos_* against this V
     vh.save(path)                                    # saved even when weak: --allow-weak-v reuses it
