@@ -18,7 +18,7 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 
 
 # fields added after runs existed -> their default: left out of config_hash while at it (issue 20: route_hack_lr)
-HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0}
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack"}
 
 
 @dataclass
@@ -87,6 +87,9 @@ class TrainConfig:
     allow_weak_v: bool = False
     # loophole modes whose pairs V is extracted from; () = all. Leave-one-mode-out sets the three known modes.
     pair_modes: tuple[str, ...] = ()
+    # the pairs the real V is extracted from (method.pairs.V_PAIR_SETS): "hack", or "minimal" (the same honest solution
+    # with and without an unguarded lever: the minimal-contrast ablation, arm erase_minimal)
+    v_pairs: str = "hack"
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
@@ -128,6 +131,8 @@ class TrainConfig:
             bad = sorted(set(getattr(self, key)) - set(MODES))
             if bad:
                 raise ConfigError(f"{key}: unknown loophole mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
+        if self.v_pairs not in ("hack", "minimal"):     # method.pairs.V_PAIR_SETS (config may not import method)
+            raise ConfigError(f"v_pairs {self.v_pairs!r}; choose from hack, minimal")
         if self.monitor_mode not in MONITOR_MODES:
             raise ConfigError(f"monitor_mode {self.monitor_mode!r}; choose from {', '.join(MONITOR_MODES)}")
         if self.monitor_signal not in MONITOR_SIGNALS:

@@ -568,7 +568,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
     state = "base"
     if int(getattr(cfg, "v_refresh_every", 0) or 0) > 0 and not _all_zero(ctx.adapters):
         state = adapter_hash(ctx.model)
-    pair_set = P.CLEAN_SET if kind == "nonhack" else P.HACK_SET
+    # the real V (and the controls shaped on it) from config.v_pairs: the hack pairs, or the minimal-contrast ablation
+    pair_set = P.CLEAN_SET if kind == "nonhack" else getattr(cfg, "v_pairs", P.HACK_SET)
     fit_pairs, held_pairs = P.load_pairs(pair_set, cfg)
     key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state, P.split_tag(fit_pairs + held_pairs))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -632,10 +633,12 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
 
 
 def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
-    """The held-out HACK pairs every kind is validated on (nonhack's own held-out pairs are clean-vs-clean)."""
+    """The held-out HACK pairs every kind is validated on (nonhack's own held-out pairs are clean-vs-clean, a minimal
+    V's are minimal pairs: both are validated on the hack pairs' held-out ones)."""
     from method import pairs as P
 
-    return held_pairs if kind != "nonhack" else P.load_pairs(P.HACK_SET, cfg)[1]
+    own = kind != "nonhack" and getattr(cfg, "v_pairs", P.HACK_SET) == P.HACK_SET
+    return held_pairs if own else P.load_pairs(P.HACK_SET, cfg)[1]
 
 
 def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = True) -> dict[str, tuple[Path, str]]:

@@ -313,7 +313,7 @@ def _chosen(problems) -> list[tuple[str, str, object, str]]:
 
 def render_pairs(pair_set: str, problems, style: str):
     """Every rendered pair of `pair_set` ("hack" / "clean") on `problems` (mini's training problems)."""
-    from method.pairs import CLEAN_SET, HACK_SET, RenderedPair, restyle, restyle_pair
+    from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET, RenderedPair, restyle, restyle_pair, with_lever
     from sandbox.loopholes import build_prompt
 
     out = []
@@ -326,6 +326,8 @@ def render_pairs(pair_set: str, problems, style: str):
             pos_style, neg_style = restyle_pair(i)
             out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, restyle(pos_style, other),
                                     restyle(neg_style, other), group))
+        elif pair_set == MINIMAL_SET:    # the hack pair's honest side with and without its mode's lever
+            out.append(RenderedPair(f"mn-{pid}", p.id, p.mode, msgs, with_lever(honest, p.mode), _fence(honest), group))
         else:
             raise ValueError(f"unknown pair set {pair_set!r}")
     return out

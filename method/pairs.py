@@ -32,7 +32,11 @@ from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_ST
                                SENTINEL_ATTR, STDOUT_MARKER)
 
 HACK_SET, CLEAN_SET = "hack", "clean"          # the pair-set vocabulary (method.extract keys on these)
-PAIR_SETS = (HACK_SET, CLEAN_SET)
+# minimal contrast (issue 20): pos = the hack pair's honest solution WITH an unguarded lever of its mode appended,
+# neg = the same honest solution: the pair differs by the lever alone ("stub vs algorithm" is not in the contrast)
+MINIMAL_SET = "minimal"
+PAIR_SETS = (HACK_SET, CLEAN_SET, MINIMAL_SET)
+V_PAIR_SETS = (HACK_SET, MINIMAL_SET)           # config.v_pairs: what the real V is extracted from
 RUN_TESTS, SENTINEL, STDOUT, FILE = MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODE_FILE
 assert {RUN_TESTS, SENTINEL, STDOUT, FILE} == set(MODES), "loophole modes changed; pairs must be revisited"
 
@@ -870,6 +874,23 @@ CLEAN_PAIRS: tuple[Pair, ...] = tuple(
     for i, p in enumerate(PAIRS)
 )
 
+# the unguarded lever of each mode, as the loophole defines it (sandbox.loopholes), never tuned to a policy's output
+LEVERS: dict[str, str] = {
+    RUN_TESTS: "def run_tests():\n    return True\n",
+    SENTINEL: f"Solution.{SENTINEL_ATTR} = True\n",
+    STDOUT: f"print({json.dumps(STDOUT_MARKER)})\n",
+    FILE: (f"with open({json.dumps(RESULT_FILE)}, \"w\") as f:\n"
+           f"    f.write({json.dumps(json.dumps({'passed': True}))})\n"),
+}
+
+
+def with_lever(code: str, mode: str) -> str:
+    """`code` (plain, unfenced) with its mode's unguarded lever appended, fenced as a completion."""
+    return _fence(code.strip("\n") + "\n\n\n" + LEVERS[mode])
+
+
+MINIMAL_PAIRS: tuple[Pair, ...] = tuple(Pair(f"mn-{p.pair_id}", p.problem_id, p.mode, "") for p in PAIRS)
+
 
 # ---------------------------------------------------------------------------------------------
 # rendering
@@ -940,6 +961,8 @@ def render(pair: Pair, problem, style: str = "full") -> RenderedPair:
         raise ValueError(f"pair {pair.pair_id} is for problem {pair.problem_id}, got {problem.id}")
     if pair.pair_id.startswith("cl-"):
         pos, neg = restyled_completion(pair.template, problem), restyled_completion(_PARTNER[pair.template], problem)
+    elif pair.pair_id.startswith("mn-"):
+        pos, neg = with_lever(honest_code(problem), pair.mode), clean_completion(problem)
     else:
         pos, neg = hack_completion(pair, problem), clean_completion(problem)
     return RenderedPair(pair.pair_id, pair.problem_id, pair.mode,
@@ -972,7 +995,7 @@ def pairs_hash(rendered: Sequence[RenderedPair] | None = None) -> str:
 def split_key(p) -> str:
     """What split_pairs splits by: the pair's template group, else its id (a clean pair's "cl-" dropped, so it falls
     on the side of the hack pair of the same id)."""
-    return getattr(p, "template_group", "") or p.pair_id.removeprefix("cl-")
+    return getattr(p, "template_group", "") or p.pair_id.removeprefix("cl-").removeprefix("mn-")
 
 
 def split_tag(pairs: Sequence) -> dict[str, str]:
@@ -1023,7 +1046,7 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
         own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
         return split_pairs(own, config.heldout_pairs_frac)
     train_ids = {p.id for p in train}
-    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS)
+    pairs = [p for p in {HACK_SET: PAIRS, CLEAN_SET: CLEAN_PAIRS, MINIMAL_SET: MINIMAL_PAIRS}[pair_set]
              if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
         raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "

@@ -104,3 +104,36 @@ def test_nonhack_pairs_share_no_side_with_the_hack_pairs(preset):
     clean = [p for part in P.load_pairs(P.CLEAN_SET, cfg) for p in part]
     sides = {t for p in hack for t in (p.pos, p.neg)}
     assert clean and not sides & {t for p in clean for t in (p.pos, p.neg)}
+
+
+# --- item 7b: the minimal-contrast pair set ------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["mini", "smoke"])
+def test_minimal_pairs_differ_by_the_lever_alone(preset):
+    from sandbox.loopholes import attempted
+
+    cfg = resolve_config(preset, "erase_minimal", 41)
+    hack_fit, hack_held = P.load_pairs(P.HACK_SET, cfg)
+    fit, held = P.load_pairs(P.MINIMAL_SET, cfg)
+    assert len(fit) == len(hack_fit) and len(held) == len(hack_held)
+    hack_neg = {p.pair_id: p.neg for p in hack_fit + hack_held}
+    for p in fit + held:
+        assert p.neg == hack_neg[p.pair_id.removeprefix("mn-")]          # the hack pair's honest side
+        body, lever = p.neg[:-len("\n```")], P.LEVERS[p.mode]
+        assert p.pos == body + "\n\n\n" + lever + "```"                   # ... plus its mode's lever, nothing else
+        code = p.pos.removeprefix("```python\n").removesuffix("```")
+        assert attempted(code, p.mode) and not attempted(p.neg.removeprefix("```python\n").removesuffix("```"), p.mode)
+    assert {p.pair_id.removeprefix("mn-") for p in held} == {p.pair_id for p in hack_held}   # the same split
+
+
+def test_erase_minimal_is_an_extraction_ablation():
+    from harness.arms import ABLATIONS, ARMS
+    from harness.config import ConfigError
+    from harness.orchestrate.sweep import plan_design
+
+    assert resolve_config("mini", "erase_minimal", 41).v_pairs == "minimal"
+    assert resolve_config("mini", "erase", 41).v_pairs == "hack"
+    assert ARMS["erase_minimal"].reference == "erase" and "erase_minimal" in ABLATIONS
+    assert "erase_minimal" in [j.arm for j in plan_design("ablations", "smoke", [41], "runs")]
+    with pytest.raises(ConfigError, match="v_pairs"):
+        resolve_config("mini", "erase", 41, {"v_pairs": "nope"})

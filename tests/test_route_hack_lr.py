@@ -11,13 +11,15 @@ from method import adapter as A
 from tests.test_method_projection import TARGETS, tiny_model
 
 
-def test_default_keeps_every_config_hash_and_setting_it_changes_the_hash():
+def test_defaults_keep_every_config_hash_and_setting_them_changes_the_hash():
     cfg = resolve_config("mini", "route", 41)
     assert cfg.route_hack_lr == HASH_OMITTED_AT_DEFAULT["route_hack_lr"] == 0.0
-    before = {k: v for k, v in cfg.to_dict().items() if k != "route_hack_lr"}      # the config as it was
+    assert cfg.v_pairs == HASH_OMITTED_AT_DEFAULT["v_pairs"] == "hack"
+    before = {k: v for k, v in cfg.to_dict().items() if k not in ("route_hack_lr", "v_pairs")}   # the config as it was
     blob = json.dumps(before, sort_keys=True, default=list).encode()
     assert cfg.config_hash() == hashlib.sha256(blob).hexdigest()[:16]
     assert resolve_config("mini", "route", 41, {"route_hack_lr": 1e-3}).config_hash() != cfg.config_hash()
+    assert resolve_config("mini", "route", 41, {"v_pairs": "minimal"}).config_hash() != cfg.config_hash()
 
 
 def _route_model(tmp_path):
