@@ -487,8 +487,12 @@ def test_seeded_control_v_may_differ_by_seed_but_not_a_real_v(tmp_path):
                  hashes=dict(model="m", data="d", pool="p", v=f"r{seed}", v_real="v", v_kind="random"))
         make_run(tmp_path, "nonhack_v", seed, 0.5, 0.3,
                  hashes=dict(model="m", data="d", pool="p", v=f"n{seed}", v_real="v", v_kind="nonhack"))
+    # an arm whose own overrides change what V is extracted from may have another real V (not another model)
+    make_run(tmp_path, "erase_minimal", 41, 0.5, 0.3, hashes=dict(model="m", data="d", pool="p", v="w", v_real="w"))
     found = problems(scan_runs(tmp_path))
     assert found == ["nonhack_v seed 42 has hash v = 'n42', nonhack_v seed 41 has 'n41'"]
+    make_run(tmp_path, "erase_minimal", 42, 0.5, 0.3, hashes=dict(model="x", data="d", pool="p", v="w", v_real="w"))
+    assert "erase_minimal seed 42 has hash model = 'x', random_v seed 41 has 'm'" in problems(scan_runs(tmp_path))
 
 
 def test_cli_falsify_refuses_mixed_runs_and_allow_mixed_proceeds(tmp_path):

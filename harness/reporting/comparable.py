@@ -2,9 +2,10 @@
 
 Two complete runs of one preset are comparable when
     hashes.model, hashes.data   agree across every run;
-    hashes.pool                 agrees across runs whose arms have the same defining overrides (a no-pool ablation
-                                has no pool);
-    hashes.v_real               agrees across every run that has one (the real V every cos_* is measured against);
+    hashes.pool                 agrees across runs whose arms set the same POOL_KEYS in their defining overrides (a
+                                no-pool ablation has no pool);
+    hashes.v_real               agrees across runs that have one and whose arms set the same V_KEYS (the real V every
+                                cos_* is measured against; erase_minimal's comes from other pairs);
     hashes.v                    agrees across the seeds of one arm, unless its V kind is seeded (random, shuffled:
                                 method.extract.SEEDED_KINDS);
     config.json                 agrees field by field (a field a run's config.json lacks counts at TrainConfig's
@@ -29,6 +30,9 @@ METADATA_KEYS = ("config_hash", "hashes", "resolved", "environment", "grader")
 # it trained with is compared by hash, and the report lists every run that trained on a weak V)
 EXECUTION_FIELDS = ("sandbox", "grade_workers", "cpu_threads", "checkpoint_every", "log_every", "allow_weak_v")
 GLOBAL_HASHES = ("model", "data")
+# the config fields an arm's overrides may set that change an artifact (so its hash may differ from other arms')
+POOL_KEYS = ("teacher_frac", "teacher_pool", "pool_modes")
+V_KEYS = ("v_pairs", "pair_modes", "extract_k", "noise_quantile", "heldout_pairs_frac", "extract_nll")
 ALLOW_MIXED_HINT = "pass --allow-mixed to compare them anyway (the report then says so)"
 
 
@@ -107,13 +111,18 @@ def problems(records: Iterable[RunRecord]) -> list[str]:
 
     for key in GLOBAL_HASHES:
         check(runs, key, h(key), "hash")
-    by_overrides: dict[str, list[RunRecord]] = {}
-    for r in runs:
-        spec = ARMS.get(r.arm)
-        by_overrides.setdefault(json.dumps(_norm(spec.overrides if spec else {}), sort_keys=True), []).append(r)
-    for group in by_overrides.values():
+    def by_overrides(keys: tuple[str, ...]) -> list[list[RunRecord]]:
+        groups: dict[str, list[RunRecord]] = {}
+        for r in runs:
+            own = ARMS[r.arm].overrides if r.arm in ARMS else {}
+            groups.setdefault(json.dumps(_norm({k: v for k, v in own.items() if k in keys}), sort_keys=True),
+                              []).append(r)
+        return list(groups.values())
+
+    for group in by_overrides(POOL_KEYS):
         check(group, "pool", h("pool"), "hash")
-    check(runs, "v_real", h("v_real"), "hash")
+    for group in by_overrides(V_KEYS):
+        check(group, "v_real", h("v_real"), "hash")
     for arm in dict.fromkeys(r.arm for r in runs):
         group = [r for r in runs if r.arm == arm]
         if not any((r.summary.get("hashes") or {}).get("v_kind") in SEEDED_KINDS for r in group):
