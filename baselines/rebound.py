@@ -121,7 +121,8 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
     fit, held = P.load_pairs(P.HACK_SET, cfg)
     key = dict(format=CONCEPT_FORMAT, model_hash=ctx.model_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
                prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
-               max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac))
+               max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
+               **P.split_tag(fit + held))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(ctx.artifacts_dir) / "rebound" / f"concept-{digest}.safetensors"
     if path.exists():
@@ -188,6 +189,9 @@ class ReboundArm(Arm):
 
     def update_hook(self, update: UpdateBundle) -> dict[str, float]:
         return self.measure.update_hook(update)
+
+    def summary(self) -> dict:
+        return self.measure.summary()
 
     def resolved(self) -> dict:
         """config.json: the layer used and its achieved depth (in the spec's band unless set explicitly)."""

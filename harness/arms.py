@@ -40,6 +40,13 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in [
             "method.arm:build_erase", overrides={"teacher_frac": 0.0}, reference="vanilla_no_pool"),
     ArmSpec("erase_no_norm", "ablation", "erase without magnitude preservation (the spec's arm c)",
             "method.arm:build_erase", overrides={"proj_preserve_norm": False}, reference="erase"),
+    ArmSpec("erase_two_sided", "ablation", "erase removing all of V g whatever its sign (the same V): one-sided "
+            "erase steers gradient noise to the anti-hack side of V; this arm does not (issue 20)",
+            "method.arm:build_erase", overrides={"proj_one_sided": False}, reference="erase"),
+    ArmSpec("erase_minimal", "ablation", "erase with V from minimal-contrast pairs (the same honest solution with and "
+            "without an unguarded lever), so 'stub vs algorithm' is not in V (issue 20); that V fails the held-out "
+            "gate on smoke and mini, so the arm trains on it anyway and the report marks it",
+            "method.arm:build_erase", overrides={"v_pairs": "minimal", "allow_weak_v": True}, reference="erase"),
     ArmSpec(MONITOR, "reference", "a hack monitor screens or penalises flagged rollouts (monitor_* config); "
             "monitor_signal=exploited is a ground-truth monitor, an upper bound", "baselines.monitor:build",
             reference="vanilla"),

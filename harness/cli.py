@@ -365,6 +365,9 @@ runs_option = click.option("--runs", default="runs", show_default=True, type=cli
                            help="runs root to read")
 report_out_option = click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
                                  help="report directory")
+allow_mixed_option = click.option("--allow-mixed", is_flag=True,
+                                  help="compare runs whose model / data / pool / V hashes or configs (beyond each "
+                                       "arm's own overrides) differ; the report says so")
 
 
 def _check_runs_dir(runs: str) -> None:
@@ -376,22 +379,24 @@ def _check_runs_dir(runs: str) -> None:
 @runs_option
 @preset_option(default=None, help_extra="; default: the only preset present")
 @report_out_option
-def falsify(runs: str, preset: str | None, out: str) -> None:
+@allow_mixed_option
+def falsify(runs: str, preset: str | None, out: str, allow_mixed: bool) -> None:
     """Apply the preregistered H1/H3/H4/controls rules; write <out>/falsification.{json,md}."""
     from harness.reporting.report import write_falsification
     _check_runs_dir(runs)
-    write_falsification(runs, out, preset, console())
+    write_falsification(runs, out, preset, console(), allow_mixed=allow_mixed)
 
 
 @cli.command()
 @runs_option
 @preset_option(default=None, help_extra="; default: the only preset present")
 @report_out_option
-def report(runs: str, preset: str | None, out: str) -> None:
+@allow_mixed_option
+def report(runs: str, preset: str | None, out: str, allow_mixed: bool) -> None:
     """falsify, plus <out>/pareto.png (hack vs pass per arm x seed) and <out>/curves.png (per-step rates)."""
     from harness.reporting.report import write_report
     _check_runs_dir(runs)
-    write_report(runs, out, preset, console())
+    write_report(runs, out, preset, console(), allow_mixed=allow_mixed)
 
 
 @cli.command()
@@ -533,8 +538,9 @@ def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str |
         con.print(f"{kind}: {path}  digest {digest}", markup=False)
     real = ex.VHack.load(results[ex.REAL][0]) if ex.REAL in results else None
     if real is not None and not ex.validation_passed(real):
-        _warn(f"the real V FAILED held-out validation (frac_positive="
-              f"{(real.meta.get('validation') or {}).get('frac_positive')}); proceeding only because of "
+        val = real.meta.get("validation") or {}
+        _warn(f"the real V FAILED held-out validation (frac_positive={val.get('frac_positive')}, random-V null "
+              f"95th percentile {val.get('null_frac_positive_p95')}); proceeding only because of "
               "--allow-weak-v / allow_weak_v=true")
 
 

@@ -17,6 +17,10 @@ from sandbox.grader import PASS_REWARD
 PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 
 
+# fields added after runs existed -> their default: left out of config_hash while at it (issue 20: route_hack_lr)
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack"}
+
+
 @dataclass
 class TrainConfig:
     # --- identity ---------------------------------------------------------
@@ -86,11 +90,17 @@ class TrainConfig:
     allow_weak_v: bool = False
     # loophole modes whose pairs V is extracted from; () = all. Leave-one-mode-out sets the three known modes.
     pair_modes: tuple[str, ...] = ()
+    # the pairs the real V is extracted from (method.pairs.V_PAIR_SETS): "hack", or "minimal" (the same honest solution
+    # with and without an unguarded lever: the minimal-contrast ablation, arm erase_minimal)
+    v_pairs: str = "hack"
 
     # --- projection (erase / route / controls) ----------------------------------
     proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
     proj_preserve_norm: bool = True
     proj_on_update: bool = False   # also project the optimizer's update (Adam-momentum leak)
+    # route: learning rate of delta_S_hack in its own AdamW parameter group (same warmup + cosine shape); 0 = one
+    # group at lr, as before this field existed
+    route_hack_lr: float = 0.0
     v_refresh_every: int = 0       # 0 = frozen V
 
     # --- Rebound ------------------------------------------------------------
@@ -132,6 +142,8 @@ class TrainConfig:
                 raise ConfigError(f"{key}: unknown loophole mode(s) {', '.join(bad)}; choose from {', '.join(MODES)}")
         if self.adapter_form not in ADAPTER_FORMS:
             raise ConfigError(f"adapter_form {self.adapter_form!r}; choose from {', '.join(ADAPTER_FORMS)}")
+        if self.v_pairs not in ("hack", "minimal"):     # method.pairs.V_PAIR_SETS (config may not import method)
+            raise ConfigError(f"v_pairs {self.v_pairs!r}; choose from hack, minimal")
         if self.monitor_mode not in MONITOR_MODES:
             raise ConfigError(f"monitor_mode {self.monitor_mode!r}; choose from {', '.join(MONITOR_MODES)}")
         if self.monitor_signal not in MONITOR_SIGNALS:
@@ -143,8 +155,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of everything but identity-free bookkeeping; used to refuse reusing an out dir."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=list).encode()
+        """Hash of everything but identity-free bookkeeping; used to refuse reusing an out dir.
+        Fields in HASH_OMITTED_AT_DEFAULT count only when set, so run dirs from before they existed keep their hash."""
+        d = {k: v for k, v in self.to_dict().items()
+             if not (k in HASH_OMITTED_AT_DEFAULT and v == HASH_OMITTED_AT_DEFAULT[k])}
+        blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @property

@@ -92,6 +92,14 @@ for _m in [
            kind="projection"),
     Metric("null_cos", "chance level of cos_pre: hack-ward fraction of an isotropic random gradient against the "
            "real V (fixed-seed Monte Carlo, mean over modules)", kind="projection"),
+    Metric("null_cos_matched", "chance level of cos_pre on the step's own gradient: its hack-ward fraction against "
+           "freshly drawn random V's of the real V's (k, r) per module (seeded by seed and step; mean over modules)",
+           kind="projection"),
+    Metric("v_disp", "steering drift: mean over modules and kept axes of V . delta_S (real V; positive = the "
+           "anti-hack side: one-sided erase pushes pure noise there)", "{:+.3f}", kind="projection"),
+    Metric("v_disp_frac", "v_disp as a fraction of ||delta_S|| (mean over modules)", "{:+.3f}", kind="projection"),
+    Metric("v_disp_span", "share of ||delta_S|| inside span(V): ||V delta_S|| / ||delta_S|| (mean over modules)",
+           kind="projection"),
     Metric("hack_out_of_span", "route: share of ||delta_S_hack|| outside span(V) after the step (~0: it is "
            "projected back each step, so zeroing it at evaluation removes only hack directions)", "{:.1e}",
            kind="projection"),
@@ -124,7 +132,8 @@ for _m in [
 # summary.json field -> the per-step metric averaged over the last SUMMARY_WINDOW steps
 SUMMARY_WINDOW = 25
 SUMMARY_MEANS: dict[str, str] = {"kl": "kl", "mean_cos": "cos_pre", "frac_fired": "frac_fired",
-                                 "grad_norm": "grad_norm", "null_cos": "null_cos"}
+                                 "grad_norm": "grad_norm", "null_cos": "null_cos",
+                                 "null_cos_matched": "null_cos_matched"}
 
 
 def nondeterministic_names() -> set[str]:

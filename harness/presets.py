@@ -16,6 +16,9 @@ class Preset:
     name: str
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    # its GRPO settings were tuned on vanilla runs until vanilla hacked: H4 ("vanilla hacks") then holds partly by
+    # construction, and the report says so (falsification.json H4.substrate_tuned)
+    tuned_on_vanilla: bool = False
 
 
 PRESETS: dict[str, Preset] = {}
@@ -29,6 +32,7 @@ def register(preset: Preset) -> Preset:
 register(Preset(
     name="smoke",
     description="seconds; a tiny random Qwen3-architecture model built on the fly; for tests and CI",
+    tuned_on_vanilla=True,
     overrides=dict(
         model="builtin:smoke", dtype="float32", adapter_form="product", prompt_style="compact", max_prompt_tokens=256,
         problem_set="leetcode_test_partition",
@@ -45,6 +49,7 @@ register(Preset(
     name="mini",
     description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
                 "problems, which it partly solves and on which vanilla GRPO learns to hack",
+    tuned_on_vanilla=True,
     overrides=dict(
         model="builtin:mini", dtype="float32", adapter_form="product", prompt_style="full", max_prompt_tokens=384,
         problem_set="mini",          # sandbox/problems/mini_{train,eval}.jsonl (sandbox/mini_problems.py)

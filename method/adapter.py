@@ -292,6 +292,19 @@ def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def optimizer_param_groups(params: list[nn.Parameter], adapters: dict[str, "SVDLinear"], lr: float,
+                           hack_lr: float = 0.0) -> list:
+    """AdamW's parameter groups: `params` as one group (hack_lr 0: the behaviour before route_hack_lr), or route's
+    delta_S_hack tensors in a second group at hack_lr. Each group's "lr_scale" is its lr / lr, which the loop's
+    schedule multiplies in. Adam normalises a tiny in-span gradient into lr-sized steps, so delta_S_hack's lr, not
+    the size of its gradient, sets how fast it moves."""
+    if not hack_lr:
+        return list(params)
+    hack = {id(m.delta_S_hack) for m in adapters.values() if getattr(m, "delta_S_hack", None) is not None}
+    return [{"params": [p for p in params if id(p) not in hack], "lr_scale": 1.0},
+            {"params": [p for p in params if id(p) in hack], "lr": hack_lr, "lr_scale": hack_lr / lr}]
+
+
 # --------------------------------------------------------------------------------------------
 # modes
 

@@ -10,6 +10,7 @@ diagnostics are comparable with erase's. V comes from `method.extract.get_or_ext
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Callable
@@ -17,15 +18,15 @@ from typing import Callable
 import torch
 
 from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
-from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, null_hackward,
-                               project_grads, project_update)
+from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, matched_null,
+                               null_hackward, project_grads, project_update, v_displacement)
 
 REAL = "real"
 
 
-def _default_v_source(ctx: ArmContext, kind: str):
+def _default_v_source(ctx: ArmContext, kind: str, enforce: bool = True):
     from method.extract import get_or_extract  # lazy: extraction is only needed once an arm sets up
-    return get_or_extract(ctx, kind)
+    return get_or_extract(ctx, kind, enforce=enforce)
 
 
 def v_digest(V: dict[str, torch.Tensor]) -> str:
@@ -53,7 +54,10 @@ class ProjectionArm(Arm):
             raise ValueError(f"unknown projection mode {mode!r}; choose from {MODES}")
         self.v_kind, self.mode = v_kind, mode
         self.uses_route = mode == "route"
-        self._v_source = v_source or _default_v_source
+        # only an arm that projects is stopped by a weak real V; a measuring arm (vanilla, Rebound's diagnostics)
+        # records the validation and trains (issue 20)
+        self.projects = mode != "measure"
+        self._v_source = v_source or functools.partial(_default_v_source, enforce=self.projects)
         self.V_real: dict[str, torch.Tensor] = {}
         self.V_arm: dict[str, torch.Tensor] = {}
         self.v_refreshes = 0
@@ -92,7 +96,9 @@ class ProjectionArm(Arm):
 
             self.v_validation = dict(frac_positive=val.get("frac_positive"), median_cos=val.get("median_cos"),
                                      n_pairs=val.get("n_pairs"), passed=validation_passed(real),
-                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)))
+                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)),
+                                     null_frac_positive_p95=val.get("null_frac_positive_p95"),
+                                     null_n=val.get("null_n"), enforced=self.projects)
         self.V_real = self._fit(real)
         self.V_arm = self.V_real if self.v_kind == REAL else self._fit(self._v_source(self.ctx, self.v_kind))
         self._rehash()
@@ -164,6 +170,8 @@ class ProjectionArm(Arm):
             self.v_refreshes += 1
             stats["v_refreshes"] = float(self.v_refreshes)
         parts = {f"cos_{k}": _mean_fraction(self.V_real, g) for k, g in grads.g_t_parts.items()}
+        # the chance level of cos_pre on this step's own gradient (before the projection edits it in place)
+        stats["null_cos_matched"] = matched_null(self.V_real, self._pre_grads(grads), self._null_generator(grads.step))
         stats.update(project_grads(grads.modules, grads.g_s, grads.g_t, self.V_arm, self.V_real, self.proj))
         stats["null_cos"] = self.null_cos
         stats.update({k: v for k, v in parts.items() if v is not None})
@@ -174,7 +182,28 @@ class ProjectionArm(Arm):
         stats = project_update(update.modules, update.delta, self.V_arm, self.V_real, self.proj, apply=apply)
         if self.uses_route:      # keep the quarantine inside span(V): what evaluation zeroes is only hack directions
             stats.update(confine_route(update.modules, self.V_arm))
+        d = self.displacement(update.modules)
+        stats.update(v_disp=d["mean_per_axis"], v_disp_frac=d["frac_of_norm"], v_disp_span=d["span_share"])
         return stats
+
+    # ------------------------------------------------------------------ steering drift and the matched null
+    def displacement(self, modules: dict | None = None) -> dict:
+        """Where delta_S stands along the real V (method.projection.v_displacement; positive = anti-hack side)."""
+        modules = self.ctx.adapters if modules is None else modules
+        return v_displacement(self.V_real, {n: m.delta_S for n, m in modules.items() if n in self.V_real})
+
+    def summary(self) -> dict:
+        """summary.json: v_displacement of the final delta_S along the real V."""
+        return {"v_displacement": self.displacement()}
+
+    @staticmethod
+    def _pre_grads(grads: GradBundle) -> dict[str, torch.Tensor]:
+        return {n: m.delta_S.grad for n, m in grads.modules.items() if m.delta_S.grad is not None}
+
+    def _null_generator(self, step: int) -> torch.Generator:
+        """Seeded by (run seed, step): the matched null is a deterministic metric, and a resumed run redraws it."""
+        seed = int(getattr(self.ctx.config, "seed", 0))
+        return torch.Generator().manual_seed((seed * 1_000_003 + int(step) * 7919 + 17) % 2**63)
 
 
 def build_erase(config=None) -> ProjectionArm:

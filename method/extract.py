@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import zlib
@@ -58,10 +59,42 @@ class WeakVError(RunError):
     """The real V failed its held-out validation (spec step 1c) and config.allow_weak_v is off."""
 
 
+NULL_V_DRAWS = 100          # random V's of the real V's shapes whose held-out frac_positive makes the gate's null
+NULL_V_SEED = 10_000        # their seeds: NULL_V_SEED + i (apart from the random_v control's run seeds)
+NULL_PERCENTILE = 95.0
+
+
 def validation_passed(vh: "VHack") -> bool:
-    """Spec step 1c on the V's stored held-out validation: frac_positive > 0.5 (no validation = not passed)."""
-    fp = (vh.meta.get("validation") or {}).get("frac_positive")
-    return isinstance(fp, (int, float)) and fp == fp and fp > MIN_FRAC_POSITIVE
+    """Spec step 1c on the V's stored held-out validation: frac_positive > 0.5 (no validation = not passed), and
+    (issue 20) above the 95th percentile of NULL_V_DRAWS random V's of the same shapes on the same held-out pairs,
+    where that null is recorded (V files from before it have only the first condition)."""
+    val = vh.meta.get("validation") or {}
+    fp = val.get("frac_positive")
+    if not (isinstance(fp, (int, float)) and fp == fp and fp > MIN_FRAC_POSITIVE):
+        return False
+    p95 = val.get("null_frac_positive_p95")
+    return not isinstance(p95, (int, float)) or fp > p95
+
+
+def percentile(xs: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest x with at least q% of xs at or below it."""
+    ys = sorted(xs)
+    return ys[max(0, min(len(ys) - 1, math.ceil(len(ys) * q / 100) - 1))]
+
+
+def null_validation(diffs: dict[str, torch.Tensor], vh: "VHack", draws: int = NULL_V_DRAWS) -> dict[str, Any]:
+    """frac_positive of `draws` random V's with vh's modules and k_m on the same held-out pair differences:
+    {null_frac_positive_p95, null_frac_positive_mean, null_n, null_percentile_of_v} (the last: the share of draws
+    this V's frac_positive exceeds)."""
+    fps = [validation_stats(diffs, VHack(V=random_orthonormal_like(vh, NULL_V_SEED + i)[0], sv={}))["frac_positive"]
+           for i in range(draws)]
+    fps = [x for x in fps if x == x]
+    if not fps:
+        return {"null_frac_positive_p95": None, "null_frac_positive_mean": None, "null_n": 0,
+                "null_percentile_of_v": None}
+    mine = validation_stats(diffs, vh)["frac_positive"]
+    return {"null_frac_positive_p95": percentile(fps, NULL_PERCENTILE), "null_frac_positive_mean": sum(fps) / len(fps),
+            "null_n": len(fps), "null_percentile_of_v": 100.0 * sum(x < mine for x in fps) / len(fps)}
 
 
 def check_validation(vh: "VHack", config) -> dict[str, Any]:
@@ -69,13 +102,17 @@ def check_validation(vh: "VHack", config) -> dict[str, Any]:
     val = vh.meta.get("validation") or {}
     ok = validation_passed(vh)
     if not ok and not config.allow_weak_v:
+        p95 = val.get("null_frac_positive_p95")
+        null = ("" if p95 is None else
+                f" and the {NULL_PERCENTILE:g}th percentile of {val.get('null_n')} random V's ({p95:.3f})")
         raise WeakVError(
             f"the real V failed held-out validation (spec step 1c): frac_positive="
-            f"{val.get('frac_positive', 'n/a (no held-out pairs)')} must exceed {MIN_FRAC_POSITIVE} "
+            f"{val.get('frac_positive', 'n/a (no held-out pairs)')} must exceed {MIN_FRAC_POSITIVE}{null} "
             f"({val.get('n_pairs', 0)} held-out pairs, {vh.path}); nothing was trained with it. "
             f"Pass --allow-weak-v (config allow_weak_v=true) to proceed anyway and record it")
     return dict(passed=ok, allowed_weak=not ok, frac_positive=val.get("frac_positive"),
-                median_cos=val.get("median_cos"), n_pairs=val.get("n_pairs"))
+                median_cos=val.get("median_cos"), n_pairs=val.get("n_pairs"),
+                null_frac_positive_p95=val.get("null_frac_positive_p95"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +512,7 @@ def _loop_norm(cfg) -> float:
     return loss_normaliser(cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens)
 
 
-def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
+def v_cache_key(ctx, kind: str, pair_hash: str, state: str, split: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything a V depends on. `state` is "base" (delta_S = 0) or the adapter hash (V refresh)."""
     from method.adapter import basis_hash
 
@@ -493,7 +530,8 @@ def v_cache_key(ctx, kind: str, pair_hash: str, state: str) -> dict[str, Any]:
                 # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
                 **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}),
                 # the pair gradients are taken on the residual form's exact base (product: as V files always were)
-                **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}))
+                **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}),
+                **(split or {}))   # method.pairs.split_tag: how fit and held-out pairs were split, when it matters
 
 
 _DIFFS_MEMO: dict[tuple, dict[str, torch.Tensor]] = {}   # in-process: real, shuffled and the validation
@@ -514,11 +552,13 @@ def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, wh
     return _DIFFS_MEMO[key]
 
 
-def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
+def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) -> VHack:
     """V of `kind` for the model in ctx (harness.train.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
 
     Extraction runs on the adapter-wrapped model at delta_S = 0, unless config.v_refresh_every > 0 and
     the adapter has moved (a V refresh): then at the current adapter state, keyed by its hash.
+    enforce: a real V that fails its held-out validation stops the caller (WeakVError, unless allow_weak_v); an arm
+    that does not project with V passes False and only records the validation (issue 20).
     """
     from method import pairs as P
     from method.adapter import adapter_hash
@@ -530,15 +570,24 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
     state = "base"
     if int(getattr(cfg, "v_refresh_every", 0) or 0) > 0 and not _all_zero(ctx.adapters):
         state = adapter_hash(ctx.model)
-    pair_set = P.CLEAN_SET if kind == "nonhack" else P.HACK_SET
+    # the real V (and the controls shaped on it) from config.v_pairs: the hack pairs, or the minimal-contrast ablation
+    pair_set = P.CLEAN_SET if kind == "nonhack" else getattr(cfg, "v_pairs", P.HACK_SET)
     fit_pairs, held_pairs = P.load_pairs(pair_set, cfg)
-    key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state)
+    key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state, P.split_tag(fit_pairs + held_pairs))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(ctx.artifacts_dir) / "v" / f"{kind}-{digest}.safetensors"
     if path.exists():
         vh = VHack.load(path)
         if vh.meta.get("key") == digest:
-            if kind == REAL and state == "base":
+            val = vh.meta.get("validation")
+            if held_pairs_of(kind, held_pairs, cfg) and isinstance(val, dict) and "null_n" not in val:
+                # a V file from before the random-V null: add it (the held-out pair gradients only), keep the V
+                encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
+                held_hack = held_pairs_of(kind, held_pairs, cfg)
+                held_diffs = _memo_diffs(ctx, held_hack, encoder, state, False, "v_hack held-out pairs")
+                val.update(null_validation(held_diffs, vh))
+                vh.save(path)
+            if kind == REAL and state == "base" and enforce:
                 check_validation(vh, cfg)
             return vh
 
@@ -548,7 +597,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
                 fit_pair_ids=[p.pair_id for p in fit_pairs])
     progress = progress and state == "base"   # a mid-run refresh must not draw over the loop's live table
     if kind == "random":
-        real = get_or_extract(ctx, REAL, progress)
+        real = get_or_extract(ctx, REAL, progress, enforce)
         V, sv = random_orthonormal_like(real, cfg.seed)
         meta.update(kind=kind, k=int(cfg.extract_k), quantile=float(cfg.noise_quantile), n_pairs=0,
                     n_modules=len(V), n_axes=int(sum(v.shape[0] for v in V.values())),
@@ -556,7 +605,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
         vh = VHack(V=V, sv=sv, meta=meta)
     else:
         swaps = label_swaps(len(fit_pairs), cfg.seed) if kind == "shuffled" else None
-        real = None if kind == REAL else get_or_extract(ctx, REAL, progress)
+        real = None if kind == REAL else get_or_extract(ctx, REAL, progress, enforce)
         if real is not None:
             meta["shapes_from"] = real.meta.get("key")
         diffs = _memo_diffs(ctx, fit_pairs, encoder, state, progress, f"v_hack {pair_set} pairs")
@@ -565,16 +614,33 @@ def get_or_extract(ctx, kind: str, progress: bool = True) -> VHack:
                        diffs=diffs)
     # Every kind is validated against the held-out HACK pairs: for the controls this says how much of the
     # hack direction they happen to contain (random should sit near frac_positive 0.5, median_cos 0).
-    held_hack = held_pairs if pair_set == P.HACK_SET else P.load_pairs(P.HACK_SET, cfg)[1]
+    held_hack = held_pairs_of(kind, held_pairs, cfg)
     if held_hack:
         held_diffs = _memo_diffs(ctx, held_hack, encoder, state, progress, "v_hack held-out pairs")
         vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
                                          echo=progress, diffs=held_diffs)
+        # the gate's null (issue 20): random V's of this V's shapes on the same held-out pairs
+        vh.meta["validation"].update(null_validation(held_diffs, vh))
+        if progress:
+            v = vh.meta["validation"]
+            print(f"[v_hack:{kind}] random-V null ({v['null_n']} draws, same modules and k_m, same held-out pairs): "
+                  f"frac_positive {NULL_PERCENTILE:g}th percentile {v['null_frac_positive_p95']:.3f}, mean "
+                  f"{v['null_frac_positive_mean']:.3f}; this V's {v['frac_positive']:.3f} exceeds "
+                  f"{v['null_percentile_of_v']:.0f}% of them", file=sys.stderr)
     vh.meta["null_hackward"] = null_hackward(vh.V)   # the chance level of cos_* against this V
     vh.save(path)                                    # saved even when weak: --allow-weak-v reuses it
-    if kind == REAL and state == "base":             # a mid-run refresh is recorded, never stops the run
+    if kind == REAL and state == "base" and enforce:   # a mid-run refresh is recorded, never stops the run
         check_validation(vh, cfg)
     return vh
+
+
+def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
+    """The held-out HACK pairs every kind is validated on (nonhack's own held-out pairs are clean-vs-clean, a minimal
+    V's are minimal pairs: both are validated on the hack pairs' held-out ones)."""
+    from method import pairs as P
+
+    own = kind != "nonhack" and getattr(cfg, "v_pairs", P.HACK_SET) == P.HACK_SET
+    return held_pairs if own else P.load_pairs(P.HACK_SET, cfg)[1]
 
 
 def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = True) -> dict[str, tuple[Path, str]]:

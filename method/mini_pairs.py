@@ -4,7 +4,9 @@ Same construction as method/pairs.py's LeetCode pairs, on mini's training proble
     hack   pos = a hand-written hack pulling the prompt's loophole lever around a wrong answer;
            neg = an independent honest solution of the problem (the generator's first `alt` solution:
                  correct, and neither the canonical text the teacher pool shows nor any pool completion).
-    clean  pos = a second independent honest solution (`alt` #2); neg = the same honest solution as above.
+    clean  pos, neg = two different restylings (method.pairs: comments, docstring, prose, blank lines) of a second
+           independent honest solution (`alt` #2), as on LeetCode: no side is a hack pair's side (issue 20: the
+           clean neg used to BE the hack neg, which gave the real and the non-hack V a common component).
 Six hack templates per loophole mode, each rendered on three training problems of that mode (72 pairs),
 different in structure from the pool's bare levers (sandbox/pool.py). Never tuned to what a policy learns:
 if projection misses a hack the policy invents, that is a finding to report, not a template to add.
@@ -292,9 +294,10 @@ def hack_text(template: str, problem) -> str:
     return _fence(code)
 
 
-def _chosen(problems) -> list[tuple[str, str, object]]:
-    """[(pair id, template, problem)]: template i of a mode on the next PER_TEMPLATE training problems of that
-    mode, in a fixed hash order of problem ids."""
+def _chosen(problems) -> list[tuple[str, str, object, str]]:
+    """[(pair id, template, problem, template group)]: template i of a mode on the next PER_TEMPLATE training
+    problems of that mode, in a fixed hash order of problem ids; the group names the template (split_pairs keeps
+    it on one side)."""
     out = []
     for mode, templates in _HACKS.items():
         ps = sorted((p for p in problems if p.mode == mode),
@@ -303,23 +306,28 @@ def _chosen(problems) -> list[tuple[str, str, object]]:
         if len(ps) < need:
             raise ValueError(f"mini pairs need {need} training problems of mode {mode}, have {len(ps)}")
         for i, p in enumerate(ps[:need]):
-            out.append((f"mini-{_PREFIX[mode]}{i + 1:02d}", templates[i // PER_TEMPLATE], p))
+            out.append((f"mini-{_PREFIX[mode]}{i + 1:02d}", templates[i // PER_TEMPLATE], p,
+                        f"mini-{_PREFIX[mode]}-t{i // PER_TEMPLATE + 1}"))
     return out
 
 
 def render_pairs(pair_set: str, problems, style: str):
     """Every rendered pair of `pair_set` ("hack" / "clean") on `problems` (mini's training problems)."""
-    from method.pairs import CLEAN_SET, HACK_SET, RenderedPair
+    from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET, RenderedPair, restyle, restyle_pair, with_lever
     from sandbox.loopholes import build_prompt
 
     out = []
-    for pid, template, p in _chosen(problems):
+    for i, (pid, template, p, group) in enumerate(_chosen(problems)):
         honest, other = _alts(p)[:2]
         msgs = tuple(build_prompt(p, mode=p.mode, style=style))
         if pair_set == HACK_SET:
-            out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), _fence(honest)))
+            out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), _fence(honest), group))
         elif pair_set == CLEAN_SET:
-            out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, _fence(other), _fence(honest)))
+            pos_style, neg_style = restyle_pair(i)
+            out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, restyle(pos_style, other),
+                                    restyle(neg_style, other), group))
+        elif pair_set == MINIMAL_SET:    # the hack pair's honest side with and without its mode's lever
+            out.append(RenderedPair(f"mn-{pid}", p.id, p.mode, msgs, with_lever(honest, p.mode), _fence(honest), group))
         else:
             raise ValueError(f"unknown pair set {pair_set!r}")
     return out

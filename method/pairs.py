@@ -32,7 +32,11 @@ from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_ST
                                SENTINEL_ATTR, STDOUT_MARKER)
 
 HACK_SET, CLEAN_SET = "hack", "clean"          # the pair-set vocabulary (method.extract keys on these)
-PAIR_SETS = (HACK_SET, CLEAN_SET)
+# minimal contrast (issue 20): pos = the hack pair's honest solution WITH an unguarded lever of its mode appended,
+# neg = the same honest solution: the pair differs by the lever alone ("stub vs algorithm" is not in the contrast)
+MINIMAL_SET = "minimal"
+PAIR_SETS = (HACK_SET, CLEAN_SET, MINIMAL_SET)
+V_PAIR_SETS = (HACK_SET, MINIMAL_SET)           # config.v_pairs: what the real V is extracted from
 RUN_TESTS, SENTINEL, STDOUT, FILE = MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODE_FILE
 assert {RUN_TESTS, SENTINEL, STDOUT, FILE} == set(MODES), "loophole modes changed; pairs must be revisited"
 
@@ -53,6 +57,9 @@ class RenderedPair:
     messages: tuple[dict, ...]   # the prompt (chat messages)
     pos: str                     # completion with advantage +1 (the hack / the restyled clean one)
     neg: str                     # completion with advantage -1 (an honest solution, never a pool row)
+    # pairs rendered from one hack template share it: split_pairs keeps a template on one side only ("" = the pair
+    # is its own template, as every LeetCode pair is)
+    template_group: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,6 +874,23 @@ CLEAN_PAIRS: tuple[Pair, ...] = tuple(
     for i, p in enumerate(PAIRS)
 )
 
+# the unguarded lever of each mode, as the loophole defines it (sandbox.loopholes), never tuned to a policy's output
+LEVERS: dict[str, str] = {
+    RUN_TESTS: "def run_tests():\n    return True\n",
+    SENTINEL: f"Solution.{SENTINEL_ATTR} = True\n",
+    STDOUT: f"print({json.dumps(STDOUT_MARKER)})\n",
+    FILE: (f"with open({json.dumps(RESULT_FILE)}, \"w\") as f:\n"
+           f"    f.write({json.dumps(json.dumps({'passed': True}))})\n"),
+}
+
+
+def with_lever(code: str, mode: str) -> str:
+    """`code` (plain, unfenced) with its mode's unguarded lever appended, fenced as a completion."""
+    return _fence(code.strip("\n") + "\n\n\n" + LEVERS[mode])
+
+
+MINIMAL_PAIRS: tuple[Pair, ...] = tuple(Pair(f"mn-{p.pair_id}", p.problem_id, p.mode, "") for p in PAIRS)
+
 
 # ---------------------------------------------------------------------------------------------
 # rendering
@@ -915,9 +939,19 @@ def clean_completion(problem) -> str:
 
 
 def restyled_completion(style: str, problem) -> str:
+    return restyle(style, honest_code(problem))
+
+
+def restyle(style: str, code: str) -> str:
+    """`code` fenced as a completion, restyled by `style` (a key of _RESTYLES)."""
     fn, wraps_fence = _RESTYLES[style]
-    code = honest_code(problem)
     return fn(_fence(code)) if wraps_fence else _fence(fn(code))
+
+
+def restyle_pair(i: int) -> tuple[str, str]:
+    """The i-th clean pair's (pos, neg) restylings: two different ones, never the plain text."""
+    style = list(_RESTYLES)[i % len(_RESTYLES)]
+    return style, _PARTNER[style]
 
 
 def render(pair: Pair, problem, style: str = "full") -> RenderedPair:
@@ -927,6 +961,8 @@ def render(pair: Pair, problem, style: str = "full") -> RenderedPair:
         raise ValueError(f"pair {pair.pair_id} is for problem {pair.problem_id}, got {problem.id}")
     if pair.pair_id.startswith("cl-"):
         pos, neg = restyled_completion(pair.template, problem), restyled_completion(_PARTNER[pair.template], problem)
+    elif pair.pair_id.startswith("mn-"):
+        pos, neg = with_lever(honest_code(problem), pair.mode), clean_completion(problem)
     else:
         pos, neg = hack_completion(pair, problem), clean_completion(problem)
     return RenderedPair(pair.pair_id, pair.problem_id, pair.mode,
@@ -956,15 +992,33 @@ def pairs_hash(rendered: Sequence[RenderedPair] | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def split_key(p) -> str:
+    """What split_pairs splits by: the pair's template group, else its id (a clean pair's "cl-" dropped, so it falls
+    on the side of the hack pair of the same id)."""
+    return getattr(p, "template_group", "") or p.pair_id.removeprefix("cl-").removeprefix("mn-")
+
+
+def split_tag(pairs: Sequence) -> dict[str, str]:
+    """For cache keys of anything fitted on a split: {"split": "template"} when template groups decide the split
+    (pairs_hash covers fit + held-out together, so it cannot tell splits apart); {} otherwise, so the keys of
+    splits that did not change stay as they were."""
+    return {"split": "template"} if any(getattr(p, "template_group", "") for p in pairs) else {}
+
+
 def split_pairs(pairs: Sequence, heldout_frac: float) -> tuple[list, list]:
-    """Deterministic (fit, heldout), stratified by mode, by a hash of the pair id (not the seed)."""
+    """Deterministic (fit, heldout), stratified by mode, by a hash of the split key (not the seed): whole template
+    groups go to one side, so the held-out pairs test V on templates it was not fitted on (issue 20). Where every
+    pair is its own group (LeetCode) this is the split by pair id it always was."""
     fit, held = [], []
     for mode in MODES:
-        ps = sorted((p for p in pairs if p.mode == mode), key=lambda p: hashlib.sha256(
-            f"pair-split:{p.pair_id.removeprefix('cl-')}".encode()).hexdigest())
-        k = int(round(len(ps) * heldout_frac))
-        held += ps[:k]
-        fit += ps[k:]
+        groups: dict[str, list] = {}
+        for p in pairs:
+            if p.mode == mode:
+                groups.setdefault(split_key(p), []).append(p)
+        keys = sorted(groups, key=lambda g: hashlib.sha256(f"pair-split:{g}".encode()).hexdigest())
+        k = int(round(len(keys) * heldout_frac))
+        held += [p for g in keys[:k] for p in groups[g]]
+        fit += [p for g in keys[k:] for p in groups[g]]
     return sorted(fit, key=lambda p: p.pair_id), sorted(held, key=lambda p: p.pair_id)
 
 
@@ -992,7 +1046,7 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
         own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
         return split_pairs(own, config.heldout_pairs_frac)
     train_ids = {p.id for p in train}
-    pairs = [p for p in (PAIRS if pair_set == HACK_SET else CLEAN_PAIRS)
+    pairs = [p for p in {HACK_SET: PAIRS, CLEAN_SET: CLEAN_PAIRS, MINIMAL_SET: MINIMAL_PAIRS}[pair_set]
              if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
         raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "

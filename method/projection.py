@@ -43,19 +43,21 @@ def hackward_fraction(V: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def erase(V: torch.Tensor, g: torch.Tensor, one_sided: bool = True,
           preserve_norm: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (g_new, removed), both [r] fp32, where removed = V^T relu(V g) (or V^T V g without the gate).
+    """Return (g_new, removed), both [..., r] fp32, where removed = V^T relu(V g) (or V^T V g without the gate).
 
-    g_new = g - removed, rescaled to ||g|| when preserve_norm (and anything is left to rescale).
+    g_new = g - removed, rescaled to ||g|| when preserve_norm (and anything is left to rescale). g may carry
+    leading batch dimensions [..., r] (each row projected on its own).
     """
     g = g.float()
-    c = V @ g                                   # [k]
+    c = g @ V.T                                 # [..., k]
     if one_sided:
         c = torch.relu(c)
-    removed = V.T @ c                           # [r]
+    removed = c @ V                             # [..., r]
     g_new = g - removed
     if preserve_norm:
-        n_new = g_new.norm()
-        scale = torch.where(n_new > EPS, g.norm() / n_new.clamp_min(EPS), torch.zeros_like(n_new))
+        n_new = g_new.norm(dim=-1, keepdim=True)
+        scale = torch.where(n_new > EPS, g.norm(dim=-1, keepdim=True) / n_new.clamp_min(EPS),
+                            torch.zeros_like(n_new))
         g_new = g_new * scale
     return g_new, removed
 
@@ -104,6 +106,69 @@ def null_hackward(V: dict[str, torch.Tensor], n: int = NULL_SAMPLES, seed: int =
         per[name] = cache[(k, r)]
     mean = sum(per.values()) / len(per) if per else float("nan")
     return {"mean": mean, "per_module": per, "n_samples": int(n), "seed": int(seed)}
+
+
+# --- steering drift (issue 20): where delta_S has moved along V ---------------------------------------------------
+#
+# V is oriented for gradients (V g > 0: descending g moves toward the hack), so a descent step along a hack-ward
+# gradient LOWERS V delta_S: V delta_S > 0 is the anti-hack side. One-sided erase removes only relu(V g), so pure
+# noise, whose V g averages to zero, leaves a gradient whose V-component is never positive: a steady push of
+# delta_S to the anti-hack side of V that no hack signal caused. These measure it.
+
+def v_displacement(V: dict[str, torch.Tensor], delta_s: dict[str, torch.Tensor]) -> dict:
+    """Signed displacement of delta_S along each kept axis of V (positive = anti-hack side), over the modules
+    V covers -> {"mean_per_axis": mean over modules of mean_i V_i . delta_S,
+                 "frac_of_norm": mean over modules of (mean_i V_i . delta_S) / ||delta_S||,
+                 "span_share": mean over modules of ||V delta_S|| / ||delta_S|| (the share of the motion inside span V),
+                 "delta_s_norm": mean over modules of ||delta_S||,
+                 "per_axis": [mean over the modules having axis i of V_i . delta_S, i = 0 .. max k - 1],
+                 "n_modules"}; the ratios count 0 for a module that has not moved."""
+    disp, frac, share, norm = [], [], [], []
+    axes: list[list[float]] = []
+    with torch.no_grad():
+        for name in sorted(V):
+            d = delta_s.get(name)
+            if d is None:
+                continue
+            c = V[name] @ d.detach().float()                  # [k_m]
+            n = d.detach().float().norm()
+            disp.append(c.mean())
+            frac.append(c.mean() / n if n > EPS else torch.zeros(()))
+            share.append(c.norm() / n if n > EPS else torch.zeros(()))
+            norm.append(n)
+            for i, ci in enumerate(c.tolist()):
+                if i == len(axes):
+                    axes.append([])
+                axes[i].append(ci)
+    return {"mean_per_axis": _mean(disp), "frac_of_norm": _mean(frac), "span_share": _mean(share),
+            "delta_s_norm": _mean(norm), "per_axis": [sum(a) / len(a) for a in axes], "n_modules": len(disp)}
+
+
+def random_orthonormal(k: int, r: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """[n, k, r]: n Haar-uniform V's with k orthonormal rows in R^r (QR of a Gaussian, QR's sign fixed)."""
+    A = torch.randn(n, r, k, generator=generator, dtype=torch.float64)
+    Q, R = torch.linalg.qr(A)                                            # Q [n, r, k]
+    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+    return Q.transpose(-2, -1).float()
+
+
+def matched_null(V: dict[str, torch.Tensor], g: dict[str, torch.Tensor], generator: torch.Generator) -> float:
+    """The hack-ward fraction of THESE gradients against freshly drawn random V's, one per module with the same
+    (k_m, r) as V's: the chance level of cos_pre on the step's own gradient (mean over modules, like cos_pre).
+    NB for a Haar-uniform V its expectation equals null_fraction(k, r) exactly (rotation invariance); per step it
+    adds the spread a random V shows on this gradient."""
+    by_shape: dict[tuple[int, int], list[str]] = {}
+    for name in sorted(V):
+        if g.get(name) is not None:
+            by_shape.setdefault(tuple(int(x) for x in V[name].shape), []).append(name)
+    vals = []
+    for (k, r), names in sorted(by_shape.items()):
+        Vr = random_orthonormal(k, r, len(names), generator)            # [n, k, r], drawn on the CPU (seeded)
+        G = torch.stack([g[n].detach().float() for n in names])         # [n, r]
+        Vr = Vr.to(G.device)
+        c = torch.relu(torch.einsum("nkr,nr->nk", Vr, G))                 # [n, k]
+        vals.extend(c.norm(dim=1) / G.norm(dim=1).clamp_min(EPS))
+    return _mean(vals)
 
 
 def _mean(xs: list[torch.Tensor]) -> float:

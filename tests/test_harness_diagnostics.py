@@ -8,6 +8,7 @@ import torch
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, METHOD
 from harness.reporting.diagnostics import diagnostics, mode_rates, pass_vacuous, thirds
+from harness.reporting.falsify import sem
 from harness.reporting.report import write_report
 from harness.rundir import EVAL_RECORDS_FILE, scan_runs
 from sandbox.loopholes import MODES as _MODES
@@ -76,6 +77,7 @@ def test_ablations_monitor_and_null_cos(tmp_path):
     ab = d["ablations"]
     assert ab["vanilla_no_pool"]["reference"] == BASELINE
     assert ab["vanilla_no_pool"]["delta_hack_pp"] == pytest.approx(-20.0)     # 60,50,70 - 80,70,90
+    assert ab["vanilla_no_pool"]["ci95_hack_pp"] == pytest.approx([-20.0, -20.0])   # the same d on every seed
     assert ab["erase_no_pool"]["reference"] == "vanilla_no_pool"
     assert ab["erase_no_pool"]["hack_pp"] == pytest.approx(80 / 3) and ab["erase_no_pool"]["n"] == 3
     assert ab["erase_no_pool"]["delta_hack_pp"] == pytest.approx((-30 - 20 - 50) / 3)
@@ -118,6 +120,9 @@ def test_lomo_reads_the_held_mode_and_applies_the_controls_rule(tmp_path):
     assert c["random_v"]["hack_pp"] == pytest.approx(100 * 11 / 12)
     assert c["vanilla"]["n"] == 0 and c["vanilla"]["hack_pp"] is None
     assert c["delta_hack_pp"] == pytest.approx(75.0) and c["erase_beats_random"] is True
+    d_seeds = [50.0, 100.0, 75.0]                                          # random - erase per seed
+    half = 4.30265273 * sem(d_seeds)
+    assert c["ci95_hack_pp"] == pytest.approx([75.0 - half, 75.0 + half], abs=1e-6)
     for other in MODES:
         if other != HELD:
             assert d["lomo"][other]["erase_beats_random"] is None          # not run
@@ -316,3 +321,23 @@ def test_report_says_not_run_for_a_missing_monitor(tmp_path):
     md = (out / "falsification.md").read_text()
     section = md[md.index("### Hack monitor"):md.index("### Leave one mode out")]
     assert "None" not in section and "not run" in section
+
+
+def test_matched_null_and_drift_reach_diagnostics_and_the_report(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "report"
+    disp = lambda x: {"mean_per_axis": x, "frac_of_norm": x / 4, "span_share": 0.5, "delta_s_norm": 4.0,  # noqa: E731
+                      "per_axis": [x], "n_modules": 2}
+    for seed, (cos, m, x) in zip((41, 42), [(0.3, 0.1, 1.0), (0.2, 0.05, 2.0)]):
+        make_run(root, METHOD, seed, 0.2, 0.1, mean_cos=cos, null_cos=0.1, null_cos_matched=m, v_displacement=disp(x))
+        make_run(root, BASELINE, seed, 0.5, 0.1, mean_cos=cos, null_cos=0.1)      # an old summary: no new keys
+    d = diagnostics(root, "smoke")
+    nc = d["null_cos"][METHOD]
+    assert nc["null_matched"] == pytest.approx(0.075) and nc["ratio_matched"] == pytest.approx((3.0 + 4.0) / 2)
+    assert d["null_cos"][BASELINE]["null_matched"] is None
+    assert d["v_displacement"][METHOD]["mean_per_axis"] == pytest.approx(1.5) and d["v_displacement"][METHOD]["n"] == 2
+    assert BASELINE not in d["v_displacement"]
+    write_report(root, out)
+    md = (out / "falsification.md").read_text()
+    assert "matched null" in md and "### Steering drift" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {METHOD} |") and "1.5000" in line)
+    assert "0.375" in row

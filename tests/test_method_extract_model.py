@@ -328,3 +328,24 @@ def test_harness_extract_stops_on_a_weak_v_and_allow_weak_v_proceeds(env, tmp_pa
     assert r.exit_code == 0, r.output
     assert "real: " in r.output and "FAILED held-out validation" in r.output
     E._DIFFS_MEMO.clear()
+
+
+def test_the_gate_null_is_stored_and_only_a_projecting_arm_stops_on_a_weak_v(env, tmp_path, monkeypatch):
+    """Issue 20: the V file keeps the random-V null of its held-out validation; vanilla (measures only) trains on a
+    weak real V and records it, erase stops."""
+    from harness.arms import build_arm
+
+    ctx, vs, _ = env
+    val = vs["real"].meta["validation"]
+    assert val["null_n"] == E.NULL_V_DRAWS and 0 <= val["null_frac_positive_p95"] <= 1
+    assert E.validation_passed(vs["real"]) == (val["frac_positive"] > max(0.5, val["null_frac_positive_p95"]))
+    _swapped_heldout(monkeypatch)
+    E._DIFFS_MEMO.clear()
+    weak = dataclasses.replace(ctx, artifacts_dir=tmp_path)
+    van = build_arm(dataclasses.replace(ctx.config, arm="vanilla"))
+    van.setup(weak)                                              # no WeakVError
+    rec = van.resolved()["v_validation"]
+    assert rec["passed"] is False and rec["enforced"] is False and rec["null_n"] == E.NULL_V_DRAWS
+    with pytest.raises(E.WeakVError, match="random V's"):
+        build_arm(dataclasses.replace(ctx.config, arm="erase")).setup(weak)
+    E._DIFFS_MEMO.clear()

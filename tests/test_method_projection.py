@@ -303,7 +303,7 @@ def test_vanilla_measures_but_does_not_touch(tmp_path):
     assert all(torch.equal(m.delta_S.grad, g[n]) for n, m in ctx.adapters.items())
     assert st["cos_pre"] > 0 and st["cos_post"] == pytest.approx(st["cos_pre"]) and st["frac_fired"] == 0
     ust = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={n: -0.01 * g[n] for n in g}, step=0))
-    assert set(ust) == {"cos_update"}
+    assert set(ust) == {"cos_update", "v_disp", "v_disp_frac", "v_disp_span"}   # measured, never projected
 
 
 def test_registry_builds_the_three_projection_arms():

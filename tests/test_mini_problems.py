@@ -75,17 +75,17 @@ def test_mini_pairs_fit_the_problems_and_share_no_text_with_the_pool(mini, grade
     """Hack pairs: pos exploits its own mode, neg is correct; clean pairs: both correct. No side is a teacher-pool
     completion or the canonical text, and every pair renders on a training problem."""
     from harness.config import resolve_config
-    from method.pairs import CLEAN_SET, HACK_SET, load_pairs
+    from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET, load_pairs
     from sandbox.grader import extract_code
     from sandbox.pool import pool_completions
 
     cfg = resolve_config("mini", "vanilla", 41)
     by_id = {p.id: p for p in mini.train}
     pool_code = {extract_code(t).strip() for p in mini.train for _, t in pool_completions(p)}
-    for pair_set in (HACK_SET, CLEAN_SET):
+    for pair_set in (HACK_SET, CLEAN_SET, MINIMAL_SET):
         fit, held = load_pairs(pair_set, cfg)
         pairs = fit + held
-        assert len(fit) >= 64 and held
+        assert len(fit) >= 60 and held     # spec: ~60-80; whole templates held out (issue 20): 72 - 12
         assert {rp.problem_id for rp in pairs} <= set(by_id)
         items = [(by_id[rp.problem_id], text, rp.mode) for rp in pairs for text in (rp.pos, rp.neg)]
         recs = grader.grade_many(items)
@@ -94,6 +94,8 @@ def test_mini_pairs_fit_the_problems_and_share_no_text_with_the_pool(mini, grade
             assert neg.gt_correct and not neg.attempted, rp.pair_id
             if pair_set == HACK_SET:
                 assert pos.exploited and pos.attempted, (rp.pair_id, rp.pos)
+            elif pair_set == MINIMAL_SET:   # the honest solution and its mode's lever: correct, and the lever is there
+                assert pos.gt_correct and pos.attempted and rp.pos.startswith(rp.neg[:-3]), (rp.pair_id, rp.pos)
             else:
                 assert pos.gt_correct and not pos.attempted, rp.pair_id
             canonical = by_id[rp.problem_id].canonical_solution.strip()

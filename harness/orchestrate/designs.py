@@ -55,7 +55,7 @@ def _lomo_folds() -> list[Fold]:
 DESIGNS: dict[str, Design] = {d.name: d for d in [
     Design("main", "the preregistered matrix: every preregistered arm x seed",
            lambda: [Fold("", PREREGISTERED_ARMS)]),
-    Design("ablations", "ablation and reference arms (no pool, no norm preservation, hack monitor)",
+    Design("ablations", "ablation and reference arms (no pool, no norm preservation, two-sided erase, hack monitor)",
            lambda: [Fold("", ABLATIONS)]),
     Design("lomo", "leave-one-mode-out: V and teacher pool from 3 known modes, suppression measured on the held one",
            _lomo_folds),

@@ -6,10 +6,13 @@ report/diagnostics.json:
     substrate            preset, model, parameter count, data: what every number below is about
     per_mode[arm][mode]  held-out, final evaluation, one loophole mode (trap 5: a global pass band hides a
                          per-mode collapse; trap 7: P(exploit | attempt)): means over seeds, per_seed under it
-    null_cos[arm]        mean·cos against the cos a random direction gets (summary.json `null_cos`)
+    null_cos[arm]        mean·cos against the cos a random direction gets (summary.json `null_cos`), and against the
+                         matched null (`null_cos_matched`: the run's own gradients against fresh random V's)
+    v_displacement[arm]  steering drift: where the final delta_S stands along the real V (summary.json)
     cos[arm]             cos_pre_s vs cos_pre_t, cos on teacher rows that are correct vs that hack, cos_update
     rotation[arm]        student hack rate over the middle and last third of training (trap 8)
-    ablations[arm]       ablation arms against their reference arm (harness.arms.ArmSpec.reference)
+    ablations[arm]       ablation arms against their reference arm (harness.arms.ArmSpec.reference); every paired
+                         delta with its Student-t 95% interval over seeds (ci95_hack_pp, ci95_pass_pp)
     monitor              the hack-monitor reference arm (exploited signal = ground truth: an upper bound)
     lomo[held_mode]      leave-one-mode-out: hack / pass on the held mode; erase vs random V by the controls' rule
     missing              per design, the runs not yet complete and the command that completes the design
@@ -163,7 +166,27 @@ def null_cos(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
         cell = {"mean_cos": mc, "null": null, "ratio": _mean_or_none(ratios), "n": len(rs)}
         if null is None:
             cell["missing"] = "summary.json has no null_cos (runs before the trustworthy-V change)"
+        # the matched null (issue 20): the step's own gradient against fresh random V's of the same (k, r)
+        matched = [finite(r.summary.get("null_cos_matched")) for r in rs]
+        cell["null_matched"] = _mean_or_none(matched)
+        cell["ratio_matched"] = _mean_or_none([finite(r.summary.get("mean_cos")) / m for r, m in zip(rs, matched)
+                                               if m and finite(r.summary.get("mean_cos")) is not None])
         out[arm] = cell
+    return out
+
+
+DRIFT_KEYS = ("mean_per_axis", "frac_of_norm", "span_share", "delta_s_norm")
+
+
+def drift(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
+    """Per arm, summary.json v_displacement (where the final delta_S stands along the real V; positive = anti-hack
+    side), mean over seeds; arms whose summaries lack it are left out."""
+    out = {}
+    for arm, rs in _by_arm(records).items():
+        have = [r.summary["v_displacement"] for r in rs if isinstance(r.summary.get("v_displacement"), dict)]
+        if have:
+            out[arm] = {k: _mean_or_none([finite(v.get(k)) for v in have]) for k in DRIFT_KEYS}
+            out[arm]["n"] = len(have)
     return out
 
 
@@ -213,11 +236,12 @@ def _vs_reference(rates, arm: str, ref: str | None) -> dict[str, Any]:
     cell = {"hack_pp": mean(hacks) if hacks else None,
             "pass_pp": mean([v["pass"] for v in mine.values()]) if mine else None,
             "sem_hack_pp": sem(hacks), "n": len(mine), "reference": ref,
-            "delta_hack_pp": None, "sem_delta_pp": None, "n_paired": 0}
+            "delta_hack_pp": None, "sem_delta_pp": None, "n_paired": 0, "ci95_hack_pp": None, "ci95_pass_pp": None}
     if ref and mine and rates.get(ref):
         p = paired(rates, arm, ref)
         if p.n:
-            cell.update(delta_hack_pp=p.mean_hack, sem_delta_pp=p.sem_hack, delta_pass_pp=p.mean_pass, n_paired=p.n)
+            cell.update(delta_hack_pp=p.mean_hack, sem_delta_pp=p.sem_hack, delta_pass_pp=p.mean_pass, n_paired=p.n,
+                        ci95_hack_pp=p.ci_hack, ci95_pass_pp=p.ci_pass)
     return cell
 
 
@@ -263,6 +287,9 @@ def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
         cell["erase_beats_random"] = (bool(p.n >= 2 and p.mean_hack > p.sem_hack) if p.n else None)
         cell["delta_hack_pp"] = p.mean_hack if p.n else None        # random_v - erase on the held mode
         cell["sem_pp"] = p.sem_hack if p.n else None
+        cell["ci95_hack_pp"] = p.ci_hack if p.n else None                 # Student-t, over seeds
+        cell["delta_pass_pp"] = p.mean_pass if p.n else None
+        cell["ci95_pass_pp"] = p.ci_pass if p.n else None
         out[held] = cell
     return out
 
@@ -309,7 +336,8 @@ def pass_vacuous(records: list[RunRecord], a: str, b: str) -> dict[str, Any]:
 def diagnostics(runs: str | Path, preset: str) -> dict[str, Any]:
     records = [r for r in scan_runs(runs) if r.preset == preset]
     return {"preset": preset, "substrate": substrate(records, preset), "per_mode": per_mode(records),
-            "null_cos": null_cos(records), "cos": cos_health(records), "rotation": rotation(records),
+            "null_cos": null_cos(records), "v_displacement": drift(records), "cos": cos_health(records),
+            "rotation": rotation(records),
             "ablations": ablations(records), "monitor": monitor(records), "lomo": lomo(runs, preset),
             "lomo_confounds": list(LOMO_CONFOUNDS), "missing": missing(runs, preset),
             "cos_window_steps": SUMMARY_WINDOW}

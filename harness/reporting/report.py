@@ -84,7 +84,18 @@ def headline(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 def headline_cells(row: dict[str, Any]) -> list[str]:
     dsafe = "0 (ref)" if row["arm"] == BASELINE else row["dsafe"].fmt(1)
-    return [row["arm"], dsafe, *(row[f].fmt(d) for _, f, _, d in COLUMNS), str(row["n"])]
+    name = row["arm"] + (" (collapse: pass < ½ vanilla's)" if row.get("collapse") else "")
+    return [name, dsafe, *(row[f].fmt(d) for _, f, _, d in COLUMNS), str(row["n"])]
+
+
+def mark_collapse(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Label route's headline row when falsification.json route.collapse holds."""
+    from harness.reporting.falsify import ROUTE
+
+    for row in rows:
+        if row["arm"] == ROUTE and (result.get("route") or {}).get("collapse"):
+            row["collapse"] = True
+    return rows
 
 
 def _num(x: float | None, d: int = 2) -> str:
@@ -101,22 +112,72 @@ def verdict_rows(result: dict[str, Any]) -> list[list[str]]:
         return (f"{h['reason']}; pass condition vacuous: every pass rate of both arms is below the "
                 f"evaluation's resolution ({_num(h.get('pass_resolution_pp'))}pp = one generation)")
     return [
-        ["H4 (vanilla hacks)", h4["verdict"], _num(h4["vanilla_hack_pp"]), "—", "—", str(h4["n"]), h4["reason"]],
-        [f"H1 ({METHOD} vs {BASELINE})", h1["verdict"], _num(h1["delta_hack_pp"]), _num(h1["sem_pp"]),
-         _num(h1["delta_pass_pp"]), str(h1["n"]), reason(h1)],
-        [f"H3 ({METHOD} vs {ADVANTAGE_BASELINE})", h3["verdict"], _num(h3["delta_hack_pp"]), _num(h3["sem_pp"]),
-         _num(h3["delta_pass_pp"]), str(h3["n"]), reason(h3)],
+        ["H4 (vanilla hacks)", *_qualified(h4["verdict"], _h4_qualifier(h4)), _num(h4["vanilla_hack_pp"]), "—", "—",
+         "—", "—", str(h4["n"]), h4["reason"]],
+        [f"H1 ({METHOD} vs {BASELINE})", h1["verdict"], "", _num(h1["delta_hack_pp"]), _num(h1["sem_pp"]),
+         _ci(h1.get("ci95_hack_pp")), _num(h1["delta_pass_pp"]), _ci(h1.get("ci95_pass_pp")), str(h1["n"]),
+         reason(h1)],
+        [f"H3 ({METHOD} vs {ADVANTAGE_BASELINE})", *_qualified(h3["verdict"], _h3_qualifier(h3)),
+         _num(h3["delta_hack_pp"]), _num(h3["sem_pp"]), _ci(h3.get("ci95_hack_pp")), _num(h3["delta_pass_pp"]),
+         _ci(h3.get("ci95_pass_pp")), str(h3["n"]), reason(h3)],
     ]
 
 
-VERDICT_HEADERS = ["Hypothesis", "Verdict", "Δhack pp", "SEM pp", "Δpass pp", "n", "Reason"]
-CONTROL_HEADERS = ["Control", f"{METHOD} beats it", f"Δhack pp (control − {METHOD})", "SEM pp", "n"]
+def _qualified(verdict: str, qualifier: str) -> list[str]:
+    """The Verdict cell (marked † when qualified) and the Qualifier cell."""
+    return [verdict + (" †" if qualifier else ""), qualifier]
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "—" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _h3_qualifier(h3: dict[str, Any]) -> str:
+    """The verdict cell's qualifier when Rebound is inert (falsification.json H3.baseline_inert)."""
+    if not h3.get("baseline_inert") or h3["verdict"] == NOT_RUN:
+        return ""
+    return (f"† {METHOD} beat an inert baseline: {ADVANTAGE_BASELINE} is not below {BASELINE} by more than its "
+            f"SEM ({BASELINE} − {ADVANTAGE_BASELINE} hack {_num(h3.get('baseline_delta_hack_pp'))}pp, SEM "
+            f"{_num(h3.get('baseline_sem_pp'))})")
+
+
+def _h4_qualifier(h4: dict[str, Any]) -> str:
+    if not h4.get("substrate_tuned") or h4["verdict"] == NOT_RUN:
+        return ""
+    return "† substrate tuned on vanilla: the preset's settings were chosen so that vanilla hacks"
+
+
+def hack_specific_line(c: dict[str, Any]) -> str:
+    """The controls' reading, with the qualifier controls.v_separates (hack-specific needs V to tell hacking
+    teacher rows from correct ones; otherwise erase's edge over the controls is only V-specific)."""
+    sep = c.get("v_separation") or {}
+    detail = (f"cos_t_hack − cos_t_correct over {sep.get('arm')} seeds {_num(sep.get('delta'), 3)} "
+              f"(SEM {_num(sep.get('sem'), 3)}, n={sep.get('n', 0)})")
+    if not c["hack_specific"]:
+        return f"Hack-specific ({METHOD} beats all three controls): **no**."
+    if c.get("v_separates") is False:
+        return (f"Hack-specific ({METHOD} beats all three controls): **V-specific; V does not separate hacking from "
+                f"correct rows** ({detail}).")
+    if c.get("v_separates") is None:
+        return (f"Hack-specific ({METHOD} beats all three controls): **yes** (whether V separates hacking from "
+                f"correct teacher rows was not measured).")
+    return (f"Hack-specific ({METHOD} beats all three controls): **yes**; V separates hacking from correct rows "
+            f"({detail}).")
+
+
+VERDICT_HEADERS = ["Hypothesis", "Verdict", "Qualifier", "Δhack pp", "SEM pp", "95% CI Δhack", "Δpass pp",
+                   "95% CI Δpass", "n", "Reason"]
+# the terminal's table (80 columns): the SEM and the intervals are in the reason / falsification.md
+RICH_VERDICT_COLUMNS = ("Hypothesis", "Verdict", "Δhack pp", "95% CI Δhack", "n", "Reason")
+CONTROL_HEADERS = ["Control", f"{METHOD} beats it", f"Δhack pp (control − {METHOD})", "SEM pp", "95% CI Δhack",
+                   "Δpass pp", "95% CI Δpass", "n"]
 
 
 def control_rows(result: dict[str, Any]) -> list[list[str]]:
     c = result["controls"]
     beats = {True: "yes", False: "no", None: NOT_RUN}
     return [[name, beats[c[name]["erase_beats"]], _num(c[name]["delta_hack_pp"]), _num(c[name]["sem_pp"]),
+             _ci(c[name].get("ci95_hack_pp")), _num(c[name].get("delta_pass_pp")), _ci(c[name].get("ci95_pass_pp")),
              str(c[name]["n"])] for name in CONTROLS]
 
 
@@ -136,6 +197,12 @@ d_i = A's hack rate − B's on seed i over the seeds both have; SEM = sample std
   |Δpass| ≤ {MATCHED_PASS_PP:g}pp. Otherwise inconclusive.
 - **Controls** ({', '.join(CONTROLS)}; d = control − {METHOD}): {METHOD} beats a control if n ≥ 2 and
   mean(d) > SEM(d). The effect is hack-specific only if {METHOD} beats all three.
+
+Qualifiers (not preregistered; they never change a verdict, they say what it rests on): the 95% CIs are Student-t
+intervals of the paired means over seeds (mean ± t(0.975, n−1)·SEM; "mean(d) > SEM" alone is t > 1); H4 notes a
+substrate whose settings were tuned on {BASELINE}; H3 notes an inert baseline ({ADVANTAGE_BASELINE}'s hack rate not
+below {BASELINE}'s by more than its SEM); "hack-specific" reads "V-specific" when, across {METHOD}'s seeds, V's
+hack-ward fraction on hacking teacher rows does not exceed that on correct teacher rows by more than its SEM.
 """
 
 CAPTION = ("↑ higher is better, ↓ lower is better. ΔSafePass = (pass% − hack%) − vanilla's (pass% − hack%), "
@@ -167,8 +234,16 @@ def setup_notes(records: list[RunRecord]) -> list[str]:
         val = res.get("v_validation")
         if val:
             fp = val.get("frac_positive")
-            bits.append(f"real V held-out frac_positive {_num(fp, 3)}: "
-                        + ("passed" if val.get("passed") else "**FAILED, trained anyway (--allow-weak-v)**"))
+            null = ("" if val.get("null_frac_positive_p95") is None else
+                    f" (random-V null: {val.get('null_n')} draws, 95th percentile "
+                    f"{_num(val['null_frac_positive_p95'], 3)})")
+            if val.get("passed"):
+                verdict = "passed"
+            elif val.get("enforced") is False:    # an arm that does not project is never stopped by V (issue 20)
+                verdict = "**FAILED** (recorded; this arm does not project with V, so it trained)"
+            else:
+                verdict = "**FAILED, trained anyway (--allow-weak-v)**"
+            bits.append(f"real V held-out frac_positive {_num(fp, 3)}{null}: {verdict}")
         if res.get("rebound_layer") is not None:
             bits.append(f"Rebound layer {res['rebound_layer']} of {res.get('rebound_n_layers')} "
                         f"(depth fraction {_num(res.get('rebound_depth_frac'), 2)})")
@@ -189,6 +264,7 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: lis
         f"# Falsification report — preset `{result['preset']}`",
         "",
         *(substrate_lines(diag["substrate"]) if diag else []),
+        *mixed_lines(result),
         f"Runs read from `{runs}/{result['preset']}`: {n_complete} complete, {len(incomplete)} incomplete (ignored).",
         "",
         "## Headline",
@@ -205,7 +281,7 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]], incomplete: lis
         "",
         _md_table(CONTROL_HEADERS, control_rows(result)),
         "",
-        f"Hack-specific (erase beats all three controls): **{'yes' if c['hack_specific'] else 'no'}**.",
+        hack_specific_line(c),
     ]
     parts += ["", "## Missing runs", "",
               (f"The preregistered matrix (every arm × seeds {', '.join(map(str, PREREGISTERED_SEEDS))}) is not "
@@ -271,13 +347,29 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
           f"fractions over the last {d['cos_window_steps']} steps: student vs teacher half, teacher rows that are "
           "correct vs that hack (equal means V tracks the teacher distribution, not hack-ness), and the applied "
           "update (the Adam-moment leak). Figure: cos_curves.png.", ""]
-    heads = ["Arm", "mean·cos", "null", "ratio", *COS_KEYS[1:]]
+    heads = ["Arm", "mean·cos", "null", "ratio", "matched null", "ratio (matched)", *COS_KEYS[1:]]
     rows = []
     for arm in arm_order(set(d["cos"])):
         nc, cs = d["null_cos"].get(arm, {}), d["cos"][arm]
         rows.append([lab(arm), _num(nc.get("mean_cos"), 3), _num(nc.get("null"), 3) if nc.get("null") is not None
-                     else "missing", _num(nc.get("ratio")), *(_num(cs[k], 3) for k in COS_KEYS[1:])])
-    L += [_md_table(heads, rows) if rows else "_no complete runs_", ""]
+                     else "missing", _num(nc.get("ratio")), _num(nc.get("null_matched"), 3),
+                     _num(nc.get("ratio_matched")), *(_num(cs[k], 3) for k in COS_KEYS[1:])])
+    L += [_md_table(heads, rows) if rows else "_no complete runs_", "",
+          "The matched null is the hack-ward fraction of each step's own gradient against freshly drawn random V's of "
+          "the real V's shape; against a uniformly random V its expectation equals the isotropic null, so the two "
+          "differ only by sampling spread: neither says whether V is special among the directions the gradient "
+          "favours.", ""]
+    # steering drift
+    if d.get("v_displacement"):
+        L += ["### Steering drift (where δS ended along the real V)", "",
+              "Mean over modules and kept axes of V·δS at the end of training (positive = the anti-hack side), as a "
+              "fraction of ‖δS‖, and the share of ‖δS‖ inside span(V). One-sided erase pushes even pure gradient "
+              "noise to the anti-hack side (`python -m method.drift`); compare erase with erase_two_sided and the "
+              "controls.", ""]
+        rows = [[lab(arm), _num(c["mean_per_axis"], 4), _num(c["frac_of_norm"], 3), _num(c["span_share"], 3),
+                 _num(c["delta_s_norm"], 3), str(c["n"])]
+                for arm, c in ((a, d["v_displacement"][a]) for a in arm_order(set(d["v_displacement"])))]
+        L += [_md_table(["Arm", "V·δS per axis", "÷ ‖δS‖", "share in span V", "‖δS‖", "n"], rows), ""]
     # rotation
     L += ["### Rotation (training rollouts)", "",
           "Student hack rate over the middle and the last third of training: does an arm only delay hacking?", ""]
@@ -288,8 +380,10 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     L += ["### Ablations", "", "Δhack = arm − reference, paired by seed.", ""]
     rows = [[arm, _pct(c["hack_pp"]) + ("" if c["sem_hack_pp"] is None else f" ± {c['sem_hack_pp']:.1f}"),
              _pct(c["pass_pp"]), str(c["n"]), c["reference"] or "—", _num(c["delta_hack_pp"]),
-             _num(c["sem_delta_pp"])] for arm, c in d["ablations"].items()]
-    L += [_md_table(["Arm", "Hack %", "Pass %", "n", "Reference", "Δhack pp", "SEM pp"], rows), ""]
+             _num(c["sem_delta_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
+             _ci(c.get("ci95_pass_pp"))] for arm, c in d["ablations"].items()]
+    L += [_md_table(["Arm", "Hack %", "Pass %", "n", "Reference", "Δhack pp", "SEM pp", "95% CI Δhack", "Δpass pp",
+                     "95% CI Δpass"], rows), ""]
     m = d["monitor"]
     bound = (" — a **ground-truth monitor** (the benchmark's own hack label): an **upper bound** on any real "
              "detector" if m.get("upper_bound") else "")
@@ -309,9 +403,12 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     for held, c in d["lomo"].items():
         rows.append([held, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
                              for a in LOMO_ARMS), beats[c["erase_beats_random"]],
-                     _num(c["delta_hack_pp"])])
+                     _num(c["delta_hack_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
+                     _ci(c.get("ci95_pass_pp"))])
     L += [_md_table(["Held mode", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
-                     "erase beats random", "Δhack pp (random − erase)"], rows), "",
+                     "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp",
+                     "95% CI Δpass"],
+                    rows), "",
           "Confounds (004): " + "; ".join(d["lomo_confounds"]) + ".", ""]
     # missing
     L += ["### Missing runs by design", ""]
@@ -337,16 +434,18 @@ def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], inco
     console.print(t)
 
     colour = {"supported": "green", "falsified": "red", "inconclusive": "yellow", NOT_RUN: "dim"}
-    v = Table(title="Verdicts (preregistered)")
-    for h in VERDICT_HEADERS:
+    v = Table(title="Verdicts (preregistered); † qualified (falsification.md)")
+    keep = [VERDICT_HEADERS.index(h) for h in RICH_VERDICT_COLUMNS]
+    for h in RICH_VERDICT_COLUMNS:
         v.add_column(h, overflow="fold")
-    for row in verdict_rows(result):
-        row = [escape(c) for c in row]
-        row[1] = f"[{colour[row[1]]}]{row[1]}[/]"
+    for full in verdict_rows(result):
+        row = [escape(full[i]) for i in keep]
+        verdict = next(k for k in colour if row[1].startswith(k))   # the cell may carry a † mark
+        row[1] = f"[{colour[verdict]}]{row[1]}[/]"
         v.add_row(*row)
     console.print(v)
 
-    ct = Table(title=f"Negative controls — hack-specific: {'yes' if result['controls']['hack_specific'] else 'no'}")
+    ct = Table(title="Negative controls — " + hack_specific_line(result["controls"]).replace("**", ""))
     for h in CONTROL_HEADERS:
         ct.add_column(h)
     for row in control_rows(result):
@@ -360,10 +459,36 @@ def print_rich(console, result: dict[str, Any], rows: list[dict[str, Any]], inco
             console.print(f"  {r.path}: {r.reason}", soft_wrap=True, markup=False)
 
 
+def check_runs(runs: str | Path, preset: str, mine: list[RunRecord], allow_mixed: bool,
+               with_lomo: bool) -> list[str]:
+    """Comparable runs only (harness.reporting.comparable): the main runs, and each lomo fold's runs among
+    themselves when the report reads them. Raises MixedRunsError unless allow_mixed; returns the problems."""
+    from harness.orchestrate.designs import DESIGNS
+    from harness.reporting.comparable import require_comparable
+
+    found = require_comparable(mine, allow_mixed, str(runs))
+    if with_lomo:
+        for fold in DESIGNS["lomo"].folds():
+            recs = [r for r in scan_runs(fold.root(runs)) if r.preset == preset]
+            found += [f"{fold.subroot}: {p}" for p in require_comparable(recs, allow_mixed, str(fold.root(runs)))]
+    return found
+
+
+def mixed_lines(result: dict[str, Any]) -> list[str]:
+    c = result.get("comparable") or {}
+    if not c.get("problems"):
+        return []
+    return ["**Mixed runs (`--allow-mixed`)**: the runs compared below are not all comparable (model / data / pool / "
+            "V hashes or configs beyond the arms' own overrides differ); every number below mixes them:", "",
+            *(f"- {p}" for p in c["problems"]), ""]
+
+
 def write_falsification(runs: str | Path, out: str | Path, preset: str | None = None, console=None,
-                        with_diagnostics: bool = False) -> dict[str, Any]:
+                        with_diagnostics: bool = False, allow_mixed: bool = False) -> dict[str, Any]:
     """Scan `runs`, apply the rules for one preset, write out/falsification.{json,md}, print the tables.
-    with_diagnostics: also out/diagnostics.json and its section of falsification.md (harness report)."""
+    with_diagnostics: also out/diagnostics.json and its section of falsification.md (harness report).
+    Runs that are not comparable are refused (MixedRunsError) unless allow_mixed, which records them in
+    falsification.json `comparable` and at the top of falsification.md."""
     from harness.reporting.diagnostics import diagnostics, pass_vacuous, substrate
 
     records = scan_runs(runs)
@@ -371,7 +496,9 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
     mine = [r for r in records if r.preset == preset]
     complete = [r for r in mine if r.complete]
     incomplete = [r for r in mine if not r.complete]
+    mixed = check_runs(runs, preset, mine, allow_mixed, with_lomo=with_diagnostics)
     result = falsify(mine, preset, runs=str(runs))
+    result["comparable"] = {"ok": not mixed, "allow_mixed": bool(allow_mixed), "problems": mixed}
     # a qualifier next to the preregistered keys (which stay as they are): does the pass condition rest on
     # two pass rates that the evaluation cannot tell from zero?
     for h, (a, b) in (("H1", (BASELINE, METHOD)), ("H3", (ADVANTAGE_BASELINE, METHOD))):
@@ -379,7 +506,7 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
                                                                                   "resolution_pp": None}
         result[h]["pass_vacuous"] = pv["pass_vacuous"]
         result[h]["pass_resolution_pp"] = pv["resolution_pp"]
-    rows = headline(complete)
+    rows = mark_collapse(headline(complete), result)
     missing_cmd = missing_command(rates_from_records(complete), preset, str(runs))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -551,9 +678,10 @@ def plot_cos_curves(records: list[RunRecord], path: str | Path, labels: dict[str
     return _save(fig, path)
 
 
-def write_report(runs: str | Path, out: str | Path, preset: str | None = None, console=None) -> dict[str, Any]:
+def write_report(runs: str | Path, out: str | Path, preset: str | None = None, console=None,
+                 allow_mixed: bool = False) -> dict[str, Any]:
     """falsify + diagnostics + report/pareto.png, curves.png, per_mode.png, cos_curves.png."""
-    result = write_falsification(runs, out, preset, console, with_diagnostics=True)
+    result = write_falsification(runs, out, preset, console, with_diagnostics=True, allow_mixed=allow_mixed)
     mine = [r for r in scan_runs(runs) if r.preset == result["preset"]]
     out = Path(out)
     diag = json.loads((out / "diagnostics.json").read_text())

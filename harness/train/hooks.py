@@ -95,6 +95,10 @@ class Arm:
         """What setup decided that the config does not say (V validation, Rebound's layer), for config.json."""
         return {}
 
+    def summary(self) -> dict[str, Any]:
+        """Fields this arm adds to summary.json at the end of the run (e.g. where delta_S ended along V)."""
+        return {}
+
 
 @dataclass
 class ArmContext:

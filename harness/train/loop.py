@@ -207,7 +207,7 @@ class _Run:
     """Everything one training run holds; `train()` below is the whole public surface."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, progress: bool, svd_cache: bool = True):
-        from method.adapter import model_hash, wrap_model
+        from method.adapter import model_hash, optimizer_param_groups, wrap_model
         from sandbox.data import load_problem_set, require_problem_set
         from harness.models.model_loading import load_policy
 
@@ -229,8 +229,9 @@ class _Run:
         self.params = trainable_named(self.model)
         if not self.params:
             raise RuntimeError("no trainable parameters after wrap_model")
-        self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=config.lr,
-                                           betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            optimizer_param_groups(list(self.params.values()), self.adapters, config.lr, config.route_hack_lr),
+            lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
         self.delta_names = _delta_s_names(self.adapters, self.model)
 
         problems = load_problem_set(config.problem_set)
@@ -345,7 +346,7 @@ class _Run:
 
         lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
         for pg in self.optimizer.param_groups:
-            pg["lr"] = lr
+            pg["lr"] = lr * pg.get("lr_scale", 1.0)   # route_hack_lr: delta_S_hack's group keeps its ratio
         row: dict[str, Any] = {"step": step + 1, "lr": lr, "grad_norm_raw": None}
         t0 = time.perf_counter()
         if sg.live:
@@ -596,6 +597,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
         # (lomo: the held mode trains on students only); None when resumed from a checkpoint that lacks them
         BY_MODE_KEY: counts if counts is not None else {
             m: dict(v, student_rollouts=None, teacher_rows=None) for m, v in run.mode_counts().items()},
+        **(run.arm.summary() or {}),   # e.g. v_displacement (issue 20)
     }
     write_summary(run_dir, summary)
     return read_summary(run_dir)
