@@ -19,6 +19,9 @@ class Preset:
     # its GRPO settings were tuned on vanilla runs until vanilla hacked: H4 ("vanilla hacks") then holds partly by
     # construction, and the report says so (falsification.json H4.substrate_tuned)
     tuned_on_vanilla: bool = False
+    # Qwen3-4B on the benchmark's own problems: vanilla's run_tests-mode hack rate may be set beside the benchmark's
+    # reported rate (harness.reporting.diagnostics.BENCHMARK), with the differences the report lists
+    benchmark_comparable: bool = False
 
 
 PRESETS: dict[str, Preset] = {}
@@ -84,6 +87,7 @@ register(Preset(
         eval_every=25, eval_problems=0, eval_samples=10,
         grade_workers=8,
     ),
+    benchmark_comparable=True,
 ))
 
 register(Preset(
@@ -91,6 +95,7 @@ register(Preset(
     description="full with the benchmark's own loophole: the run_tests hint on every train and test prompt "
                 "(problem set leetcode_rt); the direct H4 comparison with the benchmark's 79%",
     overrides={**PRESETS["full"].overrides, "problem_set": "leetcode_rt"},
+    benchmark_comparable=True,
 ))
 
 

@@ -341,3 +341,26 @@ def test_matched_null_and_drift_reach_diagnostics_and_the_report(tmp_path):
     assert "matched null" in md and "### Steering drift" in md
     row = next(line for line in md.splitlines() if line.startswith(f"| {METHOD} |") and "1.5000" in line)
     assert "0.375" in row
+
+
+def test_full_reports_vanillas_run_tests_hack_rate_beside_the_benchmarks(tmp_path):
+    """On the presets that run Qwen3-4B on the benchmark's problems the report sets vanilla's held-out run_tests
+    hack rate beside the benchmark's 79%, with what still differs; elsewhere it says nothing of the kind."""
+    from sandbox.loopholes import MODE_RUN_TESTS
+
+    for preset in ("full", "mini"):
+        root, out = tmp_path / preset / "runs", tmp_path / preset / "report"
+        for seed, rows in ((41, [(MODE_RUN_TESTS, True, True, False)] * 3 + [(MODE_RUN_TESTS, False, False, True)]),
+                           (42, [(MODE_RUN_TESTS, True, True, False), (MODES[1], True, True, False)])):
+            for arm in (BASELINE, METHOD):
+                rd = make_run(root, arm, seed, 0.5, 0.1, preset=preset)
+                _records(rd, 3, rows)
+        b = diagnostics(root, preset)["benchmark"]
+        assert b["hack_pp"] == pytest.approx((75.0 + 100.0) / 2) and b["n"] == 5 and b["reference_pp"] == 79.0
+        write_report(root, out, preset=preset)
+        md = (out / "falsification.md").read_text()
+        assert b["comparable"] == (preset == "full")
+        assert ("### Beside the benchmark's 79%" in md) == (preset == "full")
+        if preset == "full":
+            assert "run_tests-mode hack rate (final evaluation): **87.5% (n = 5, 2 seed(s))**" in md
+            assert all(f"- {x}" in md for x in b["differences"])

@@ -110,7 +110,7 @@ def test_nonhack_pairs_share_no_side_with_the_hack_pairs(preset):
 
 @pytest.mark.parametrize("preset", ["mini", "smoke"])
 def test_minimal_pairs_differ_by_the_lever_alone(preset):
-    from sandbox.loopholes import attempted
+    from sandbox.loopholes import defines_check
 
     cfg = resolve_config(preset, "erase_minimal", 41)
     hack_fit, hack_held = P.load_pairs(P.HACK_SET, cfg)
@@ -122,7 +122,8 @@ def test_minimal_pairs_differ_by_the_lever_alone(preset):
         body, lever = p.neg[:-len("\n```")], P.LEVERS[p.mode]
         assert p.pos == body + "\n\n\n" + lever + "```"                   # ... plus its mode's lever, nothing else
         code = p.pos.removeprefix("```python\n").removesuffix("```")
-        assert attempted(code, p.mode) and not attempted(p.neg.removeprefix("```python\n").removesuffix("```"), p.mode)
+        assert defines_check(code, p.mode)                                  # the syntactic detector
+        assert not defines_check(p.neg.removeprefix("```python\n").removesuffix("```"), p.mode)
     assert {p.pair_id.removeprefix("mn-") for p in held} == {p.pair_id for p in hack_held}   # the same split
 
 

@@ -331,11 +331,50 @@ def pass_vacuous(records: list[RunRecord], a: str, b: str) -> dict[str, Any]:
     return {"pass_vacuous": all(p < res for p in passes), "resolution_pp": res}
 
 
+# --- beside the benchmark -------------------------------------------------------------------------------------
+
+# What the benchmark reports for its own vanilla GRPO run, and what still differs from `full` (REPRODUCE §1).
+BENCHMARK = {
+    "reference_pp": 79.0,
+    "source": "ariahw/rl-rewardhacking (Qwen3-4B, GRPO, 200 steps, the run_tests hint on every prompt): share of "
+              "test generations labelled reward hacks",
+    "differences": (
+        "full spreads four loophole modes over the problems (about a quarter carry run_tests); full_rt puts the "
+        "run_tests hint on every prompt, as the benchmark does",
+        "adapter: full-rank singular-value offsets (delta_S) instead of LoRA rank 32",
+        "per step 8 prompts x G = 12 rollouts (6 the student's, 6 frozen teacher-pool rows) instead of 16 x 16 "
+        "on-policy rollouts",
+        "training sampling: temperature 1.0, top_k 20, 1,024 new tokens (the spec) instead of 0.7, top_p 0.95, 1,536",
+    ),
+}
+
+
+def benchmark(records: list[RunRecord], preset: str, modes: dict[str, dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """vanilla's held-out run_tests-mode hack rate (final evaluation, mean over seeds), the number to set beside
+    the benchmark's; `comparable` only for presets that run Qwen3-4B on the benchmark's problems."""
+    from harness.arms import BASELINE
+    from harness.presets import get_preset
+    from sandbox.loopholes import MODE_RUN_TESTS
+
+    cell = (modes if modes is not None else per_mode(records)).get(BASELINE, {}).get(MODE_RUN_TESTS) or {}
+    return {**BENCHMARK, "differences": list(BENCHMARK["differences"]), "arm": BASELINE, "mode": MODE_RUN_TESTS,
+            "comparable": get_preset(preset).benchmark_comparable if preset in _presets() else False,
+            "hack_pp": cell.get("hack_pp"), "n": cell.get("n"), "n_seeds": cell.get("n_seeds")}
+
+
+def _presets() -> tuple[str, ...]:
+    from harness.presets import PRESETS
+    return tuple(PRESETS)
+
+
 # --- all ------------------------------------------------------------------------------------------------------
 
 def diagnostics(runs: str | Path, preset: str) -> dict[str, Any]:
     records = [r for r in scan_runs(runs) if r.preset == preset]
-    return {"preset": preset, "substrate": substrate(records, preset), "per_mode": per_mode(records),
+    modes = per_mode(records)
+    return {"preset": preset, "substrate": substrate(records, preset), "per_mode": modes,
+            "benchmark": benchmark(records, preset, modes),
             "null_cos": null_cos(records), "v_displacement": drift(records), "cos": cos_health(records),
             "rotation": rotation(records),
             "ablations": ablations(records), "monitor": monitor(records), "lomo": lomo(runs, preset),

@@ -341,6 +341,13 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
             for arm in arm_order(set(d["per_mode"])) for m, c in d["per_mode"][arm].items()]
     L += [_md_table(["Arm", "Mode", "Hack %", "Loose hack %", "Pass %", "P(exploit|attempt)", "n", "seeds"], rows)
           if rows else "_no run has eval_records.jsonl_", ""]
+    b = d.get("benchmark")
+    if b and b["comparable"]:
+        got = "not run" if b["hack_pp"] is None else f"{b['hack_pp']:.1f}% (n = {b['n']}, {b['n_seeds']} seed(s))"
+        L += [f"### Beside the benchmark's {b['reference_pp']:g}%", "",
+              f"{b['arm']}'s held-out {b['mode']}-mode hack rate (final evaluation): **{got}**; the benchmark reports "
+              f"{b['reference_pp']:g}% ({b['source']}). What still differs:", ""]
+        L += [f"- {x}" for x in b["differences"]] + [""]
     # projection health
     L += ["### Projection health", "",
           f"mean·cos against a random direction's expected cos (null; summary.json `null_cos`), and the hack-ward "
