@@ -137,25 +137,38 @@ def capture_residual(model, layer: int | None):
         handle.remove()
 
 
-def completion_logprobs(model, batch: Batch, capture_layer: int | None = None
+def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, shared_prefix: bool = False
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs of the completion tokens [B, Lc] (fp32), and optionally the mean residual
     stream over completion tokens at `capture_layer` [B, d].
 
     Logits are computed only on completion positions (`logits_to_keep`): the lm_head over the prompt
-    is most of the memory at 150k vocab.
+    is most of the memory at 150k vocab. shared_prefix: the prompt (identical in every row) runs once and its
+    keys/values are shared by the rows (harness.train.prefix); its last token opens each row's suffix, as it
+    predicts the first completion token. Same numbers as the per-row forward (tests/test_shared_prefix.py).
     """
     Lc = batch.completion_mask.shape[1]
+    Lp = batch.prompt_len
+    shared = shared_prefix and Lp >= 2
+    start = Lp - 1 if shared else 0              # first position the main forward runs over
+    if shared:
+        from harness.train.prefix import encode_prefix, forward_suffix
+
+        kv = encode_prefix(model, batch.input_ids[0, :start])      # before the capture: it keeps the first forward
     with capture_residual(model, capture_layer) as box:
-        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                    logits_to_keep=Lc + 1, use_cache=False)
+        if shared:
+            out = forward_suffix(model, kv, batch.input_ids[:, start:], batch.attention_mask[:, start:],
+                                 logits_to_keep=Lc + 1)
+        else:
+            out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                        logits_to_keep=Lc + 1, use_cache=False)
     logits = out.logits
     if logits.shape[1] != Lc + 1:            # a model that ignores logits_to_keep
-        logits = logits[:, batch.prompt_len - 1:]
+        logits = logits[:, Lp - 1 - start:]
     logp = selective_log_softmax(logits[:, :-1], batch.completion_ids)
     acts = None
     if capture_layer is not None:
-        h = box["h"][:, batch.prompt_len:].float()            # [B, Lc, d]
+        h = box["h"][:, Lp - start:].float()                  # [B, Lc, d]
         m = batch.completion_mask.unsqueeze(-1)
         acts = (h * m).sum(1) / m.sum(1).clamp_min(1.0)       # [B, d]
     return logp, acts

@@ -90,8 +90,8 @@ def _teacher_part(r) -> str | None:
     return "t_correct" if r.gt_correct else ("t_hack" if r.exploited else None)
 
 
-def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: int, norm: float
-                       ) -> dict[str, dict[str, torch.Tensor]]:
+def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: int, norm: float,
+                       shared_prefix: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """label -> trainable parameter name -> the gradient of that label's teacher rows (advantages as trained).
     live: (group, its advantages [G] in rollout order). Leaves every .grad as it found it (None)."""
     params = trainable_named(model)
@@ -105,7 +105,7 @@ def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: in
                 continue
             b = make_batch(g.prompt_ids, [g.rollouts[i].ids for i in idx], pad_id, device)
             model.train()
-            logp, _ = completion_logprobs(model, b)
+            logp, _ = completion_logprobs(model, b, shared_prefix=shared_prefix)
             dr_grpo_loss(logp, None, adv[idx], b.completion_mask, 0.0, norm).backward()
             acc = acc or {n: torch.zeros_like(p) for n, p in params.items()}
             for name, p in params.items():
@@ -144,7 +144,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
             model.train()
             caps = []
             for h, b in batches.items():
-                fwd[h], a = completion_logprobs(model, b, capture_layer=layer)
+                fwd[h], a = completion_logprobs(model, b, capture_layer=layer, shared_prefix=config.shared_prefix)
                 caps.append(a)
             acts = torch.cat(caps).detach()
         rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
@@ -165,10 +165,10 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
             if h == "s":        # the student reference is also what the logged KL is measured against
                 model.eval()
                 with torch.no_grad(), adapter_disabled(model):
-                    ref, _ = completion_logprobs(model, b)
+                    ref, _ = completion_logprobs(model, b, shared_prefix=config.shared_prefix)
             if h not in fwd:
                 model.train()
-                fwd[h], _ = completion_logprobs(model, b)
+                fwd[h], _ = completion_logprobs(model, b, shared_prefix=config.shared_prefix)
             logp = fwd.pop(h)
             loss = dr_grpo_loss(logp, ref, a_h, b.completion_mask, beta, norm)
             if not torch.isfinite(loss):
@@ -187,7 +187,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                     out.kl_tokens += int(b.completion_mask.sum().item())
     model.eval()
     if measure_teacher_parts and live:
-        out.g_t_parts = teacher_part_grads(model, live, pad_id, norm)
+        out.g_t_parts = teacher_part_grads(model, live, pad_id, norm, config.shared_prefix)
     if out.live:
         for name, p in params.items():
             p.grad = acc["s"][name] + acc["t"][name]
