@@ -13,7 +13,7 @@ DESIGN ?= main
 
 .PHONY: setup lock data base-image-offline image wheelhouse artifacts sweep falsify report \
         reproduce reproduce-mini reproduce-mini-extended reproduce-smoke reproduce-cpu test test-all test-docker \
-        bench-grader bench-method gpu-check gpu-check-cpu doctor clean
+        bench-grader bench-method bench-step gpu-check gpu-check-cpu doctor clean
 
 setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root)
 	VENV=$(VENV) bash scripts/setup.sh
@@ -88,6 +88,9 @@ bench-grader:
 
 bench-method:
 	$(PYTHON) -m harness.checks.bench_method
+
+bench-step:  ## per-phase s/step with the per-row and the shared-prefix forward (mini + shrunk Qwen3-4B), ratios
+	$(PYTHON) -m harness.checks.bench_step
 
 gpu-check:  ## one GPU, no network, <= 8 min: 3 full steps on a random-init Qwen3-4B; peak memory, s/step, tokens/s
 	$(PYTHON) -m harness.checks.gpu_check
