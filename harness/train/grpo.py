@@ -137,8 +137,8 @@ def capture_residual(model, layer: int | None):
         handle.remove()
 
 
-def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, shared_prefix: bool = False
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, shared_prefix: bool = False,
+                        prefix_memo: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs of the completion tokens [B, Lc] (fp32), and optionally the mean residual
     stream over completion tokens at `capture_layer` [B, d].
 
@@ -146,6 +146,8 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     is most of the memory at 150k vocab. shared_prefix: the prompt (identical in every row) runs once and its
     keys/values are shared by the rows (harness.train.prefix); its last token opens each row's suffix, as it
     predicts the first completion token. Same numbers as the per-row forward (tests/test_shared_prefix.py).
+    prefix_memo: a dict kept by the caller for forwards of one prompt under the same weights and grad mode (the
+    student and teacher halves of a group): the prompt is encoded by the first of them and reused by the rest.
     """
     Lc = batch.completion_mask.shape[1]
     Lp = batch.prompt_len
@@ -154,7 +156,10 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     if shared:
         from harness.train.prefix import encode_prefix, forward_suffix
 
-        kv = encode_prefix(model, batch.input_ids[0, :start])      # before the capture: it keeps the first forward
+        memo = prefix_memo if prefix_memo is not None else {}
+        if "kv" not in memo:                                       # before the capture: it keeps the first forward
+            memo["kv"] = encode_prefix(model, batch.input_ids[0, :start])
+        kv = memo["kv"]
     with capture_residual(model, capture_layer) as box:
         if shared:
             out = forward_suffix(model, kv, batch.input_ids[:, start:], batch.attention_mask[:, start:],

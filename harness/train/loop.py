@@ -139,12 +139,13 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
         batches = {h: make_batch(g.prompt_ids, [r.ids for r in rs], pad_id, device) for h, rs in halves}
         rewards = g.rewards()
         fwd: dict[str, torch.Tensor] = {}
+        memo: dict = {}         # shared_prefix: the prompt encoded once (with grad) for both halves
         acts = None
         if layer is not None:       # the arm needs activations before its reward hook: policy forwards first
             model.train()
             caps = []
             for h, b in batches.items():
-                fwd[h], a = completion_logprobs(model, b, capture_layer=layer, shared_prefix=config.shared_prefix)
+                fwd[h], a = completion_logprobs(model, b, layer, config.shared_prefix, memo)
                 caps.append(a)
             acts = torch.cat(caps).detach()
         rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
@@ -168,14 +169,14 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                     ref, _ = completion_logprobs(model, b, shared_prefix=config.shared_prefix)
             if h not in fwd:
                 model.train()
-                fwd[h], _ = completion_logprobs(model, b, shared_prefix=config.shared_prefix)
+                fwd[h], _ = completion_logprobs(model, b, None, config.shared_prefix, memo)
             logp = fwd.pop(h)
             loss = dr_grpo_loss(logp, ref, a_h, b.completion_mask, beta, norm)
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"step {step}: non-finite loss ({loss.item()}) on problem {g.problem.id} "
                                      f"({'student' if h == 's' else 'teacher'} half)")
             model.train()       # the mode the graph was built in (checkpointed blocks recompute in backward)
-            loss.backward()
+            loss.backward(retain_graph=bool(memo) and h != halves[-1][0])   # the other half's prompt graph
             for name, p in params.items():
                 if p.grad is not None:
                     acc[h][name] += p.grad
