@@ -205,3 +205,53 @@ def test_full_architecture_with_gradient_checkpointing_matches_per_row(tmp_path)
 
 def test_shared_prefix_is_the_default():
     assert resolve_config("mini", "vanilla", 41).shared_prefix and resolve_config("full", "vanilla", 41).shared_prefix
+
+
+# --------------------------------------------------------------------------- extraction and Rebound's capture
+
+@pytest.fixture(scope="module")
+def pair_ctx(tmp_path_factory):
+    """smoke, wrapped and perturbed (extraction differentiates at delta_S = 0 and, on a refresh, where it stands),
+    with the first real hack pairs (pos and neg of different lengths)."""
+    from method import pairs as P
+    from method.extract import PairEncoder
+
+    model, tok, adapters, cfg = _load("smoke", tmp_path_factory.mktemp("pairs"))
+    pairs = P.load_pairs(P.HACK_SET, cfg)[0][:3]
+    enc = PairEncoder.for_config(model, tok, cfg)
+    assert enc.shared_prefix
+    assert all(len(enc.completion(p.pos)) != len(enc.completion(p.neg)) for p in pairs)
+    return model, tok, adapters, cfg, pairs
+
+
+@pytest.mark.parametrize("nll", ["sum", "mean"])
+@pytest.mark.parametrize("base", [True, False])
+def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base):
+    import dataclasses
+
+    from method.extract import PairEncoder, pair_diffs
+
+    model, tok, adapters, cfg, pairs = pair_ctx
+    D = {}
+    for shared in (False, True):
+        enc = PairEncoder.for_config(model, tok, dataclasses.replace(cfg, extract_nll=nll, shared_prefix=shared))
+        D[shared] = pair_diffs(model, tok, pairs, encoder=enc, adapters=adapters, base=base)
+    for name in D[False]:
+        assert D[False][name].shape == (len(pairs), adapters[name].rank)
+        for i in range(len(pairs)):      # each pair's row of D on its own
+            assert D[False][name][i].norm() > 0
+            assert _rel(D[True][name][i], D[False][name][i]) <= GRAD_RTOL, (name, i)
+
+
+def test_rebound_concept_capture_matches_per_side(pair_ctx):
+    import dataclasses
+
+    from baselines.rebound import completion_means
+    from method.extract import PairEncoder
+
+    model, tok, _, cfg, pairs = pair_ctx
+    out = {s: completion_means(model, PairEncoder.for_config(model, tok, dataclasses.replace(cfg, shared_prefix=s)),
+                               pairs, layer=1) for s in (False, True)}
+    for a, b in zip(out[False], out[True]):
+        assert a.shape == (len(pairs), model.config.hidden_size)
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
