@@ -255,3 +255,39 @@ def test_rebound_concept_capture_matches_per_side(pair_ctx):
     for a, b in zip(out[False], out[True]):
         assert a.shape == (len(pairs), model.config.hidden_size)
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- generation
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, tmp_path):
+    """Same seed, same tokens from both paths (prompts of different lengths: left padding, positions from the
+    mask); the shared path runs one prefill over the P prompts and generate then feeds one token per row."""
+    import dataclasses
+
+    from harness.train.rollout import generate
+
+    model, tok, _, cfg = _load(kind, tmp_path)
+    cfg = dataclasses.replace(cfg, max_new_tokens=16, temperature=1.0, top_k=0, top_p=1.0)
+    rng = random.Random(7)
+    prompts = [[rng.randrange(3, len(tok)) for _ in range(n)] for n in (19, 31, 24)]
+    n = 4
+    seen = []
+    handle = model.register_forward_hook(lambda _m, _a, kw, _o: seen.append(tuple(kw["input_ids"].shape)),
+                                         with_kwargs=True)
+    out = {}
+    try:
+        for shared in (False, True):
+            seen.clear()
+            torch.manual_seed(11)
+            out[shared] = generate(model, tok, prompts, n, dataclasses.replace(cfg, shared_prefix=shared))
+            calls = list(seen)
+            if shared:
+                assert calls[0] == (len(prompts), max(map(len, prompts)) - 1)      # one prefill, P rows
+                assert calls[1] == (len(prompts) * n, 1)                          # then the last prompt token
+            else:
+                assert calls[0] == (len(prompts) * n, max(map(len, prompts)))     # every row prefills
+    finally:
+        handle.remove()
+    assert out[True] == out[False]
+    assert len({tuple(r) for rows in out[True] for r in rows}) == len(prompts) * n   # really sampled

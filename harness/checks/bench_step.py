@@ -1,7 +1,7 @@
 """`make bench-step`: one training step's phases with the per-row and the shared-prefix forward, side by side.
 
 For each model, one process times interleaved rounds of
-    generation      the loop's `generate` on merged weights (P prompts x G_s rows; the same code in both paths)
+    generation      the loop's `generate` on merged weights (P prompts x G_s rows; shared: one prefill per prompt)
     ref fwd         the KL reference forward of every group's student half (adapter off, no grad)
     loss fwd+bwd    `policy_gradient` as the loop calls it (reference forward included: the loop's t_fwd_bwd)
 with TrainConfig.shared_prefix False and True, and prints the medians (s/step) and the ratios per-row / shared.
@@ -18,6 +18,7 @@ step >= 2.5x on 2 cores) are printed beside the measured ratios, never asserted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import tempfile
@@ -119,10 +120,11 @@ def bench(which: str, rounds: int, tmp: Path) -> dict:
     gen_cfg = resolve_config(cfg.preset, "vanilla", 41, {"model": cfg.model, "max_new_tokens": sum(STUDENT_LENS) // 2})
     arm = Arm()
 
-    def gen():
+    def gen(shared):
         torch.manual_seed(0)
         with merged(model):
-            generate(model, tok, prompts, cfg.student_per_group, gen_cfg, min_new_tokens=gen_cfg.max_new_tokens)
+            generate(model, tok, prompts, cfg.student_per_group, dataclasses.replace(gen_cfg, shared_prefix=shared),
+                     min_new_tokens=gen_cfg.max_new_tokens)
 
     def ref(shared):
         c = resolve_config(cfg.preset, "vanilla", 41, {"model": cfg.model, "shared_prefix": shared})
@@ -141,12 +143,11 @@ def bench(which: str, rounds: int, tmp: Path) -> dict:
         model.zero_grad(set_to_none=True)
 
     phases = {"generation": {}, "ref fwd": {}, "loss fwd+bwd": {}}
-    gen()                               # warm-up (allocator, kernels), untimed
-    loss(False), loss(True)
+    for shared in (False, True):        # warm-up (allocator, kernels), untimed
+        gen(shared), loss(shared)
     for _ in range(rounds):
-        t = _time(gen)
-        for shared in (False, True):    # generation does not depend on the flag: one measurement for both
-            phases["generation"].setdefault(shared, []).append(t)
+        for shared in (False, True):    # interleaved, so both paths see the same load
+            phases["generation"].setdefault(shared, []).append(_time(lambda: gen(shared)))
             phases["ref fwd"].setdefault(shared, []).append(_time(lambda: ref(shared)))
             phases["loss fwd+bwd"].setdefault(shared, []).append(_time(lambda: loss(shared)))
     med = {clock: {ph: {s: statistics.median(x[i] for x in v) for s, v in d.items()} for ph, d in phases.items()}

@@ -123,3 +123,21 @@ def forward_with_prefix(model, prefix_ids: torch.Tensor, suffix_ids: torch.Tenso
                         **kwargs):
     """encode_prefix then forward_suffix: prefix_ids [P] shared by every row, suffix_ids/suffix_mask [B, S]."""
     return forward_suffix(model, encode_prefix(model, prefix_ids), suffix_ids, suffix_mask, **kwargs)
+
+
+@torch.no_grad()
+def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, n: int):
+    """Generation's prefill with each prompt run once: ids, attn [P, L] (left-padded prompts) -> a cache over
+    ids[:, :-1] for the P * n rows of `generate` (each prompt's keys/values repeated n times, prompt-major).
+
+    Positions as HF generate derives them from the mask (cumsum - 1, 0 on pads), so model.generate(ids and attn
+    repeated n times, cache=this) feeds only the last prompt token and samples exactly as from scratch.
+    """
+    from transformers.cache_utils import DynamicCache
+
+    pos = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True,
+          logits_to_keep=1, **{_cache_kwarg(model): cache})
+    cache.batch_repeat_interleave(n)
+    return cache

@@ -125,19 +125,28 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     )
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
     max_batch = max_batch or len(rows)
+    # shared_prefix: each prompt is prefilled once and its cache repeated for its n rows (whole prompts per chunk)
+    share = config.shared_prefix and n > 1 and min(len(p) for p in prompts) >= 2
+    step = max(1, max_batch // n) * n if share else max_batch
     out: list[list[list[int]]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     try:
-        for s in range(0, len(rows), max_batch):
-            chunk = rows[s:s + max_batch]
+        for s in range(0, len(rows), step):
+            chunk = rows[s:s + step]
             L = max(len(p) for _, p in chunk)
             ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)
             attn = torch.zeros((len(chunk), L), dtype=torch.long)
             for i, (_, p) in enumerate(chunk):
                 ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
                 attn[i, L - len(p):] = 1
-            gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gcfg)
+            ids, attn = ids.to(device), attn.to(device)
+            kw = {}
+            if share:
+                from harness.train.prefix import _cache_kwarg, prefill_shared
+
+                kw[_cache_kwarg(model)] = prefill_shared(model, ids[::n], attn[::n], n)
+            gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
             for i, (pi, _) in enumerate(chunk):
                 out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
     finally:
