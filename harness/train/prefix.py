@@ -75,7 +75,7 @@ def _blocks_read_cache(model):
                 del b._can_checkpoint_with_cache
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """transformers 5.x calls it `cache` (`past_key_values` deprecated); 4.x only knows `past_key_values`."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -94,7 +94,7 @@ def encode_prefix(model, prefix_ids: torch.Tensor) -> list[tuple[torch.Tensor, t
     with _blocks_read_cache(model):
         _decoder(model)(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
                         position_ids=torch.arange(ids.shape[1], device=ids.device).unsqueeze(0),
-                        **{_cache_kwarg(_decoder(model)): cache})
+                        **{cache_kwarg(_decoder(model)): cache})
     kv = [(layer.keys, layer.values) for layer in cache.layers]
     if any(k is None for k, _ in kv):
         raise RuntimeError("the prefix forward did not reach every layer's cache")
@@ -116,7 +116,7 @@ def forward_suffix(model, kv: list[tuple[torch.Tensor, torch.Tensor]], suffix_id
     pos = torch.arange(P, P + S, device=suffix_ids.device).unsqueeze(0).expand(B, -1)
     with _blocks_read_cache(model):
         return model(input_ids=suffix_ids, attention_mask=attn, position_ids=pos, use_cache=False,
-                     **{_cache_kwarg(model): cache}, **kwargs)
+                     **{cache_kwarg(model): cache}, **kwargs)
 
 
 def forward_with_prefix(model, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, suffix_mask: torch.Tensor,
@@ -138,6 +138,6 @@ def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, n: int):
     pos = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0)
     cache = DynamicCache(config=model.config)
     model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True,
-          logits_to_keep=1, **{_cache_kwarg(model): cache})
+          logits_to_keep=1, **{cache_kwarg(model): cache})
     cache.batch_repeat_interleave(n)
     return cache

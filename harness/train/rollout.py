@@ -143,9 +143,9 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
             ids, attn = ids.to(device), attn.to(device)
             kw = {}
             if share:
-                from harness.train.prefix import _cache_kwarg, prefill_shared
+                from harness.train.prefix import cache_kwarg, prefill_shared
 
-                kw[_cache_kwarg(model)] = prefill_shared(model, ids[::n], attn[::n], n)
+                kw[cache_kwarg(model)] = prefill_shared(model, ids[::n], attn[::n], n)
             gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
             for i, (pi, _) in enumerate(chunk):
                 out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
