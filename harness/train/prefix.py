@@ -77,7 +77,7 @@ def _blocks_read_cache(model):
 
 def cache_kwarg(model) -> str:
     """transformers 5.x calls it `cache` (`past_key_values` deprecated); 4.x only knows `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
 
 def _decoder(model):
