@@ -291,3 +291,21 @@ def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, 
         handle.remove()
     assert out[True] == out[False]
     assert len({tuple(r) for rows in out[True] for r in rows}) == len(prompts) * n   # really sampled
+
+
+def test_generation_in_chunks_that_split_a_prompts_rows_samples_the_same_tokens(tmp_path):
+    """evaluate() generates in chunks of max_batch rows, which need not hold whole prompts (full: 32 rows, 10
+    samples): each chunk prefills the prompts it holds once, and the chunks (so the draws) are the per-row path's."""
+    import dataclasses
+
+    from harness.train.rollout import generate
+
+    model, tok, _, cfg = _load("smoke", tmp_path)
+    cfg = dataclasses.replace(cfg, max_new_tokens=8)
+    rng = random.Random(8)
+    prompts = [[rng.randrange(3, len(tok)) for _ in range(n)] for n in (12, 17, 9)]
+    out = {}
+    for shared in (False, True):
+        torch.manual_seed(2)
+        out[shared] = generate(model, tok, prompts, 3, dataclasses.replace(cfg, shared_prefix=shared), max_batch=4)
+    assert out[True] == out[False] and all(len(rows) == 3 for rows in out[True])

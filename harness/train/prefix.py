@@ -126,12 +126,12 @@ def forward_with_prefix(model, prefix_ids: torch.Tensor, suffix_ids: torch.Tenso
 
 
 @torch.no_grad()
-def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, n: int):
-    """Generation's prefill with each prompt run once: ids, attn [P, L] (left-padded prompts) -> a cache over
-    ids[:, :-1] for the P * n rows of `generate` (each prompt's keys/values repeated n times, prompt-major).
+def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, row_prompt: torch.Tensor):
+    """Generation's prefill with each prompt run once: ids, attn [U, L] (the U distinct prompts, left-padded) and
+    row_prompt [B] (which of them each of generate's B rows holds) -> a cache over ids[:, :-1] for the B rows.
 
-    Positions as HF generate derives them from the mask (cumsum - 1, 0 on pads), so model.generate(ids and attn
-    repeated n times, cache=this) feeds only the last prompt token and samples exactly as from scratch.
+    Positions as HF generate derives them from the mask (cumsum - 1, 0 on pads), so model.generate(the rows' ids
+    and mask, cache=this) feeds only the last prompt token and samples exactly as from scratch.
     """
     from transformers.cache_utils import DynamicCache
 
@@ -139,5 +139,5 @@ def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, n: int):
     cache = DynamicCache(config=model.config)
     model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True,
           logits_to_keep=1, **{cache_kwarg(model): cache})
-    cache.batch_repeat_interleave(n)
+    cache.batch_select_indices(row_prompt)
     return cache

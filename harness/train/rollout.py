@@ -125,15 +125,15 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     )
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
     max_batch = max_batch or len(rows)
-    # shared_prefix: each prompt is prefilled once and its cache repeated for its n rows (whole prompts per chunk)
+    # shared_prefix: each prompt of a chunk is prefilled once and its cache repeated for its rows (same chunks and
+    # sampling as the per-row path)
     share = config.shared_prefix and n > 1 and min(len(p) for p in prompts) >= 2
-    step = max(1, max_batch // n) * n if share else max_batch
     out: list[list[list[int]]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     try:
-        for s in range(0, len(rows), step):
-            chunk = rows[s:s + step]
+        for s in range(0, len(rows), max_batch):
+            chunk = rows[s:s + max_batch]
             L = max(len(p) for _, p in chunk)
             ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)
             attn = torch.zeros((len(chunk), L), dtype=torch.long)
@@ -142,10 +142,13 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
                 attn[i, L - len(p):] = 1
             ids, attn = ids.to(device), attn.to(device)
             kw = {}
-            if share:
+            distinct = sorted({pi for pi, _ in chunk})
+            if share and len(distinct) < len(chunk):
                 from harness.train.prefix import cache_kwarg, prefill_shared
 
-                kw[cache_kwarg(model)] = prefill_shared(model, ids[::n], attn[::n], n)
+                first = [next(i for i, (pi, _) in enumerate(chunk) if pi == u) for u in distinct]   # a row of each
+                row_prompt = torch.tensor([distinct.index(pi) for pi, _ in chunk], device=device)
+                kw[cache_kwarg(model)] = prefill_shared(model, ids[first], attn[first], row_prompt)
             gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
             for i, (pi, _) in enumerate(chunk):
                 out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
