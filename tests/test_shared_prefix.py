@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from harness.config import resolve_config
-from harness.train.grpo import completion_logprobs, dr_grpo_loss, make_batch
+from harness.train.grpo import completion_logprobs, dr_grpo_loss, length_chunks, make_batch
 from harness.train.hooks import Arm
 from harness.train.rollout import Group, Rollout
 
@@ -82,8 +82,10 @@ KINDS = ["smoke", "mini_dims"]
 def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path):
     model, tok, adapters, _ = _load(kind, tmp_path)
     prompt, students, teachers = _halves(len(tok))
+    even = [r[:1] * n for r, n in zip(students, (8, 9, 8, 9))]       # near-equal lengths: one chunk
+    assert [len(length_chunks([len(r) for r in rows])) for rows in (students, teachers, even)] == [2, 2, 1]
     model.train()
-    for rows in (students, teachers):
+    for rows in (students, teachers, even):     # split into two length chunks, and not
         b = make_batch(prompt, rows, tok.pad_token_id, "cpu")
         adv = torch.linspace(-1.0, 1.5, len(rows))
         out = {}
