@@ -19,6 +19,8 @@ Gradient checkpointing: transformers drops a cache in checkpointed blocks becaus
 would write it again when backward recomputes it. Both caches here are pure under replay: the recording layer
 keeps only the first keys/values it is given (returns them unchanged) and the replay layer returns
 prefix ++ new without storing anything; so blocks are marked `_can_checkpoint_with_cache` while they run here.
+Generation (prefill_shared): each distinct prompt of a generate() chunk is prefilled once and its cache rows are
+selected for the chunk's rows; HF generate then feeds only the last prompt token, so the draws are the per-row ones.
 Needs transformers' layered Cache API (>= 4.56; the locks pin 5.24).
 """
 from __future__ import annotations
