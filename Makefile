@@ -14,7 +14,7 @@ SETUP ?= lock
 
 .PHONY: setup lock data base-image-offline image wheelhouse artifacts sweep falsify report \
         reproduce reproduce-mini reproduce-mini-extended reproduce-smoke reproduce-cpu test test-all test-docker \
-        bench-grader bench-method gpu-check gpu-check-cpu doctor clean
+        bench-grader bench-method bench-step gpu-check gpu-check-cpu doctor clean
 
 setup:  ## create .venv and install requirements/{cpu,cuda}.lock into it (+ bubblewrap when root); SETUP=existing VENV=DIR accepts an environment as it is
 	VENV=$(VENV) SETUP=$(SETUP) bash scripts/setup.sh
@@ -88,6 +88,9 @@ bench-grader:
 
 bench-method:
 	$(PYTHON) -m harness.checks.bench_method
+
+bench-step:  ## per-phase s/step with the per-row and the shared-prefix forward (mini + shrunk Qwen3-4B), ratios
+	$(PYTHON) -m harness.checks.bench_step
 
 # The GPU check runs on whatever a GPU machine has: the project's .venv where one exists, else that machine's own
 # python3 with its CUDA torch (CHECK_PYTHON=... to choose). Offline: tracked files only, no hub, no data files.

@@ -82,7 +82,7 @@ def rebound_penalty(acts: torch.Tensor, v_concept: torch.Tensor, alpha: float) -
 @torch.no_grad()
 def completion_means(model, encoder, pairs, layer: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean residual stream over completion tokens at `layer`, for each pair's pos and neg -> ([n, d], [n, d])."""
-    from harness.train.grpo import capture_residual
+    from harness.train.grpo import capture_residual, completion_logprobs, make_batch
     from method.extract import _eval_mode, _track
 
     device = next(model.parameters()).device
@@ -90,6 +90,12 @@ def completion_means(model, encoder, pairs, layer: int, progress: bool = False) 
     with _eval_mode(model):
         for pair in _track(list(pairs), "rebound concept pairs", progress):
             p_ids = encoder.prompt(pair.messages)
+            if encoder.shared_prefix:      # both sides in one batch on one prompt encoding
+                b = make_batch(p_ids, [encoder.completion(pair.pos), encoder.completion(pair.neg)], 0, device)
+                _, acts = completion_logprobs(model, b, capture_layer=layer, shared_prefix=True)   # [2, d]
+                pos.append(acts[0].cpu())
+                neg.append(acts[1].cpu())
+                continue
             for text, bucket in ((pair.pos, pos), (pair.neg, neg)):
                 ids = p_ids + encoder.completion(text)
                 with capture_residual(model, layer) as box:

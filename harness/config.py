@@ -35,6 +35,9 @@ class TrainConfig:
     dtype: str = "auto"            # auto -> bf16 on CUDA, fp32 on CPU
     attn_impl: str = "auto"        # auto -> flash_attention_2 if installed on GPU, else sdpa
     grad_checkpointing: bool = False
+    # loss / reference forwards encode each group's prompt once and share its keys/values with the group's rows
+    # (harness.train.prefix); False = every row forwards its own copy (the reference path; same numbers)
+    shared_prefix: bool = True
     # torch intra-op threads when training on CPU (0 = torch's default). 1: on shared cores OpenMP threads
     # spin against each other; measured 10x slower mini steps with 2 threads on the loaded 2-core box.
     cpu_threads: int = 1

@@ -355,7 +355,7 @@ class PairEncoder:
     that cut would fall before the hack lever and erase the contrast."""
 
     def __init__(self, tokenizer, enable_thinking: bool = False, max_prompt_tokens: int = 2048,
-                 eos_id: int | None = None, nll: str = "sum", norm: float = 1.0):
+                 eos_id: int | None = None, nll: str = "sum", norm: float = 1.0, shared_prefix: bool = True):
         if nll not in NLL_FORMS:
             raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
         self.tok = tokenizer
@@ -363,6 +363,7 @@ class PairEncoder:
         self.max_prompt_tokens = max_prompt_tokens
         self.eos_id = tokenizer.eos_token_id if eos_id is None else eos_id
         self.nll, self.norm = nll, float(norm)     # how a completion's NLL is reduced (completion_grads)
+        self.shared_prefix = shared_prefix         # a pair's two sides share one prompt encoding (pair_grad_diff)
 
     def prompt(self, messages: Sequence[dict]) -> list[int]:
         text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
@@ -379,7 +380,7 @@ class PairEncoder:
         from harness.train.rollout import eos_token_ids
 
         return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0],
-                   nll=config.extract_nll, norm=_loop_norm(config))
+                   nll=config.extract_nll, norm=_loop_norm(config), shared_prefix=config.shared_prefix)
 
 
 def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
@@ -404,6 +405,31 @@ def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: li
     loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
+    names = list(adapters)
+    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
+    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
+            for n, g in zip(names, grads)}
+
+
+def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int], pos_ids: list[int],
+                   neg_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
+    """completion_grads(pos) - completion_grads(neg) in one forward and one backward -> {name: [r] fp32 cpu}.
+
+    The two sides share the prompt: it is encoded once (harness.train.prefix) and the difference of the two NLLs
+    is differentiated (the gradient is linear), so the prompt is forwarded and backpropagated once, not twice.
+    """
+    from harness.train.grpo import completion_logprobs, make_batch
+
+    if nll not in NLL_FORMS:
+        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
+    device = next(iter(adapters.values())).delta_S.device
+    b = make_batch(prompt_ids, [pos_ids, neg_ids], pad_id=0, device=device)    # pads are masked out of the NLL
+    logp, _ = completion_logprobs(model, b, shared_prefix=True)                # [2, Lc]
+    tok_nll = -(logp * b.completion_mask).sum(1)                               # [2]
+    per = tok_nll / norm if nll == "sum" else tok_nll / b.completion_mask.sum(1)
+    loss = per[0] - per[1]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite NLL ({per.tolist()}) during v_hack extraction")
     names = list(adapters)
     grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
     return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
@@ -444,10 +470,15 @@ def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None
     with _eval_mode(model), (at_base(adapters) if base else nullcontext()), torch.enable_grad():
         for pair in _track(list(pairs), description, progress):
             p_ids = encoder.prompt(pair.messages)
-            g_pos = completion_grads(model, adapters, p_ids, encoder.completion(pair.pos), encoder.nll, encoder.norm)
-            g_neg = completion_grads(model, adapters, p_ids, encoder.completion(pair.neg), encoder.nll, encoder.norm)
+            pos, neg = encoder.completion(pair.pos), encoder.completion(pair.neg)
+            if encoder.shared_prefix:
+                diff = pair_grad_diff(model, adapters, p_ids, pos, neg, encoder.nll, encoder.norm)
+            else:       # the per-side reference path
+                g_pos = completion_grads(model, adapters, p_ids, pos, encoder.nll, encoder.norm)
+                g_neg = completion_grads(model, adapters, p_ids, neg, encoder.nll, encoder.norm)
+                diff = {n: g_pos[n] - g_neg[n] for n in adapters}
             for n in adapters:
-                rows[n].append(g_pos[n] - g_neg[n])
+                rows[n].append(diff[n])
     return {n: torch.stack(r) for n, r in rows.items() if r}
 
 
@@ -543,7 +574,7 @@ def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, wh
 
     key = (id(ctx.model), ctx.model_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
            encoder.enable_thinking, encoder.max_prompt_tokens, encoder.eos_id, encoder.nll, encoder.norm,
-           tuple(sorted(ctx.adapters)))
+           encoder.shared_prefix, tuple(sorted(ctx.adapters)))
     if key not in _DIFFS_MEMO:
         if len(_DIFFS_MEMO) >= _DIFFS_MEMO_MAX:
             _DIFFS_MEMO.pop(next(iter(_DIFFS_MEMO)))

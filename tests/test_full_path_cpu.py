@@ -51,7 +51,7 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
         model=str(model_dir), dtype="bfloat16",        # full's "auto" = bf16 on a GPU; forced here on CPU
         prompts_per_step=2, group_size=4, max_new_tokens=8, eval_problems=2, eval_samples=1,
         sandbox="process", grade_workers=1, steps=1))
-    assert cfg.problem_set == "leetcode" and cfg.grad_checkpointing and not cfg.enable_thinking
+    assert cfg.problem_set == "leetcode" and cfg.grad_checkpointing and not cfg.enable_thinking and cfg.shared_prefix
 
     run = L._Run(cfg, tmp_path / "run", progress=False)
     model = run.model
@@ -75,7 +75,10 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
 
     def on_forward(_mod, _args, kwargs, out):
         if kwargs.get("use_cache") is False:            # the loss / reference forwards
-            forwards.append((kwargs["input_ids"].shape[1], kwargs["logits_to_keep"], out.logits.shape[1]))
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))      # the shared prompt's keys/values
+            prefix = cache.get_seq_length() if cache is not None else 0
+            forwards.append((prefix + kwargs["input_ids"].shape[1], kwargs["logits_to_keep"], out.logits.shape[1],
+                             prefix))
     handle = model.register_forward_hook(on_forward, with_kwargs=True)
     real_hook = run.arm.grad_hook
 
@@ -96,8 +99,9 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     assert merged_dtypes and all(m and w == torch.bfloat16 and u == torch.bfloat16 for m, w, u in merged_dtypes)
     prompt_lens = {len(ids) for ids in run.encoder._cache.values()}
     assert forwards
-    for total, keep, got in forwards:               # logits on completion positions (+ the last prompt token)
+    for total, keep, got, prefix in forwards:       # logits on completion positions (+ the last prompt token)
         assert got == keep < total and total - (keep - 1) in prompt_lens
+        assert prefix == total - keep > 0           # shared_prefix: every loss forward ran on the encoded prompt
     assert hook_dtypes and all(d == (torch.float32,) * 4 for d in hook_dtypes)
     assert all(m.delta_S.dtype == torch.float32 for m in get_adapters(model).values())
     assert row["grad_norm"] is not None and torch.isfinite(torch.tensor(row["loss"]))

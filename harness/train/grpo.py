@@ -137,25 +137,76 @@ def capture_residual(model, layer: int | None):
         handle.remove()
 
 
-def completion_logprobs(model, batch: Batch, capture_layer: int | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, shared_prefix: bool = False,
+                        prefix_memo: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs of the completion tokens [B, Lc] (fp32), and optionally the mean residual
     stream over completion tokens at `capture_layer` [B, d].
 
     Logits are computed only on completion positions (`logits_to_keep`): the lm_head over the prompt
-    is most of the memory at 150k vocab.
+    is most of the memory at 150k vocab. shared_prefix: the prompt (identical in every row) runs once and its
+    keys/values are shared by the rows (harness.train.prefix); its last token opens each row's suffix, as it
+    predicts the first completion token; rows of very different lengths run in two length-sorted chunks (less
+    padding; log-probs past a row's end are 0). Same numbers as the per-row forward (tests/test_shared_prefix.py).
+    prefix_memo: a dict kept by the caller for forwards of one prompt under the same weights and grad mode (the
+    student and teacher halves of a group): the prompt is encoded by the first of them and reused by the rest.
     """
+    if not (shared_prefix and batch.prompt_len >= 2):
+        return _logprobs(model, batch, capture_layer, None)
+    from harness.train.prefix import encode_prefix
+
+    memo = prefix_memo if prefix_memo is not None else {}
+    if "kv" not in memo:                                       # before any capture: it keeps the first forward
+        memo["kv"] = encode_prefix(model, batch.input_ids[0, :batch.prompt_len - 1])
+    chunks = length_chunks(batch.completion_mask.sum(1).long().tolist())
+    if len(chunks) == 1:
+        return _logprobs(model, batch, capture_layer, memo["kv"])
+    parts = [_logprobs(model, _rows(batch, rows), capture_layer, memo["kv"]) for rows in chunks]
     Lc = batch.completion_mask.shape[1]
+    back = torch.argsort(torch.tensor([i for rows in chunks for i in rows], device=batch.input_ids.device))
+    logp = torch.cat([torch.nn.functional.pad(lp, (0, Lc - lp.shape[1])) for lp, _ in parts])[back]
+    acts = torch.cat([a for _, a in parts])[back] if capture_layer is not None else None
+    return logp, acts
+
+
+def length_chunks(lengths: list[int], min_saving: float = 0.2) -> list[list[int]]:
+    """Row indices in one chunk, or in two length-sorted chunks when that pads at least `min_saving` fewer tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    L = [max(1, lengths[i]) for i in order]
+    full = len(L) * L[-1]
+    cost, k = min(((i * L[i - 1] + (len(L) - i) * L[-1], i) for i in range(1, len(L))), default=(full, 0))
+    return [order[:k], order[k:]] if k and cost <= (1 - min_saving) * full else [list(range(len(lengths)))]
+
+
+def _rows(batch: Batch, rows: list[int]) -> Batch:
+    """The batch of `rows`, cut to their longest completion."""
+    idx = torch.tensor(rows, device=batch.input_ids.device)
+    Lk = max(1, int(batch.completion_mask[idx].sum(1).max().item()))
+    end = batch.prompt_len + Lk
+    return Batch(batch.input_ids[idx, :end], batch.attention_mask[idx, :end], batch.completion_mask[idx, :Lk],
+                 batch.prompt_len)
+
+
+def _logprobs(model, batch: Batch, capture_layer: int | None, kv) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """completion_logprobs on one batch: per row (kv None) or on the encoded prompt `kv` (prompt[:-1])."""
+    Lc = batch.completion_mask.shape[1]
+    Lp = batch.prompt_len
+    start = Lp - 1 if kv is not None else 0      # first position the main forward runs over
     with capture_residual(model, capture_layer) as box:
-        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                    logits_to_keep=Lc + 1, use_cache=False)
+        if kv is not None:
+            from harness.train.prefix import forward_suffix
+
+            out = forward_suffix(model, kv, batch.input_ids[:, start:], batch.attention_mask[:, start:],
+                                 logits_to_keep=Lc + 1)
+        else:
+            out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                        logits_to_keep=Lc + 1, use_cache=False)
     logits = out.logits
     if logits.shape[1] != Lc + 1:            # a model that ignores logits_to_keep
-        logits = logits[:, batch.prompt_len - 1:]
+        logits = logits[:, Lp - 1 - start:]
     logp = selective_log_softmax(logits[:, :-1], batch.completion_ids)
     acts = None
     if capture_layer is not None:
-        h = box["h"][:, batch.prompt_len:].float()            # [B, Lc, d]
+        h = box["h"][:, Lp - start:].float()                  # [B, Lc, d]
         m = batch.completion_mask.unsqueeze(-1)
         acts = (h * m).sum(1) / m.sum(1).clamp_min(1.0)       # [B, d]
     return logp, acts

@@ -91,8 +91,8 @@ def _teacher_part(r) -> str | None:
     return "t_correct" if r.gt_correct else ("t_hack" if r.exploited else None)
 
 
-def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: int, norm: float
-                       ) -> dict[str, dict[str, torch.Tensor]]:
+def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: int, norm: float,
+                       shared_prefix: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """label -> trainable parameter name -> the gradient of that label's teacher rows (advantages as trained).
     live: (group, its advantages [G] in rollout order). Leaves every .grad as it found it (None)."""
     params = trainable_named(model)
@@ -106,7 +106,7 @@ def teacher_part_grads(model, live: list[tuple[Group, torch.Tensor]], pad_id: in
                 continue
             b = make_batch(g.prompt_ids, [g.rollouts[i].ids for i in idx], pad_id, device)
             model.train()
-            logp, _ = completion_logprobs(model, b)
+            logp, _ = completion_logprobs(model, b, shared_prefix=shared_prefix)
             dr_grpo_loss(logp, None, adv[idx], b.completion_mask, 0.0, norm).backward()
             acc = acc or {n: torch.zeros_like(p) for n, p in params.items()}
             for name, p in params.items():
@@ -140,12 +140,13 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
         batches = {h: make_batch(g.prompt_ids, [r.ids for r in rs], pad_id, device) for h, rs in halves}
         rewards = g.rewards()
         fwd: dict[str, torch.Tensor] = {}
+        memo: dict = {}         # shared_prefix: the prompt encoded once (with grad) for both halves
         acts = None
         if layer is not None:       # the arm needs activations before its reward hook: policy forwards first
             model.train()
             caps = []
             for h, b in batches.items():
-                fwd[h], a = completion_logprobs(model, b, capture_layer=layer)
+                fwd[h], a = completion_logprobs(model, b, layer, config.shared_prefix, memo)
                 caps.append(a)
             acts = torch.cat(caps).detach()
         rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
@@ -166,17 +167,17 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
             if h == "s":        # the student reference is also what the logged KL is measured against
                 model.eval()
                 with torch.no_grad(), adapter_disabled(model):
-                    ref, _ = completion_logprobs(model, b)
+                    ref, _ = completion_logprobs(model, b, shared_prefix=config.shared_prefix)
             if h not in fwd:
                 model.train()
-                fwd[h], _ = completion_logprobs(model, b)
+                fwd[h], _ = completion_logprobs(model, b, None, config.shared_prefix, memo)
             logp = fwd.pop(h)
             loss = dr_grpo_loss(logp, ref, a_h, b.completion_mask, beta, norm)
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"step {step}: non-finite loss ({loss.item()}) on problem {g.problem.id} "
                                      f"({'student' if h == 's' else 'teacher'} half)")
             model.train()       # the mode the graph was built in (checkpointed blocks recompute in backward)
-            loss.backward()
+            loss.backward(retain_graph=bool(memo) and h != halves[-1][0])   # the other half's prompt graph
             for name, p in params.items():
                 if p.grad is not None:
                     acc[h][name] += p.grad
@@ -188,7 +189,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                     out.kl_tokens += int(b.completion_mask.sum().item())
     model.eval()
     if measure_teacher_parts and live:
-        out.g_t_parts = teacher_part_grads(model, live, pad_id, norm)
+        out.g_t_parts = teacher_part_grads(model, live, pad_id, norm, config.shared_prefix)
     if out.live:
         for name, p in params.items():
             p.grad = acc["s"][name] + acc["t"][name]

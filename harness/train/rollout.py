@@ -125,6 +125,9 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     )
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
     max_batch = max_batch or len(rows)
+    # shared_prefix: each prompt of a chunk is prefilled once and its cache repeated for its rows (same chunks and
+    # sampling as the per-row path)
+    share = config.shared_prefix and n > 1 and min(len(p) for p in prompts) >= 2
     out: list[list[list[int]]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
@@ -137,7 +140,16 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
             for i, (_, p) in enumerate(chunk):
                 ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
                 attn[i, L - len(p):] = 1
-            gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gcfg)
+            ids, attn = ids.to(device), attn.to(device)
+            kw = {}
+            distinct = sorted({pi for pi, _ in chunk})
+            if share and len(distinct) < len(chunk):
+                from harness.train.prefix import cache_kwarg, prefill_shared
+
+                first = [next(i for i, (pi, _) in enumerate(chunk) if pi == u) for u in distinct]   # a row of each
+                row_prompt = torch.tensor([distinct.index(pi) for pi, _ in chunk], device=device)
+                kw[cache_kwarg(model)] = prefill_shared(model, ids[first], attn[first], row_prompt)
+            gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
             for i, (pi, _) in enumerate(chunk):
                 out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
     finally:

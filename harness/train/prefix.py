@@ -1,0 +1,145 @@
+"""Shared-prefix forward: the rows of one group share a prompt, so encode it once and let every row attend to it.
+
+Per-row (the reference path), each of the B rows forwards its own copy of the prompt:
+
+    model([prompt, completion_i])                              B x (Lp + Lc) tokens
+
+Shared (Prefix Grouper, Liu et al. 2025, arXiv 2506.05433): the prefix runs once, batch 1, and its per-layer
+keys/values (after RoPE, at positions 0..P-1) are expanded along the batch to the B rows; the suffixes run right
+padded at positions P.. with an attention mask over prefix + suffix:
+
+    K_l, V_l [1, h, P, d]   = model(prefix)                  P tokens, with gradient when the caller has it on
+    out                     = model(suffix_i | K_l, V_l)     B x S tokens; suffix position j is absolute P + j
+
+Causal attention makes the two exact: a prefix token never sees a suffix token, so its keys/values are the same
+in every row. `expand` keeps one autograd node for the prefix, so each row's gradient flows back into the single
+prefix forward and sums there, as the per-row path sums it over the B copies.
+
+Gradient checkpointing: transformers drops a cache in checkpointed blocks because a block that WRITES the cache
+would write it again when backward recomputes it. Both caches here are pure under replay: the recording layer
+keeps only the first keys/values it is given (returns them unchanged) and the replay layer returns
+prefix ++ new without storing anything; so blocks are marked `_can_checkpoint_with_cache` while they run here.
+Generation (prefill_shared): each distinct prompt of a generate() chunk is prefilled once and its cache rows are
+selected for the chunk's rows; HF generate then feeds only the last prompt token, so the draws are the per-row ones.
+Needs transformers' layered Cache API (>= 4.56; the locks pin 5.24).
+"""
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+
+class _RecordLayer(DynamicLayer):
+    """Keeps the first keys/values it sees ([1, h, P, d]) and returns them unchanged: the prefix attends only to
+    itself, and a checkpointed block's recompute in backward neither re-stores nor concatenates."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.device = key_states.device
+            self.keys, self.values = key_states, value_states
+            self.is_initialized = True
+        return key_states, value_states
+
+
+class _ReplayLayer(DynamicLayer):
+    """Holds the prefix's keys/values [B, h, P, d] (an expand of the batch-1 tensors) and returns
+    prefix ++ new on every call without storing, so a recompute sees exactly what the forward saw."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.device = keys.device
+        self.keys, self.values = keys, values
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+@contextmanager
+def _blocks_read_cache(model):
+    """Let checkpointed decoder blocks keep our (replay-pure) cache; restored on exit."""
+    from harness.train.grpo import decoder_layers
+
+    layers = list(decoder_layers(model))
+    had = [("_can_checkpoint_with_cache" in vars(b), vars(b).get("_can_checkpoint_with_cache")) for b in layers]
+    try:
+        for b in layers:
+            b._can_checkpoint_with_cache = True
+        yield
+    finally:
+        for b, (own, val) in zip(layers, had):
+            if own:
+                b._can_checkpoint_with_cache = val
+            else:
+                del b._can_checkpoint_with_cache
+
+
+def cache_kwarg(model) -> str:
+    """transformers 5.x calls it `cache` (`past_key_values` deprecated); 4.x only knows `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+def _decoder(model):
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+
+def encode_prefix(model, prefix_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """prefix_ids [P] -> per layer (keys, values) [1, h_kv, P, d], with gradient if grad is enabled.
+    Runs the decoder stack only (no lm_head: nothing predicts from the prefix's positions but its last,
+    which the caller makes the first token of the suffix)."""
+    n = len(_decoder(model).layers)
+    cache = Cache(layers=[_RecordLayer() for _ in range(n)])
+    ids = prefix_ids.reshape(1, -1)
+    with _blocks_read_cache(model):
+        _decoder(model)(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
+                        position_ids=torch.arange(ids.shape[1], device=ids.device).unsqueeze(0),
+                        **{cache_kwarg(_decoder(model)): cache})
+    kv = [(layer.keys, layer.values) for layer in cache.layers]
+    if any(k is None for k, _ in kv):
+        raise RuntimeError("the prefix forward did not reach every layer's cache")
+    return kv
+
+
+def forward_suffix(model, kv: list[tuple[torch.Tensor, torch.Tensor]], suffix_ids: torch.Tensor,
+                   suffix_mask: torch.Tensor, **kwargs):
+    """The causal LM's output on [prefix, suffix_i] for each row i, given the prefix's encode_prefix(...) `kv`.
+
+    suffix_ids, suffix_mask [B, S] (right-padded; mask 1 on real tokens). kwargs go to the model (e.g.
+    logits_to_keep). Logits and hidden states cover the suffix only: out.logits[:, j] is what the per-row
+    forward gives at absolute position P + j.
+    """
+    B, S = suffix_ids.shape
+    P = kv[0][0].shape[-2]
+    cache = Cache(layers=[_ReplayLayer(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kv])
+    attn = torch.cat([torch.ones(B, P, dtype=suffix_mask.dtype, device=suffix_mask.device), suffix_mask], dim=1)
+    pos = torch.arange(P, P + S, device=suffix_ids.device).unsqueeze(0).expand(B, -1)
+    with _blocks_read_cache(model):
+        return model(input_ids=suffix_ids, attention_mask=attn, position_ids=pos, use_cache=False,
+                     **{cache_kwarg(model): cache}, **kwargs)
+
+
+def forward_with_prefix(model, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, suffix_mask: torch.Tensor,
+                        **kwargs):
+    """encode_prefix then forward_suffix: prefix_ids [P] shared by every row, suffix_ids/suffix_mask [B, S]."""
+    return forward_suffix(model, encode_prefix(model, prefix_ids), suffix_ids, suffix_mask, **kwargs)
+
+
+@torch.no_grad()
+def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, row_prompt: torch.Tensor):
+    """Generation's prefill with each prompt run once: ids, attn [U, L] (the U distinct prompts, left-padded) and
+    row_prompt [B] (which of them each of generate's B rows holds) -> a cache over ids[:, :-1] for the B rows.
+
+    Positions as HF generate derives them from the mask (cumsum - 1, 0 on pads), so model.generate(the rows' ids
+    and mask, cache=this) feeds only the last prompt token and samples exactly as from scratch.
+    """
+    from transformers.cache_utils import DynamicCache
+
+    pos = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=True,
+          logits_to_keep=1, **{cache_kwarg(model): cache})
+    cache.batch_select_indices(row_prompt)
+    return cache
