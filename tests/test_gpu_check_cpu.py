@@ -22,7 +22,7 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
     assert gpu_check.main(["--cpu", "--steps", "2", "--max-new", "64", "--eval-new", "32", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["phases_done"] == ["environment", "model", "svd", "setup", "reconstruction", "step_1", "step_2",
-                                "eval_batch", "projection"]
+                                "step_per_row", "eval_batch", "projection"]
     assert os.environ.get("HF_HUB_OFFLINE") == "1" and r["environment"]["HF_HUB_OFFLINE"] == "1"
     assert r["environment"]["grader_isolation"].startswith("NONE: bubblewrap is not installed")
     assert "RH_ALLOW_UNSANDBOXED" not in os.environ          # the opt-out ends with the check
@@ -33,6 +33,8 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
     for s in r["steps"]:    # forced to full length: every student rollout is max_new tokens long
         assert s["rollout_tokens"] == r["config"]["prompts_per_step"] * r["config"]["G_s"] * 64
         assert s["t_generation_s"] > 0 and s["t_forward_backward_s"] > 0
+    assert [s["shared_prefix"] for s in r["steps"]] == [True, True] and r["step_per_row"]["shared_prefix"] is False
+    assert r["step_per_row"]["step"] == 3 and r["step_per_row"]["t_forward_backward_s"] > 0
     svd = r["svd"]
     assert svd["matrices"] == 14 and len(svd["shapes"]) >= 3 and svd["projected_s_batched"] > 0
     for row in svd["shapes"]:     # fp32-stored factors reconstruct bf16 W at least as well as bf16-stored ones

@@ -13,7 +13,8 @@ Phases, each printed and written to the JSON as it finishes (a timeout still lea
     setup           the loop's own set-up (load, SVD wrap (no cache file), V extraction, pool), timed
     reconstruction  the wrapped policy at delta_S = 0 vs the original: max weight error, logit KL
     steps           N loop steps, every student rollout forced to max_new tokens; the last one also runs the
-                    teacher-split diagnostic backward (`teacher_split_every`), timed apart
+                    teacher-split diagnostic backward (`teacher_split_every`), timed apart; then one more step
+                    on the per-row reference path (shared_prefix=False) beside them (--no-per-row-step: skip)
     eval_batch      one held-out evaluation batch at the evaluation settings, forced to --eval-new tokens (256 on
                     a GPU: on one H200 a 32-row batch decodes ~54 ms per token, so the full 1,536 would take ~85 s
                     of a short window); the projection scales it per token to eval_max_new_tokens
@@ -205,7 +206,8 @@ def _timed_generate(model, tok, prompts, n, config, device, box: list):
     return ids
 
 
-def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path, report: Report) -> None:
+def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path, report: Report,
+              per_row_step: bool = True) -> None:
     import harness.train.loop as L
     from harness.config import resolve_config
     from harness.models.model_loading import estimate_memory, load_policy
@@ -294,12 +296,23 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
                  "t_grade_s": row["t_grade"], "t_forward_backward_s": row["t_fwd_bwd"], "t_projection_s": t_proj,
                  "t_clip_optimizer_s": row["t_hook"] - t_proj, "rollout_tokens": g["tokens"],
                  "rollout_tokens_per_s": g["tokens"] / g["s"], "live_groups": row["live_groups"],
-                 "teacher_split": (step + 1) % cfg.teacher_split_every == 0, **_memory(device)}
+                 "teacher_split": (step + 1) % cfg.teacher_split_every == 0,
+                 "shared_prefix": run.config.shared_prefix, **_memory(device)}
             rows.append(r)
             return r
         for step in range(steps):
             report.phase(f"step_{step + 1}", lambda s=step: one_step(s))
         report.data["steps"] = rows
+        if per_row_step:      # the same loop on the per-row reference path (shared_prefix=False), one more step
+            def per_row():
+                run.config = dataclasses.replace(cfg, shared_prefix=False)
+                try:
+                    r = one_step(steps)
+                    rows.pop()            # kept apart: the projection reads the shared path's steps
+                    return r
+                finally:
+                    run.config = cfg
+            report.phase("step_per_row", per_row)
 
         def eval_batch():
             from method.adapter import merged
@@ -402,6 +415,12 @@ def _summary(d: dict[str, Any]) -> str:
                      f"generation {s['t_generation_s']:.2f} + fwd/bwd {s['t_forward_backward_s']:.2f} + projection "
                      f"{s['t_projection_s']:.3f} + grading {s['t_grade_s']:.2f}; {s['rollout_tokens_per_s']:.0f} "
                      f"rollout tokens/s; {mem}")
+    if "step_per_row" in d and len(d.get("steps", [])) > 1:
+        a, b = d["steps"][1], d["step_per_row"]
+        lines.append(f"per-row path (shared_prefix=False), step {b['step']}: fwd/bwd {b['t_forward_backward_s']:.2f} s "
+                     f"vs shared {a['t_forward_backward_s']:.2f} s (step {a['step']}); generation "
+                     f"{b['t_generation_s']:.2f} vs {a['t_generation_s']:.2f} s; peak "
+                     + ", ".join(f"{k} {b[k]:.2f} vs {a[k]:.2f}" for k in b if k.startswith("peak")))
     if "eval_batch" in d:
         e = d["eval_batch"]
         lines.append(f"eval batch: {e['rows']} rows x {e['new_tokens']} tokens in {e['s_generate']:.1f} s "
@@ -423,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluation batch's forced length; default 256 (GPU), 128 (--cpu); projected per token "
                          "to the full preset's eval_max_new_tokens")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default artifacts/gpu_check[-cpu].json)")
+    ap.add_argument("--no-per-row-step", action="store_true",
+                    help="skip the extra step on the per-row (shared_prefix=False) path")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")        # an offline machine: never wait on the hub
     if not args.cpu and not torch.cuda.is_available():
@@ -446,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cpu:
             torch.set_num_threads(1)       # the loop's CPU setting (harness.config.cpu_threads)
         try:
-            run_check(args.cpu, args.steps, max_new, eval_new, work, report)
+            run_check(args.cpu, args.steps, max_new, eval_new, work, report, per_row_step=not args.no_per_row_step)
         except Exception as e:            # what was measured stays in the JSON, with the failure beside it
             report.data["error"] = f"{type(e).__name__}: {e}"
             report.write()
