@@ -403,6 +403,11 @@ def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: li
         raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
     tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
     loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
+    return _delta_grads(loss, adapters)
+
+
+def _delta_grads(loss: torch.Tensor, adapters: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """d loss / d delta_S of every adapter -> {name: [r] fp32 cpu} (zeros where the loss does not reach)."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
     names = list(adapters)
@@ -427,13 +432,7 @@ def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list
     logp, _ = completion_logprobs(model, b, shared_prefix=True)                # [2, Lc]
     tok_nll = -(logp * b.completion_mask).sum(1)                               # [2]
     per = tok_nll / norm if nll == "sum" else tok_nll / b.completion_mask.sum(1)
-    loss = per[0] - per[1]
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite NLL ({per.tolist()}) during v_hack extraction")
-    names = list(adapters)
-    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
-    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
-            for n, g in zip(names, grads)}
+    return _delta_grads(per[0] - per[1], adapters)
 
 
 def _track(items, description: str, progress: bool):
