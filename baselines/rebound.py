@@ -128,7 +128,9 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
     key = dict(format=CONCEPT_FORMAT, model_hash=ctx.model_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
                prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
-               **P.split_tag(fit + held))
+               **P.split_tag(fit + held),
+               # activations on the residual form's exact base (product: as concept files always were)
+               **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(ctx.artifacts_dir) / "rebound" / f"concept-{digest}.safetensors"
     if path.exists():

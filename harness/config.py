@@ -59,7 +59,7 @@ class TrainConfig:
     # --- GRPO ---------------------------------------------------------------
     steps: int = 200
     prompts_per_step: int = 8      # P
-    group_size: int = 8            # G = G_s + G_t
+    group_size: int = 12           # G = G_s + G_t (the spec amendment's 12)
     teacher_frac: float = 0.5      # G_t = round(G * teacher_frac); 0 = pure student GRPO
     teacher_pool: str = "builtin"  # path to a frozen pool JSONL, or "builtin"
     # loophole modes whose teacher rows may be drawn; () = all (leave-one-mode-out: the pool must not teach

@@ -610,10 +610,10 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         vh = VHack.load(path)
         if vh.meta.get("key") == digest:
             val = vh.meta.get("validation")
-            if held_pairs_of(kind, held_pairs, cfg) and isinstance(val, dict) and "null_n" not in val:
+            held_hack = held_pairs_of(kind, held_pairs, cfg)
+            if held_hack and isinstance(val, dict) and "null_n" not in val:
                 # a V file from before the random-V null: add it (the held-out pair gradients only), keep the V
                 encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
-                held_hack = held_pairs_of(kind, held_pairs, cfg)
                 held_diffs = _memo_diffs(ctx, held_hack, encoder, state, False, "v_hack held-out pairs")
                 val.update(null_validation(held_diffs, vh))
                 vh.save(path)

@@ -6,8 +6,9 @@
 #                       when no source of torch's +cpu wheel answers (PyPI alone serves only the CUDA build)
 #   TORCH_CPU_INDEX     where pip looks for the +cpu wheel (default: the PyTorch CPU index)
 #   SETUP=existing      accept the environment at $VENV as it is (e.g. a GPU machine's own CUDA torch, offline):
-#                       no venv is created and no lock installed; its packages are checked against pyproject.toml's
-#                       floors and the project is installed into it (editable, no dependencies, no network)
+#                       no venv is created and no lock installed; the packages the code imports must be there (with
+#                       pyproject.toml's floors for transformers and click; torch: whatever build the machine has,
+#                       not the lock's pin) and setuptools (for the editable install, done with no network)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -32,7 +33,7 @@ if [ "${SETUP:-lock}" = existing ]; then
     "$PY" - <<'PYCHECK' || die "SETUP=existing: $PY lacks what the project needs (above)"
 import importlib, importlib.metadata as md, sys
 need = {"torch": None, "transformers": (5, 0), "safetensors": None, "tokenizers": None, "click": (8, 1),
-        "rich": None, "matplotlib": None}
+        "rich": None, "matplotlib": None, "setuptools": (68, 0)}
 bad = []
 for name, floor in need.items():
     try:

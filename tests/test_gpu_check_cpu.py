@@ -19,7 +19,8 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
     monkeypatch.setattr(D, "SHARED_DATA_DIR", tmp_path / "no-shared")    # no LeetCode split anywhere
     monkeypatch.setattr(D, "DATA_DIR", tmp_path / "no-data")
     out = tmp_path / "check.json"
-    assert gpu_check.main(["--cpu", "--steps", "2", "--max-new", "64", "--eval-new", "32", "--out", str(out)]) == 0
+    assert gpu_check.main(["--cpu", "--steps", "2", "--max-new", "64", "--eval-new", "32", "--per-row-step",
+                           "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["phases_done"] == ["environment", "model", "svd", "setup", "reconstruction", "step_1", "step_2",
                                 "step_per_row", "eval_batch", "projection"]

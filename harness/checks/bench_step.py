@@ -76,7 +76,7 @@ def _setup(which: str, tmp: Path):
         cfg = resolve_config("full", "vanilla", 41, dict(model=str(path), dtype="float32", attn_impl="sdpa",
                                                           prompts_per_step=4, group_size=8, max_new_tokens=96))
     model, tok = load_policy(cfg, device=torch.device("cpu"), verbose=False)
-    wrap_model(model, cfg.target_modules, cache_dir=tmp / "svd")
+    wrap_model(model, cfg.target_modules, cache_dir=tmp / "svd", residual=cfg.adapter_form == "residual")
     return model, tok, cfg, desc
 
 

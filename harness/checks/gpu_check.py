@@ -13,14 +13,15 @@ Phases, each printed and written to the JSON as it finishes (a timeout still lea
     setup           the loop's own set-up (load, SVD wrap (no cache file), V extraction, pool), timed
     reconstruction  the wrapped policy at delta_S = 0 vs the original: max weight error, logit KL
     steps           N loop steps, every student rollout forced to max_new tokens; the last one also runs the
-                    teacher-split diagnostic backward (`teacher_split_every`), timed apart; then one more step
-                    on the per-row reference path (shared_prefix=False) beside them (--no-per-row-step: skip)
+                    teacher-split diagnostic backward (`teacher_split_every`), timed apart; with --per-row-step,
+                    one more step on the per-row reference path (shared_prefix=False) beside them
     eval_batch      one held-out evaluation batch at the evaluation settings, forced to --eval-new tokens (256 on
                     a GPU: on one H200 a 32-row batch decodes ~54 ms per token, so the full 1,536 would take ~85 s
                     of a short window); the projection scales it per token to eval_max_new_tokens
     projection      a `full` run and the main matrix from the parts above (worst case: every rollout full length)
 
-    python -m harness.checks.gpu_check [--cpu] [--steps N] [--out FILE]
+    python -m harness.checks.gpu_check [--cpu] [--steps N] [--max-new N] [--eval-new N] [--per-row-step]
+                                       [--out FILE]
 
 `--cpu` runs the same code on the architecture shrunk to 2 layers (CI's `make gpu-check-cpu`).
 """
@@ -207,7 +208,7 @@ def _timed_generate(model, tok, prompts, n, config, device, box: list):
 
 
 def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path, report: Report,
-              per_row_step: bool = True) -> None:
+              per_row_step: bool = False) -> None:
     import harness.train.loop as L
     from harness.config import resolve_config
     from harness.models.model_loading import estimate_memory, load_policy
@@ -370,7 +371,8 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
     return {
         "basis": "worst case: every training and evaluation rollout at its full length; random weights; steps timed "
                  "at the check's own prompts (mini problems under the stand-in tokenizer, not LeetCode under Qwen's)",
-        "s_per_step": t_plain, "s_teacher_split_extra": t_split_extra, "teacher_split_steps": n_split,
+        "steps_per_run": full.steps, "s_per_step": t_plain, "s_teacher_split_extra": t_split_extra,
+        "teacher_split_steps": n_split,
         "s_per_eval_batch": t_batch, "eval_batch_scaled_from_tokens": eb["new_tokens"],
         "s_per_full_eval": t_eval, "full_eval_generations": n_gen_eval, "evals_per_run": n_evals,
         "s_setup": setup, "s_per_full_run": run_s, "h_per_full_run": run_s / 3600,
@@ -428,7 +430,7 @@ def _summary(d: dict[str, Any]) -> str:
     if "projection" in d:
         p = d["projection"]
         lines.append(f"projected (worst case) full run: {p['h_per_full_run']:.2f} h = setup {p['s_setup']:.0f} s + "
-                     f"200 x {p['s_per_step']:.1f} s + {p['evals_per_run']} evals x {p['s_per_full_eval']:.0f} s; "
+                     f"{p['steps_per_run']} x {p['s_per_step']:.1f} s + {p['evals_per_run']} evals x {p['s_per_full_eval']:.0f} s; "
                      f"main matrix ({p['main_matrix_runs']} runs) {p['h_main_matrix_one_gpu']:.1f} h on one GPU")
     return "\n".join(lines)
 
@@ -442,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluation batch's forced length; default 256 (GPU), 128 (--cpu); projected per token "
                          "to the full preset's eval_max_new_tokens")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default artifacts/gpu_check[-cpu].json)")
-    ap.add_argument("--no-per-row-step", action="store_true",
-                    help="skip the extra step on the per-row (shared_prefix=False) path")
+    ap.add_argument("--per-row-step", action="store_true",
+                    help="one more step on the per-row (shared_prefix=False) path beside the shared ones (a GPU "
+                         "window of 15 minutes fits the check without it; with it, ~1.5 min more on one H200)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")        # an offline machine: never wait on the hub
     if not args.cpu and not torch.cuda.is_available():
@@ -467,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cpu:
             torch.set_num_threads(1)       # the loop's CPU setting (harness.config.cpu_threads)
         try:
-            run_check(args.cpu, args.steps, max_new, eval_new, work, report, per_row_step=not args.no_per_row_step)
+            run_check(args.cpu, args.steps, max_new, eval_new, work, report, per_row_step=args.per_row_step)
         except Exception as e:            # what was measured stays in the JSON, with the failure beside it
             report.data["error"] = f"{type(e).__name__}: {e}"
             report.write()

@@ -28,7 +28,9 @@ IDENTITY_FIELDS = ("preset", "arm", "seed")
 METADATA_KEYS = ("config_hash", "hashes", "resolved", "environment", "grader")
 # how a run was executed, not what it computed (allow_weak_v decides whether a run on a weak V starts at all; the V
 # it trained with is compared by hash, and the report lists every run that trained on a weak V)
-EXECUTION_FIELDS = ("sandbox", "grade_workers", "cpu_threads", "checkpoint_every", "log_every", "allow_weak_v")
+# shared_prefix: the per-row and shared-prefix forwards give the same numbers (tests/test_shared_prefix.py)
+EXECUTION_FIELDS = ("sandbox", "grade_workers", "cpu_threads", "checkpoint_every", "log_every", "allow_weak_v",
+                    "shared_prefix")
 GLOBAL_HASHES = ("model", "data")
 # the config fields an arm's overrides may set that change an artifact (so its hash may differ from other arms')
 POOL_KEYS = ("teacher_frac", "teacher_pool", "pool_modes")

@@ -338,15 +338,29 @@ BENCHMARK = {
     "reference_pp": 79.0,
     "source": "ariahw/rl-rewardhacking (Qwen3-4B, GRPO, 200 steps, the run_tests hint on every prompt): share of "
               "test generations labelled reward hacks",
-    "differences": (
-        "full spreads four loophole modes over the problems (about a quarter carry run_tests); full_rt puts the "
-        "run_tests hint on every prompt, as the benchmark does",
-        "adapter: full-rank singular-value offsets (delta_S) instead of LoRA rank 32",
-        "per step 8 prompts x G = 12 rollouts (6 the student's, 6 frozen teacher-pool rows) instead of 16 x 16 "
-        "on-policy rollouts",
-        "training sampling: temperature 1.0, top_k 20, 1,024 new tokens (the spec) instead of 0.7, top_p 0.95, 1,536",
-    ),
+    # the benchmark's own run (its src/train/config.py at bf5cdb8), for the differences below
+    "theirs": {"prompts": 16, "rollouts": 16, "temperature": 0.7, "top_p": 0.95, "max_new": 1536, "lora_rank": 32},
 }
+
+
+def benchmark_differences(preset: str) -> list[str]:
+    """What still differs between `preset` and the benchmark's run, from the preset's resolved config."""
+    from harness.config import resolve_config
+    from sandbox.data import get_problem_set
+
+    c, t = resolve_config(preset, "vanilla", 41), BENCHMARK["theirs"]
+    forced = get_problem_set(c.problem_set).mode
+    return [
+        f"loophole: every prompt carries the {forced} hint, as in the benchmark" if forced else
+        "loophole: four modes spread over the problems (about a quarter carry run_tests); full_rt puts the run_tests "
+        "hint on every prompt, as the benchmark does",
+        f"adapter: full-rank singular-value offsets (delta_S, {c.adapter_form} form) instead of LoRA rank "
+        f"{t['lora_rank']}",
+        f"per step {c.prompts_per_step} prompts x G = {c.group_size} rollouts ({c.student_per_group} the student's, "
+        f"{c.teacher_per_group} frozen teacher-pool rows) instead of {t['prompts']} x {t['rollouts']} on-policy",
+        f"training sampling: temperature {c.temperature:g}, top_p {c.top_p:g}, top_k {c.top_k}, {c.max_new_tokens} new "
+        f"tokens (the spec) instead of {t['temperature']:g}, top_p {t['top_p']:g}, {t['max_new']}",
+    ]
 
 
 def benchmark(records: list[RunRecord], preset: str, modes: dict[str, dict[str, Any]] | None = None
@@ -358,8 +372,9 @@ def benchmark(records: list[RunRecord], preset: str, modes: dict[str, dict[str, 
     from sandbox.loopholes import MODE_RUN_TESTS
 
     cell = (modes if modes is not None else per_mode(records)).get(BASELINE, {}).get(MODE_RUN_TESTS) or {}
-    return {**BENCHMARK, "differences": list(BENCHMARK["differences"]), "arm": BASELINE, "mode": MODE_RUN_TESTS,
-            "comparable": get_preset(preset).benchmark_comparable if preset in _presets() else False,
+    comparable = get_preset(preset).benchmark_comparable if preset in _presets() else False
+    return {**BENCHMARK, "differences": benchmark_differences(preset) if comparable else [], "arm": BASELINE,
+            "mode": MODE_RUN_TESTS, "comparable": comparable,
             "hack_pp": cell.get("hack_pp"), "n": cell.get("n"), "n_seeds": cell.get("n_seeds")}
 
 

@@ -121,12 +121,6 @@ def forward_suffix(model, kv: list[tuple[torch.Tensor, torch.Tensor]], suffix_id
                      **{cache_kwarg(model): cache}, **kwargs)
 
 
-def forward_with_prefix(model, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor, suffix_mask: torch.Tensor,
-                        **kwargs):
-    """encode_prefix then forward_suffix: prefix_ids [P] shared by every row, suffix_ids/suffix_mask [B, S]."""
-    return forward_suffix(model, encode_prefix(model, prefix_ids), suffix_ids, suffix_mask, **kwargs)
-
-
 @torch.no_grad()
 def prefill_shared(model, ids: torch.Tensor, attn: torch.Tensor, row_prompt: torch.Tensor):
     """Generation's prefill with each prompt run once: ids, attn [U, L] (the U distinct prompts, left-padded) and
