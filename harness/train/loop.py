@@ -526,7 +526,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
     log = M.MetricsLog(metrics_path)
     rows: list[dict[str, Any]] = []
     base_eval: dict[str, Any] | None = None   # held-out eval of the untrained policy (delta = 0)
-    counts: dict[str, dict[str, int]] | None = run.mode_counts()   # what trained, per loophole mode
+    counts: dict[str, dict[str, int]] | None = run.mode_counts()   # what was drawn, per loophole mode
     start = 0
     ck = latest_checkpoint(ckpt_root) if resume else None
     if ck is not None:
