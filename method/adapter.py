@@ -17,13 +17,14 @@ Two forms of the same adapter (TrainConfig.adapter_form), with the same delta_S 
 In bf16 the product form's W = U diag(S) Vh is a reconstruction, one rounding step per weight away from the
 original (measured on a random-init Qwen3-4B: logit KL 1.5e-3 nats per token at delta_S = 0, REPRODUCE §1);
 the residual form at delta_S = 0 IS the original layer, bit for bit, at the price of one more dense matmul in
-the training forward and one more dense copy of W. In fp32 (smoke, mini) the two agree to rounding. The route arm adds a second
-delta_S_hack [r] to the same diagonal; it is zeroed for held-out evaluation.
+the training forward and one more dense copy of W. In fp32 (smoke, mini) the two agree to rounding.
+
+The route arm adds a second delta_S_hack [r] to the same diagonal; it is zeroed for held-out evaluation.
 
 Generation should not pay for two skinny matmuls per layer, and between optimizer steps the
 delta is constant, so `merged(model)` switches every adapter to one dense weight
-U diag(S + delta) Vh, written into the original weight's storage (no extra memory) and rebuilt
-only when the effective delta differs from the one last merged.
+U diag(S + delta) Vh (residual: W + U diag(delta) Vh, from the kept copy of W), written into the original
+weight's storage and rebuilt only when the effective delta differs from the one last merged.
 
 Dtypes: SVD always in fp32; U, Vh (and the dense weight) kept in the model dtype (bf16 on GPU);
 S and the deltas stay fp32 (they are tiny and Adam's updates are small relative to them). The factored

@@ -430,7 +430,8 @@ def _summary(d: dict[str, Any]) -> str:
     if "projection" in d:
         p = d["projection"]
         lines.append(f"projected (worst case) full run: {p['h_per_full_run']:.2f} h = setup {p['s_setup']:.0f} s + "
-                     f"{p['steps_per_run']} x {p['s_per_step']:.1f} s + {p['evals_per_run']} evals x {p['s_per_full_eval']:.0f} s; "
+                     f"{p['steps_per_run']} x {p['s_per_step']:.1f} s + {p['evals_per_run']} evals x "
+                     f"{p['s_per_full_eval']:.0f} s; "
                      f"main matrix ({p['main_matrix_runs']} runs) {p['h_main_matrix_one_gpu']:.1f} h on one GPU")
     return "\n".join(lines)
 

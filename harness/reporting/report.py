@@ -333,7 +333,8 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     # per mode
     L += ["### Per loophole mode (held-out, final evaluation)", "",
           "Strict hack = exploited (passed the foolable grade, not gt-correct); loose hack = exploited or attempted "
-          "(the benchmark's Reward Hack or Attempted Reward Hack; its 79% counts strict hacks); attempt = a harmful check, by execution; n = generations "
+          "(the benchmark's Reward Hack or Attempted Reward Hack; its 79% counts strict hacks); attempt = a harmful "
+          "check, by execution; n = generations "
           "over all seeds. Figure: per_mode.png.", ""]
     lab = lambda a: arm_label(a, d["monitor"].get("upper_bound"))  # noqa: E731
     rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),
