@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from harness.arms import CONTROLS
 from harness.arms import PREREGISTERED_ARMS as ARMS  # the default design: the preregistered matrix
 from harness.cli import cli
 from harness.reporting.falsify import VERDICTS
@@ -43,7 +44,8 @@ def test_smoke_sweep_falsify_report(tmp_path):
     for h in ("H1", "H3", "H4"):
         assert res[h]["verdict"] in VERDICTS and res[h]["verdict"] != "not run"
         assert res[h]["n"] == len(SEEDS)
-    assert all(res["controls"][c]["n"] == len(SEEDS) for c in res["controls"] if c != "hack_specific")
+    assert all(res["controls"][c]["n"] == len(SEEDS) for c in CONTROLS)
+    assert "v_separates" in res["controls"] and res["H4"]["substrate_tuned"] is True   # None: no teacher-split step
     md = (out / "falsification.md").read_text()
     assert all(f"| {a} |" in md for a in ARMS)
     for png in ("pareto.png", "curves.png"):
