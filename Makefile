@@ -96,7 +96,7 @@ bench-step:  ## per-phase s/step with the per-row and the shared-prefix forward 
 # python3 with its CUDA torch (CHECK_PYTHON=... to choose). Offline: tracked files only, no hub, no data files.
 CHECK_PYTHON ?= $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
 
-gpu-check:  ## one GPU, offline, ~8 min: a random-init Qwen3-4B through full's code path, measured by parts
+gpu-check:  ## one GPU, offline, ~10 min (a 15-min window): a random-init Qwen3-4B through full's code path, by parts
 	HF_HUB_OFFLINE=1 $(CHECK_PYTHON) -m harness.checks.gpu_check
 
 gpu-check-cpu:  ## the same code on Qwen3-4B's architecture shrunk to 2 layers, on CPU (CI)
