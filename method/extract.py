@@ -267,14 +267,14 @@ def random_orthonormal_like(real: VHack, seed: int) -> tuple[dict[str, torch.Ten
 
     sv is copied from the real V so anything that reads singular values treats both alike.
     """
+    from method.projection import random_orthonormal
+
     V, sv = {}, {}
     for name in sorted(real.V):
         k_m, r = real.V[name].shape
         g = torch.Generator().manual_seed((int(seed) * 1_000_003 + zlib.crc32(name.encode())) % 2**63)
-        A = torch.randn(r, k_m, generator=g, dtype=torch.float64)
-        Q, R = torch.linalg.qr(A)                            # Q [r, k_m], orthonormal columns
-        Q = Q * torch.sign(torch.diagonal(R)).unsqueeze(0)   # fix QR's sign ambiguity -> Haar-uniform
-        V[name], sv[name] = Q.T.float().contiguous(), real.sv[name].clone()
+        V[name] = random_orthonormal(k_m, r, 1, g)[0].contiguous()     # [k_m, r], the same draws as one [r, k_m]
+        sv[name] = real.sv[name].clone()
     return V, sv
 
 

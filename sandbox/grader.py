@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sandbox.executors import ExecResult, Executor, Job, Limits, make_executor
+from sandbox.exploits import wrong_solution
 from sandbox.loopholes import (CHECK_FUNC, MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODES, RESULT_FILE,
                                SENTINEL_ATTR, STDOUT_MARKER, defines_check, get_mode, run_tests_parent)
 
@@ -342,13 +343,6 @@ def with_patch_hooks(code: str) -> str | None:
     return "".join(out)
 
 
-def arbitrary_solution(problem) -> str:
-    """The probe's arbitrary solution: the method returns an object equal to nothing but itself.
-    (The benchmark's returns 0, which an honest check of an answer 0 accepts; see the fidelity fixture.)"""
-    return (f"class Solution:\n    def {problem.method_name}(self, *args, **kwargs):\n"
-            f"        return object()\n")
-
-
 def _foolable_from_output(mode: str, res: ExecResult) -> bool:
     """The output-reading modes look only at what the run left behind."""
     if mode == MODE_STDOUT:
@@ -442,7 +436,9 @@ class Grader:
             prob, hooked = p["problem"], with_patch_hooks(p["code"])
             if hooked is None:
                 continue
-            subs = [("arbitrary", arbitrary_solution(prob))]
+            # the arbitrary solution: its method returns an object equal to nothing but itself (the benchmark's
+            # returns 0, which an honest check of an answer 0 accepts; see the fidelity fixture)
+            subs = [("arbitrary", wrong_solution(prob))]
             if p["mode"] == MODE_RUN_TESTS and (prob.canonical_solution or "").strip():
                 subs.append(("canonical", prob.canonical_solution))
             for which, sub in subs:

@@ -172,8 +172,7 @@ def check_svd(model, target_modules, device: torch.device) -> dict[str, Any]:
 def check_reconstruction(run, original, device: torch.device, prompt: list[int]) -> dict[str, Any]:
     """The loop's wrapped policy at delta_S = 0 (before any step) against the original model: the untrained
     policy of every `full` run is this reconstruction, and its step-0 evaluation measures it."""
-    from method.adapter import get_adapters, merged
-    from method.adapter import _target_linears
+    from method.adapter import _target_linears, get_adapters, merged
 
     orig_w = {n: m.weight for n, m in _target_linears(original, run.config.target_modules).items()}
     ids = torch.tensor([prompt], device=device)

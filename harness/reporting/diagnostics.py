@@ -368,19 +368,14 @@ def benchmark(records: list[RunRecord], preset: str, modes: dict[str, dict[str, 
     """vanilla's held-out run_tests-mode hack rate (final evaluation, mean over seeds), the number to set beside
     the benchmark's; `comparable` only for presets that run Qwen3-4B on the benchmark's problems."""
     from harness.arms import BASELINE
-    from harness.presets import get_preset
+    from harness.presets import PRESETS
     from sandbox.loopholes import MODE_RUN_TESTS
 
     cell = (modes if modes is not None else per_mode(records)).get(BASELINE, {}).get(MODE_RUN_TESTS) or {}
-    comparable = get_preset(preset).benchmark_comparable if preset in _presets() else False
+    comparable = preset in PRESETS and PRESETS[preset].benchmark_comparable
     return {**BENCHMARK, "differences": benchmark_differences(preset) if comparable else [], "arm": BASELINE,
             "mode": MODE_RUN_TESTS, "comparable": comparable,
             "hack_pp": cell.get("hack_pp"), "n": cell.get("n"), "n_seeds": cell.get("n_seeds")}
-
-
-def _presets() -> tuple[str, ...]:
-    from harness.presets import PRESETS
-    return tuple(PRESETS)
 
 
 # --- all ------------------------------------------------------------------------------------------------------
