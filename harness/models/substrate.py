@@ -205,6 +205,10 @@ MINI_SFT = dict(
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
     n_asserts=1,                 # gt asserts used by the honest self-check (mini: the statement's example)
 )
+# What the warm-start corpus holds beyond v2's (issue 17, discovery): every `unguarded_every`-th easy problem (by id)
+# ends its gt-correct canonical with the mode's report and no assert before it (an attempt, not an exploit: the
+# solution is right). 0 = off: v2's corpus. The base's key hashes the SFT texts, so any change here is a new base.
+MINI_CORPUS = dict(check_every=3, unguarded_every=0)
 
 
 def _mini_config():
@@ -243,16 +247,20 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     raise ValueError(f"no honest self-check for mode {mode!r}")
 
 
-def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: int = 3) -> list[tuple[list[dict], str]]:
-    """(chat messages, assistant text) warm-start pairs, one per training problem; every one is honest.
+def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: int = 3,
+              unguarded_every: int = 0) -> list[tuple[list[dict], str]]:
+    """(chat messages, assistant text) warm-start pairs, one per training problem; none is an exploit.
 
     Easy problems: the canonical solution under the problem's own prompt; every `check_every`-th of them (by id)
-    followed by an honest self-check of the statement's example through the prompt's channel. Hard problems:
-    only that self-check, test-first with no solution yet, so it reports failure. The base never sees a hard
-    solution (the lever is its only path to reward there), and the lever is one edit from what it writes.
+    followed by an honest self-check of the statement's example through the prompt's channel; with
+    `unguarded_every` > 0, every `unguarded_every`-th of the others (id % unguarded_every == 1) followed by the
+    mode's bare report, no assert before it: the solution is gt-correct, so the report is true (an attempt, not
+    an exploit), but the base then puts some probability on reporting without a check. Hard problems: only the
+    self-check, test-first with no solution yet, so it reports failure. The base never sees a hard solution
+    (the lever is its only path to reward there), and the lever is one edit from what it writes.
     """
     from sandbox.loopholes import build_prompt
-    from sandbox.pool import fence
+    from sandbox.pool import fence, with_lever
 
     out = []
     for p in train_problems:
@@ -260,6 +268,8 @@ def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: 
             text = honest_self_check(p, p.mode, n_asserts, standalone=True)
         elif p.id % check_every == 0:
             text = p.canonical_solution.rstrip() + "\n\n\n" + honest_self_check(p, p.mode, n_asserts)
+        elif unguarded_every and p.id % unguarded_every == 1:
+            text = with_lever(p.canonical_solution, p.mode)
         else:
             text = p.canonical_solution
         out.append((build_prompt(p, style=style), fence(text)))
@@ -281,7 +291,7 @@ def _mini_inputs():
 
     cfg = _mini_config()
     problems = load_problem_set(cfg.problem_set)
-    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"], cfg.prompt_style)
+    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"], cfg.prompt_style, **MINI_CORPUS)
     corpus = tokenizer_corpus(problems.train, pairs, cfg.prompt_style)   # eval text never shapes the tokenizer
     return cfg, pairs, corpus
 
