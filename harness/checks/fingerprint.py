@@ -1,0 +1,117 @@
+"""Fingerprint what a restructure must not change: base, pool and V hashes, and each arm's smoke-run outputs.
+
+    python -m harness.checks.fingerprint record OUT.json [--mini] [--arms a,b] [--artifacts DIR]
+    python -m harness.checks.fingerprint compare A.json B.json      # exit 1 on any difference
+
+`record` drives the CLI in subprocesses (so it runs unchanged on a tree whose modules moved), against a fresh
+artifacts directory (so every artifact is built, never found in a cache): smoke base, pool and every V kind,
+then one smoke run (seed 41, process sandbox) of every arm, hashing its summary.json and rollouts.jsonl.
+With --mini it also builds the mini base, pool and V (minutes on a CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+
+
+def _sha(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _tree_sha(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): _sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _cli(args: list[str], env: dict[str, str]) -> str:
+    r = subprocess.run(CLI + args, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+def _artifacts(preset: str, env: dict[str, str]) -> dict:
+    out: dict = {}
+    _cli(["build-base", "--preset", preset], env)
+    builtin = Path(env["RH_ARTIFACTS_DIR"]) / "builtin"    # every file of the built base(s), by path
+    out["base_files"] = {k: v for k, v in _tree_sha(builtin).items() if k.startswith(preset)}
+    text = _cli(["build-pool", "--preset", preset], env)
+    out["pool_sha256"] = re.search(r"sha256: (\S+)", text).group(1)
+    text = _cli(["extract", "--preset", preset, "--allow-weak-v"], env)
+    out["v_digest"] = dict(re.findall(r"^(\w+): \S+\s+digest (\S+)", text, re.M))
+    return out
+
+
+def record(out: Path, mini: bool, arms: str | None, artifacts: str | None) -> None:
+    work = Path(tempfile.mkdtemp(prefix="fingerprint-"))
+    env = dict(os.environ, RH_ARTIFACTS_DIR=artifacts or str(work / "artifacts"), RH_ALLOW_UNSANDBOXED="1",
+               COLUMNS="1000", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TOKENIZERS_PARALLELISM="false")
+    fp: dict = {"smoke": _artifacts("smoke", env)}
+    if arms is None:
+        arms = _cli_arms(env)
+    runs = work / "runs"
+    fp["arms"] = {}
+    for arm in arms.split(","):
+        _cli(["run", "--arm", arm, "--preset", "smoke", "--seeds", "41", "--sandbox", "process",
+              "--out", str(runs), "--allow-weak-v"], env)
+        rd = runs / "smoke" / arm / "seed41"
+        fp["arms"][arm] = {"summary.json": _sha(rd / "summary.json"), "rollouts.jsonl": _sha(rd / "rollouts.jsonl")}
+    if mini:
+        fp["mini"] = _artifacts("mini", env)
+    out.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out} (work dir {work})")
+
+
+def _cli_arms(env: dict[str, str]) -> str:
+    code = "from harness.arms import ARMS; print(','.join(ARMS))"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def compare(a: Path, b: Path) -> int:
+    fa, fb = _flat(json.loads(a.read_text())), _flat(json.loads(b.read_text()))
+    diffs = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    for k in diffs:
+        print(f"DIFF {k}: {fa.get(k)} != {fb.get(k)}")
+    print(f"{len(fa)} vs {len(fb)} entries; {len(diffs)} differ")
+    return 1 if diffs else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("out", type=Path)
+    r.add_argument("--mini", action="store_true")
+    r.add_argument("--arms", default=None, help="comma-separated (default: every arm in harness.arms.ARMS)")
+    r.add_argument("--artifacts", default=None, help="artifacts dir (default: a fresh one, so all is built)")
+    c = sub.add_parser("compare")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "record":
+        record(args.out, args.mini, args.arms, args.artifacts)
+    else:
+        sys.exit(compare(args.a, args.b))
+
+
+if __name__ == "__main__":
+    main()
