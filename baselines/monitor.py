@@ -20,8 +20,8 @@ import hashlib
 
 import torch
 
-from harness.metrics import Metric, register_metric
-from harness.train.hooks import Arm, GroupInfo
+from method.metrics import Metric, register_metric
+from method.hooks import Arm, GroupInfo
 
 register_metric(Metric("monitor_flagged", "monitor arm: fraction of the step's rollouts the monitor flagged",
                        "{:.2f}", kind="train"))

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.config import ConfigError
-from harness.metrics import Metric, register_metric
-from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from policy.config import ConfigError
+from method.metrics import Metric, register_metric
+from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 
 CONCEPT_FORMAT = "rh-rebound-concept-v1"
 DEPTH_BAND = (0.60, 0.75)   # spec: the concept layer sits at 60-75% of the depth (block output depth (i+1)/n)
@@ -49,7 +49,7 @@ def depth_fraction(layer: int, n_layers: int) -> float:
 
 
 def rebound_layer(n_layers: int, frac: float, explicit: int = -1) -> int:
-    """0-based decoder block whose OUTPUT is the residual stream used (harness.train.grpo.capture_residual
+    """0-based decoder block whose OUTPUT is the residual stream used (policy.forward.capture_residual
     convention: block i's output == hidden_states[i + 1]).
 
     explicit >= 0: that block, whatever its depth (checked against n_layers). Else the block whose depth
@@ -82,7 +82,7 @@ def rebound_penalty(acts: torch.Tensor, v_concept: torch.Tensor, alpha: float) -
 @torch.no_grad()
 def completion_means(model, encoder, pairs, layer: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean residual stream over completion tokens at `layer`, for each pair's pos and neg -> ([n, d], [n, d])."""
-    from harness.train.grpo import capture_residual, completion_logprobs, make_batch
+    from policy.forward import capture_residual, completion_logprobs, make_batch
     from method.extract import _eval_mode, _track
 
     device = next(model.parameters()).device
@@ -120,11 +120,12 @@ def concept_validation(h_pos: torch.Tensor, h_neg: torch.Tensor, v: torch.Tensor
 def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -> tuple[torch.Tensor, dict]:
     """v_concept [d] at `layer` for the model in ctx, cached under ARTIFACTS_DIR/rebound/ -> (v, meta)."""
     from method import pairs as P
-    from method.adapter import adapter_disabled
+    from method import pair_sets as PS
+    from policy.adapter import adapter_disabled
     from method.extract import PairEncoder
 
     cfg = ctx.config
-    fit, held = P.load_pairs(P.HACK_SET, cfg)
+    fit, held = PS.load_pairs(P.HACK_SET, cfg)
     key = dict(format=CONCEPT_FORMAT, model_hash=ctx.model_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
                prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
@@ -171,7 +172,7 @@ class ReboundArm(Arm):
         self.activation_layer = None                                      # set in setup (needs the depth)
 
     def setup(self, ctx: ArmContext) -> None:
-        from harness.train.grpo import decoder_layers
+        from policy.model_loading import decoder_layers
 
         super().setup(ctx)
         self.n_layers = len(decoder_layers(ctx.model))

@@ -2,7 +2,7 @@
 
 Builders are imported lazily ("module:function") so the loop and the CLI never
 import an arm's code by name. A builder takes a TrainConfig and returns a
-`harness.train.hooks.Arm`.
+`method.hooks.Arm`.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import ConfigError
+from policy.config import ConfigError
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
-from harness.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override, resolve_config
+from policy.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override
+from harness.presets import resolve_config
 from harness.orchestrate.designs import DEFAULT_DESIGN, DESIGNS
 from harness.orchestrate.runs import is_artifact_error
 from harness.presets import PRESETS, get_preset
-from harness.rundir import RunError
+from policy.config import RunError
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
@@ -233,7 +234,7 @@ def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
 
-    from harness.models.model_loading import BUILTIN_PREFIX, dry_run
+    from policy.model_loading import BUILTIN_PREFIX, dry_run
     from harness.orchestrate.runs import config_diff
     if not jobs:
         return
@@ -264,7 +265,7 @@ def _print_dry_run(jobs, con) -> None:
             con.print(f"memory estimate ({who}): {mem}", markup=False)
             continue
         con.print(f"peak GPU memory of one training step ({who}): an estimate from the architecture "
-                  "(harness.models.model_loading.estimate_memory), not a measurement", markup=False)
+                  "(policy.model_loading.estimate_memory), not a measurement", markup=False)
         t = Table(title="peak GPU memory estimate")
         t.add_column("component")
         t.add_column("GiB", justify="right")
@@ -478,7 +479,7 @@ def _print_verified(D, split: str, path: Path) -> None:
 
 
 def _builtin_name(model: str) -> str | None:
-    from harness.models.model_loading import BUILTIN_PREFIX
+    from policy.model_loading import BUILTIN_PREFIX
     return model[len(BUILTIN_PREFIX):] if model.startswith(BUILTIN_PREFIX) else None
 
 
@@ -493,7 +494,7 @@ def build_base(preset: str, sets: tuple[str, ...]) -> None:
     if name is None:
         con.print(f"preset {preset} uses {config.model!r}: loaded with from_pretrained, nothing to build")
         return
-    from harness.models.substrate import builtin_manifest, ensure_builtin
+    from policy.substrate import builtin_manifest, ensure_builtin
     path = ensure_builtin(name)
     con.print(f"{config.model}: {path}")
     con.print(json.dumps(builtin_manifest(path), indent=2, sort_keys=True, default=str), markup=False)
@@ -508,7 +509,7 @@ def build_pool(preset: str, sets: tuple[str, ...]) -> None:
     from sandbox.pool import load_pool
     config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
     if config.teacher_pool == "builtin":
-        from harness.models.substrate import ensure_pool   # the same resolver the loop uses
+        from policy.substrate import ensure_pool   # the same resolver the loop uses
         path = ensure_pool(config)
     else:
         path = Path(config.teacher_pool)
@@ -554,7 +555,7 @@ def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str |
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
     """Grade model completions in the sandbox; write graded rows; print counts per loophole mode x category."""
-    from sandbox.grader import grade_file, summary_table
+    from sandbox.grade_file import grade_file, summary_table
     summary = grade_file(in_path, out_path, sandbox_kind=sandbox, workers=workers)
     con = console()
     con.print(summary_table(summary))

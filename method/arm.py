@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, matched_null,
                                null_hackward, project_grads, project_update, v_displacement)
 

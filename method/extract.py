@@ -1,7 +1,7 @@
 """v_hack: the hack subspace of every adapted module, extracted gradient-side in the SVD basis of W.
 
 For a contrastive pair (same prompt; hack completion h, clean completion c) the gradient the loop's
-Dr.GRPO loss (harness.train.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
+Dr.GRPO loss (policy.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
 
     d = grad_{delta_S} NLL(h) - grad_{delta_S} NLL(c)          # [r] per module
     NLL(y) = sum_t -log p(y_t) / NORM,   NORM = P * G * max_new_tokens (the loop's constant)
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.rundir import RunError
+from policy.config import RunError
 
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
@@ -317,7 +317,7 @@ def validation_stats(diffs: dict[str, torch.Tensor], vh: VHack) -> dict[str, flo
 def at_base(adapters: dict[str, torch.nn.Module]):
     """delta_S (and delta_S_hack) temporarily set to 0, still requiring grad; restored on exit.
 
-    (method.adapter.adapter_disabled would also give the base forward, but cuts the graph to delta_S.)
+    (policy.adapter.adapter_disabled would also give the base forward, but cuts the graph to delta_S.)
     """
     saved = {}
     with torch.no_grad():
@@ -377,7 +377,7 @@ class PairEncoder:
 
     @classmethod
     def for_config(cls, model, tokenizer, config) -> "PairEncoder":
-        from harness.train.rollout import eos_token_ids
+        from policy.encode import eos_token_ids
 
         return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0],
                    nll=config.extract_nll, norm=_loop_norm(config), shared_prefix=config.shared_prefix)
@@ -420,10 +420,10 @@ def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list
                    neg_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
     """completion_grads(pos) - completion_grads(neg) in one forward and one backward -> {name: [r] fp32 cpu}.
 
-    The two sides share the prompt: it is encoded once (harness.train.prefix) and the difference of the two NLLs
+    The two sides share the prompt: it is encoded once (policy.prefix) and the difference of the two NLLs
     is differentiated (the gradient is linear), so the prompt is forwarded and backpropagated once, not twice.
     """
-    from harness.train.grpo import completion_logprobs, make_batch
+    from policy.forward import completion_logprobs, make_batch
 
     if nll not in NLL_FORMS:
         raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
@@ -459,11 +459,11 @@ def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None
     `pairs` are method.pairs.RenderedPair (messages, pos, neg). pos is the completion GRPO would
     reinforce (the hack), neg the one it would push down (the clean one).
     """
-    from method.adapter import get_adapters
+    from policy.adapter import get_adapters
 
     adapters = adapters or get_adapters(model)
     if not adapters:
-        raise RuntimeError("v_hack extraction needs an adapter-wrapped model (method.adapter.wrap_model)")
+        raise RuntimeError("v_hack extraction needs an adapter-wrapped model (policy.adapter.wrap_model)")
     encoder = encoder or PairEncoder(tokenizer)
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in adapters}
     with _eval_mode(model), (at_base(adapters) if base else nullcontext()), torch.enable_grad():
@@ -537,14 +537,14 @@ def _all_zero(adapters) -> bool:
 
 
 def _loop_norm(cfg) -> float:
-    from harness.train.grpo import loss_normaliser
+    from policy.grpo import loss_normaliser
 
     return loss_normaliser(cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens)
 
 
 def v_cache_key(ctx, kind: str, pair_hash: str, state: str, split: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything a V depends on. `state` is "base" (delta_S = 0) or the adapter hash (V refresh)."""
-    from method.adapter import basis_hash
+    from policy.adapter import basis_hash
 
     cfg = ctx.config
     try:
@@ -583,7 +583,7 @@ def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, wh
 
 
 def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) -> VHack:
-    """V of `kind` for the model in ctx (harness.train.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
+    """V of `kind` for the model in ctx (method.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
 
     Extraction runs on the adapter-wrapped model at delta_S = 0, unless config.v_refresh_every > 0 and
     the adapter has moved (a V refresh): then at the current adapter state, keyed by its hash.
@@ -591,7 +591,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
     that does not project with V passes False and only records the validation (issue 20).
     """
     from method import pairs as P
-    from method.adapter import adapter_hash
+    from method import pair_sets as PS
+    from policy.adapter import adapter_hash
     from method.projection import null_hackward
 
     if kind not in KINDS:
@@ -602,7 +603,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         state = adapter_hash(ctx.model)
     # the real V (and the controls shaped on it) from config.v_pairs: the hack pairs, or the minimal-contrast ablation
     pair_set = P.CLEAN_SET if kind == "nonhack" else getattr(cfg, "v_pairs", P.HACK_SET)
-    fit_pairs, held_pairs = P.load_pairs(pair_set, cfg)
+    fit_pairs, held_pairs = PS.load_pairs(pair_set, cfg)
     key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state, P.split_tag(fit_pairs + held_pairs))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(ctx.artifacts_dir) / "v" / f"{kind}-{digest}.safetensors"
@@ -668,9 +669,10 @@ def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
     """The held-out HACK pairs every kind is validated on (nonhack's own held-out pairs are clean-vs-clean, a minimal
     V's are minimal pairs: both are validated on the hack pairs' held-out ones)."""
     from method import pairs as P
+    from method import pair_sets as PS
 
     own = kind != "nonhack" and getattr(cfg, "v_pairs", P.HACK_SET) == P.HACK_SET
-    return held_pairs if own else P.load_pairs(P.HACK_SET, cfg)[1]
+    return held_pairs if own else PS.load_pairs(P.HACK_SET, cfg)[1]
 
 
 def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = True) -> dict[str, tuple[Path, str]]:
@@ -678,10 +680,10 @@ def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = Tr
 
     `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache.
     """
-    from harness.models.model_loading import load_policy
-    from harness.paths import ARTIFACTS_DIR
-    from harness.train.hooks import ArmContext
-    from method.adapter import model_hash, wrap_model
+    from policy.model_loading import load_policy
+    from sandbox.paths import ARTIFACTS_DIR
+    from method.hooks import ArmContext
+    from policy.adapter import model_hash, wrap_model
 
     model, tok = load_policy(config, verbose=progress)
     adapters = wrap_model(model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",

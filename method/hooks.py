@@ -103,7 +103,7 @@ class Arm:
 @dataclass
 class ArmContext:
     """What an arm may read when it sets up."""
-    config: Any                      # harness.config.TrainConfig
+    config: Any                      # policy.config.TrainConfig
     model: torch.nn.Module           # wrapped policy
     tokenizer: Any
     adapters: dict[str, torch.nn.Module]

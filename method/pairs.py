@@ -1020,36 +1020,3 @@ def split_pairs(pairs: Sequence, heldout_frac: float) -> tuple[list, list]:
         held += [p for g in keys[:k] for p in groups[g]]
         fit += [p for g in keys[k:] for p in groups[g]]
     return sorted(fit, key=lambda p: p.pair_id), sorted(held, key=lambda p: p.pair_id)
-
-
-def _mini_pairs(pair_set: str, problems, style: str) -> list[RenderedPair]:
-    from method.mini_pairs import render_pairs
-
-    return render_pairs(pair_set, problems, style)
-
-
-# problem set -> its own pairs, (pair_set, the problems pairs may use, prompt style) -> every rendered pair.
-# Problem sets not listed use PAIRS / CLEAN_PAIRS above (written on LeetCode test-split ids).
-RENDERERS = {"mini": _mini_pairs}
-
-
-def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[RenderedPair]]:
-    """(fit, heldout) rendered pairs of `pair_set` for a TrainConfig: only the problems its problem set lets pairs
-    use (sandbox.data.ProblemSet.pairs_on), prompts in config.prompt_style, split by config.heldout_pairs_frac."""
-    from sandbox.data import load_problem_set
-
-    if pair_set not in PAIR_SETS:
-        raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
-    train = load_problem_set(config.problem_set).pairs
-    modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
-    if config.problem_set in RENDERERS:   # a problem set with pairs of its own
-        own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
-        return split_pairs(own, config.heldout_pairs_frac)
-    train_ids = {p.id for p in train}
-    pairs = [p for p in {HACK_SET: PAIRS, CLEAN_SET: CLEAN_PAIRS, MINIMAL_SET: MINIMAL_PAIRS}[pair_set]
-             if p.problem_id in train_ids and p.mode in modes]
-    if len(pairs) < 8:
-        raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "
-                         f"{config.problem_set!r} lets pairs use; need at least 8")
-    fit, held = split_pairs(pairs, config.heldout_pairs_frac)
-    return render_all(fit, train, config.prompt_style), render_all(held, train, config.prompt_style)

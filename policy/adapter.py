@@ -31,7 +31,7 @@ S and the deltas stay fp32 (they are tiny and Adam's updates are small relative 
 forward applies the scale in fp32 and rounds the scaled activations once: rounding S + delta itself to
 bf16 would snap it back to S for |delta| < ulp(S)/2 (0.016 at S = 4), so every token would see no change.
 The merged weight is computed in fp32 and rounded once; in bf16 a small delta still moves W by less than
-its ulp, so generation sees it only statistically (see merge_gap in harness.metrics, REPRODUCE.md).
+its ulp, so generation sees it only statistically (see merge_gap in method.metrics, REPRODUCE.md).
 """
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def _target_linears(model: nn.Module, target_modules) -> dict[str, nn.Linear]:
 
 
 def _default_cache_dir() -> Path:
-    from harness.paths import ARTIFACTS_DIR
+    from sandbox.paths import ARTIFACTS_DIR
     return ARTIFACTS_DIR / "svd"
 
 

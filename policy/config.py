@@ -36,12 +36,12 @@ class TrainConfig:
     attn_impl: str = "auto"        # auto -> flash_attention_2 if installed on GPU, else sdpa
     grad_checkpointing: bool = False
     # loss / reference forwards encode each group's prompt once and share its keys/values with the group's rows
-    # (harness.train.prefix); False = every row forwards its own copy (the reference path; same numbers)
+    # (policy.prefix); False = every row forwards its own copy (the reference path; same numbers)
     shared_prefix: bool = True
     # torch intra-op threads when training on CPU (0 = torch's default). 1: on shared cores OpenMP threads
     # spin against each other; measured 10x slower mini steps with 2 threads on the loaded 2-core box.
     cpu_threads: int = 1
-    # method.adapter: "residual" keeps the original W and adds U diag(delta_S) Vh, so the untrained policy is the
+    # policy.adapter: "residual" keeps the original W and adds U diag(delta_S) Vh, so the untrained policy is the
     # base model bit for bit in bf16; "product" rebuilds W = U diag(S + delta_S) Vh (smoke and mini, as built)
     adapter_form: str = "residual"
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -194,6 +194,10 @@ class ConfigError(ValueError):
     """Bad user input in a config override; the CLI prints it as a one-line error."""
 
 
+class RunError(ConfigError):
+    """A run directory that cannot be used as asked (other config, corrupt file, partial run)."""
+
+
 def _field_types() -> dict[str, type]:
     defaults = TrainConfig()
     return {f.name: type(getattr(defaults, f.name)) for f in fields(TrainConfig)}
@@ -222,19 +226,3 @@ def parse_override(item: str) -> tuple[str, Any]:
     except ValueError:
         raise ConfigError(f"--set {key}: expected {typ.__name__}, got {raw!r}") from None
     return key, value
-
-
-def resolve_config(preset: str, arm: str, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """defaults <- preset <- overrides <- the arm's defining overrides (an ablation arm IS its overrides: a
-    --set that contradicts one is an error, not silently another arm), then identity fields."""
-    from harness.arms import get_arm_spec
-    from harness.presets import get_preset
-
-    merged: dict[str, Any] = dict(get_preset(preset).overrides)
-    merged.update(overrides or {})
-    for key, value in get_arm_spec(arm).overrides.items():
-        if key in (overrides or {}) and (overrides or {})[key] != value:
-            raise ConfigError(f"arm {arm} is defined by {key}={value!r}; --set {key}={overrides[key]!r} contradicts it")
-        merged[key] = value
-    merged.update(preset=preset, arm=arm, seed=seed)
-    return TrainConfig.from_dict(merged)

@@ -11,7 +11,7 @@
                    which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
-`AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/models/model_loading.py).
+`AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (policy/model_loading.py).
 Each lives under ARTIFACTS_DIR/builtin/<name>-<recipe hash>: the hash covers everything that determines the
 weights (recipe dict, corpus/data hash, builder version), so a second call reuses the directory.
 """
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.paths import ARTIFACTS_DIR
+from sandbox.paths import ARTIFACTS_DIR
 from sandbox.data import sha256_file
 
 # Bump when the build procedure changes in a way the recipe dict does not capture.
@@ -62,7 +62,7 @@ def texts_hash(texts: Iterable[str]) -> str:
 
 
 def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None) -> tuple[Path, str]:
-    from harness.models.determinism import PINNED_ENV
+    from policy.determinism import PINNED_ENV
 
     digest = _sha({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})[:16]
     return Path(artifacts_dir or ARTIFACTS_DIR) / "builtin" / f"{name}-{digest}", digest
@@ -70,7 +70,7 @@ def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None
 
 def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path | None = None) -> Path:
     """Build into a temp dir and rename it into place: concurrent builders (pytest -n 2) never see half a dir."""
-    from harness.models.determinism import environment
+    from policy.determinism import environment
 
     final, digest = _build_dir(name, key, artifacts_dir)
     root = final.parent
@@ -207,11 +207,16 @@ MINI_SFT = dict(
 )
 
 
-def _mini_config():
-    """The mini preset's resolved config: which problem set it trains on."""
-    from harness.config import resolve_config
+# what the mini base is warm-started on; the mini preset (harness.presets) trains on the same set and style
+MINI_PROBLEM_SET = "mini"
+MINI_PROMPT_STYLE = "full"
 
-    return resolve_config("mini", "vanilla", 0)
+
+def _mini_config():
+    """Which problem set and prompt style the mini base is built from."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(problem_set=MINI_PROBLEM_SET, prompt_style=MINI_PROMPT_STYLE)
 
 
 def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool = False) -> str:
@@ -419,7 +424,7 @@ def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
     path = Path(artifacts_dir or ARTIFACTS_DIR) / "pool" / f"pool-{_sha(key)[:16]}.jsonl"
     if path.exists():
         return path
-    from sandbox.executors import make_executor
+    from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
     # process executor: the pool's grades must not depend on whether a Docker daemon is up
@@ -444,7 +449,7 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
     """Path to the saved builtin `name` (build it if its recipe hash is not cached yet)."""
     if name not in BUILTINS:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(BUILTINS)}")
-    from harness.models.determinism import build_pinned, deterministic, pinned_here
+    from policy.determinism import build_pinned, deterministic, pinned_here
 
     key_fn, build_fn = BUILTINS[name]
     key = key_fn()
@@ -462,3 +467,23 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
 
 def builtin_manifest(path: Path | str) -> dict[str, Any]:
     return json.loads((Path(path) / "builtin.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The pinned child process build_pinned starts: build builtin argv[0] in place."""
+    import sys
+
+    from policy.determinism import pinned_here
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(argv) <= 2:
+        raise SystemExit("usage: python -m policy.substrate <builtin name> [artifacts dir]")
+    if not pinned_here():
+        raise SystemExit("policy.substrate: run with the pinned environment "
+                         "(policy.determinism.PINNED_ENV); ensure_builtin does this for you")
+    ensure_builtin(argv[0], Path(argv[1]) if len(argv) > 1 else None)
+
+
+if __name__ == "__main__":
+    from policy.substrate import main as _main   # the importable module's copy, not this __main__ one
+    _main()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.paths import DATA_DIR, REPO_ROOT, SHARED_DATA_DIR
+from sandbox.paths import DATA_DIR, REPO_ROOT, SHARED_DATA_DIR
 
 log = logging.getLogger(__name__)
 

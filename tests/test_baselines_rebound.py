@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from baselines.rebound import ReboundArm, concept_direction, depth_fraction, rebound_layer, rebound_penalty
-from harness.config import ConfigError
+from policy.config import ConfigError
 
 
 def test_penalty_zero_when_orthogonal_and_grows_with_cosine():

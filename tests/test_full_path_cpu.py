@@ -1,6 +1,6 @@
 """One step of the `full` preset's own code path on CPU, asserting what would break on a GPU.
 
-The model is Qwen3-4B's architecture shrunk to 2 layers (harness.models.qwen3_local), saved with save_pretrained and
+The model is Qwen3-4B's architecture shrunk to 2 layers (policy.qwen3_local), saved with save_pretrained and
 loaded by path through the same from_pretrained call the hub id takes; bf16 weights, gradient checkpointing,
 the Qwen3 chat template with thinking disabled, and the real loader on a train-split fixture (benchmark schema,
 pinned by its git blob id like the real file). Only the scale is overridden.
@@ -36,12 +36,12 @@ def full_data(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
-    import harness.models.substrate as S
+    import policy.substrate as S
     import harness.train.loop as L
-    from harness.config import resolve_config
-    from harness.models.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
-    from method.adapter import get_adapters
-    from sandbox.executors import make_executor
+    from harness.presets import resolve_config
+    from policy.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
+    from policy.adapter import get_adapters
+    from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
     model_dir = save_local_qwen3(tmp_path / "qwen3-4b-shrunk", shrink=True)
@@ -113,10 +113,10 @@ def test_evaluation_samples_at_the_eval_temperature(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     import harness.train.evaluate as E
-    from harness.config import resolve_config
-    from harness.models.model_loading import load_policy
-    from harness.train.rollout import PromptEncoder
-    from method.adapter import wrap_model
+    from harness.presets import resolve_config
+    from policy.model_loading import load_policy
+    from policy.encode import PromptEncoder
+    from policy.adapter import wrap_model
 
     full = resolve_config("full", "vanilla", 41)
     assert (full.eval_samples, full.eval_temperature, full.temperature, full.eval_problems) == (10, 0.7, 1.0, 0)

@@ -183,7 +183,7 @@ def test_report_writes_diagnostics_json_markdown_and_figures(tmp_path):
 
 def test_monitor_screen_gives_flagged_rollouts_zero_advantage():
     from baselines.monitor import monitored_rewards
-    from harness.train.grpo import group_advantages
+    from policy.grpo import group_advantages
 
     r = torch.tensor([3.5, 3.5, 0.5, 0.0])
     flags = torch.tensor([True, False, False, False])
@@ -209,8 +209,8 @@ def test_monitor_hook_reads_the_configured_signal():
     from types import SimpleNamespace
 
     from baselines.monitor import MonitorArm
-    from harness.config import resolve_config
-    from harness.train.hooks import GroupInfo
+    from harness.presets import resolve_config
+    from method.hooks import GroupInfo
 
     rollouts = [SimpleNamespace(exploited=e, attempted=a, teacher=t) for e, a, t in
                 [(True, True, False), (False, True, False), (False, False, True), (False, False, True)]]
@@ -228,7 +228,8 @@ def test_monitor_hook_reads_the_configured_signal():
 # --- arms and designs ----------------------------------------------------------------------------
 
 def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
-    from harness.config import ConfigError, resolve_config
+    from policy.config import ConfigError
+    from harness.presets import resolve_config
 
     assert resolve_config("mini", "erase_no_pool", 41).teacher_frac == 0.0
     assert resolve_config("mini", "vanilla_no_pool", 41).teacher_per_group == 0
@@ -242,7 +243,7 @@ def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
 
 def test_designs_plan_their_folds(tmp_path):
     from harness.arms import ABLATIONS, PREREGISTERED_ARMS
-    from harness.config import ConfigError
+    from policy.config import ConfigError
     from harness.orchestrate.sweep import plan_design
 
     main = plan_design("main", "smoke", [41], tmp_path)
@@ -275,7 +276,7 @@ def test_restricted_pool_keeps_only_known_modes_and_renames_itself():
 def test_v_cache_key_includes_pair_modes_only_when_restricted():
     from types import SimpleNamespace
 
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from method.extract import v_cache_key
 
     def key(**over):
@@ -289,7 +290,7 @@ def test_v_cache_key_includes_pair_modes_only_when_restricted():
 
 
 def test_load_pairs_keeps_only_the_known_modes():
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from method.pairs import HACK_SET, load_pairs
 
     fit, held = load_pairs(HACK_SET, resolve_config("smoke", "erase", 41, {"pair_modes": MODES[1:]}))

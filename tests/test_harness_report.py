@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, CONTROLS, METHOD
-from harness.metrics import METRICS
+from method.metrics import METRICS
 from harness.reporting.report import CURVE_HACK, CURVE_PASS, curves, headline, pareto_front, write_report
 from harness.rundir import scan_runs
 from tests.harness_helpers import make_arm, make_run

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.arms import ARMS, BASELINE, METHOD
-from harness.config import TrainConfig
+from policy.config import TrainConfig
 from harness.orchestrate.runs import prepare_run_dir
 from harness.orchestrate.sweep import plan, run_local, run_ray
 from harness.rundir import is_complete, read_summary, scan_runs, write_summary
@@ -59,7 +59,7 @@ def _ray_fake(config_dict: dict, path: str, resume: bool) -> dict:
     # runs in a Ray worker process: rebuild the config and write the summary there
     import os
 
-    from harness.config import TrainConfig
+    from policy.config import TrainConfig
     from harness.rundir import write_summary
     cfg = TrainConfig.from_dict(config_dict)
     s = dict(arm=cfg.arm, seed=cfg.seed, preset=cfg.preset, complete=True, steps=cfg.steps, hack_rate=0.2,

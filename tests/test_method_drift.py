@@ -84,7 +84,7 @@ def test_projection_arm_logs_drift_and_matched_null_and_summarises_the_displacem
     again.setup(arm_ctx(tmp_path / "b", seed=41))
     assert st["null_cos_matched"] == again.grad_hook(backward_bundle(again.ctx, step=3))["null_cos_matched"]
     assert 0 < st["null_cos_matched"] < 1
-    from harness.train.hooks import UpdateBundle
+    from method.hooks import UpdateBundle
 
     with torch.no_grad():                                   # an update: delta_S moves by -V_0 in every module
         for n, m in ctx.adapters.items():
@@ -99,7 +99,7 @@ def test_projection_arm_logs_drift_and_matched_null_and_summarises_the_displacem
 
 def test_erase_two_sided_is_an_ablation_of_erase():
     from harness.arms import ABLATIONS, ARMS
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from harness.orchestrate.sweep import plan_design
 
     cfg = resolve_config("mini", "erase_two_sided", 41)

@@ -10,10 +10,11 @@ import dataclasses
 import pytest
 import torch
 
-from harness.config import resolve_config
-from harness.train.hooks import ArmContext
+from harness.presets import resolve_config
+from method.hooks import ArmContext
 from method import extract as E
 from method import pairs as P
+from method import pair_sets as PS
 
 
 def _subset(pairs, per_mode):
@@ -26,8 +27,8 @@ def _subset(pairs, per_mode):
 
 
 def _make_ctx(tmp_path, seed=41, **overrides):
-    from harness.models.model_loading import load_policy
-    from method.adapter import model_hash, wrap_model
+    from policy.model_loading import load_policy
+    from policy.adapter import model_hash, wrap_model
 
     cfg = resolve_config("smoke", "erase", seed, overrides)
     model, tok = load_policy(cfg, verbose=False)
@@ -82,7 +83,7 @@ def test_real_v_shapes_meta_and_file(env):
         stored = E.VHack.load(vh.path).meta["null_hackward"]
         assert stored["per_module"] == null_hackward(vh.V)["per_module"] and 0 < stored["mean"] < 1
     # majority-vote orientation holds on the pairs V was fitted on
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
     diffs = E.pair_diffs(ctx.model, ctx.tokenizer, fit, encoder=E.PairEncoder.for_config(ctx.model, ctx.tokenizer,
                                                                                      ctx.config))
     for name, V in real.V.items():
@@ -117,7 +118,7 @@ def test_shuffled_spans_the_real_subspace_and_keeping_all_labels_is_real(env):
     """Swapping a pair's labels negates its row of D, which leaves D's right singular vectors unchanged:
     the shuffled control differs from the real V only in axis orientation (what the one-sided gate reads)."""
     ctx, vs, _ = env
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
     enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
     k, q = ctx.config.extract_k, ctx.config.noise_quantile
     kept = E.extract_v(ctx.model, ctx.tokenizer, fit, k, q, encoder=enc, swaps=torch.zeros(len(fit), dtype=torch.bool))
@@ -141,7 +142,7 @@ def test_seeded_controls_change_with_seed_real_does_not(env, tmp_path):
 
 def test_extraction_at_base_ignores_and_restores_adapter_state(env):
     ctx, _, _ = env
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
     enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
     at_zero = E.pair_diffs(ctx.model, ctx.tokenizer, fit[:2], encoder=enc)
     g = torch.Generator().manual_seed(0)
@@ -177,7 +178,8 @@ def test_control_arms_set_up_with_their_v(env):
 
 def test_rebound_concept_and_reward_hook_on_the_model(env):
     from baselines.rebound import build, get_or_extract_concept
-    from harness.train.grpo import completion_logprobs, decoder_layers, make_batch
+    from policy.forward import completion_logprobs, make_batch
+    from policy.model_loading import decoder_layers
 
     ctx, _, tmp = env
     arm = build(dataclasses.replace(ctx.config, arm="rebound"))
@@ -189,8 +191,8 @@ def test_rebound_concept_and_reward_hook_on_the_model(env):
     v2, meta = get_or_extract_concept(ctx, arm.activation_layer, progress=False)
     assert torch.equal(v2, arm.v_concept) and meta["n_pairs"] == _n_fit(ctx) and "validation" in meta
     assert any((tmp / "rebound").glob("concept-*.safetensors"))
-    # the loop's capture (harness.train.grpo) at arm.activation_layer feeds the reward hook; no hook is left behind
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
+    # the loop's capture (policy.forward) at arm.activation_layer feeds the reward hook; no hook is left behind
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
     enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
     b = make_batch(enc.prompt(fit[0].messages), [enc.completion(fit[0].pos), enc.completion(fit[0].neg)],
                    ctx.tokenizer.pad_token_id, "cpu")
@@ -228,10 +230,11 @@ def test_full_pair_set_validation_numbers(tmp_path, capsys):
 def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
     """Default extract_nll="sum": a pair's row of D equals the gradient of the loop's Dr.GRPO loss for a group of
     exactly that pair with advantages (+1, -1) (same batch code, same constant); "mean" (the ablation) does not."""
-    from harness.train.grpo import completion_logprobs, dr_grpo_loss, make_batch
+    from policy.forward import completion_logprobs, make_batch
+    from policy.grpo import dr_grpo_loss
 
     ctx, _, _ = env
-    pair = P.load_pairs(P.HACK_SET, ctx.config)[0][0]
+    pair = PS.load_pairs(P.HACK_SET, ctx.config)[0][0]
     enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
     assert enc.nll == "sum" and enc.norm == E._loop_norm(ctx.config)
     p_ids, pos, neg = enc.prompt(pair.messages), enc.completion(pair.pos), enc.completion(pair.neg)
@@ -261,14 +264,14 @@ def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
 def _swapped_heldout(monkeypatch):
     """Held-out hack pairs with hack and clean sides swapped: the real V (fitted on the unswapped fit pairs)
     then points the wrong way on them, so it fails held-out validation for real."""
-    real_load = P.load_pairs
+    real_load = PS.load_pairs
 
     def load(pair_set, config):
         fit, held = real_load(pair_set, config)
         if pair_set == P.HACK_SET:
             held = [dataclasses.replace(p, pos=p.neg, neg=p.pos) for p in held]
         return fit, held
-    monkeypatch.setattr(P, "load_pairs", load)
+    monkeypatch.setattr(PS, "load_pairs", load)
 
 
 def test_a_real_v_that_fails_validation_stops_unless_allowed(env, tmp_path, monkeypatch):
@@ -314,12 +317,12 @@ def test_a_real_v_that_passes_is_recorded_as_passed(env):
 def test_harness_extract_stops_on_a_weak_v_and_allow_weak_v_proceeds(env, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import harness.paths
+    import sandbox.paths
     from harness.cli import cli
 
     _swapped_heldout(monkeypatch)
     E._DIFFS_MEMO.clear()
-    monkeypatch.setattr(harness.paths, "ARTIFACTS_DIR", tmp_path)
+    monkeypatch.setattr(sandbox.paths, "ARTIFACTS_DIR", tmp_path)
     args = ["extract", "--preset", "smoke", "--kind", "real", "--set", "heldout_pairs_frac=0.25"]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1 and "failed held-out validation" in r.output and "--allow-weak-v" in r.output

@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from harness.config import TrainConfig
+from policy.config import TrainConfig
 from method import pairs as P
 from sandbox import data as D
 from sandbox.data import load_problems, split_problems
@@ -140,7 +140,7 @@ def _normalised(code: str) -> str:
 def _pair_sets_of_every_preset():
     """(preset, pair set, rendered pairs) for every pair set every registered preset can load (skips a preset whose
     data is not on this machine); new presets and pair sets are covered without editing this test."""
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from harness.presets import PRESETS
     from sandbox.data import DataError
 
@@ -160,7 +160,7 @@ def test_no_side_of_any_pair_is_a_teacher_pool_completion(problems):
     """The teacher-imitation trap: a pair side equal to a pool row (the canonical above all) would put -grad NLL of
     exactly what GRPO reinforces every step into V. Compared on the extracted code, for every preset's pairs, and
     also after removing everything a restyling can change (comments, layout, docstrings, imports)."""
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from sandbox.data import load_problem_set
     from sandbox.grader import extract_code
     from sandbox.pool import pool_completions

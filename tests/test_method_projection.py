@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.config import TrainConfig
-from harness.train.hooks import ArmContext, GradBundle, UpdateBundle
+from policy.config import TrainConfig
+from method.hooks import ArmContext, GradBundle, UpdateBundle
 from method import adapter as A
 from method.arm import ProjectionArm, build_erase, build_route
 from method.projection import ProjectionConfig, erase, hackward_fraction, project_grads, project_update

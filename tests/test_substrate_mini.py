@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.models.substrate import honest_self_check, sft_texts
+from policy.substrate import honest_self_check, sft_texts
 from sandbox.loopholes import MODES
 
 
@@ -83,9 +83,9 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     """Builds (or reuses, by recipe hash) the mini base under ARTIFACTS_DIR; loads it like Qwen3-4B."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.config import resolve_config
-    from harness.models.substrate import builtin_manifest, ensure_builtin
-    from harness.train.rollout import PromptEncoder
+    from harness.presets import resolve_config
+    from policy.substrate import builtin_manifest, ensure_builtin
+    from policy.encode import PromptEncoder
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")
@@ -116,9 +116,10 @@ def test_mini_base_solves_some_held_out_problems_and_hacks_few(grader):
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.config import resolve_config
-    from harness.models.substrate import ensure_builtin
-    from harness.train.rollout import PromptEncoder, generate
+    from harness.presets import resolve_config
+    from policy.substrate import ensure_builtin
+    from harness.train.rollout import generate
+    from policy.encode import PromptEncoder
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")

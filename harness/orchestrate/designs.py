@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.arms import ABLATIONS, BASELINE, METHOD, PREREGISTERED_ARMS
-from harness.config import ConfigError
+from policy.config import ConfigError
 
 LOMO_ROOT = "lomo"
 LOMO_RANDOM = "random_v"

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.config import TrainConfig, resolve_config
+from policy.config import TrainConfig
+from harness.presets import resolve_config
 from harness.orchestrate.runs import execute, is_artifact_error, plan_action, preflight, prepare_run_dir
-from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
+from sandbox.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
 from harness.rundir import METRICS_FILE, read_summary, run_dir
 
 EXECUTORS = ("local", "ray")
@@ -52,7 +53,7 @@ def plan_design(design: str, preset: str, seeds: list[int], out: str | Path,
                 force: bool = False) -> list[Job]:
     """plan() for every fold of a design (harness.orchestrate.designs): `arms` narrows each fold's arms (an arm no fold
     has is an error); a fold's overrides are what defines it, so a --set that contradicts one is an error."""
-    from harness.config import ConfigError
+    from policy.config import ConfigError
     from harness.orchestrate.designs import get_design
 
     folds = get_design(design).folds()
@@ -428,7 +429,7 @@ def run_ray(jobs: list[Job], address: str | None, *, force: bool = False, consol
     try:
         import ray
     except ImportError:
-        from harness.rundir import RunError
+        from policy.config import RunError
         raise RunError("--executor ray needs the optional extra: pip install -e '.[ray]'") from None
 
     if not ray.is_initialized():

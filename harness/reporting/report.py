@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, MONITOR, PREREGISTERED_ARMS
-from harness.config import PREREGISTERED_SEEDS
-from harness.metrics import SUMMARY_WINDOW
+from policy.config import PREREGISTERED_SEEDS
+from method.metrics import SUMMARY_WINDOW
 from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                                        MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
                                        sem)
 from harness.rundir import RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
 
-# per-step student rates for curves.png (names from harness.metrics.METRICS)
+# per-step student rates for curves.png (names from method.metrics.METRICS)
 CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
 
 # (header, summary field, scale, decimals); Hack/Pass in pp

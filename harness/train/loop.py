@@ -1,4 +1,4 @@
-"""The ONE GRPO training loop. Every arm runs this; arms act only through harness.train.hooks.Arm.
+"""The ONE GRPO training loop. Every arm runs this; arms act only through method.hooks.Arm.
 
 Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each; a prompt of a mode
 held out of the pool (leave-one-mode-out, config.pool_modes) gets its G_s students and no teacher rows):
@@ -33,18 +33,21 @@ from typing import Any
 
 import torch
 
-from harness import metrics as M
+from method import metrics as M
 from harness.arms import build_arm
-from harness.config import TrainConfig
-from harness.paths import ARTIFACTS_DIR
+from policy.config import TrainConfig
+from sandbox.paths import ARTIFACTS_DIR
 from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
-                            JsonlFile, RunError, read_config, read_summary, write_json_atomic, write_summary)
+                            read_config, read_summary, write_json_atomic, write_summary)
+from policy.config import RunError
+from sandbox.jsonl import JsonlFile
 from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                       trainable_named)
-from harness.train.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
-                                lr_at, make_batch)
-from harness.train.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
-from harness.train.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
+from policy.forward import completion_logprobs, make_batch
+from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser, lr_at
+from method.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
+from harness.train.rollout import Group, TeacherSampler, generate, student_rollouts
+from policy.encode import PromptEncoder, eos_token_ids
 
 
 class NonFiniteError(RuntimeError):
@@ -126,7 +129,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
     On return each trainable parameter's .grad is g_s + g_t (None when no group was live).
     Raises NonFiniteError on a NaN/inf loss. measure_teacher_parts: also fill out.g_t_parts (teacher_part_grads).
     """
-    from method.adapter import adapter_disabled
+    from policy.adapter import adapter_disabled
 
     params = trainable_named(model)
     device = next(iter(params.values())).device
@@ -208,9 +211,9 @@ class _Run:
     """Everything one training run holds; `train()` below is the whole public surface."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, progress: bool, svd_cache: bool = True):
-        from method.adapter import model_hash, optimizer_param_groups, wrap_model
+        from policy.adapter import model_hash, optimizer_param_groups, wrap_model
         from sandbox.data import load_problem_set, require_problem_set
-        from harness.models.model_loading import load_policy
+        from policy.model_loading import load_policy
 
         self.config = config
         self.run_dir = run_dir
@@ -309,7 +312,7 @@ class _Run:
         prompts = [self.encoder(p) for p in problems]
 
         # student generations on merged dense weights
-        from method.adapter import merged
+        from policy.adapter import merged
 
         t0 = time.perf_counter()
         torch.manual_seed(derive_seed(c.seed, step, "generate"))
@@ -449,11 +452,11 @@ def _load_pool(config: TrainConfig):
 
     path = config.teacher_pool
     if path == "builtin":
-        from harness.models import substrate
+        from policy import substrate
 
         resolver = getattr(substrate, "ensure_pool", None)
         if resolver is None:
-            raise RunError("teacher_pool='builtin' but harness.models.substrate has no ensure_pool(); "
+            raise RunError("teacher_pool='builtin' but policy.substrate has no ensure_pool(); "
                            "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
         path = resolver(config)
     return load_pool(path)     # all modes: _Run restricts it to pool_modes after the coverage cut
@@ -503,7 +506,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     try:
         if config.cpu_threads > 0 and not torch.cuda.is_available():
             torch.set_num_threads(config.cpu_threads)
-        from sandbox.executors import make_executor
+        from sandbox.backends import make_executor
 
         # the grader starts first: a refusal to grade without isolation comes before minutes of set-up
         with make_executor(kind=config.sandbox, workers=config.grade_workers) as ex:
@@ -513,7 +516,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
 
 
 def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex, grader_info: dict[str, str]) -> dict:
-    from harness.models.determinism import environment
+    from policy.determinism import environment
 
     ckpt_root = run_dir / CHECKPOINT_DIR
     metrics_path = run_dir / METRICS_FILE
