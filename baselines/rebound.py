@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from policy.config import ConfigError
+from sandbox.artifacts import artifact_path, key_digest, write_atomic
 from method.metrics import Metric, register_metric
 from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 
@@ -132,8 +131,8 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
                **P.split_tag(fit + held),
                # activations on the residual form's exact base (product: as concept files always were)
                **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}))
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(ctx.artifacts_dir) / "rebound" / f"concept-{digest}.safetensors"
+    digest = key_digest(key)
+    path = artifact_path("rebound", f"concept-{digest}.safetensors", ctx.artifacts_dir)
     if path.exists():
         with safe_open(str(path), framework="pt") as f:
             return f.get_tensor("v_concept"), json.loads((f.metadata() or {}).get("meta", "{}"))
@@ -149,10 +148,8 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
             if progress:
                 print(f"[rebound] layer {layer}: held-out {len(held)} pairs, "
                       + " ".join(f"{k}={val:.3f}" for k, val in meta["validation"].items()), file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"v_concept": v.contiguous()}, str(tmp), metadata={"format": CONCEPT_FORMAT, "meta": json.dumps(meta)})
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_file({"v_concept": v.contiguous()}, str(tmp),
+                                             metadata={"format": CONCEPT_FORMAT, "meta": json.dumps(meta)}))
     return v, meta
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.config import ConfigError
+from sandbox.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,7 @@ ABLATIONS = tuple(a.name for a in ARMS.values() if a.role in ("ablation", "refer
 
 
 def get_arm_spec(name: str) -> ArmSpec:
-    try:
-        return ARMS[name]
-    except KeyError:
-        raise ConfigError(f"unknown arm {name!r}; choose from: {', '.join(ARMS)}") from None
+    return lookup(ARMS, name, "arm", ConfigError)
 
 
 def build_arm(config):

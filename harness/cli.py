@@ -509,7 +509,7 @@ def build_pool(preset: str, sets: tuple[str, ...]) -> None:
     from sandbox.pool import load_pool
     config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
     if config.teacher_pool == "builtin":
-        from policy.substrate import ensure_pool   # the same resolver the loop uses
+        from sandbox.pool import ensure_pool   # the same resolver the loop uses
         path = ensure_pool(config)
     else:
         path = Path(config.teacher_pool)

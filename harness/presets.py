@@ -11,6 +11,7 @@ from typing import Any
 from harness.arms import get_arm_spec
 from policy.config import ConfigError, TrainConfig
 from policy.substrate import MINI_PROBLEM_SET, MINI_PROMPT_STYLE
+from sandbox.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,7 @@ register(Preset(
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}") from None
+    return lookup(PRESETS, name, "preset", ConfigError)
 
 
 def resolve_config(preset: str, arm: str, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:

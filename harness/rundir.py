@@ -21,7 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from policy.config import ConfigError, RunError, TrainConfig
 

@@ -11,7 +11,6 @@ diagnostics are comparable with erase's. V comes from `method.extract.get_or_ext
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from typing import Callable
 
@@ -19,7 +18,7 @@ import torch
 
 from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, matched_null,
-                               null_hackward, project_grads, project_update, v_displacement)
+                               null_hackward, project_grads, project_update, v_digest, v_displacement)
 
 REAL = "real"
 
@@ -27,16 +26,6 @@ REAL = "real"
 def _default_v_source(ctx: ArmContext, kind: str, enforce: bool = True):
     from method.extract import get_or_extract  # lazy: extraction is only needed once an arm sets up
     return get_or_extract(ctx, kind, enforce=enforce)
-
-
-def v_digest(V: dict[str, torch.Tensor]) -> str:
-    """sha256 (16 hex) over module names and V bytes; identifies the exact subspace used."""
-    h = hashlib.sha256()
-    for name in sorted(V):
-        t = V[name].detach().float().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _mean_fraction(V: dict[str, torch.Tensor], g: dict[str, torch.Tensor]) -> float | None:

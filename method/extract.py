@@ -29,10 +29,8 @@ on (`get_or_extract`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import sys
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -46,6 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from policy.config import RunError
+from sandbox.artifacts import artifact_path, key_digest, write_atomic
 
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
@@ -134,18 +133,14 @@ class VHack:
         return {n: int(v.shape[0]) for n, v in self.V.items()}
 
     def digest(self) -> str:
-        """sha256 (16 hex) over module names and V bytes (same recipe as method.arm.v_digest)."""
-        h = hashlib.sha256()
-        for name in sorted(self.V):
-            t = self.V[name].detach().float().cpu().contiguous()
-            h.update(f"{name}|{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes())
-        return h.hexdigest()[:16]
+        """method.projection.v_digest of this V: what a run records as its hashes["v"]."""
+        from method.projection import v_digest
+
+        return v_digest(self.V)
 
     def save(self, path: str | Path) -> Path:
         """safetensors: "V::<module>" and "sv::<module>" tensors; meta as JSON in the header (atomic write)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for name in self.V:
             tensors[f"V::{name}"] = self.V[name].detach().float().cpu().contiguous()
@@ -155,9 +150,7 @@ class VHack:
         for k, v in self.meta.items():
             if isinstance(v, (str, int, float, bool)):
                 header[k] = str(v)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata=header)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
         self.path = path
         return path
 
@@ -392,13 +385,12 @@ def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: li
     torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
     (the loop's, mid-step) are never touched.
     """
+    from policy.forward import kept_logits
+
     device = next(iter(adapters.values())).delta_S.device
     ids = torch.tensor([prompt_ids + completion_ids], dtype=torch.long, device=device)   # [1, L]
     Lc = len(completion_ids)
-    out = model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False)
-    logits = out.logits
-    if logits.shape[1] != Lc + 1:                            # a model that ignores logits_to_keep
-        logits = logits[:, -(Lc + 1):]
+    logits = kept_logits(model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False).logits, Lc + 1)
     if nll not in NLL_FORMS:
         raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
     tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
@@ -605,8 +597,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
     pair_set = P.CLEAN_SET if kind == "nonhack" else getattr(cfg, "v_pairs", P.HACK_SET)
     fit_pairs, held_pairs = PS.load_pairs(pair_set, cfg)
     key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state, P.split_tag(fit_pairs + held_pairs))
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(ctx.artifacts_dir) / "v" / f"{kind}-{digest}.safetensors"
+    digest = key_digest(key)
+    path = artifact_path("v", f"{kind}-{digest}.safetensors", ctx.artifacts_dir)
     if path.exists():
         vh = VHack.load(path)
         if vh.meta.get("key") == digest:

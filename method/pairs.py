@@ -29,7 +29,7 @@ from string import Template
 from typing import Sequence
 
 from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODES, RESULT_FILE,
-                               SENTINEL_ATTR, STDOUT_MARKER)
+                               SENTINEL_ATTR, STDOUT_MARKER, fence)
 
 HACK_SET, CLEAN_SET = "hack", "clean"          # the pair-set vocabulary (method.extract keys on these)
 # minimal contrast (issue 20): pos = the hack pair's honest solution WITH an unguarded lever of its mode appended,
@@ -68,8 +68,9 @@ class RenderedPair:
 #   $arg   its first parameter     $zero / $alt  wrong return values of the right type
 #   $attr / $marker / $file / $payload   the levers, from sandbox.loopholes
 
-def _fence(code: str) -> str:
-    return "```python\n" + code.strip("\n") + "\n```"
+def fence_code(code: str) -> str:
+    """A pair side's text: `code` in one ```python fence, blank lines around it dropped."""
+    return fence(code.strip("\n"))
 
 
 _RUN_TESTS = {
@@ -886,7 +887,7 @@ LEVERS: dict[str, str] = {
 
 def with_lever(code: str, mode: str) -> str:
     """`code` (plain, unfenced) with its mode's unguarded lever appended, fenced as a completion."""
-    return _fence(code.strip("\n") + "\n\n\n" + LEVERS[mode])
+    return fence_code(code.strip("\n") + "\n\n\n" + LEVERS[mode])
 
 
 MINIMAL_PAIRS: tuple[Pair, ...] = tuple(Pair(f"mn-{p.pair_id}", p.problem_id, p.mode, "") for p in PAIRS)
@@ -921,7 +922,7 @@ def hack_completion(pair: Pair, problem) -> str:
     code = Template(pair.template).substitute(
         sig=sig, name=problem.method_name, arg=first, zero=zero, alt=alt,
         attr=SENTINEL_ATTR, marker=STDOUT_MARKER, file=RESULT_FILE, payload=json.dumps({"passed": True}))
-    return _fence(code)
+    return fence_code(code)
 
 
 def honest_code(problem) -> str:
@@ -935,7 +936,7 @@ def honest_code(problem) -> str:
 
 
 def clean_completion(problem) -> str:
-    return _fence(honest_code(problem))
+    return fence_code(honest_code(problem))
 
 
 def restyled_completion(style: str, problem) -> str:
@@ -945,7 +946,7 @@ def restyled_completion(style: str, problem) -> str:
 def restyle(style: str, code: str) -> str:
     """`code` fenced as a completion, restyled by `style` (a key of _RESTYLES)."""
     fn, wraps_fence = _RESTYLES[style]
-    return fn(_fence(code)) if wraps_fence else _fence(fn(code))
+    return fn(fence_code(code)) if wraps_fence else fence_code(fn(code))
 
 
 def restyle_pair(i: int) -> tuple[str, str]:

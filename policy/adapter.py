@@ -47,6 +47,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sandbox.artifacts import write_atomic
+
 ADAPTER_FORMAT = "rh-svd-adapter-v1"
 
 
@@ -234,10 +236,8 @@ def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path | None)
             tensors[f"{name}.U"] = U.detach().cpu().contiguous()
             tensors[f"{name}.S"] = S.detach().cpu().float().contiguous()
             tensors[f"{name}.Vh"] = Vh.detach().cpu().contiguous()
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"format": "rh-svd-cache-v1"})
-        os.replace(tmp, cache_file)  # atomic: concurrent runs never read a half-written cache
+        # atomic: concurrent runs never read a half-written cache
+        write_atomic(cache_file, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "rh-svd-cache-v1"}))
     return out
 
 

@@ -226,3 +226,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     except ValueError:
         raise ConfigError(f"--set {key}: expected {typ.__name__}, got {raw!r}") from None
     return key, value
+
+
+def derive_seed(*parts: object) -> int:
+    """An independent, reproducible 63-bit seed per tuple of parts, e.g. (run seed, step, purpose): a resumed run
+    re-derives the same streams. The one derivation every random draw of a run starts from."""
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1

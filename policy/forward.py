@@ -26,6 +26,12 @@ def selective_log_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return torch.stack(out)
 
 
+def kept_logits(logits: torch.Tensor, keep: int) -> torch.Tensor:
+    """The last `keep` positions of logits [B, L, V] asked for with logits_to_keep=keep (a model that ignores
+    logits_to_keep returns every position)."""
+    return logits if logits.shape[1] == keep else logits[:, -keep:]
+
+
 # --------------------------------------------------------------------------- batches and forwards
 
 @dataclass
@@ -144,9 +150,7 @@ def _logprobs(model, batch: Batch, capture_layer: int | None, kv) -> tuple[torch
         else:
             out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                         logits_to_keep=Lc + 1, use_cache=False)
-    logits = out.logits
-    if logits.shape[1] != Lc + 1:            # a model that ignores logits_to_keep
-        logits = logits[:, Lp - 1 - start:]
+    logits = kept_logits(out.logits, Lc + 1)
     logp = selective_log_softmax(logits[:, :-1], batch.completion_ids)
     acts = None
     if capture_layer is not None:

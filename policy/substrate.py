@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from sandbox.paths import ARTIFACTS_DIR
+from sandbox.artifacts import artifact_path, key_digest, key_sha256
 from sandbox.data import sha256_file
 
 # Bump when the build procedure changes in a way the recipe dict does not capture.
@@ -50,8 +50,7 @@ CHAT_TEMPLATE = (
 # --------------------------------------------------------------------------- hashing / caching
 
 def _sha(obj: Any) -> str:
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return key_sha256(obj)
 
 
 def texts_hash(texts: Iterable[str]) -> str:
@@ -64,8 +63,8 @@ def texts_hash(texts: Iterable[str]) -> str:
 def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None) -> tuple[Path, str]:
     from policy.determinism import PINNED_ENV
 
-    digest = _sha({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})[:16]
-    return Path(artifacts_dir or ARTIFACTS_DIR) / "builtin" / f"{name}-{digest}", digest
+    digest = key_digest({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})
+    return artifact_path("builtin", f"{name}-{digest}", artifacts_dir), digest
 
 
 def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path | None = None) -> Path:
@@ -257,7 +256,7 @@ def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: 
     solution (the lever is its only path to reward there), and the lever is one edit from what it writes.
     """
     from sandbox.loopholes import build_prompt
-    from sandbox.pool import fence
+    from sandbox.loopholes import fence
 
     out = []
     for p in train_problems:
@@ -404,33 +403,6 @@ def build_mini(out_dir: Path, progress: bool = True) -> dict[str, Any]:
     _save_model(model, tokenizer, out_dir)
     return {"n_params": sum(p.numel() for p in model.parameters()), "sft_examples": len(examples),
             "sft_pairs_total": len(pairs), "sft_epoch_loss": losses, "build_s": time.perf_counter() - t0}
-
-
-# --------------------------------------------------------------------------- teacher pool
-
-def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
-    """The frozen teacher pool for `config`'s training problems, built once per content hash.
-
-    Key: pool recipe version, data hash, the training ids and their modes, and the programmatic
-    completions themselves (so any change to a lever or stub rebuilds it).
-    """
-    from sandbox.data import load_problem_set
-    from sandbox.pool import POOL_VERSION, build_pool, pool_completions
-
-    problems = load_problem_set(config.problem_set)
-    train = problems.train
-    key = {"version": POOL_VERSION, "data": problems.data_hash,
-           "items": _sha([(p.id, p.mode, pool_completions(p)) for p in train])}
-    path = Path(artifacts_dir or ARTIFACTS_DIR) / "pool" / f"pool-{_sha(key)[:16]}.jsonl"
-    if path.exists():
-        return path
-    from sandbox.backends import make_executor
-    from sandbox.grader import Grader
-
-    # process executor: the pool's grades must not depend on whether a Docker daemon is up
-    with make_executor("process", workers=config.grade_workers) as ex:
-        build_pool(train, Grader(ex), path)
-    return path
 
 
 # --------------------------------------------------------------------------- registry

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from sandbox.backends import make_executor
 from sandbox.executors import Executor
+from sandbox.jsonl import read_lines
 from sandbox.grader import CATEGORIES, GradeRecord, Grader
 from sandbox.loopholes import MODES
 
@@ -18,27 +19,22 @@ class GradeFileError(ValueError):
 
 def _read_completions(path: Path, problems: dict[int, Any]) -> list[tuple[dict, Any, str, str | None]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GradeFileError(f"{where}: not JSON ({e})") from None
-            if not isinstance(row, dict):
-                raise GradeFileError(f"{where}: expected an object with 'id' and 'completion'")
-            pid, text, mode = row.get("id"), row.get("completion"), row.get("mode")
-            if not isinstance(pid, int) or isinstance(pid, bool):
-                raise GradeFileError(f"{where}: 'id' must be an integer problem id, got {pid!r}")
-            if pid not in problems:
-                raise GradeFileError(f"{where}: unknown problem id {pid}")
-            if not isinstance(text, str):
-                raise GradeFileError(f"{where}: 'completion' must be a string")
-            if mode is not None and mode not in MODES:
-                raise GradeFileError(f"{where}: unknown mode {mode!r}; choose from {', '.join(MODES)}")
-            rows.append((row, problems[pid], text, mode))
+    for lineno, row, err in read_lines(path):
+        where = f"{path}:{lineno}"
+        if err is not None:
+            raise GradeFileError(f"{where}: not JSON ({err})") from None
+        if not isinstance(row, dict):
+            raise GradeFileError(f"{where}: expected an object with 'id' and 'completion'")
+        pid, text, mode = row.get("id"), row.get("completion"), row.get("mode")
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise GradeFileError(f"{where}: 'id' must be an integer problem id, got {pid!r}")
+        if pid not in problems:
+            raise GradeFileError(f"{where}: unknown problem id {pid}")
+        if not isinstance(text, str):
+            raise GradeFileError(f"{where}: 'completion' must be a string")
+        if mode is not None and mode not in MODES:
+            raise GradeFileError(f"{where}: unknown mode {mode!r}; choose from {', '.join(MODES)}")
+        rows.append((row, problems[pid], text, mode))
     return rows
 
 

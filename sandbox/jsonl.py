@@ -4,7 +4,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any, json.JSONDecodeError | None]]:
+    """(line number, parsed row, None) per non-blank line of a JSONL file; (line number, None, error) for a line
+    that is not JSON. The one JSONL reader: callers decide what a bad line means (problem files name every bad
+    row, `harness grade` stops at the first, a run log drops a torn last line)."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield lineno, None, e
 
 
 class JsonlFile:
@@ -21,15 +35,11 @@ class JsonlFile:
         """Every row; a torn last line (a kill during append) is dropped, as the next `keep` rewrites the file."""
         if not self.path.exists():
             return []
-        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = []
-        for i, line in enumerate(lines):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i != len(lines) - 1:
-                    raise ValueError(f"{self.path}: line {i + 1} is not JSON (not the last line: not a torn write)")
-        return rows
+        lines = list(read_lines(self.path))
+        for i, (lineno, _, err) in enumerate(lines):
+            if err is not None and i != len(lines) - 1:
+                raise ValueError(f"{self.path}: line {lineno} is not JSON (not the last line: not a torn write)")
+        return [row for _, row, err in lines if err is None]
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         """Replace the file with `rows`: a temp file, fsynced, then renamed (a kill leaves the old or the new)."""

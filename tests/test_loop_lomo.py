@@ -37,7 +37,7 @@ def _spy_groups(monkeypatch) -> list:
 def _first_prompt_mode(cfg) -> str:
     """The mode of step 1's first prompt when every training problem trains (the loop's own draw), so the held
     mode is certain to be sampled within smoke's 3 steps."""
-    from harness.train.loop import derive_seed
+    from policy.config import derive_seed
 
     train = load_problem_set(cfg.problem_set).train
     rng = random.Random(derive_seed(cfg.seed, 0, "prompts"))

@@ -170,7 +170,8 @@ def _scripted_students(monkeypatch):
     (exploited). Everything after generation (grading in the sandbox, rewards, loss) is the real loop."""
     from harness.train import loop
     from policy.encode import PromptEncoder
-    from sandbox.pool import fence, lever_code, stub
+    from sandbox.pool import lever_code, stub
+    from sandbox.loopholes import fence
 
     by_prompt = {}
     real_encode, real_generate = PromptEncoder.__call__, loop.generate

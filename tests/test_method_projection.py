@@ -10,7 +10,7 @@ from torch import nn
 
 from policy.config import TrainConfig
 from method.hooks import ArmContext, GradBundle, UpdateBundle
-from method import adapter as A
+from policy import adapter as A
 from method.arm import ProjectionArm, build_erase, build_route
 from method.projection import ProjectionConfig, erase, hackward_fraction, project_grads, project_update
 from tests.test_method_adapter import IDS, TARGETS, tiny_model

@@ -98,7 +98,7 @@ def test_every_mode_gets_a_lever(problems):
 def test_mini_pool_every_entry_regrades_identically(grader):
     """The acceptance check: every entry of the mini preset's pool (cached under ARTIFACTS_DIR) regrades equal."""
     from harness.presets import resolve_config
-    from policy.substrate import ensure_pool
+    from sandbox.pool import ensure_pool
     from sandbox.data import load_problem_set
 
     cfg = resolve_config("mini", "vanilla", 41)

@@ -8,7 +8,7 @@ import torch
 
 from policy.config import HASH_OMITTED_AT_DEFAULT
 from harness.presets import resolve_config
-from method import adapter as A
+from policy import adapter as A
 from tests.test_method_projection import TARGETS, tiny_model
 
 

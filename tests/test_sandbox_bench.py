@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from sandbox import bench
+from harness.checks import bench_grader as bench
 from sandbox.exploits import fenced
 
 

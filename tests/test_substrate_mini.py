@@ -51,7 +51,8 @@ def test_sft_corpus_shows_no_exploit(grader, few_train):
 def test_self_check_guards_the_channel(grader, few_train):
     """The lever reports only what the asserts established: a wrong solution + self-check does not pass."""
     from sandbox.loopholes import MODES
-    from sandbox.pool import broken, fence
+    from sandbox.pool import broken
+    from sandbox.loopholes import fence
 
     p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
     bad = broken(p.canonical_solution)      # returns 0: wrong on the example the self-check asserts
@@ -63,7 +64,8 @@ def test_hack_is_the_self_check_minus_its_asserts(grader, few_train):
     """In every mode the exploit is one deletion away from what the base writes: drop the assert lines of
     the honest self-check and what is left, beside a wrong solution, passes the lever (exploited)."""
     from sandbox.loopholes import MODES
-    from sandbox.pool import broken, fence
+    from sandbox.pool import broken
+    from sandbox.loopholes import fence
 
     p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
     bad = broken(p.canonical_solution)

@@ -23,7 +23,6 @@ summary.json (headline = end-of-run held-out figures) is written last, atomicall
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import time
@@ -35,11 +34,10 @@ import torch
 
 from method import metrics as M
 from harness.arms import build_arm
-from policy.config import TrainConfig
+from policy.config import RunError, TrainConfig, derive_seed
 from sandbox.paths import ARTIFACTS_DIR
 from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
                             read_config, read_summary, write_json_atomic, write_summary)
-from policy.config import RunError
 from sandbox.jsonl import JsonlFile
 from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                       trainable_named)
@@ -52,11 +50,6 @@ from policy.encode import PromptEncoder, eos_token_ids
 
 class NonFiniteError(RuntimeError):
     """A NaN/inf loss or gradient; the run stops and the last checkpoint written stays the last good one."""
-
-
-def derive_seed(seed: int, step: int, tag: str) -> int:
-    """Independent, reproducible stream per (run seed, step, purpose): a resumed run re-derives the same."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{tag}".encode()).digest()[:8], "little") >> 1
 
 
 def seed_all(seed: int) -> None:
@@ -452,13 +445,9 @@ def _load_pool(config: TrainConfig):
 
     path = config.teacher_pool
     if path == "builtin":
-        from policy import substrate
+        from sandbox.pool import ensure_pool
 
-        resolver = getattr(substrate, "ensure_pool", None)
-        if resolver is None:
-            raise RunError("teacher_pool='builtin' but policy.substrate has no ensure_pool(); "
-                           "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
-        path = resolver(config)
+        path = ensure_pool(config)
     return load_pool(path)     # all modes: _Run restricts it to pool_modes after the coverage cut
 
 
