@@ -277,6 +277,17 @@ def _print_dry_run(jobs, con) -> None:
         con.print(f"dense params: {mem['dense_params_billion']:.2f} B", markup=False)
 
 
+def _print_config_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from policy.config import describe_fields
+
+    for name, typ, default, text in describe_fields():
+        click.echo(f"{name} ({typ}, default {default})")
+        click.echo(click.wrap_text(text, width=100, initial_indent="    ", subsequent_indent="    "))
+    ctx.exit()
+
+
 @cli.command()
 @click.option("--arm", "arm", required=True, help=f"arm or comma-separated arms: {', '.join(ARMS)}")
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, help="comma-separated seeds")
@@ -290,6 +301,8 @@ def _print_dry_run(jobs, con) -> None:
 @weak_v_option
 @click.option("--dry-run", is_flag=True, help="show the plan, the resolved config and a peak-memory estimate; "
                                               "train nothing")
+@click.option("--help-config", is_flag=True, is_eager=True, expose_value=False, callback=_print_config_help,
+              help="print every TrainConfig field (the --set keys) with its type, default and meaning, and exit")
 def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
         sets: tuple[str, ...], allow_weak_v: bool, dry_run: bool) -> None:
     """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""

@@ -21,120 +21,156 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack"}
 
 
+def opt(default: Any, help: str) -> Any:
+    """A TrainConfig field: its default and its description (the field's metadata["help"])."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
+    """Every knob of a run, with its default and what it means (`harness run --help-config` prints them)."""
+
     # --- identity ---------------------------------------------------------
-    preset: str = "full"
-    arm: str = "vanilla"
-    seed: int = PREREGISTERED_SEEDS[0]
+    preset: str = opt("full", "the preset this run resolved from (harness.presets)")
+    arm: str = opt("vanilla", "the arm (harness.arms.ARMS)")
+    seed: int = opt(PREREGISTERED_SEEDS[0], "the run's seed; every random stream derives from it (derive_seed)")
 
     # --- substrate --------------------------------------------------------
-    # hub id or local path, loaded with AutoModelForCausalLM.from_pretrained;
-    # "builtin:<name>" means a base the project builds itself (smoke / mini).
-    model: str = "Qwen/Qwen3-4B"
-    dtype: str = "auto"            # auto -> bf16 on CUDA, fp32 on CPU
-    attn_impl: str = "auto"        # auto -> flash_attention_2 if installed on GPU, else sdpa
-    grad_checkpointing: bool = False
-    # loss / reference forwards encode each group's prompt once and share its keys/values with the group's rows
-    # (policy.prefix); False = every row forwards its own copy (the reference path; same numbers)
-    shared_prefix: bool = True
-    # torch intra-op threads when training on CPU (0 = torch's default). 1: on shared cores OpenMP threads
-    # spin against each other; measured 10x slower mini steps with 2 threads on the loaded 2-core box.
-    cpu_threads: int = 1
-    # policy.adapter: "residual" keeps the original W and adds U diag(delta_S) Vh, so the untrained policy is the
-    # base model bit for bit in bf16; "product" rebuilds W = U diag(S + delta_S) Vh (smoke and mini, as built)
-    adapter_form: str = "residual"
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    enable_thinking: bool = False  # chat template flag (Qwen3); thinking off per the spec
-    prompt_style: str = "full"     # "full" = the benchmark prompt; "compact" = question-free (mini)
-    max_prompt_tokens: int = 2048
+    model: str = opt(
+        "Qwen/Qwen3-4B",
+        "hub id or local path, loaded with AutoModelForCausalLM.from_pretrained; \"builtin:<name>\" means a base the "
+        "project builds itself (smoke / mini).")
+    dtype: str = opt("auto", "model dtype; auto -> bf16 on CUDA, fp32 on CPU")
+    attn_impl: str = opt("auto", "attention kernel; auto -> flash_attention_2 if installed on GPU, else sdpa")
+    grad_checkpointing: bool = opt(False, "recompute block activations in backward (memory for time; full preset)")
+    shared_prefix: bool = opt(
+        True,
+        "loss / reference forwards encode each group's prompt once and share its keys/values with the group's rows "
+        "(policy.prefix); False = every row forwards its own copy (the reference path; same numbers)")
+    cpu_threads: int = opt(
+        1,
+        "torch intra-op threads when training on CPU (0 = torch's default). 1: on shared cores OpenMP threads spin "
+        "against each other; measured 10x slower mini steps with 2 threads on the loaded 2-core box.")
+    adapter_form: str = opt(
+        "residual",
+        "policy.adapter: \"residual\" keeps the original W and adds U diag(delta_S) Vh, so the untrained policy is "
+        "the base model bit for bit in bf16; \"product\" rebuilds W = U diag(S + delta_S) Vh (smoke and mini, as "
+        "built)")
+    target_modules: tuple[str, ...] = opt(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        "the linear layers wrapped with an SVD adapter (by their last name component)")
+    enable_thinking: bool = opt(False, "chat template flag (Qwen3); thinking off per the spec")
+    prompt_style: str = opt("full", "\"full\" = the benchmark prompt; \"compact\" = question-free (mini)")
+    max_prompt_tokens: int = opt(2048, "longer prompts keep their end (the assistant header and the question's tail)")
 
     # --- data / environment -------------------------------------------------
-    # which problems train and which evaluate: a key of sandbox.data.PROBLEM_SETS ("leetcode": the
-    # benchmark's train split trains, its whole test split evaluates)
-    problem_set: str = "leetcode"
-    sandbox: str = "auto"          # auto -> docker when a daemon answers, else process
-    grade_workers: int = 2
+    problem_set: str = opt(
+        "leetcode",
+        "which problems train and which evaluate: a key of sandbox.data.PROBLEM_SETS (\"leetcode\": the benchmark's "
+        "train split trains, its whole test split evaluates)")
+    sandbox: str = opt("auto", "grading backend; auto -> docker when a daemon answers, else process")
+    grade_workers: int = opt(2, "parallel sandbox workers grading rollouts")
 
     # --- GRPO ---------------------------------------------------------------
-    steps: int = 200
-    prompts_per_step: int = 8      # P
-    group_size: int = 12           # G = G_s + G_t (the spec amendment's 12)
-    teacher_frac: float = 0.5      # G_t = round(G * teacher_frac); 0 = pure student GRPO
-    teacher_pool: str = "builtin"  # path to a frozen pool JSONL, or "builtin"
-    # loophole modes whose teacher rows may be drawn; () = all (leave-one-mode-out: the pool must not teach
-    # the held mode while its suppression is measured)
-    pool_modes: tuple[str, ...] = ()
-    max_new_tokens: int = 1024
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 20
-    min_p: float = 0.0
-    kl_beta: float = 1e-3
-    skip_flat_groups: bool = True  # groups with max(R)-min(R) < 1e-4 carry no advantage
+    steps: int = opt(200, "training steps")
+    prompts_per_step: int = opt(8, "P: prompts (one group each) per step")
+    group_size: int = opt(12, "G = G_s + G_t (the spec amendment's 12)")
+    teacher_frac: float = opt(0.5, "G_t = round(G * teacher_frac); 0 = pure student GRPO")
+    teacher_pool: str = opt("builtin", "path to a frozen pool JSONL, or \"builtin\"")
+    pool_modes: tuple[str, ...] = opt(
+        (),
+        "loophole modes whose teacher rows may be drawn; () = all (leave-one-mode-out: the pool must not teach the "
+        "held mode while its suppression is measured)")
+    max_new_tokens: int = opt(
+        1024,
+        "generation budget per student rollout; teacher rows longer than this are never drawn")
+    temperature: float = opt(1.0, "student sampling temperature")
+    top_p: float = opt(1.0, "student sampling nucleus (1.0 = off)")
+    top_k: int = opt(20, "student sampling top-k (0 = off)")
+    min_p: float = opt(0.0, "student sampling min-p (0.0 = off)")
+    kl_beta: float = opt(1e-3, "weight of the k3 KL(policy || reference) term in the loss")
+    skip_flat_groups: bool = opt(True, "groups with max(R)-min(R) < 1e-4 carry no advantage")
 
     # --- optimizer ------------------------------------------------------------
-    lr: float = 7e-5
-    beta1: float = 0.9
-    beta2: float = 0.99
-    weight_decay: float = 0.1
-    warmup_frac: float = 0.05
-    grad_clip: float = 1.0
+    lr: float = opt(7e-5, "AdamW learning rate of delta_S (warmup, then cosine to 0)")
+    beta1: float = opt(0.9, "AdamW beta1")
+    beta2: float = opt(0.99, "AdamW beta2")
+    weight_decay: float = opt(0.1, "AdamW weight decay")
+    warmup_frac: float = opt(0.05, "fraction of the steps spent in linear warmup")
+    grad_clip: float = opt(1.0, "global gradient-norm clip, after the arm's gradient hook")
 
     # --- v_hack extraction ------------------------------------------------------
-    extract_k: int = 12            # top-k right singular vectors kept per module
-    noise_quantile: float = 0.25   # global floor: drop this bottom quantile of singular values
-    heldout_pairs_frac: float = 0.1  # >= 64 pairs must remain for extraction (spec: ~60-80)
-    # per-pair gradient: "sum" = the loop's Dr.GRPO form (token sum / P*G*max_new_tokens), exactly the gradient
-    # training emits for the pair at advantages +1/-1; "mean" = per-completion mean NLL (the length-bias ablation)
-    extract_nll: str = "sum"
-    # spec step 1c: the real V must pass held-out validation (frac_positive > 0.5) or nothing trains with it;
-    # True proceeds anyway and says so in config.json ("resolved".v_validation) and the report
-    allow_weak_v: bool = False
-    # loophole modes whose pairs V is extracted from; () = all. Leave-one-mode-out sets the three known modes.
-    pair_modes: tuple[str, ...] = ()
-    # the pairs the real V is extracted from (method.pairs.V_PAIR_SETS): "hack", or "minimal" (the same honest solution
-    # with and without an unguarded lever: the minimal-contrast ablation, arm erase_minimal)
-    v_pairs: str = "hack"
+    extract_k: int = opt(12, "top-k right singular vectors kept per module")
+    noise_quantile: float = opt(0.25, "global floor: drop this bottom quantile of singular values")
+    heldout_pairs_frac: float = opt(0.1, ">= 64 pairs must remain for extraction (spec: ~60-80)")
+    extract_nll: str = opt(
+        "sum",
+        "per-pair gradient: \"sum\" = the loop's Dr.GRPO form (token sum / P*G*max_new_tokens), exactly the gradient "
+        "training emits for the pair at advantages +1/-1; \"mean\" = per-completion mean NLL (the length-bias "
+        "ablation)")
+    allow_weak_v: bool = opt(
+        False,
+        "spec step 1c: the real V must pass held-out validation (frac_positive > 0.5) or nothing trains with it; "
+        "True proceeds anyway and says so in config.json (\"resolved\".v_validation) and the report")
+    pair_modes: tuple[str, ...] = opt(
+        (),
+        "loophole modes whose pairs V is extracted from; () = all. Leave-one-mode-out sets the three known modes.")
+    v_pairs: str = opt(
+        "hack",
+        "the pairs the real V is extracted from (method.pairs.V_PAIR_SETS): \"hack\", or \"minimal\" (the same "
+        "honest solution with and without an unguarded lever: the minimal-contrast ablation, arm erase_minimal)")
 
     # --- projection (erase / route / controls) ----------------------------------
-    proj_one_sided: bool = True    # False = "no_gate": remove V g whatever its sign
-    proj_preserve_norm: bool = True
-    proj_on_update: bool = False   # also project the optimizer's update (Adam-momentum leak)
-    # route: learning rate of delta_S_hack in its own AdamW parameter group (same warmup + cosine shape); 0 = one
-    # group at lr, as before this field existed
-    route_hack_lr: float = 0.0
-    v_refresh_every: int = 0       # 0 = frozen V
+    proj_one_sided: bool = opt(
+        True,
+        "remove only the hack-ward part relu(V g); False = \"no_gate\": all of V g whatever its sign")
+    proj_preserve_norm: bool = opt(
+        True,
+        "rescale the projected gradient to the norm it had (False: the spec's arm c, erase_no_norm)")
+    proj_on_update: bool = opt(False, "also project the optimizer's update (Adam-momentum leak)")
+    route_hack_lr: float = opt(
+        0.0,
+        "route: learning rate of delta_S_hack in its own AdamW parameter group (same warmup + cosine shape); 0 = one "
+        "group at lr, as before this field existed")
+    v_refresh_every: int = opt(0, "re-extract V every N steps at the adapter's current state (0 = frozen V)")
 
     # --- Rebound ------------------------------------------------------------
-    rebound_alpha: float = 0.5
-    rebound_layer_frac: float = 0.67   # picks within the spec's 60-75% depth band (baselines.rebound.DEPTH_BAND)
-    rebound_layer: int = -1            # >= 0: this 0-based block, explicitly (models with no block in the band)
+    rebound_alpha: float = opt(0.5, "Rebound's penalty weight on the concept score")
+    rebound_layer_frac: float = opt(0.67, "picks within the spec's 60-75% depth band (baselines.rebound.DEPTH_BAND)")
+    rebound_layer: int = opt(-1, ">= 0: this 0-based block, explicitly (models with no block in the band)")
 
     # --- hack monitor (the `monitor` reference arm, baselines/monitor.py) -----------------
-    monitor_mode: str = "screen"       # screen: flagged rollouts drop out of the group's advantage; penalty
-    monitor_signal: str = "exploited"  # exploited: the benchmark's hack label (ground truth: an UPPER BOUND);
-                                       # attempted: a harmful check, by execution (GradeRecord)
-    monitor_accuracy: float = 1.0      # each flag is flipped with probability 1 - accuracy (seeded)
-    monitor_penalty: float = PASS_REWARD  # penalty mode: subtracted from a flagged reward (a flagged pass earns
-                                          # no more than a fail)
+    monitor_mode: str = opt(
+        "screen",
+        "screen: flagged rollouts drop out of the group's advantage; penalty: a flagged reward loses monitor_penalty")
+    monitor_signal: str = opt(
+        "exploited",
+        "exploited: the benchmark's hack label (ground truth: an UPPER BOUND); attempted: a harmful check, by "
+        "execution (GradeRecord)")
+    monitor_accuracy: float = opt(1.0, "each flag is flipped with probability 1 - accuracy (seeded)")
+    monitor_penalty: float = opt(
+        PASS_REWARD,
+        "penalty mode: subtracted from a flagged reward (a flagged pass earns no more than a fail)")
 
     # --- bookkeeping ------------------------------------------------------------
-    # every N steps, one extra backward of the teacher rows split by label (correct / hacking) to measure V's cos
-    # on each (a diagnostic, never trained on); 0 = off
-    teacher_split_every: int = 5
-    eval_every: int = 50
-    eval_problems: int = 32        # held-out problems per evaluation (0 = all)
-    eval_samples: int = 1          # student generations per held-out problem
-    # held-out sampling: the benchmark's evaluation (ariahw/rl-rewardhacking@bf5cdb8 scripts/run_eval.py: vLLM
-    # SamplingParams(temperature=0.7, top_p=0.95, max_tokens=1536), top_k and min_p at vLLM's defaults, i.e. off).
-    # The CPU presets set their own (as in their training) so their numbers stay comparable with earlier runs.
-    eval_temperature: float = 0.7
-    eval_top_p: float = 0.95
-    eval_top_k: int = 0            # 0 = off
-    eval_max_new_tokens: int = 1536
-    checkpoint_every: int = 25
-    log_every: int = 1
+    teacher_split_every: int = opt(
+        5,
+        "every N steps, one extra backward of the teacher rows split by label (correct / hacking) to measure V's cos "
+        "on each (a diagnostic, never trained on); 0 = off")
+    eval_every: int = opt(50, "held-out evaluation every N steps and at the last step (0 = the last step only)")
+    eval_problems: int = opt(32, "held-out problems per evaluation (0 = all)")
+    eval_samples: int = opt(1, "student generations per held-out problem")
+    eval_temperature: float = opt(
+        0.7,
+        "held-out sampling: the benchmark's evaluation (ariahw/rl-rewardhacking@bf5cdb8 scripts/run_eval.py: vLLM "
+        "SamplingParams(temperature=0.7, top_p=0.95, max_tokens=1536), top_k and min_p at vLLM's defaults, i.e. "
+        "off). The CPU presets set their own (as in their training) so their numbers stay comparable with earlier "
+        "runs.")
+    eval_top_p: float = opt(0.95, "held-out sampling nucleus")
+    eval_top_k: int = opt(0, "held-out sampling top-k (0 = off)")
+    eval_max_new_tokens: int = opt(1536, "held-out generation budget")
+    checkpoint_every: int = opt(25, "save a resumable checkpoint every N steps")
+    log_every: int = opt(1, "not read: the loop writes a metrics row every step (kept so config.json files load)")
 
     def __post_init__(self):
         from sandbox.loopholes import MODES
@@ -158,7 +194,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of everything but identity-free bookkeeping; used to refuse reusing an out dir.
+        """sha256 (16 hex) of every field, identity included; a run dir holding another hash is not reused.
         Fields in HASH_OMITTED_AT_DEFAULT count only when set, so run dirs from before they existed keep their hash."""
         d = {k: v for k, v in self.to_dict().items()
              if not (k in HASH_OMITTED_AT_DEFAULT and v == HASH_OMITTED_AT_DEFAULT[k])}
@@ -232,3 +268,8 @@ def derive_seed(*parts: object) -> int:
     """An independent, reproducible 63-bit seed per tuple of parts, e.g. (run seed, step, purpose): a resumed run
     re-derives the same streams. The one derivation every random draw of a run starts from."""
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
+def describe_fields() -> list[tuple[str, str, str, str]]:
+    """(name, type, default, description) of every TrainConfig field, in declaration order."""
+    return [(f.name, str(f.type), repr(f.default), f.metadata.get("help", "")) for f in fields(TrainConfig)]

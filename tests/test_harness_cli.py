@@ -394,3 +394,16 @@ def test_data_names_every_bad_row_of_an_arriving_split(data_dirs, monkeypatch):
     (cache / D.DATA_FILES["train"].filename).unlink(missing_ok=True)
     r = invoke("data")
     assert r.exit_code != 0 and f"problem id {rows[3]['id']}: unsupported gt assert shape" in r.output
+
+
+def test_help_config_prints_every_field_with_its_description():
+    import dataclasses
+
+    from policy.config import TrainConfig
+
+    res = invoke("run", "--help-config")
+    assert res.exit_code == 0, res.output
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata.get("help"), f"{f.name} has no description"
+        assert f"{f.name} ({f.type}, default {f.default!r})" in res.output
+    assert "the k3 KL(policy || reference) term" in res.output       # a description, not only the names
