@@ -57,8 +57,8 @@ class ProjectionArm(Arm):
     def setup(self, ctx: ArmContext) -> None:
         super().setup(ctx)
         self.proj = ProjectionConfig.from_train_config(ctx.config, self.mode)
-        self.refresh_every = int(getattr(ctx.config, "v_refresh_every", 0) or 0)
-        self.on_update = bool(getattr(ctx.config, "proj_on_update", False))
+        self.refresh_every = ctx.config.v_refresh_every
+        self.on_update = ctx.config.proj_on_update
         if self.uses_route and not any(m.delta_S_hack is not None for m in ctx.adapters.values()):
             raise RuntimeError("route arm needs adapters wrapped with route=True (delta_S_hack)")
         self._load_v()
@@ -85,7 +85,7 @@ class ProjectionArm(Arm):
 
             self.v_validation = dict(frac_positive=val.get("frac_positive"), median_cos=val.get("median_cos"),
                                      n_pairs=val.get("n_pairs"), passed=validation_passed(real),
-                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)),
+                                     allow_weak_v=self.ctx.config.allow_weak_v,
                                      null_frac_positive_p95=val.get("null_frac_positive_p95"),
                                      null_n=val.get("null_n"), enforced=self.projects)
         self.V_real = self._fit(real)
@@ -191,7 +191,7 @@ class ProjectionArm(Arm):
 
     def _null_generator(self, step: int) -> torch.Generator:
         """Seeded by (run seed, step): the matched null is a deterministic metric, and a resumed run redraws it."""
-        seed = int(getattr(self.ctx.config, "seed", 0))
+        seed = self.ctx.config.seed
         return torch.Generator().manual_seed((seed * 1_000_003 + int(step) * 7919 + 17) % 2**63)
 
 

@@ -550,7 +550,7 @@ def v_cache_key(ctx, kind: str, pair_hash: str, state: str, split: dict[str, str
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
                 extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state,
                 # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
-                **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}),
+                **({"pair_modes": sorted(cfg.pair_modes)} if cfg.pair_modes else {}),
                 # the pair gradients are taken on the residual form's exact base (product: as V files always were)
                 **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}),
                 **(split or {}))   # method.pairs.split_tag: how fit and held-out pairs were split, when it matters
@@ -591,10 +591,10 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
     cfg = ctx.config
     state = "base"
-    if int(getattr(cfg, "v_refresh_every", 0) or 0) > 0 and not _all_zero(ctx.adapters):
+    if cfg.v_refresh_every > 0 and not _all_zero(ctx.adapters):
         state = adapter_hash(ctx.model)
     # the real V (and the controls shaped on it) from config.v_pairs: the hack pairs, or the minimal-contrast ablation
-    pair_set = P.CLEAN_SET if kind == "nonhack" else getattr(cfg, "v_pairs", P.HACK_SET)
+    pair_set = P.CLEAN_SET if kind == "nonhack" else cfg.v_pairs
     fit_pairs, held_pairs = PS.load_pairs(pair_set, cfg)
     key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state, P.split_tag(fit_pairs + held_pairs))
     digest = key_digest(key)
@@ -663,7 +663,7 @@ def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
     from method import pairs as P
     from method import pair_sets as PS
 
-    own = kind != "nonhack" and getattr(cfg, "v_pairs", P.HACK_SET) == P.HACK_SET
+    own = kind != "nonhack" and cfg.v_pairs == P.HACK_SET
     return held_pairs if own else PS.load_pairs(P.HACK_SET, cfg)[1]
 
 

@@ -26,7 +26,7 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
     if pair_set not in PAIR_SETS:
         raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
     train = load_problem_set(config.problem_set).pairs
-    modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
+    modes = set(config.pair_modes or MODES)   # leave-one-mode-out: the known modes only
     if config.problem_set in RENDERERS:   # a problem set with pairs of its own
         own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
         return split_pairs(own, config.heldout_pairs_frac)

@@ -291,7 +291,8 @@ def test_v_cache_key_includes_pair_modes_only_when_restricted():
 
 def test_load_pairs_keeps_only_the_known_modes():
     from harness.presets import resolve_config
-    from method.pairs import HACK_SET, load_pairs
+    from method.pairs import HACK_SET
+    from method.pair_sets import load_pairs
 
     fit, held = load_pairs(HACK_SET, resolve_config("smoke", "erase", 41, {"pair_modes": MODES[1:]}))
     assert {p.mode for p in fit + held} == set(MODES[1:])

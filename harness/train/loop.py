@@ -129,7 +129,7 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
     acc = {h: {n: torch.zeros_like(p) for n, p in params.items()} for h in ("s", "t")}
     out = StepGrads(acc["s"], acc["t"])
     model.zero_grad(set_to_none=True)
-    layer = getattr(arm, "activation_layer", None)
+    layer = arm.activation_layer
     live: list[tuple[Group, torch.Tensor]] = []
     for gi, g in enumerate(groups):
         halves = [(h, rs) for h, rs in (("s", g.students), ("t", g.teachers)) if rs]
@@ -217,7 +217,7 @@ class _Run:
         self.device = next(self.model.parameters()).device
         self.arm = build_arm(config)
         self.adapters = wrap_model(self.model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                                   route=bool(getattr(self.arm, "uses_route", False)), write_cache=svd_cache,
+                                   route=self.arm.uses_route, write_cache=svd_cache,
                                    residual=config.adapter_form == "residual")
         self.model_hash = model_hash(self.model)
         self.arm.setup(ArmContext(config=config, model=self.model, tokenizer=self.tok, adapters=self.adapters,
@@ -293,36 +293,61 @@ class _Run:
 
     def step(self, step: int, grader) -> dict[str, Any]:
         """Optimizer step number `step` (0-based); returns the metrics row (step = step + 1)."""
-        c = self.config
         t_start = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        seed_all(derive_seed(c.seed, step, "step"))
-        rng = random.Random(derive_seed(c.seed, step, "prompts"))
-        P = c.prompts_per_step
+        seed_all(derive_seed(self.config.seed, step, "step"))
+        problems, prompts = self._sample_prompts(step)
+        gen, t_gen = _timed(self._generate, step, prompts)
+        (jobs, texts, records), t_grade = _timed(self._grade, problems, gen, grader)
+        groups, short = self._groups(step, problems, prompts, texts, records)
+        sg, t_fb = _timed(self._backward, step, groups)
+        row: dict[str, Any] = {"step": step + 1, "lr": self._set_lr(step), "grad_norm_raw": None}
+        (gnorm, t_hook) = self._update(step, sg, row) if sg.live else (None, 0.0)   # None: nothing trained
+        row.update(self._rollout_stats(groups, short), live_groups=sg.live / len(groups), loss=sg.loss,
+                   kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
+                   grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook)
+        for key, val in _mean_stats(sg.hook_stats).items():
+            row.setdefault(key, val)
+        row["_t_start"] = t_start
+        row["_by_mode"] = [(g.problem.mode, len(g.students), len(g.teachers)) for g in groups]
+        # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
+        row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
+                            for (p, text, _), rec in zip(jobs, records)]
+        return row
+
+    # the step's phases, in order
+
+    def _sample_prompts(self, step: int) -> tuple[list, list[list[int]]]:
+        """P training problems for this step (a seeded draw) and their encoded prompts."""
+        P = self.config.prompts_per_step
+        rng = random.Random(derive_seed(self.config.seed, step, "prompts"))
         problems = (rng.sample(self.train_problems, P) if len(self.train_problems) >= P
                     else rng.choices(self.train_problems, k=P))
-        prompts = [self.encoder(p) for p in problems]
+        return problems, [self.encoder(p) for p in problems]
 
-        # student generations on merged dense weights
+    def _generate(self, step: int, prompts: list[list[int]]) -> list[list[list[int]]]:
+        """G_s student completions per prompt, sampled on merged dense weights."""
         from policy.adapter import merged
 
-        t0 = time.perf_counter()
-        torch.manual_seed(derive_seed(c.seed, step, "generate"))
+        torch.manual_seed(derive_seed(self.config.seed, step, "generate"))
         with merged(self.model):
-            gen = generate(self.model, self.tok, prompts, c.student_per_group, c)
-        t_gen = time.perf_counter() - t0
+            return generate(self.model, self.tok, prompts, self.config.student_per_group, self.config)
 
-        t0 = time.perf_counter()
+    def _grade(self, problems, gen, grader) -> tuple[list, list[tuple[str, list[int]]], list]:
+        """Decode and grade every student completion -> (grader jobs, (text, ids) per completion, GradeRecords)."""
         jobs, texts = [], []
         for p, samples in zip(problems, gen):
             for ids in samples:
                 text = self.tok.decode(ids, skip_special_tokens=True)
                 jobs.append((p, text, None))
                 texts.append((text, ids))
-        records = grader.grade_many(jobs) if jobs else []
-        t_grade = time.perf_counter() - t0
+        return jobs, texts, (grader.grade_many(jobs) if jobs else [])
 
+    def _groups(self, step: int, problems, prompts, texts, records) -> tuple[list[Group], int]:
+        """One group per prompt: its graded students, then G_t teacher rows (a seeded draw) unless its mode is
+        held out of the pool -> (groups, how many groups drew fewer fitting teacher rows than G_t)."""
+        c = self.config
         trng = random.Random(derive_seed(c.seed, step, "teacher"))
         groups, k, short = [], 0, 0
         for p, pr in zip(problems, prompts):
@@ -333,49 +358,56 @@ class _Run:
                 g.rollouts += self.teachers(p, c.teacher_per_group, trng)
                 short += self.teachers.short(p, c.teacher_per_group)
             groups.append(g)
+        return groups, short
 
-        t0 = time.perf_counter()
-        every = c.teacher_split_every
-        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1,
-                             measure_teacher_parts=bool(getattr(self.arm, "wants_teacher_parts", False))
-                             and every > 0 and (step + 1) % every == 0)
-        t_fb = time.perf_counter() - t0
+    def _backward(self, step: int, groups: list[Group]) -> "StepGrads":
+        """g_s and g_t of every live group (policy_gradient); the teacher parts on teacher_split_every steps."""
+        every = self.config.teacher_split_every
+        return policy_gradient(self.model, groups, self.arm, self.config, self.pad_id, self.norm, step + 1,
+                               measure_teacher_parts=self.arm.wants_teacher_parts
+                               and every > 0 and (step + 1) % every == 0)
 
-        lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
+    def _set_lr(self, step: int) -> float:
+        """Warmup + cosine lr for this step, set on every parameter group (route_hack_lr's group keeps its ratio)."""
+        lr = lr_at(step, self.config.steps, self.config.lr, self.config.warmup_frac)
         for pg in self.optimizer.param_groups:
-            pg["lr"] = lr * pg.get("lr_scale", 1.0)   # route_hack_lr: delta_S_hack's group keeps its ratio
-        row: dict[str, Any] = {"step": step + 1, "lr": lr, "grad_norm_raw": None}
-        t0 = time.perf_counter()
-        if sg.live:
-            # norm of g_s + g_t before the arm's hook: with grad_norm (after it) shows what the projection removed
-            row["grad_norm_raw"] = torch.linalg.vector_norm(
-                torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
-            bundle = GradBundle(modules=self.adapters,
-                                g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
-                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
-                                g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
-                                           for k, v in sg.g_t_parts.items()})
-            row.update(self.arm.grad_hook(bundle) or {})
-            gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), c.grad_clip).item()
-            if not torch.isfinite(torch.tensor(gnorm)):
-                raise NonFiniteError(f"step {step + 1}: non-finite gradient (pre-clip norm {gnorm}); "
-                                     f"the last good checkpoint is {self._last_ckpt()}")
-            before = {m: mod.delta_S.detach().clone() for m, mod in self.adapters.items()}
-            self.optimizer.step()
-            delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.adapters.items()}
-            row.update(self.arm.update_hook(UpdateBundle(modules=self.adapters, delta=delta, step=step + 1)) or {})
-            self.optimizer.zero_grad(set_to_none=True)
-            if not all(torch.isfinite(p).all() for p in self.params.values()):
-                raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
-                                     f"the last good checkpoint is {self._last_ckpt()}")
-        else:
-            gnorm = None        # nothing was trained this step; keeps zeros out of the summary's mean
-        t_hook = time.perf_counter() - t0 if sg.live else 0.0
+            pg["lr"] = lr * pg.get("lr_scale", 1.0)
+        return lr
 
+    def _update(self, step: int, sg: "StepGrads", row: dict[str, Any]) -> tuple[float, float]:
+        """The arm's grad hook, clip, AdamW step, the arm's update hook (their stats into `row`) -> (pre-clip
+        grad norm, seconds). Raises NonFiniteError on a non-finite gradient or parameter."""
+        t0 = time.perf_counter()
+        # norm of g_s + g_t before the arm's hook: with grad_norm (after it) shows what the projection removed
+        row["grad_norm_raw"] = torch.linalg.vector_norm(
+            torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
+        bundle = GradBundle(modules=self.adapters,
+                            g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
+                            g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
+                            g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
+                                       for k, v in sg.g_t_parts.items()})
+        row.update(self.arm.grad_hook(bundle) or {})
+        gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.config.grad_clip).item()
+        if not torch.isfinite(torch.tensor(gnorm)):
+            raise NonFiniteError(f"step {step + 1}: non-finite gradient (pre-clip norm {gnorm}); "
+                                 f"the last good checkpoint is {self._last_ckpt()}")
+        before = {m: mod.delta_S.detach().clone() for m, mod in self.adapters.items()}
+        self.optimizer.step()
+        delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.adapters.items()}
+        row.update(self.arm.update_hook(UpdateBundle(modules=self.adapters, delta=delta, step=step + 1)) or {})
+        self.optimizer.zero_grad(set_to_none=True)
+        if not all(torch.isfinite(p).all() for p in self.params.values()):
+            raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
+                                 f"the last good checkpoint is {self._last_ckpt()}")
+        return gnorm, time.perf_counter() - t0
+
+    def _rollout_stats(self, groups: list[Group], short: int) -> dict[str, Any]:
+        """Rewards, hack / pass / attempt rates, lengths and truncation of the step's student and teacher rows."""
         students = [r for g in groups for r in g.students]
         teachers = [r for g in groups for r in g.teachers]
         rewards = torch.tensor([r.reward for g in groups for r in g.rollouts], dtype=torch.float32)
-        row.update(
+        taught = self.teachers is not None and self.config.teacher_per_group
+        return dict(
             reward_mean=rewards.mean().item(),
             reward_std=rewards.std(unbiased=False).item(),
             hack_rate_s=_frac(students, "exploited"), hack_rate_t=_frac(teachers, "exploited"),
@@ -383,19 +415,8 @@ class _Run:
             attempt_rate_s=_frac(students, "attempted"), attempt_rate_t=_frac(teachers, "attempted"),
             len_s=(sum(len(r.ids) for r in students) / len(students)) if students else None,
             trunc_s=_frac(students, "truncated"), trunc_t=_frac(teachers, "truncated"),
-            teacher_short=(short / len(groups)) if self.teachers is not None and c.teacher_per_group else None,
-            live_groups=sg.live / len(groups),
-            loss=sg.loss, kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
-            grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook,
+            teacher_short=(short / len(groups)) if taught else None,
         )
-        for key, val in _mean_stats(sg.hook_stats).items():
-            row.setdefault(key, val)
-        row["_t_start"] = t_start
-        row["_by_mode"] = [(g.problem.mode, len(g.students), len(g.teachers)) for g in groups]
-        # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
-        row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
-                            for (p, text, _), rec in zip(jobs, records)]
-        return row
 
     def _last_ckpt(self) -> str:
         cks = list_checkpoints(self.run_dir / CHECKPOINT_DIR)
@@ -407,7 +428,7 @@ class _Run:
         t0 = time.perf_counter()
         out = evaluate(self.model, self.tok, self.eval_set, grader, self.config, self.encoder,
                        seed=derive_seed(self.config.seed, step, "eval"),
-                       ablate_hack=bool(getattr(self.arm, "uses_route", False)))
+                       ablate_hack=self.arm.uses_route)
         out["t_eval"] = time.perf_counter() - t0
         self.eval_log.append([{"step": step, **r} for r in out.pop("_records")])
         return out
@@ -419,6 +440,13 @@ def open_eval_log(path: Path, keep_through: int) -> JsonlFile:
     log = JsonlFile(path)
     log.keep(lambda r: int(r.get("step", 0)) <= keep_through)
     return log
+
+
+def _timed(fn, *args):
+    """(fn(*args), seconds it took)."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def _frac(rollouts, attr: str) -> float | None:
