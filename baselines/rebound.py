@@ -120,12 +120,11 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
     """v_concept [d] at `layer` for the model in ctx, cached under ARTIFACTS_DIR/rebound/ -> (v, meta)."""
     from method import pairs as P
     from method import pair_sets as PS
-    from policy.adapter import adapter_disabled
     from method.extract import PairEncoder
 
     cfg = ctx.config
     fit, held = PS.load_pairs(P.HACK_SET, cfg)
-    key = dict(format=CONCEPT_FORMAT, model_hash=ctx.model_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
+    key = dict(format=CONCEPT_FORMAT, model_hash=ctx.policy.base_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
                prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
                **P.split_tag(fit + held),
@@ -137,13 +136,13 @@ def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -
         with safe_open(str(path), framework="pt") as f:
             return f.get_tensor("v_concept"), json.loads((f.metadata() or {}).get("meta", "{}"))
 
-    encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
-    with adapter_disabled(ctx.model):                      # the base model, as for v_hack
-        h_pos, h_neg = completion_means(ctx.model, encoder, fit, layer, progress)
+    encoder = PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, cfg)
+    with ctx.policy.base():                      # the base model, as for v_hack
+        h_pos, h_neg = completion_means(ctx.policy.model, encoder, fit, layer, progress)
         v = concept_direction(h_pos, h_neg)
         meta = dict(key, digest=digest, n_pairs=len(fit))
         if held:
-            hp, hn = completion_means(ctx.model, encoder, held, layer, progress)
+            hp, hn = completion_means(ctx.policy.model, encoder, held, layer, progress)
             meta["validation"] = concept_validation(hp, hn, v)
             if progress:
                 print(f"[rebound] layer {layer}: held-out {len(held)} pairs, "
@@ -172,7 +171,7 @@ class ReboundArm(Arm):
         from policy.model_loading import decoder_layers
 
         super().setup(ctx)
-        self.n_layers = len(decoder_layers(ctx.model))
+        self.n_layers = len(decoder_layers(ctx.policy.model))
         self.activation_layer = rebound_layer(self.n_layers, self.layer_frac, self.layer)
         v, meta = self._concept_source(ctx, self.activation_layer)
         self.v_concept = v.float()

@@ -59,7 +59,7 @@ class ProjectionArm(Arm):
         self.proj = ProjectionConfig.from_train_config(ctx.config, self.mode)
         self.refresh_every = ctx.config.v_refresh_every
         self.on_update = ctx.config.proj_on_update
-        if self.uses_route and not any(m.delta_S_hack is not None for m in ctx.adapters.values()):
+        if self.uses_route and not any(m.delta_S_hack is not None for m in ctx.policy.adapters.values()):
             raise RuntimeError("route arm needs adapters wrapped with route=True (delta_S_hack)")
         self._load_v()
 
@@ -67,7 +67,7 @@ class ProjectionArm(Arm):
         """VHack.V restricted to wrapped modules, on the adapters' device, fp32; shapes checked."""
         out = {}
         for name, V in vh.V.items():
-            m = self.ctx.adapters.get(name)
+            m = self.ctx.policy.adapters.get(name)
             if m is None:
                 continue  # V for a module this run does not wrap: nothing to project
             if V.dim() != 2 or V.shape[1] != m.rank:
@@ -138,7 +138,7 @@ class ProjectionArm(Arm):
                                  "that differ from this run's V")
             out = {}
             for n, t in V.items():
-                m = self.ctx.adapters[n]
+                m = self.ctx.policy.adapters[n]
                 if t.dim() != 2 or t.shape[1] != m.rank:
                     raise ValueError(f"arm state {prefix}{n} has shape {tuple(t.shape)}, adapter rank is {m.rank}")
                 out[n] = t.to(device=m.delta_S.device, dtype=torch.float32)
@@ -178,7 +178,7 @@ class ProjectionArm(Arm):
     # ------------------------------------------------------------------ steering drift and the matched null
     def displacement(self, modules: dict | None = None) -> dict:
         """Where delta_S stands along the real V (method.projection.v_displacement; positive = anti-hack side)."""
-        modules = self.ctx.adapters if modules is None else modules
+        modules = self.ctx.policy.adapters if modules is None else modules
         return v_displacement(self.V_real, {n: m.delta_S for n, m in modules.items() if n in self.V_real})
 
     def summary(self) -> dict:

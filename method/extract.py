@@ -44,13 +44,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from policy.config import RunError
+from policy.forward import NLL_FORMS, completion_grads, pair_grad_diff
 from sandbox.artifacts import artifact_path, key_digest, write_atomic
 
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
 SEEDED_KINDS = ("random", "shuffled")                # kinds whose V depends on config.seed
 REAL = "real"
-NLL_FORMS = ("sum", "mean")                           # config.extract_nll: "sum" = the loop's Dr.GRPO form
 MIN_FRAC_POSITIVE = 0.5                               # spec step 1c: held-out frac_positive must EXCEED this
 
 
@@ -376,57 +376,6 @@ class PairEncoder:
                    nll=config.extract_nll, norm=_loop_norm(config), shared_prefix=config.shared_prefix)
 
 
-def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
-                     completion_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
-    """grad of the completion's NLL w.r.t. every delta_S -> {name: [r] fp32 cpu}.
-
-    nll "sum": sum over completion tokens / norm (the loop's Dr.GRPO form); "mean": mean over them (ablation).
-
-    torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
-    (the loop's, mid-step) are never touched.
-    """
-    from policy.forward import kept_logits
-
-    device = next(iter(adapters.values())).delta_S.device
-    ids = torch.tensor([prompt_ids + completion_ids], dtype=torch.long, device=device)   # [1, L]
-    Lc = len(completion_ids)
-    logits = kept_logits(model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False).logits, Lc + 1)
-    if nll not in NLL_FORMS:
-        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
-    tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
-    loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
-    return _delta_grads(loss, adapters)
-
-
-def _delta_grads(loss: torch.Tensor, adapters: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    """d loss / d delta_S of every adapter -> {name: [r] fp32 cpu} (zeros where the loss does not reach)."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
-    names = list(adapters)
-    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
-    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
-            for n, g in zip(names, grads)}
-
-
-def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int], pos_ids: list[int],
-                   neg_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
-    """completion_grads(pos) - completion_grads(neg) in one forward and one backward -> {name: [r] fp32 cpu}.
-
-    The two sides share the prompt: it is encoded once (policy.prefix) and the difference of the two NLLs
-    is differentiated (the gradient is linear), so the prompt is forwarded and backpropagated once, not twice.
-    """
-    from policy.forward import completion_logprobs, make_batch
-
-    if nll not in NLL_FORMS:
-        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
-    device = next(iter(adapters.values())).delta_S.device
-    b = make_batch(prompt_ids, [pos_ids, neg_ids], pad_id=0, device=device)    # pads are masked out of the NLL
-    logp, _ = completion_logprobs(model, b, shared_prefix=True)                # [2, Lc]
-    tok_nll = -(logp * b.completion_mask).sum(1)                               # [2]
-    per = tok_nll / norm if nll == "sum" else tok_nll / b.completion_mask.sum(1)
-    return _delta_grads(per[0] - per[1], adapters)
-
-
 def _track(items, description: str, progress: bool):
     if not progress:
         return items
@@ -536,19 +485,15 @@ def _loop_norm(cfg) -> float:
 
 def v_cache_key(ctx, kind: str, pair_hash: str, state: str, split: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything a V depends on. `state` is "base" (delta_S = 0) or the adapter hash (V refresh)."""
-    from policy.adapter import basis_hash
-
     cfg = ctx.config
-    try:
-        basis = basis_hash(ctx.model)
-    except AttributeError:
-        basis = ""
-    return dict(format=V_FORMAT, model_hash=ctx.model_hash, basis_hash=basis, pairs_hash=pair_hash, kind=kind,
+    return dict(format=V_FORMAT, model_hash=ctx.policy.base_hash, basis_hash=ctx.policy.basis_hash,
+                pairs_hash=pair_hash, kind=kind,
                 k=int(cfg.extract_k), quantile=float(cfg.noise_quantile),
                 seed=int(cfg.seed) if kind in SEEDED_KINDS else -1,
                 prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
-                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state,
+                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.policy.adapters),
+                state=state,
                 # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
                 **({"pair_modes": sorted(cfg.pair_modes)} if cfg.pair_modes else {}),
                 # the pair gradients are taken on the residual form's exact base (product: as V files always were)
@@ -563,13 +508,13 @@ _DIFFS_MEMO_MAX = 4                                       # of every kind share 
 def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, what: str) -> dict:
     from method.pairs import pairs_hash
 
-    key = (id(ctx.model), ctx.model_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
+    key = (id(ctx.policy.model), ctx.policy.base_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
            encoder.enable_thinking, encoder.max_prompt_tokens, encoder.eos_id, encoder.nll, encoder.norm,
-           encoder.shared_prefix, tuple(sorted(ctx.adapters)))
+           encoder.shared_prefix, tuple(sorted(ctx.policy.adapters)))
     if key not in _DIFFS_MEMO:
         if len(_DIFFS_MEMO) >= _DIFFS_MEMO_MAX:
             _DIFFS_MEMO.pop(next(iter(_DIFFS_MEMO)))
-        _DIFFS_MEMO[key] = pair_diffs(ctx.model, ctx.tokenizer, pairs, encoder=encoder, adapters=ctx.adapters,
+        _DIFFS_MEMO[key] = pair_diffs(ctx.policy.model, ctx.policy.tokenizer, pairs, encoder=encoder, adapters=ctx.policy.adapters,
                                       progress=progress, description=what, base=state == "base")
     return _DIFFS_MEMO[key]
 
@@ -591,8 +536,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
     cfg = ctx.config
     state = "base"
-    if cfg.v_refresh_every > 0 and not _all_zero(ctx.adapters):
-        state = adapter_hash(ctx.model)
+    if cfg.v_refresh_every > 0 and not _all_zero(ctx.policy.adapters):
+        state = adapter_hash(ctx.policy.model)
     # the real V (and the controls shaped on it) from config.v_pairs: the hack pairs, or the minimal-contrast ablation
     pair_set = P.CLEAN_SET if kind == "nonhack" else cfg.v_pairs
     fit_pairs, held_pairs = PS.load_pairs(pair_set, cfg)
@@ -606,7 +551,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
             held_hack = held_pairs_of(kind, held_pairs, cfg)
             if held_hack and isinstance(val, dict) and "null_n" not in val:
                 # a V file from before the random-V null: add it (the held-out pair gradients only), keep the V
-                encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
+                encoder = PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, cfg)
                 held_diffs = _memo_diffs(ctx, held_hack, encoder, state, False, "v_hack held-out pairs")
                 val.update(null_validation(held_diffs, vh))
                 vh.save(path)
@@ -614,7 +559,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
                 check_validation(vh, cfg)
             return vh
 
-    encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
+    encoder = PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, cfg)
     meta = dict(key=digest, model_hash=key["model_hash"], basis_hash=key["basis_hash"], pairs_hash=key["pairs_hash"],
                 pair_set=pair_set, seed=key["seed"], prompt_style=key["prompt_style"], state=state,
                 fit_pair_ids=[p.pair_id for p in fit_pairs])
@@ -632,7 +577,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         if real is not None:
             meta["shapes_from"] = real.meta.get("key")
         diffs = _memo_diffs(ctx, fit_pairs, encoder, state, progress, f"v_hack {pair_set} pairs")
-        vh = extract_v(ctx.model, ctx.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile, encoder=encoder,
+        vh = extract_v(ctx.policy.model, ctx.policy.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile, encoder=encoder,
                        swaps=swaps, match=real, kind=kind, meta=meta, progress=progress, base=state == "base",
                        diffs=diffs)
     # Every kind is validated against the held-out HACK pairs: for the controls this says how much of the
@@ -640,7 +585,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
     held_hack = held_pairs_of(kind, held_pairs, cfg)
     if held_hack:
         held_diffs = _memo_diffs(ctx, held_hack, encoder, state, progress, "v_hack held-out pairs")
-        vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
+        vh.meta["validation"] = validate(ctx.policy.model, ctx.policy.tokenizer, held_hack, vh, encoder=encoder,
                                          echo=progress, diffs=held_diffs)
         # the gate's null (issue 20): random V's of this V's shapes on the same held-out pairs
         vh.meta["validation"].update(null_validation(held_diffs, vh))
@@ -672,16 +617,14 @@ def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = Tr
 
     `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache.
     """
+    from method.hooks import ArmContext
+    from policy.model import Policy
     from policy.model_loading import load_policy
     from sandbox.paths import ARTIFACTS_DIR
-    from method.hooks import ArmContext
-    from policy.adapter import model_hash, wrap_model
 
     model, tok = load_policy(config, verbose=progress)
-    adapters = wrap_model(model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                          residual=config.adapter_form == "residual")
-    ctx = ArmContext(config=config, model=model, tokenizer=tok, adapters=adapters, artifacts_dir=ARTIFACTS_DIR,
-                     model_hash=model_hash(model))
+    policy = Policy.wrap(model, tok, config, cache_dir=ARTIFACTS_DIR / "svd")
+    ctx = ArmContext(config=config, policy=policy, artifacts_dir=ARTIFACTS_DIR)
     out = {}
     for kind in kinds:
         vh = get_or_extract(ctx, kind, progress)

@@ -104,8 +104,5 @@ class Arm:
 class ArmContext:
     """What an arm may read when it sets up."""
     config: Any                      # policy.config.TrainConfig
-    model: torch.nn.Module           # wrapped policy
-    tokenizer: Any
-    adapters: dict[str, torch.nn.Module]
+    policy: Any                      # policy.model.Policy: model, tokenizer, adapters, base and basis hashes
     artifacts_dir: Any               # pathlib.Path holding cached V files etc.
-    model_hash: str

@@ -2,8 +2,8 @@
 or a problem set's own renderer (mini: method.mini_pairs)."""
 from __future__ import annotations
 
-from method.pairs import (CLEAN_PAIRS, CLEAN_SET, HACK_SET, MINIMAL_PAIRS, MINIMAL_SET, PAIR_SETS, PAIRS, RenderedPair,
-                          render_all, split_pairs)
+from method import pairs as P     # P.PAIRS etc. read at call time (tests swap in small pair lists)
+from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET, PAIR_SETS, RenderedPair, render_all, split_pairs
 from sandbox.loopholes import MODES
 
 
@@ -31,7 +31,7 @@ def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[Rendered
         own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
         return split_pairs(own, config.heldout_pairs_frac)
     train_ids = {p.id for p in train}
-    pairs = [p for p in {HACK_SET: PAIRS, CLEAN_SET: CLEAN_PAIRS, MINIMAL_SET: MINIMAL_PAIRS}[pair_set]
+    pairs = [p for p in {HACK_SET: P.PAIRS, CLEAN_SET: P.CLEAN_PAIRS, MINIMAL_SET: P.MINIMAL_PAIRS}[pair_set]
              if p.problem_id in train_ids and p.mode in modes]
     if len(pairs) < 8:
         raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from policy.model_loading import decoder_layers
 
@@ -158,3 +159,55 @@ def _logprobs(model, batch: Batch, capture_layer: int | None, kv) -> tuple[torch
         m = batch.completion_mask.unsqueeze(-1)
         acts = (h * m).sum(1) / m.sum(1).clamp_min(1.0)       # [B, d]
     return logp, acts
+
+
+# --------------------------------------------------------------------------- per-pair gradients
+
+NLL_FORMS = ("sum", "mean")      # config.extract_nll: "sum" = the loop's Dr.GRPO form, "mean" = per completion
+
+
+def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
+                     completion_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
+    """grad of the completion's NLL w.r.t. every delta_S -> {name: [r] fp32 cpu}.
+
+    nll "sum": sum over completion tokens / norm (the loop's Dr.GRPO form); "mean": mean over them (ablation).
+
+    torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
+    (the loop's, mid-step) are never touched.
+    """
+    device = next(iter(adapters.values())).delta_S.device
+    ids = torch.tensor([prompt_ids + completion_ids], dtype=torch.long, device=device)   # [1, L]
+    Lc = len(completion_ids)
+    logits = kept_logits(model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False).logits, Lc + 1)
+    if nll not in NLL_FORMS:
+        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
+    tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
+    loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
+    return _delta_grads(loss, adapters)
+
+
+def _delta_grads(loss: torch.Tensor, adapters: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """d loss / d delta_S of every adapter -> {name: [r] fp32 cpu} (zeros where the loss does not reach)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
+    names = list(adapters)
+    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
+    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
+            for n, g in zip(names, grads)}
+
+
+def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int], pos_ids: list[int],
+                   neg_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
+    """completion_grads(pos) - completion_grads(neg) in one forward and one backward -> {name: [r] fp32 cpu}.
+
+    The two sides share the prompt: it is encoded once (policy.prefix) and the difference of the two NLLs
+    is differentiated (the gradient is linear), so the prompt is forwarded and backpropagated once, not twice.
+    """
+    if nll not in NLL_FORMS:
+        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
+    device = next(iter(adapters.values())).delta_S.device
+    b = make_batch(prompt_ids, [pos_ids, neg_ids], pad_id=0, device=device)    # pads are masked out of the NLL
+    logp, _ = completion_logprobs(model, b, shared_prefix=True)                # [2, Lc]
+    tok_nll = -(logp * b.completion_mask).sum(1)                               # [2]
+    per = tok_nll / norm if nll == "sum" else tok_nll / b.completion_mask.sum(1)
+    return _delta_grads(per[0] - per[1], adapters)

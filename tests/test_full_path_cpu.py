@@ -54,14 +54,14 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     assert cfg.problem_set == "leetcode" and cfg.grad_checkpointing and not cfg.enable_thinking and cfg.shared_prefix
 
     run = L._Run(cfg, tmp_path / "run", progress=False)
-    model = run.model
+    model = run.policy.model
     assert model.load_info.path == str(model_dir) and model.dtype == torch.bfloat16
     assert model.is_activation_checkpointing
     assert {p.id for p in run.train_problems} <= full_data and run.train_problems       # the train split trains
     assert run.eval_set and all(p.id < 100_000 for p in run.eval_set)                   # the test split evaluates
 
     # the prompt: Qwen3's template with thinking disabled (an empty, closed think block; nothing left to think)
-    text = run.tok.decode(run.encoder(run.train_problems[0]))
+    text = run.policy.tokenizer.decode(run.policy.encoder(run.train_problems[0]))
     assert text.endswith(NO_THINK_SUFFIX) and text.count(THINK_OPEN) == 1
 
     # spies: merged weights during generation, forwards' logits, dtypes the projection sees
@@ -97,7 +97,7 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     handle.remove()
 
     assert merged_dtypes and all(m and w == torch.bfloat16 and u == torch.bfloat16 for m, w, u in merged_dtypes)
-    prompt_lens = {len(ids) for ids in run.encoder._cache.values()}
+    prompt_lens = {len(ids) for ids in run.policy.encoder._cache.values()}
     assert forwards
     for total, keep, got, prefix in forwards:       # logits on completion positions (+ the last prompt token)
         assert got == keep < total and total - (keep - 1) in prompt_lens

@@ -280,8 +280,8 @@ def test_v_cache_key_includes_pair_modes_only_when_restricted():
     from method.extract import v_cache_key
 
     def key(**over):
-        ctx = SimpleNamespace(config=resolve_config("smoke", "erase", 41, over), model=None, model_hash="m",
-                              adapters={"a": None})
+        ctx = SimpleNamespace(config=resolve_config("smoke", "erase", 41, over),
+                              policy=SimpleNamespace(base_hash="m", basis_hash="", adapters={"a": None}))
         return v_cache_key(ctx, "real", "p", "base")
 
     assert "pair_modes" not in key()                       # all-mode keys (and cached V files) unchanged

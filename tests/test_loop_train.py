@@ -339,7 +339,7 @@ def test_base_eval_runs_on_the_untrained_policy_and_lands_in_the_summary(tmp_pat
 
     def spy(self, step, grader):
         out = real_eval(self, step, grader)
-        seen[step] = max(float(m.delta_S.abs().max()) for m in get_adapters(self.model).values())
+        seen[step] = max(float(m.delta_S.abs().max()) for m in get_adapters(self.policy.model).values())
         out.update(eval_hack_rate=0.01 * (step + 1), eval_pass_rate=0.02 * (step + 1),
                    eval_attempt_rate=0.03 * (step + 1))
         return out

@@ -87,9 +87,9 @@ def test_projection_arm_logs_drift_and_matched_null_and_summarises_the_displacem
     from method.hooks import UpdateBundle
 
     with torch.no_grad():                                   # an update: delta_S moves by -V_0 in every module
-        for n, m in ctx.adapters.items():
+        for n, m in ctx.policy.adapters.items():
             m.delta_S.sub_(arm.V_real[n][0])
-    u = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={}, step=3))
+    u = arm.update_hook(UpdateBundle(modules=ctx.policy.adapters, delta={}, step=3))
     k = next(iter(arm.V_real.values())).shape[0]
     assert u["v_disp"] == pytest.approx(-1.0 / k) and u["v_disp_frac"] == pytest.approx(-1.0 / k)
     assert u["v_disp_span"] == pytest.approx(1.0)

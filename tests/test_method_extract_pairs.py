@@ -6,6 +6,7 @@ import collections
 import pytest
 
 from policy.config import TrainConfig
+from method import pair_sets as PS
 from method import pairs as P
 from sandbox import data as D
 from sandbox.data import load_problems, split_problems
@@ -83,17 +84,17 @@ def test_split_is_deterministic_stratified_and_disjoint():
 
 def test_load_pairs_and_hash(monkeypatch):
     cfg = TrainConfig(prompt_style="compact", problem_set=PARTITION)
-    fit, held = P.load_pairs(P.HACK_SET, cfg)
+    fit, held = PS.load_pairs(P.HACK_SET, cfg)
     assert len(fit) + len(held) == len(P.PAIRS)
     h = P.pairs_hash(fit + held)
     assert h == P.pairs_hash(list(reversed(fit + held))) == P.pairs_hash()   # order-free; default = all PAIRS
     changed = [held[0].__class__(**{**held[0].__dict__, "pos": held[0].pos + "\n"})] + held[1:]
     assert P.pairs_hash(fit + changed) != h
-    cfit, cheld = P.load_pairs(P.CLEAN_SET, cfg)
+    cfit, cheld = PS.load_pairs(P.CLEAN_SET, cfg)
     assert P.pairs_hash(cfit + cheld) != h
     # a larger held-out problem partition drops pairs whose problem is no longer trained on
     monkeypatch.setitem(D.PROBLEM_SETS, "half", D.ProblemSet("half", train="test", heldout_frac=0.5))
-    fit2, held2 = P.load_pairs(P.HACK_SET, TrainConfig(problem_set="half"))
+    fit2, held2 = PS.load_pairs(P.HACK_SET, TrainConfig(problem_set="half"))
     assert len(fit2) + len(held2) < len(P.PAIRS)
 
 
@@ -149,7 +150,7 @@ def _pair_sets_of_every_preset():
         cfg = resolve_config(name, "erase", 41)
         for pair_set in P.PAIR_SETS:
             try:
-                fit, held = P.load_pairs(pair_set, cfg)
+                fit, held = PS.load_pairs(pair_set, cfg)
             except (DataError, FileNotFoundError):
                 continue
             out.append((name, pair_set, fit + held))

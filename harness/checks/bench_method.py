@@ -211,13 +211,13 @@ def main(argv=None) -> dict:
 
     # ---------------------------------------------------------------- (c) arm overheads
     from method.hooks import ArmContext, GradBundle
+    from policy.model import Policy
     from method.arm import ProjectionArm
 
     step(svd)
     grads = {n: m.delta_S.grad.clone() for n, m in adapters.items()}
     cfg = TrainConfig(extract_k=args.k)
-    ctx = ArmContext(config=cfg, model=svd, tokenizer=tok, adapters=adapters, artifacts_dir=None,
-                     model_hash="bench")
+    ctx = ArmContext(config=cfg, policy=Policy.of(svd, tok, adapters), artifacts_dir=None)
     V = random_v(adapters, args.k)
     halves = {n: 0.5 * x for n, x in grads.items()}
     print(f"\n(c) per-step arm overhead, as a ratio to the plain SVD train step ({t_svd * 1e3:.1f} ms)")

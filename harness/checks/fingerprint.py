@@ -2,10 +2,12 @@
 
     python -m harness.checks.fingerprint record OUT.json [--mini] [--arms a,b] [--artifacts DIR]
     python -m harness.checks.fingerprint compare A.json B.json      # exit 1 on any difference
+    python -m harness.checks.fingerprint rehash OUT.json WORK/runs  # re-hash a record's kept run dirs
 
 `record` drives the CLI in subprocesses (so it runs unchanged on a tree whose modules moved), against a fresh
 artifacts directory (so every artifact is built, never found in a cache): smoke base, pool and every V kind,
-then one smoke run (seed 41, process sandbox) of every arm, hashing its summary.json and rollouts.jsonl.
+then one smoke run (seed 41, process sandbox) of every arm, hashing its summary.json, metrics.jsonl,
+rollouts.jsonl and eval_records.jsonl (wall-clock and memory fields left out: they differ run to run).
 With --mini it also builds the mini base, pool and V (minutes on a CPU).
 """
 from __future__ import annotations
@@ -62,12 +64,41 @@ def record(out: Path, mini: bool, arms: str | None, artifacts: str | None) -> No
     for arm in arms.split(","):
         _cli(["run", "--arm", arm, "--preset", "smoke", "--seeds", "41", "--sandbox", "process",
               "--out", str(runs), "--allow-weak-v"], env)
-        rd = runs / "smoke" / arm / "seed41"
-        fp["arms"][arm] = {"summary.json": _sha(rd / "summary.json"), "rollouts.jsonl": _sha(rd / "rollouts.jsonl")}
+        fp["arms"][arm] = _run_hashes(runs / "smoke" / arm / "seed41")
     if mini:
         fp["mini"] = _artifacts("mini", env)
     out.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
     print(f"wrote {out} (work dir {work})")
+
+
+# what differs between two runs of the same code on the same machine: wall-clock time and memory
+def _timing(key: str) -> bool:
+    return key in ("wall_s", "peak_mem_mb", "_t_start") or key.startswith("t_")
+
+
+def _json_sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _run_hashes(rd: Path) -> dict[str, str | None]:
+    """sha256 of a run's outputs, timings left out: summary.json, metrics.jsonl, rollouts.jsonl (bytes as written),
+    eval_records.jsonl."""
+    out: dict[str, str | None] = {"rollouts.jsonl": _sha(rd / "rollouts.jsonl")}
+    summary = rd / "summary.json"
+    out["summary.json"] = _json_sha({k: v for k, v in json.loads(summary.read_text()).items() if not _timing(k)}) \
+        if summary.is_file() else None
+    for name in ("metrics.jsonl", "eval_records.jsonl"):
+        f = rd / name
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else None
+        out[name] = None if rows is None else _json_sha([{k: v for k, v in r.items() if not _timing(k)} for r in rows])
+    return out
+
+
+def rehash(out: Path, runs: Path) -> None:
+    """Recompute the arms section of `out` from a record's kept run dirs (<work dir>/runs)."""
+    fp = json.loads(out.read_text())
+    fp["arms"] = {arm: _run_hashes(runs / "smoke" / arm / "seed41") for arm in fp["arms"]}
+    out.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
 
 
 def _cli_arms(env: dict[str, str]) -> str:
@@ -103,12 +134,17 @@ def main() -> None:
     r.add_argument("--mini", action="store_true")
     r.add_argument("--arms", default=None, help="comma-separated (default: every arm in harness.arms.ARMS)")
     r.add_argument("--artifacts", default=None, help="artifacts dir (default: a fresh one, so all is built)")
+    h = sub.add_parser("rehash")
+    h.add_argument("out", type=Path)
+    h.add_argument("runs", type=Path)
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     args = ap.parse_args()
     if args.cmd == "record":
         record(args.out, args.mini, args.arms, args.artifacts)
+    elif args.cmd == "rehash":
+        rehash(args.out, args.runs)
     else:
         sys.exit(compare(args.a, args.b))
 

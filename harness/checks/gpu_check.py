@@ -177,12 +177,12 @@ def check_reconstruction(run, original, device: torch.device, prompt: list[int])
     orig_w = {n: m.weight for n, m in _target_linears(original, run.config.target_modules).items()}
     ids = torch.tensor([prompt], device=device)
     ref = original(ids).logits.float().log_softmax(-1)              # [1, T, V]
-    run.model.eval()
-    fac = run.model(ids).logits.float().log_softmax(-1)
-    with merged(run.model):
+    run.policy.model.eval()
+    fac = run.policy.model(ids).logits.float().log_softmax(-1)
+    with merged(run.policy.model):
         err = max((a.weight.float() - orig_w[n].float()).abs().max().item()
-                  for n, a in get_adapters(run.model).items())
-        den = run.model(ids).logits.float().log_softmax(-1)
+                  for n, a in get_adapters(run.policy.model).items())
+        den = run.policy.model(ids).logits.float().log_softmax(-1)
 
     def kl(lq):     # KL(original || wrapped) per position, nats
         return (ref.exp() * (ref - lq)).sum(-1)
@@ -256,7 +256,7 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
                 **_memory(device)}
     report.phase("setup", setup)
     run = box["run"]
-    first = run.encoder(run.train_problems[0])
+    first = run.policy.encoder(run.train_problems[0])
     report.phase("reconstruction", lambda: check_reconstruction(run, box["original"], device, first))
     del box["original"]
     gc.collect()
@@ -319,12 +319,12 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
 
             sampling = eval_sampling(cfg)
             batch = max(1, cfg.prompts_per_step * cfg.student_per_group)       # evaluate()'s batch
-            prompts = [run.encoder(p) for p in run.eval_set[:batch]]
+            prompts = [run.policy.encoder(p) for p in run.eval_set[:batch]]
             _reset_peak(device)
-            with merged(run.model):
-                ids = _timed_generate(run.model, run.tok, prompts, 1, sampling, device, gens)
+            with merged(run.policy.model):
+                ids = _timed_generate(run.policy.model, run.policy.tokenizer, prompts, 1, sampling, device, gens)
             g = gens[-1]
-            texts = [(p, run.tok.decode(s[0], skip_special_tokens=True), None) for p, s in zip(run.eval_set, ids)]
+            texts = [(p, run.policy.tokenizer.decode(s[0], skip_special_tokens=True), None) for p, s in zip(run.eval_set, ids)]
             t0 = time.perf_counter()
             grader.grade_many(texts)
             return {"rows": len(prompts), "new_tokens": sampling.max_new_tokens, "s_generate": g["s"],
@@ -359,7 +359,7 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
     t_eval = math.ceil(n_gen_eval / eb["rows"]) * t_batch
     setup = d["setup"]["s"]
     run_s = setup + full.steps * t_plain + n_split * t_split_extra + n_evals * t_eval
-    lengths = sorted(len(run.encoder(p)) for p in run.train_problems)
+    lengths = sorted(len(run.policy.encoder(p)) for p in run.train_problems)
     tokenizer = "the stand-in (policy.qwen3_local), not Qwen's: Qwen3-4B's tokenizer is not on this machine"
     real = _hub_tokenizer(full)
     if real is not None:         # the real tokenizer on disk (offline cache or a path): its lengths set the estimate

@@ -45,7 +45,7 @@ from policy.forward import completion_logprobs, make_batch
 from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser, lr_at
 from method.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
 from harness.train.rollout import Group, TeacherSampler, generate, student_rollouts
-from policy.encode import PromptEncoder, eos_token_ids
+from policy.encode import eos_token_ids
 
 
 class NonFiniteError(RuntimeError):
@@ -145,7 +145,8 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                 fwd[h], a = completion_logprobs(model, b, layer, config.shared_prefix, memo)
                 caps.append(a)
             acts = torch.cat(caps).detach()
-        rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
+        info = GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None
+        rewards, st = arm.reward_hook(rewards, acts, info)
         out.hook_stats.append(st or {})
         if config.skip_flat_groups and is_flat(rewards):
             continue
@@ -204,32 +205,30 @@ class _Run:
     """Everything one training run holds; `train()` below is the whole public surface."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, progress: bool, svd_cache: bool = True):
-        from policy.adapter import model_hash, optimizer_param_groups, wrap_model
-        from sandbox.data import load_problem_set, require_problem_set
+        from policy.adapter import optimizer_param_groups
+        from policy.model import Policy
         from policy.model_loading import load_policy
+        from sandbox.data import load_problem_set, require_problem_set
 
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
         require_problem_set(config.problem_set)     # a missing data file stops the run before any model loads
         seed_all(config.seed)
-        self.model, self.tok = load_policy(config, verbose=progress)
-        self.device = next(self.model.parameters()).device
+        model, tok = load_policy(config, verbose=progress)
+        self.device = next(model.parameters()).device
         self.arm = build_arm(config)
-        self.adapters = wrap_model(self.model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                                   route=self.arm.uses_route, write_cache=svd_cache,
-                                   residual=config.adapter_form == "residual")
-        self.model_hash = model_hash(self.model)
-        self.arm.setup(ArmContext(config=config, model=self.model, tokenizer=self.tok, adapters=self.adapters,
-                                  artifacts_dir=ARTIFACTS_DIR, model_hash=self.model_hash))
-        self.model.zero_grad(set_to_none=True)
-        self.params = trainable_named(self.model)
+        self.policy = Policy.wrap(model, tok, config, cache_dir=ARTIFACTS_DIR / "svd", route=self.arm.uses_route,
+                                  write_cache=svd_cache)
+        self.arm.setup(ArmContext(config=config, policy=self.policy, artifacts_dir=ARTIFACTS_DIR))
+        self.policy.model.zero_grad(set_to_none=True)
+        self.params = trainable_named(self.policy.model)
         if not self.params:
             raise RuntimeError("no trainable parameters after wrap_model")
         self.optimizer = torch.optim.AdamW(
-            optimizer_param_groups(list(self.params.values()), self.adapters, config.lr, config.route_hack_lr),
+            optimizer_param_groups(list(self.params.values()), self.policy.adapters, config.lr, config.route_hack_lr),
             lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
-        self.delta_names = _delta_s_names(self.adapters, self.model)
+        self.delta_names = _delta_s_names(self.policy.adapters, self.policy.model)
 
         problems = load_problem_set(config.problem_set)
         self.train_problems = problems.train
@@ -248,27 +247,26 @@ class _Run:
                 self.pool = self.pool.restrict(config.pool_modes)
         if not self.train_problems:
             raise RunError("no training problems")
-        self.encoder = PromptEncoder(self.tok, config)
-        self.pad_id = self.tok.pad_token_id
-        self.eos = eos_token_ids(self.model, self.tok)
+        self.pad_id = self.policy.tokenizer.pad_token_id
+        self.eos = eos_token_ids(self.policy.model, self.policy.tokenizer)
         self.norm = loss_normaliser(config.prompts_per_step, config.group_size, config.max_new_tokens)
         # teacher rows that fit max_new_tokens, tokenised once (never a cut row with the full text's reward)
-        self.teachers = (TeacherSampler(self.pool, [p for p in self.train_problems if self.taught(p)], self.tok,
-                                        self.eos[0], config.max_new_tokens)
+        taught = [p for p in self.train_problems if self.taught(p)]
+        self.teachers = (TeacherSampler(self.pool, taught, self.policy.tokenizer, self.eos[0], config.max_new_tokens)
                          if self.pool is not None else None)
         fit = self.teachers.stats() if self.teachers is not None else {}
         if fit.get("teacher_problems_no_fit") and progress:
             print(f"[loop] {fit['teacher_problems_no_fit']} training problem(s) have no teacher row within "
                   f"max_new_tokens={config.max_new_tokens}: their groups get no teacher rollouts")
-        self.hashes = {"model": self.model_hash, "data": problems.data_hash,
+        self.hashes = {"model": self.policy.base_hash, "data": problems.data_hash,
                        "pool": getattr(self.pool, "sha256", None), "v": None}
         self.hashes.update(self.arm.artifact_hashes() or {})
-        info = getattr(self.model, "load_info", None)
+        info = self.policy.load_info
         self.resolved = {
             "device": str(self.device), "dtype": getattr(info, "dtype", None),
             "attn_impl": getattr(info, "attn_impl", None), "attn_why": getattr(info, "attn_why", None),
             "model_path": getattr(info, "path", None), "n_params": getattr(info, "n_params", None),
-            "n_trainable": sum(p.numel() for p in self.params.values()), "n_adapters": len(self.adapters),
+            "n_trainable": sum(p.numel() for p in self.params.values()), "n_adapters": len(self.policy.adapters),
             "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
             "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
             **fit,
@@ -324,22 +322,21 @@ class _Run:
         rng = random.Random(derive_seed(self.config.seed, step, "prompts"))
         problems = (rng.sample(self.train_problems, P) if len(self.train_problems) >= P
                     else rng.choices(self.train_problems, k=P))
-        return problems, [self.encoder(p) for p in problems]
+        return problems, [self.policy.encode(p) for p in problems]
 
     def _generate(self, step: int, prompts: list[list[int]]) -> list[list[list[int]]]:
         """G_s student completions per prompt, sampled on merged dense weights."""
-        from policy.adapter import merged
-
         torch.manual_seed(derive_seed(self.config.seed, step, "generate"))
-        with merged(self.model):
-            return generate(self.model, self.tok, prompts, self.config.student_per_group, self.config)
+        with self.policy.merged():
+            return generate(self.policy.model, self.policy.tokenizer, prompts, self.config.student_per_group,
+                            self.config)
 
     def _grade(self, problems, gen, grader) -> tuple[list, list[tuple[str, list[int]]], list]:
         """Decode and grade every student completion -> (grader jobs, (text, ids) per completion, GradeRecords)."""
         jobs, texts = [], []
         for p, samples in zip(problems, gen):
             for ids in samples:
-                text = self.tok.decode(ids, skip_special_tokens=True)
+                text = self.policy.tokenizer.decode(ids, skip_special_tokens=True)
                 jobs.append((p, text, None))
                 texts.append((text, ids))
         return jobs, texts, (grader.grade_many(jobs) if jobs else [])
@@ -363,7 +360,7 @@ class _Run:
     def _backward(self, step: int, groups: list[Group]) -> "StepGrads":
         """g_s and g_t of every live group (policy_gradient); the teacher parts on teacher_split_every steps."""
         every = self.config.teacher_split_every
-        return policy_gradient(self.model, groups, self.arm, self.config, self.pad_id, self.norm, step + 1,
+        return policy_gradient(self.policy.model, groups, self.arm, self.config, self.pad_id, self.norm, step + 1,
                                measure_teacher_parts=self.arm.wants_teacher_parts
                                and every > 0 and (step + 1) % every == 0)
 
@@ -381,7 +378,7 @@ class _Run:
         # norm of g_s + g_t before the arm's hook: with grad_norm (after it) shows what the projection removed
         row["grad_norm_raw"] = torch.linalg.vector_norm(
             torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
-        bundle = GradBundle(modules=self.adapters,
+        bundle = GradBundle(modules=self.policy.adapters,
                             g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
                             g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
                             g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
@@ -391,10 +388,10 @@ class _Run:
         if not torch.isfinite(torch.tensor(gnorm)):
             raise NonFiniteError(f"step {step + 1}: non-finite gradient (pre-clip norm {gnorm}); "
                                  f"the last good checkpoint is {self._last_ckpt()}")
-        before = {m: mod.delta_S.detach().clone() for m, mod in self.adapters.items()}
+        before = {m: mod.delta_S.detach().clone() for m, mod in self.policy.adapters.items()}
         self.optimizer.step()
-        delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.adapters.items()}
-        row.update(self.arm.update_hook(UpdateBundle(modules=self.adapters, delta=delta, step=step + 1)) or {})
+        delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.policy.adapters.items()}
+        row.update(self.arm.update_hook(UpdateBundle(modules=self.policy.adapters, delta=delta, step=step + 1)) or {})
         self.optimizer.zero_grad(set_to_none=True)
         if not all(torch.isfinite(p).all() for p in self.params.values()):
             raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
@@ -426,8 +423,8 @@ class _Run:
         from harness.train.evaluate import evaluate
 
         t0 = time.perf_counter()
-        out = evaluate(self.model, self.tok, self.eval_set, grader, self.config, self.encoder,
-                       seed=derive_seed(self.config.seed, step, "eval"),
+        out = evaluate(self.policy.model, self.policy.tokenizer, self.eval_set, grader, self.config,
+                       self.policy.encoder, seed=derive_seed(self.config.seed, step, "eval"),
                        ablate_hack=self.arm.uses_route)
         out["t_eval"] = time.perf_counter() - t0
         self.eval_log.append([{"step": step, **r} for r in out.pop("_records")])
@@ -552,7 +549,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
     if ck is not None:
         if ck.state.get("config_hash") != config.config_hash():
             raise RunError(f"checkpoint {ck.path} was written by a different config")
-        state = load_checkpoint(ck, run.model, run.optimizer, run.arm)
+        state = load_checkpoint(ck, run.policy.model, run.optimizer, run.arm)
         rows = list(state["metrics"])
         base_eval = state.get("base_eval")
         counts = state.get("mode_counts")   # None: a checkpoint written before the counts were kept (unknown)
@@ -593,7 +590,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
             rows.append(row)
             display.update(row)
             if (c.checkpoint_every > 0 and s % c.checkpoint_every == 0) or s == c.steps:
-                save_checkpoint(ckpt_root, s, run.model, run.optimizer,
+                save_checkpoint(ckpt_root, s, run.policy.model, run.optimizer,
                                 {"metrics": rows, "config_hash": c.config_hash(), "base_eval": base_eval,
                                  "mode_counts": counts},
                                 arm=run.arm)
