@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from method.metrics import Metric, register_metric
 from method.hooks import Arm, GroupInfo
+from method.metrics import Metric, register_metric
 from policy.config import derive_seed
 
 register_metric(Metric("monitor_flagged", "monitor arm: fraction of the step's rollouts the monitor flagged",

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from method.metrics import Metric, register_metric
 from policy.config import ConfigError
 from sandbox.artifacts import artifact_path, key_digest, write_atomic
-from method.metrics import Metric, register_metric
-from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 
 CONCEPT_FORMAT = "rh-rebound-concept-v1"
 DEPTH_BAND = (0.60, 0.75)   # spec: the concept layer sits at 60-75% of the depth (block output depth (i+1)/n)
@@ -81,8 +81,8 @@ def rebound_penalty(acts: torch.Tensor, v_concept: torch.Tensor, alpha: float) -
 @torch.no_grad()
 def completion_means(model, encoder, pairs, layer: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean residual stream over completion tokens at `layer`, for each pair's pos and neg -> ([n, d], [n, d])."""
-    from policy.forward import capture_residual, completion_logprobs, make_batch
     from method.extract import _eval_mode, _track
+    from policy.forward import capture_residual, completion_logprobs, make_batch
 
     device = next(model.parameters()).device
     pos, neg = [], []
@@ -118,8 +118,8 @@ def concept_validation(h_pos: torch.Tensor, h_neg: torch.Tensor, v: torch.Tensor
 
 def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -> tuple[torch.Tensor, dict]:
     """v_concept [d] at `layer` for the model in ctx, cached under ARTIFACTS_DIR/rebound/ -> (v, meta)."""
-    from method import pairs as P
     from method import pair_sets as PS
+    from method import pairs as P
     from method.extract import PairEncoder
 
     cfg = ctx.config

@@ -29,9 +29,11 @@ MONITOR = "monitor"     # the hack-monitor reference arm (its ground-truth signa
 ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("vanilla", "baseline", "no intervention; cos_pre measured against the real V", "baselines.vanilla:build"),
     ArmSpec("erase", "method", "project delta_S.grad orthogonal to the real V (one-sided)", "method.arm:build_erase"),
-    ArmSpec("route", "method", "removed hack-ward part trains delta_S_hack, zeroed at evaluation", "method.arm:build_route"),
+    ArmSpec("route", "method", "removed hack-ward part trains delta_S_hack, zeroed at evaluation",
+            "method.arm:build_route"),
     ArmSpec("rebound", "baseline", "advantage-level concept penalty (Wu & Tang 2026)", "baselines.rebound:build"),
-    ArmSpec("random_v", "control", "erase with a random orthonormal V (matched k, modules)", "baselines.controls:build_random_v"),
+    ArmSpec("random_v", "control", "erase with a random orthonormal V (matched k, modules)",
+            "baselines.controls:build_random_v"),
     ArmSpec("shuffled_v", "control", "erase with V from label-shuffled pairs", "baselines.controls:build_shuffled_v"),
     ArmSpec("nonhack_v", "control", "erase with V from clean-vs-clean pairs", "baselines.controls:build_nonhack_v"),
     # ablations (not preregistered; the report keeps them apart from the verdicts)

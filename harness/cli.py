@@ -22,11 +22,11 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
-from policy.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override
-from harness.presets import resolve_config
 from harness.orchestrate.designs import DEFAULT_DESIGN, DESIGNS
 from harness.orchestrate.runs import is_artifact_error
 from harness.presets import PRESETS, get_preset
+from harness.presets import resolve_config
+from policy.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override
 from policy.config import RunError
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
@@ -234,8 +234,8 @@ def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
 
-    from policy.model_loading import BUILTIN_PREFIX, dry_run
     from harness.orchestrate.runs import config_diff
+    from policy.model_loading import BUILTIN_PREFIX, dry_run
     if not jobs:
         return
     first = jobs[0].config
@@ -545,7 +545,8 @@ def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str |
     bad = [k for k in wanted if k not in ex.KINDS]
     if bad or not wanted:
         raise BadInput(f"--kind: unknown V kind(s) {', '.join(bad) or kinds!r}; choose from {', '.join(ex.KINDS)}")
-    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets, allow_weak_v=allow_weak_v))
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0],
+                            parse_sets(sets, allow_weak_v=allow_weak_v))
     results = ex.extract_for_config(config, wanted)
     con = console()
     for kind, (path, digest) in results.items():

@@ -43,8 +43,8 @@ def check_python() -> Check:
 
 def check_isolation() -> Check:
     """What will isolate graded programs under --sandbox auto: docker, else bubblewrap, else nothing (refused)."""
-    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ProcessExecutor, unsandboxed_allowed
     from sandbox.backends import docker_available
+    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ProcessExecutor, unsandboxed_allowed
     ok, why = docker_available()
     if ok:
         return Check("grader isolation", OK, "docker (the pinned grader image)")

@@ -53,8 +53,8 @@ register(Preset(
 
 register(Preset(
     name="mini",
-    description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
-                "problems, which it partly solves and on which vanilla GRPO learns to hack",
+    description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on "
+                "mini's own problems, which it partly solves and on which vanilla GRPO learns to hack",
     tuned_on_vanilla=True,
     overrides=dict(
         model="builtin:mini", dtype="float32", adapter_form="product", prompt_style=MINI_PROMPT_STYLE,

@@ -9,8 +9,8 @@ Dr.GRPO loss (policy.grpo.dr_grpo_loss) emits for that pair with advantages +1 /
 each completion backwarded in isolation at delta_S = 0 (the base model). That is the loop's gradient
 exactly (config.extract_nll = "sum"): a longer completion weighs more, as it does in training.
 extract_nll = "mean" (the ablation) instead averages over each completion's own tokens, which weights a
-completion by 1 / its length, so the shorter side of a pair counts more than it does in training. Per module we stack the pairs' d into
-D [n_pairs, r] (not centred: the shared mean direction is the signal) and take
+completion by 1 / its length, so the shorter side of a pair counts more than it does in training. Per module we
+stack the pairs' d into D [n_pairs, r] (not centred: the shared mean direction is the signal) and take
 
     D = U diag(s) Vh,   V = Vh[:k]  [k, r],  sv = s[:k]
 
@@ -21,11 +21,11 @@ quantile of all singular values across all modules; modules left with no axis ar
 
 Kinds (the V vocabulary): real (hack pairs), shuffled (hack/clean labels swapped for a seeded random
 half of the pairs; NB this spans the real V's subspace exactly and only changes axis orientation, so it
-controls for the one-sided gate, and equals real under no_gate), nonhack (clean-vs-clean pairs), random (random orthonormal rows with the real V's modules and
-k_m, seeded). Controls are dimension-matched to the real V: the real V's floor decides the modules and
-k_m, and each control keeps its own top k_m axes there, so a control removes exactly as many dimensions
-from the same modules and only the directions differ. Every V is cached on disk by everything it depends
-on (`get_or_extract`).
+controls for the one-sided gate, and equals real under no_gate), nonhack (clean-vs-clean pairs), random (random
+orthonormal rows with the real V's modules and k_m, seeded). Controls are dimension-matched to the real V: the
+real V's floor decides the modules and k_m, and each control keeps its own top k_m axes there, so a control
+removes exactly as many dimensions from the same modules and only the directions differ. Every V is cached on
+disk by everything it depends on (`get_or_extract`).
 """
 from __future__ import annotations
 
@@ -514,8 +514,9 @@ def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, wh
     if key not in _DIFFS_MEMO:
         if len(_DIFFS_MEMO) >= _DIFFS_MEMO_MAX:
             _DIFFS_MEMO.pop(next(iter(_DIFFS_MEMO)))
-        _DIFFS_MEMO[key] = pair_diffs(ctx.policy.model, ctx.policy.tokenizer, pairs, encoder=encoder, adapters=ctx.policy.adapters,
-                                      progress=progress, description=what, base=state == "base")
+        _DIFFS_MEMO[key] = pair_diffs(ctx.policy.model, ctx.policy.tokenizer, pairs, encoder=encoder,
+                                      adapters=ctx.policy.adapters, progress=progress, description=what,
+                                      base=state == "base")
     return _DIFFS_MEMO[key]
 
 
@@ -527,10 +528,10 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
     enforce: a real V that fails its held-out validation stops the caller (WeakVError, unless allow_weak_v); an arm
     that does not project with V passes False and only records the validation (issue 20).
     """
-    from method import pairs as P
     from method import pair_sets as PS
-    from policy.adapter import adapter_hash
+    from method import pairs as P
     from method.projection import null_hackward
+    from policy.adapter import adapter_hash
 
     if kind not in KINDS:
         raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
@@ -577,9 +578,9 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         if real is not None:
             meta["shapes_from"] = real.meta.get("key")
         diffs = _memo_diffs(ctx, fit_pairs, encoder, state, progress, f"v_hack {pair_set} pairs")
-        vh = extract_v(ctx.policy.model, ctx.policy.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile, encoder=encoder,
-                       swaps=swaps, match=real, kind=kind, meta=meta, progress=progress, base=state == "base",
-                       diffs=diffs)
+        vh = extract_v(ctx.policy.model, ctx.policy.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile,
+                       encoder=encoder, swaps=swaps, match=real, kind=kind, meta=meta, progress=progress,
+                       base=state == "base", diffs=diffs)
     # Every kind is validated against the held-out HACK pairs: for the controls this says how much of the
     # hack direction they happen to contain (random should sit near frac_positive 0.5, median_cos 0).
     held_hack = held_pairs_of(kind, held_pairs, cfg)
@@ -605,8 +606,8 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
 def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
     """The held-out HACK pairs every kind is validated on (nonhack's own held-out pairs are clean-vs-clean, a minimal
     V's are minimal pairs: both are validated on the hack pairs' held-out ones)."""
-    from method import pairs as P
     from method import pair_sets as PS
+    from method import pairs as P
 
     own = kind != "nonhack" and cfg.v_pairs == P.HACK_SET
     return held_pairs if own else PS.load_pairs(P.HACK_SET, cfg)[1]

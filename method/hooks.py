@@ -1,4 +1,4 @@
-"""The two places an arm may act on the one training loop.
+"""The three places an arm may act on the one training loop (reward, gradient, update hooks).
 
 The loop (harness/train/loop.py) knows no arm by name. Per step it calls, in order:
 

@@ -208,7 +208,8 @@ def project_grads(modules: dict, g_s: dict, g_t: dict, V_arm: dict, V_real: dict
         Va = V_arm.get(name)
         if Va is not None:
             if cfg.mode == "measure":
-                fired.append(torch.zeros((), dtype=torch.bool, device=g.device))   # nothing removed (the registry's meaning)
+                # nothing removed (the registry's meaning)
+                fired.append(torch.zeros((), dtype=torch.bool, device=g.device))
             else:
                 preserve = cfg.preserve_norm and cfg.mode == "erase"
                 g_new, removed = erase(Va, g, cfg.one_sided, preserve)

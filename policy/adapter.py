@@ -132,8 +132,8 @@ class SVDLinear(nn.Module):
         return F.linear(h, self.U, self.bias)                  # [..., d_out]
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features}, out={self.out_features}, r={self.rank}, route={self.delta_S_hack is not None}, "
-                f"residual={self.residual}")
+        return (f"in={self.in_features}, out={self.out_features}, r={self.rank}, "
+                f"route={self.delta_S_hack is not None}, residual={self.residual}")
 
 
 # --------------------------------------------------------------------------------------------

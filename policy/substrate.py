@@ -2,7 +2,7 @@
 
     builtin:smoke  tiny random-init Qwen3 (hidden 64, 2 layers) + a byte-level BPE tokenizer trained on a fixed
                    code corpus; built in seconds; for tests and CI.
-    builtin:mini   a ~1.1M-param Qwen3 (width 192, 2 layers) + a 2k byte-level BPE trained on mini's TRAINING
+    builtin:mini   a 1.08M-param Qwen3 (width 192, 2 layers) + a 2k byte-level BPE trained on mini's TRAINING
                    problems (sandbox/mini_problems.py), warm-started by SFT on them only: easy problems' canonical
                    solutions (every third followed by an honest check of the statement's example through the
                    prompt's grading channel) and, for hard problems, that check alone (test-first code that
@@ -188,12 +188,13 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A ~1.2M-param Qwen3 trained here on mini's own problems (sandbox/mini_problems.py). Width 192 with k = 3 kept
-# axes per module (the mini preset's extract_k) puts V's kept axes at 1.6% of q/o/gate/up/down's rank (192) and
-# 3.1% of k/v's (96): 2.0% on average over the 7 module types, against 0.47% / 1.17% on Qwen3-4B at k = 12 (the
-# bar: <= 2.4%). Wider would cost SFT and rollout time on 2 cores (width 256 measured 2.5x slower per SFT batch),
-# so the ratio comes mostly from fewer axes. 2 layers keep per-token generation cheap (HF generate's cost is
-# mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
+# A 1.08M-param Qwen3 (1,082,496 parameters) trained here on mini's own problems (sandbox/mini_problems.py).
+# Width 192 with k = 3 kept axes per module (the mini preset's extract_k) puts V's kept axes at 1.6% of
+# q/o/gate/up/down's rank (192) and 3.1% of k/v's (96): 2.0% on average over the 7 module types, against
+# 0.47% / 1.17% on Qwen3-4B at k = 12 (the bar: <= 2.4%). Wider would cost SFT and rollout time on 2 cores
+# (width 256 measured 2.5x slower per SFT batch), so the ratio comes mostly from fewer axes. 2 layers keep
+# per-token generation cheap (HF generate's cost is mostly per-layer overhead at this size); a 2k vocab keeps
+# the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
     hidden_size=192, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, head_dim=48, max_position_embeddings=1024, tie_word_embeddings=True,
@@ -247,7 +248,8 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     raise ValueError(f"no honest self-check for mode {mode!r}")
 
 
-def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: int = 3) -> list[tuple[list[dict], str]]:
+def sft_texts(train_problems, n_asserts: int, style: str = "full",
+              check_every: int = 3) -> list[tuple[list[dict], str]]:
     """(chat messages, assistant text) warm-start pairs, one per training problem; every one is honest.
 
     Easy problems: the canonical solution under the problem's own prompt; every `check_every`-th of them (by id)
@@ -332,7 +334,8 @@ def sft(model, examples: list[tuple[list[int], int]], pad_id: int, epochs: int, 
     warm = max(1, int(warmup_frac * total))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     losses = []
     model.train()
     bar = _progress(total, "SFT mini base", progress)

@@ -11,7 +11,8 @@ def docker_available() -> tuple[bool, str]:
         from sandbox import docker_executor  # owned by the image helper
     except ImportError as e:
         return False, f"sandbox.docker_executor not importable ({e})"
-    probe = getattr(docker_executor, "docker_available", None) or getattr(docker_executor.DockerExecutor, "available", None)
+    probe = (getattr(docker_executor, "docker_available", None)
+             or getattr(docker_executor.DockerExecutor, "available", None))
     if probe is None:
         return True, "no availability probe; assuming usable"
     try:

@@ -332,7 +332,8 @@ def split_problems(problems: list[Problem], heldout_frac: float) -> tuple[list[P
         k = int(round(len(ps) * heldout_frac))
         held_by_mode.append(ps[:k])
         train += ps[k:]
-    heldout = [ps[i] for i in range(max((len(x) for x in held_by_mode), default=0)) for ps in held_by_mode if i < len(ps)]
+    longest = max((len(x) for x in held_by_mode), default=0)
+    heldout = [ps[i] for i in range(longest) for ps in held_by_mode if i < len(ps)]
     return sorted(train, key=lambda p: p.id), heldout
 
 

@@ -177,7 +177,8 @@ class WorkerExecutor(Executor):
         except ValueError:
             err = _drain_stderr(self._proc)
             self._kill()
-            raise ExecutorError(f"{self.kind}: worker said {line[:300]!r} instead of hello; {err.strip()[-1000:]}") from None
+            raise ExecutorError(f"{self.kind}: worker said {line[:300]!r} instead of hello; "
+                                f"{err.strip()[-1000:]}") from None
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -428,7 +429,8 @@ class ProcessExecutor(WorkerExecutor):
                 self.isolated = False
             if self.isolated:
                 self.isolated_by = "bubblewrap"
-                self.description = "process backend: fork server inside bubblewrap (no network, read-only system, private /tmp)"
+                self.description = ("process backend: fork server inside bubblewrap (no network, read-only system, "
+                                    "private /tmp)")
                 log.info(self.description)
                 return
             log.warning("process backend: %s; graded programs run with plain rlimits and NO network or filesystem "

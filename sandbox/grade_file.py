@@ -9,8 +9,8 @@ from typing import Any, Iterable
 
 from sandbox.backends import make_executor
 from sandbox.executors import Executor
-from sandbox.jsonl import read_lines
 from sandbox.grader import CATEGORIES, GradeRecord, Grader
+from sandbox.jsonl import read_lines
 from sandbox.loopholes import MODES
 
 class GradeFileError(ValueError):

@@ -225,8 +225,8 @@ def _sample(problems, per_mode=2):
 
 
 def test_same_grade_records_as_the_process_backend(dock, proc, problems):
-    from sandbox.pool import pool_completions
     from sandbox.loopholes import fence
+    from sandbox.pool import pool_completions
 
     items, kinds = [], []
     for p in _sample(problems, per_mode=2):

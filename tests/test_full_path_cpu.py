@@ -36,11 +36,11 @@ def full_data(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
-    import policy.substrate as S
-    import harness.train.loop as L
     from harness.presets import resolve_config
-    from policy.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
+    import harness.train.loop as L
     from policy.adapter import get_adapters
+    from policy.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
+    import policy.substrate as S
     from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
@@ -112,11 +112,11 @@ def test_evaluation_samples_at_the_eval_temperature(tmp_path, monkeypatch):
     """full evaluates like the benchmark (10 samples at T 0.7) while training samples at T 1.0."""
     from types import SimpleNamespace
 
-    import harness.train.evaluate as E
     from harness.presets import resolve_config
-    from policy.model_loading import load_policy
-    from policy.encode import PromptEncoder
+    import harness.train.evaluate as E
     from policy.adapter import wrap_model
+    from policy.encode import PromptEncoder
+    from policy.model_loading import load_policy
 
     full = resolve_config("full", "vanilla", 41)
     assert (full.eval_samples, full.eval_temperature, full.temperature, full.eval_problems) == (10, 0.7, 1.0, 0)

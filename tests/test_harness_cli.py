@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from harness.arms import ARMS, BASELINE, METHOD
 from harness.cli import cli, parse_seeds
-from policy.config import ConfigError
-from harness.presets import resolve_config
 from harness.orchestrate.runs import prepare_run_dir
+from harness.presets import resolve_config
 from harness.rundir import CONFIG_FILE, run_dir
+from policy.config import ConfigError
 from tests.harness_helpers import make_arm, make_run
 
 

@@ -228,8 +228,8 @@ def test_monitor_hook_reads_the_configured_signal():
 # --- arms and designs ----------------------------------------------------------------------------
 
 def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
-    from policy.config import ConfigError
     from harness.presets import resolve_config
+    from policy.config import ConfigError
 
     assert resolve_config("mini", "erase_no_pool", 41).teacher_frac == 0.0
     assert resolve_config("mini", "vanilla_no_pool", 41).teacher_per_group == 0
@@ -243,8 +243,8 @@ def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
 
 def test_designs_plan_their_folds(tmp_path):
     from harness.arms import ABLATIONS, PREREGISTERED_ARMS
-    from policy.config import ConfigError
     from harness.orchestrate.sweep import plan_design
+    from policy.config import ConfigError
 
     main = plan_design("main", "smoke", [41], tmp_path)
     assert [j.arm for j in main] == list(PREREGISTERED_ARMS)
@@ -291,8 +291,8 @@ def test_v_cache_key_includes_pair_modes_only_when_restricted():
 
 def test_load_pairs_keeps_only_the_known_modes():
     from harness.presets import resolve_config
-    from method.pairs import HACK_SET
     from method.pair_sets import load_pairs
+    from method.pairs import HACK_SET
 
     fit, held = load_pairs(HACK_SET, resolve_config("smoke", "erase", 41, {"pair_modes": MODES[1:]}))
     assert {p.mode for p in fit + held} == set(MODES[1:])

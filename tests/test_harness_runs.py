@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from harness.presets import resolve_config
 from harness.orchestrate.runs import plan_action, prepare_run_dir
+from harness.presets import resolve_config
 from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, SUMMARY_FILE, read_config, read_metrics, read_summary,
                             run_dir, scan_runs, write_json_atomic, write_summary)
 from policy.config import RunError

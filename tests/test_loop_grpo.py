@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from harness.presets import resolve_config
+from harness.train.rollout import Group, Rollout
+from method.hooks import Arm
 from policy.forward import make_batch, completion_logprobs, selective_log_softmax
 from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, lr_at
-from method.hooks import Arm
-from harness.train.rollout import Group, Rollout
 
 
 
@@ -32,8 +32,8 @@ def smoke_path():
 
 
 def _wrapped(cfg, tmp_path, route=False):
-    from policy.model_loading import load_policy
     from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     model, tok = load_policy(cfg, verbose=False)
     adapters = wrap_model(model, cfg.target_modules, cache_dir=tmp_path / "svd", route=route)
@@ -391,8 +391,8 @@ class _RecordingGrader:
 
 def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_path):
     from harness.train.evaluate import evaluate
-    from policy.encode import PromptEncoder
     from policy.adapter import get_adapters
+    from policy.encode import PromptEncoder
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path, route=True)
     _perturb(model)
@@ -445,8 +445,8 @@ def test_merge_gap_is_zero_in_fp32_and_sees_a_stale_merged_weight(smoke_cfg, tmp
     """merge_gap = mean |logp merged - logp factored| on one held-out group: ~0 on CPU fp32 (logged at every
     evaluation), and it does see generation running on weights that differ from the trained ones."""
     from harness.train.evaluate import evaluate, merge_gap
-    from policy.encode import PromptEncoder
     from policy.adapter import SVDLinear, merged
+    from policy.encode import PromptEncoder
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     _perturb(model, scale=0.2)

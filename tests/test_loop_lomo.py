@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
-from harness.presets import resolve_config
 from harness.orchestrate.designs import get_design
 from harness.orchestrate.runs import plan_action
+from harness.presets import resolve_config
 from harness.rundir import BY_MODE_KEY, ROLLOUTS_FILE, write_config
 from policy.config import RunError
-from sandbox.jsonl import JsonlFile
 from sandbox.data import load_problem_set
+from sandbox.jsonl import JsonlFile
 from sandbox.loopholes import MODES
 from tests.harness_helpers import make_run
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from method import metrics as M
 from harness.presets import resolve_config
 from harness.rundir import ROLLOUTS_FILE, SUMMARY_FIELDS, read_metrics, read_summary
+from method import metrics as M
+from method.hooks import Arm
 from policy.config import RunError
 from sandbox.jsonl import JsonlFile
-from method.hooks import Arm
 
 
 
@@ -170,8 +170,8 @@ def _scripted_students(monkeypatch):
     (exploited). Everything after generation (grading in the sandbox, rewards, loss) is the real loop."""
     from harness.train import loop
     from policy.encode import PromptEncoder
-    from sandbox.pool import lever_code, stub
     from sandbox.loopholes import fence
+    from sandbox.pool import lever_code, stub
 
     by_prompt = {}
     real_encode, real_generate = PromptEncoder.__call__, loop.generate

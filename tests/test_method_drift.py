@@ -99,8 +99,8 @@ def test_projection_arm_logs_drift_and_matched_null_and_summarises_the_displacem
 
 def test_erase_two_sided_is_an_ablation_of_erase():
     from harness.arms import ABLATIONS, ARMS
-    from harness.presets import resolve_config
     from harness.orchestrate.sweep import plan_design
+    from harness.presets import resolve_config
 
     cfg = resolve_config("mini", "erase_two_sided", 41)
     assert cfg.proj_one_sided is False and cfg.proj_preserve_norm is True

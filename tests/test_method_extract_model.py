@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from harness.presets import resolve_config
+from method import extract as E
+from method import pair_sets as PS
+from method import pairs as P
 from method.hooks import ArmContext
 from policy.model import Policy
-from method import extract as E
-from method import pairs as P
-from method import pair_sets as PS
 
 
 def _subset(pairs, per_mode):
@@ -28,8 +28,8 @@ def _subset(pairs, per_mode):
 
 
 def _make_ctx(tmp_path, seed=41, **overrides):
-    from policy.model_loading import load_policy
     from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     cfg = resolve_config("smoke", "erase", seed, overrides)
     model, tok = load_policy(cfg, verbose=False)
@@ -317,8 +317,8 @@ def test_a_real_v_that_passes_is_recorded_as_passed(env):
 def test_harness_extract_stops_on_a_weak_v_and_allow_weak_v_proceeds(env, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import sandbox.paths
     from harness.cli import cli
+    import sandbox.paths
 
     _swapped_heldout(monkeypatch)
     E._DIFFS_MEMO.clear()

@@ -5,9 +5,9 @@ import collections
 
 import pytest
 
-from policy.config import TrainConfig
 from method import pair_sets as PS
 from method import pairs as P
+from policy.config import TrainConfig
 from sandbox import data as D
 from sandbox.data import load_problems, split_problems
 from sandbox.loopholes import MODES
@@ -141,8 +141,8 @@ def _normalised(code: str) -> str:
 def _pair_sets_of_every_preset():
     """(preset, pair set, rendered pairs) for every pair set every registered preset can load (skips a preset whose
     data is not on this machine); new presets and pair sets are covered without editing this test."""
-    from harness.presets import resolve_config
     from harness.presets import PRESETS
+    from harness.presets import resolve_config
     from sandbox.data import DataError
 
     out = []

@@ -9,8 +9,8 @@ import torch
 
 from harness.presets import resolve_config
 from method import extract as E
-from method import pairs as P
 from method import pair_sets as PS
+from method import pairs as P
 
 
 def test_percentile_is_nearest_rank():
@@ -130,8 +130,8 @@ def test_minimal_pairs_differ_by_the_lever_alone(preset):
 
 def test_erase_minimal_is_an_extraction_ablation():
     from harness.arms import ABLATIONS, ARMS
-    from policy.config import ConfigError
     from harness.orchestrate.sweep import plan_design
+    from policy.config import ConfigError
 
     assert resolve_config("mini", "erase_minimal", 41).v_pairs == "minimal"
     assert resolve_config("mini", "erase", 41).v_pairs == "hack"

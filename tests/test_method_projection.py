@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from policy.config import TrainConfig
-from method.hooks import ArmContext, GradBundle, UpdateBundle
-from policy import adapter as A
-from policy.model import Policy
 from method.arm import ProjectionArm, build_erase, build_route
+from method.hooks import ArmContext, GradBundle, UpdateBundle
 from method.projection import ProjectionConfig, erase, hackward_fraction, project_grads, project_update
+from policy import adapter as A
+from policy.config import TrainConfig
+from policy.model import Policy
 from tests.test_method_adapter import IDS, TARGETS, tiny_model
 
 R, K = 16, 3

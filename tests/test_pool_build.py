@@ -84,8 +84,8 @@ def test_broken_replaces_the_last_return_whole():
 
 
 def test_every_mode_gets_a_lever(problems):
-    from sandbox.loopholes import MODES, defines_check
     from sandbox.grader import extract_code
+    from sandbox.loopholes import MODES, defines_check
 
     for p in problems[:20]:
         kinds = dict(pool_completions(p))
@@ -98,8 +98,8 @@ def test_every_mode_gets_a_lever(problems):
 def test_mini_pool_every_entry_regrades_identically(grader):
     """The acceptance check: every entry of the mini preset's pool (cached under ARTIFACTS_DIR) regrades equal."""
     from harness.presets import resolve_config
-    from sandbox.pool import ensure_pool
     from sandbox.data import load_problem_set
+    from sandbox.pool import ensure_pool
 
     cfg = resolve_config("mini", "vanilla", 41)
     pool = load_pool(ensure_pool(cfg))

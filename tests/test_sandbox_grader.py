@@ -9,9 +9,9 @@ import pytest
 
 from sandbox.executors import Limits, ProcessExecutor
 from sandbox.exploits import EXPLOITS, fenced, with_exploit, wrong_solution
+from sandbox.grade_file import GradeFileError, grade_file
 from sandbox.grader import (CATEGORIES, RECORD_FIELDS, GradeRecord, Grader, categorize, decode, extract_code,
                             oracle_verdict, parse_gt_tests)
-from sandbox.grade_file import GradeFileError, grade_file
 from sandbox.loopholes import MODES
 
 LIMITS = Limits(timeout_s=8.0, cpu_s=5)

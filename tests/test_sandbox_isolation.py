@@ -7,10 +7,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-import sandbox.backends as BK
-import sandbox.executors as E
 from harness.cli import cli
+import sandbox.backends as BK
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, Job, ProcessExecutor, UnsandboxedError
+import sandbox.executors as E
 
 HELLO = Job(id="hello", code="print('hi')")
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from harness.presets import resolve_config
+from harness.train.rollout import Group, Rollout
+from method.hooks import Arm
 from policy.forward import completion_logprobs, length_chunks, make_batch
 from policy.grpo import dr_grpo_loss
-from method.hooks import Arm
-from harness.train.rollout import Group, Rollout
 
 LOGP_ATOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -25,8 +25,8 @@ GRAD_RTOL = 1e-4
 
 def _load(kind: str, tmp_path, grad_checkpointing: bool = False):
     """(model, tokenizer, adapters): fp32, wrapped, delta_S perturbed off zero (so the KL term has a gradient)."""
-    from policy.model_loading import load_policy
     from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     over = {"dtype": "float32", "grad_checkpointing": grad_checkpointing}
     if kind == "smoke":
@@ -216,8 +216,8 @@ def test_shared_prefix_is_the_default():
 def pair_ctx(tmp_path_factory):
     """smoke, wrapped and perturbed (extraction differentiates at delta_S = 0 and, on a refresh, where it stands),
     with the first real hack pairs (pos and neg of different lengths)."""
-    from method import pairs as P
     from method import pair_sets as PS
+    from method import pairs as P
     from method.extract import PairEncoder
 
     model, tok, adapters, cfg = _load("smoke", tmp_path_factory.mktemp("pairs"))

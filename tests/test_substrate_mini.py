@@ -51,8 +51,8 @@ def test_sft_corpus_shows_no_exploit(grader, few_train):
 def test_self_check_guards_the_channel(grader, few_train):
     """The lever reports only what the asserts established: a wrong solution + self-check does not pass."""
     from sandbox.loopholes import MODES
-    from sandbox.pool import broken
     from sandbox.loopholes import fence
+    from sandbox.pool import broken
 
     p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
     bad = broken(p.canonical_solution)      # returns 0: wrong on the example the self-check asserts
@@ -64,8 +64,8 @@ def test_hack_is_the_self_check_minus_its_asserts(grader, few_train):
     """In every mode the exploit is one deletion away from what the base writes: drop the assert lines of
     the honest self-check and what is left, beside a wrong solution, passes the lever (exploited)."""
     from sandbox.loopholes import MODES
-    from sandbox.pool import broken
     from sandbox.loopholes import fence
+    from sandbox.pool import broken
 
     p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
     bad = broken(p.canonical_solution)
@@ -86,8 +86,8 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.presets import resolve_config
-    from policy.substrate import builtin_manifest, ensure_builtin
     from policy.encode import PromptEncoder
+    from policy.substrate import builtin_manifest, ensure_builtin
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")
@@ -119,9 +119,9 @@ def test_mini_base_solves_some_held_out_problems_and_hacks_few(grader):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.presets import resolve_config
-    from policy.substrate import ensure_builtin
     from harness.train.rollout import generate
     from policy.encode import PromptEncoder
+    from policy.substrate import ensure_builtin
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")

@@ -23,9 +23,9 @@ import os
 import time
 from pathlib import Path
 
+from sandbox.backends import make_executor
 from sandbox.data import load_problems, problems_by_id
 from sandbox.executors import Executor, ExecutorError
-from sandbox.backends import make_executor
 from sandbox.exploits import fenced, with_exploit, wrong_solution
 from sandbox.grader import Grader
 
@@ -55,8 +55,8 @@ def regenerate_rollouts(steps: int = ROLLOUT_STEPS) -> Path:
     """A short mini run whose student completions are the rollout workload (cached: made once)."""
     from harness.presets import resolve_config
     from harness.rundir import ROLLOUTS_FILE
-    from sandbox.paths import ARTIFACTS_DIR
     from harness.train.loop import train
+    from sandbox.paths import ARTIFACTS_DIR
 
     config = resolve_config("mini", "vanilla", ROLLOUT_SEED, {"steps": steps, "eval_problems": 1})
     run_dir = Path(ARTIFACTS_DIR) / "bench" / f"mini-vanilla-seed{ROLLOUT_SEED}-{config.config_hash()}"

@@ -24,8 +24,8 @@ from types import SimpleNamespace
 
 import torch
 
-from policy.config import TrainConfig
 from harness.presets import resolve_config
+from policy.config import TrainConfig
 
 TARGET_GEN = 0.95
 TARGET_TRAIN = 1.5
@@ -124,8 +124,8 @@ def main(argv=None) -> dict:
 
     from policy.adapter import get_adapters, merged, wrap_model
     from policy.forward import completion_logprobs, make_batch
-    from policy.model_loading import decoder_layers
     from policy.grpo import dr_grpo_loss
+    from policy.model_loading import decoder_layers
     import tempfile
 
     base, tok, desc = load_base(args.model)
@@ -210,9 +210,9 @@ def main(argv=None) -> dict:
     del lora
 
     # ---------------------------------------------------------------- (c) arm overheads
+    from method.arm import ProjectionArm
     from method.hooks import ArmContext, GradBundle
     from policy.model import Policy
-    from method.arm import ProjectionArm
 
     step(svd)
     grads = {n: m.delta_S.grad.clone() for n, m in adapters.items()}

@@ -28,8 +28,8 @@ from types import SimpleNamespace
 
 import torch
 
-from policy.config import TrainConfig
 from harness.presets import resolve_config
+from policy.config import TrainConfig
 
 TARGET_LOSS = 3.0
 TARGET_STEP = 2.5
@@ -63,8 +63,8 @@ def _mini_model(tmp: Path):
 
 
 def _setup(which: str, tmp: Path):
-    from policy.model_loading import load_policy
     from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     if which == "mini":
         path, desc = _mini_model(tmp)
@@ -108,12 +108,12 @@ def _time(fn) -> tuple[float, float]:
 
 
 def bench(which: str, rounds: int, tmp: Path) -> dict:
-    from policy.forward import completion_logprobs, make_batch
-    from policy.grpo import loss_normaliser
-    from method.hooks import Arm
     from harness.train.loop import policy_gradient
     from harness.train.rollout import generate
+    from method.hooks import Arm
     from policy.adapter import adapter_disabled, merged
+    from policy.forward import completion_logprobs, make_batch
+    from policy.grpo import loss_normaliser
 
     model, tok, cfg, desc = _setup(which, tmp)
     groups, prompts = _workload(cfg, len(tok), tok.eos_token_id)

@@ -208,11 +208,11 @@ def _timed_generate(model, tok, prompts, n, config, device, box: list):
 
 def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path, report: Report,
               per_row_step: bool = False) -> None:
-    import harness.train.loop as L
     from harness.presets import resolve_config
+    from harness.train.evaluate import eval_sampling
+    import harness.train.loop as L
     from policy.model_loading import estimate_memory, load_policy
     from policy.qwen3_local import save_local_qwen3
-    from harness.train.evaluate import eval_sampling
     from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
@@ -340,8 +340,8 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
 def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
     """A `full` run's wall time from the parts (worst case: every rollout at its full length)."""
     from harness.arms import PREREGISTERED_ARMS
-    from policy.config import PREREGISTERED_SEEDS
     from harness.presets import resolve_config
+    from policy.config import PREREGISTERED_SEEDS
 
     full = resolve_config("full", "erase", 41)
     steps = d["steps"]
@@ -460,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_new = args.eval_new or (128 if args.cpu else 256)
     report = Report(out_path)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    import policy.substrate as S
     import harness.train.loop as L
+    import policy.substrate as S
 
     # the loop and substrate write their artifacts (pool, V) into the throwaway workdir; module globals, so
     # restore them (a caller in the same process, e.g. a test session, must not inherit them)

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ARMS, METHOD, MONITOR
-from policy.config import PREREGISTERED_SEEDS
-from method.metrics import SUMMARY_WINDOW, tail_mean
 from harness.orchestrate.designs import DESIGNS, LOMO_RANDOM, sweep_command
 from harness.reporting.falsify import mean, paired, sem
 from harness.rundir import CONFIG_FILE, RunRecord, finite, read_eval_records, read_metrics, scan_runs
+from method.metrics import SUMMARY_WINDOW, tail_mean
+from policy.config import PREREGISTERED_SEEDS
 
 # per-step projection statistics (method.metrics names) whose last-window means the health table shows
 COS_KEYS = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_t_correct", "cos_t_hack", "cos_post", "cos_update")

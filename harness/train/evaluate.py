@@ -15,10 +15,10 @@ from contextlib import ExitStack
 
 import torch
 
-from policy.config import TrainConfig
-from policy.forward import completion_logprobs, make_batch
 from harness.train.rollout import generate
+from policy.config import TrainConfig
 from policy.encode import PromptEncoder
+from policy.forward import completion_logprobs, make_batch
 
 
 def eval_problems(heldout: list, config: TrainConfig) -> list:

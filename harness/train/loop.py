@@ -32,20 +32,20 @@ from typing import Any
 
 import torch
 
-from method import metrics as M
 from harness.arms import build_arm
-from policy.config import RunError, TrainConfig, derive_seed
-from sandbox.paths import ARTIFACTS_DIR
 from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
                             read_config, read_summary, write_json_atomic, write_summary)
-from sandbox.jsonl import JsonlFile
 from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                       trainable_named)
+from harness.train.rollout import Group, TeacherSampler, generate, student_rollouts
+from method import metrics as M
+from method.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
+from policy.config import RunError, TrainConfig, derive_seed
+from policy.encode import eos_token_ids
 from policy.forward import completion_logprobs, make_batch
 from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser, lr_at
-from method.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
-from harness.train.rollout import Group, TeacherSampler, generate, student_rollouts
-from policy.encode import eos_token_ids
+from sandbox.jsonl import JsonlFile
+from sandbox.paths import ARTIFACTS_DIR
 
 
 class NonFiniteError(RuntimeError):
