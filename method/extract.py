@@ -44,6 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from policy.config import RunError
+from policy.encode import prompt_ids
 from policy.forward import NLL_FORMS, completion_grads, pair_grad_diff
 from sandbox.artifacts import artifact_path, key_digest, write_atomic
 
@@ -343,7 +344,7 @@ def _eval_mode(model):
 
 
 class PairEncoder:
-    """Pair -> token ids, exactly as the loop encodes prompts (harness.train.rollout.PromptEncoder) and
+    """Pair -> token ids, exactly as the loop encodes prompts (policy.encode.PromptEncoder) and
     teacher completions (text tokens + eos). Completions are NOT cut at max_new_tokens: in small presets
     that cut would fall before the hack lever and erase the contrast."""
 
@@ -359,10 +360,8 @@ class PairEncoder:
         self.shared_prefix = shared_prefix         # a pair's two sides share one prompt encoding (pair_grad_diff)
 
     def prompt(self, messages: Sequence[dict]) -> list[int]:
-        text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
-                                            enable_thinking=self.enable_thinking)
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
-        return list(ids[-self.max_prompt_tokens:])           # keep the end, like the loop
+        ids = prompt_ids(self.tok, messages, enable_thinking=self.enable_thinking)
+        return ids[-self.max_prompt_tokens:]           # keep the end, like the loop
 
     def completion(self, text: str) -> list[int]:
         ids = list(self.tok(text, add_special_tokens=False)["input_ids"])

@@ -1,7 +1,19 @@
-"""Text -> token ids for the policy: the chat-templated prompt of a problem, and the ids that end a completion."""
+"""Text -> token ids for the policy: the chat-templated prompt (of a problem, a pair or an SFT example) and the
+ids that end a completion. The one prompt tokeniser: the loop, V extraction, Rebound and the mini base's SFT
+all encode prompts through `prompt_ids`."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from policy.config import TrainConfig
+
+
+def prompt_ids(tokenizer, messages: Sequence[dict], **template_kwargs) -> list[int]:
+    """Chat messages -> the templated prompt's token ids, ending in the assistant header (no special tokens
+    added beyond the template's); template_kwargs go to apply_chat_template (enable_thinking)."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                         **template_kwargs)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 class PromptEncoder:
@@ -18,9 +30,7 @@ class PromptEncoder:
             from sandbox.loopholes import build_prompt
 
             messages = build_prompt(problem, style=self.config.prompt_style)
-            text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
-                                                enable_thinking=self.config.enable_thinking)
-            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            ids = prompt_ids(self.tok, messages, enable_thinking=self.config.enable_thinking)
             if len(ids) > self.config.max_prompt_tokens:
                 # keep the end: the assistant header and the question's tail must stay adjacent
                 ids = ids[-self.config.max_prompt_tokens:]

@@ -304,11 +304,12 @@ def _mini_key() -> dict[str, Any]:
 
 def _encode_pairs(tokenizer, pairs, max_completion_tokens: int) -> list[tuple[list[int], int]]:
     """-> [(ids, prompt_len)], completion = assistant text + <|im_end|> (the policy must learn to stop)."""
+    from policy.encode import prompt_ids
+
     eos = tokenizer.convert_tokens_to_ids(IM_END)
     out = []
     for messages, text in pairs:
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        p_ids = prompt_ids(tokenizer, messages)
         c_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
         if len(c_ids) <= max_completion_tokens:
             out.append((p_ids + c_ids, len(p_ids)))
