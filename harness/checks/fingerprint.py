@@ -2,7 +2,7 @@
 
     python -m harness.checks.fingerprint record OUT.json [--mini] [--arms a,b] [--artifacts DIR]
     python -m harness.checks.fingerprint compare A.json B.json      # exit 1 on any difference
-    python -m harness.checks.fingerprint rehash OUT.json WORK/runs  # re-hash a record's kept run dirs
+    python -m harness.checks.fingerprint rehash OUT.json WORK       # re-hash a record's kept work dir
 
 `record` drives the CLI in subprocesses (so it runs unchanged on a tree whose modules moved), against a fresh
 artifacts directory (so every artifact is built, never found in a cache): smoke base, pool and every V kind,
@@ -30,7 +30,13 @@ def _sha(path: Path) -> str | None:
 
 
 def _tree_sha(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): _sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    """sha256 per file; a base's manifest (builtin.json) without its build time (build_s)."""
+    return {str(p.relative_to(root)): _manifest_sha(p) if p.name == "builtin.json" else _sha(p)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _manifest_sha(path: Path) -> str:
+    return _json_sha({k: v for k, v in json.loads(path.read_text()).items() if k != "build_s"})
 
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
@@ -40,11 +46,15 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
     return r.stdout
 
 
+def _base_files(artifacts: Path, preset: str) -> dict[str, str]:
+    """Every file of the built base(s) of `preset`, by path."""
+    return {k: v for k, v in _tree_sha(artifacts / "builtin").items() if k.startswith(preset)}
+
+
 def _artifacts(preset: str, env: dict[str, str]) -> dict:
     out: dict = {}
     _cli(["build-base", "--preset", preset], env)
-    builtin = Path(env["RH_ARTIFACTS_DIR"]) / "builtin"    # every file of the built base(s), by path
-    out["base_files"] = {k: v for k, v in _tree_sha(builtin).items() if k.startswith(preset)}
+    out["base_files"] = _base_files(Path(env["RH_ARTIFACTS_DIR"]), preset)
     text = _cli(["build-pool", "--preset", preset], env)
     out["pool_sha256"] = re.search(r"sha256: (\S+)", text).group(1)
     text = _cli(["extract", "--preset", preset, "--allow-weak-v"], env)
@@ -94,10 +104,13 @@ def _run_hashes(rd: Path) -> dict[str, str | None]:
     return out
 
 
-def rehash(out: Path, runs: Path) -> None:
-    """Recompute the arms section of `out` from a record's kept run dirs (<work dir>/runs)."""
+def rehash(out: Path, work: Path) -> None:
+    """Recompute the arms and base files of `out` from a record's kept work dir (runs/, artifacts/)."""
     fp = json.loads(out.read_text())
-    fp["arms"] = {arm: _run_hashes(runs / "smoke" / arm / "seed41") for arm in fp["arms"]}
+    fp["arms"] = {arm: _run_hashes(work / "runs" / "smoke" / arm / "seed41") for arm in fp["arms"]}
+    for preset in ("smoke", "mini"):
+        if preset in fp:
+            fp[preset]["base_files"] = _base_files(work / "artifacts", preset)
     out.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
 
 
@@ -136,7 +149,7 @@ def main() -> None:
     r.add_argument("--artifacts", default=None, help="artifacts dir (default: a fresh one, so all is built)")
     h = sub.add_parser("rehash")
     h.add_argument("out", type=Path)
-    h.add_argument("runs", type=Path)
+    h.add_argument("work", type=Path)
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
@@ -144,7 +157,7 @@ def main() -> None:
     if args.cmd == "record":
         record(args.out, args.mini, args.arms, args.artifacts)
     elif args.cmd == "rehash":
-        rehash(args.out, args.runs)
+        rehash(args.out, args.work)
     else:
         sys.exit(compare(args.a, args.b))
 
