@@ -84,7 +84,7 @@ test-all:  ## includes slow tests
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q -m ''
 
 bench-grader:
-	$(PYTHON) -m sandbox.bench
+	$(PYTHON) -m harness.checks.bench_grader
 
 bench-method:
 	$(PYTHON) -m harness.checks.bench_method

@@ -16,12 +16,11 @@ The monitor sees every rollout that enters the loss (students and teacher-pool r
 """
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
-from harness.metrics import Metric, register_metric
-from harness.train.hooks import Arm, GroupInfo
+from method.hooks import Arm, GroupInfo
+from method.metrics import Metric, register_metric
+from policy.config import derive_seed
 
 register_metric(Metric("monitor_flagged", "monitor arm: fraction of the step's rollouts the monitor flagged",
                        "{:.2f}", kind="train"))
@@ -33,8 +32,7 @@ def flip_mask(n: int, accuracy: float, seed: int, step: int, group: int) -> torc
     """[n] bool: which flags a detector of this accuracy gets wrong, reproducible per (seed, step, group)."""
     if accuracy >= 1.0:
         return torch.zeros(n, dtype=torch.bool)
-    s = int.from_bytes(hashlib.sha256(f"monitor:{seed}:{step}:{group}".encode()).digest()[:8], "little") >> 1
-    gen = torch.Generator().manual_seed(s)
+    gen = torch.Generator().manual_seed(derive_seed("monitor", seed, step, group))
     return torch.rand(n, generator=gen) >= accuracy
 
 

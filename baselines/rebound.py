@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.config import ConfigError
-from harness.metrics import Metric, register_metric
-from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from method.metrics import Metric, register_metric
+from policy.config import ConfigError
+from sandbox.artifacts import artifact_path, key_digest, write_atomic
 
 CONCEPT_FORMAT = "rh-rebound-concept-v1"
 DEPTH_BAND = (0.60, 0.75)   # spec: the concept layer sits at 60-75% of the depth (block output depth (i+1)/n)
@@ -49,7 +48,7 @@ def depth_fraction(layer: int, n_layers: int) -> float:
 
 
 def rebound_layer(n_layers: int, frac: float, explicit: int = -1) -> int:
-    """0-based decoder block whose OUTPUT is the residual stream used (harness.train.grpo.capture_residual
+    """0-based decoder block whose OUTPUT is the residual stream used (policy.forward.capture_residual
     convention: block i's output == hidden_states[i + 1]).
 
     explicit >= 0: that block, whatever its depth (checked against n_layers). Else the block whose depth
@@ -82,8 +81,8 @@ def rebound_penalty(acts: torch.Tensor, v_concept: torch.Tensor, alpha: float) -
 @torch.no_grad()
 def completion_means(model, encoder, pairs, layer: int, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean residual stream over completion tokens at `layer`, for each pair's pos and neg -> ([n, d], [n, d])."""
-    from harness.train.grpo import capture_residual, completion_logprobs, make_batch
     from method.extract import _eval_mode, _track
+    from policy.forward import capture_residual, completion_logprobs, make_batch
 
     device = next(model.parameters()).device
     pos, neg = [], []
@@ -119,39 +118,37 @@ def concept_validation(h_pos: torch.Tensor, h_neg: torch.Tensor, v: torch.Tensor
 
 def get_or_extract_concept(ctx: ArmContext, layer: int, progress: bool = True) -> tuple[torch.Tensor, dict]:
     """v_concept [d] at `layer` for the model in ctx, cached under ARTIFACTS_DIR/rebound/ -> (v, meta)."""
+    from method import pair_sets as PS
     from method import pairs as P
-    from method.adapter import adapter_disabled
     from method.extract import PairEncoder
 
     cfg = ctx.config
-    fit, held = P.load_pairs(P.HACK_SET, cfg)
-    key = dict(format=CONCEPT_FORMAT, model_hash=ctx.model_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
+    fit, held = PS.load_pairs(P.HACK_SET, cfg)
+    key = dict(format=CONCEPT_FORMAT, model_hash=ctx.policy.base_hash, pairs_hash=P.pairs_hash(fit + held), layer=layer,
                prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
                **P.split_tag(fit + held),
                # activations on the residual form's exact base (product: as concept files always were)
                **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}))
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(ctx.artifacts_dir) / "rebound" / f"concept-{digest}.safetensors"
+    digest = key_digest(key)
+    path = artifact_path("rebound", f"concept-{digest}.safetensors", ctx.artifacts_dir)
     if path.exists():
         with safe_open(str(path), framework="pt") as f:
             return f.get_tensor("v_concept"), json.loads((f.metadata() or {}).get("meta", "{}"))
 
-    encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
-    with adapter_disabled(ctx.model):                      # the base model, as for v_hack
-        h_pos, h_neg = completion_means(ctx.model, encoder, fit, layer, progress)
+    encoder = PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, cfg)
+    with ctx.policy.base():                      # the base model, as for v_hack
+        h_pos, h_neg = completion_means(ctx.policy.model, encoder, fit, layer, progress)
         v = concept_direction(h_pos, h_neg)
         meta = dict(key, digest=digest, n_pairs=len(fit))
         if held:
-            hp, hn = completion_means(ctx.model, encoder, held, layer, progress)
+            hp, hn = completion_means(ctx.policy.model, encoder, held, layer, progress)
             meta["validation"] = concept_validation(hp, hn, v)
             if progress:
                 print(f"[rebound] layer {layer}: held-out {len(held)} pairs, "
                       + " ".join(f"{k}={val:.3f}" for k, val in meta["validation"].items()), file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"v_concept": v.contiguous()}, str(tmp), metadata={"format": CONCEPT_FORMAT, "meta": json.dumps(meta)})
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_file({"v_concept": v.contiguous()}, str(tmp),
+                                             metadata={"format": CONCEPT_FORMAT, "meta": json.dumps(meta)}))
     return v, meta
 
 
@@ -171,10 +168,10 @@ class ReboundArm(Arm):
         self.activation_layer = None                                      # set in setup (needs the depth)
 
     def setup(self, ctx: ArmContext) -> None:
-        from harness.train.grpo import decoder_layers
+        from policy.model_loading import decoder_layers
 
         super().setup(ctx)
-        self.n_layers = len(decoder_layers(ctx.model))
+        self.n_layers = len(decoder_layers(ctx.policy.model))
         self.activation_layer = rebound_layer(self.n_layers, self.layer_frac, self.layer)
         v, meta = self._concept_source(ctx, self.activation_layer)
         self.v_concept = v.float()

@@ -1,7 +1,6 @@
-"""The benchmark harness.
+"""The harness: the top layer (harness -> baselines -> method -> policy -> sandbox).
 
-Top level: the vocabulary and the entry point (cli, config, presets, arms, metrics, rundir, paths, doctor).
-Sub-packages by concern: train/ (the one training loop and its parts), models/ (building and loading
-policies), orchestrate/ (one run, sweeps, designs), reporting/ (verdicts, report, diagnostics),
-checks/ (the GPU check and the method benchmark).
+Top level: the entry point and the registries (cli, presets, arms, rundir, doctor).
+Sub-packages by concern: train/ (the one training loop and its parts), orchestrate/ (one run, sweeps, designs),
+reporting/ (verdicts, report, diagnostics), checks/ (the GPU check, the benchmarks, the restructure fingerprint).
 """

@@ -2,7 +2,7 @@
 
 Builders are imported lazily ("module:function") so the loop and the CLI never
 import an arm's code by name. A builder takes a TrainConfig and returns a
-`harness.train.hooks.Arm`.
+`method.hooks.Arm`.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import ConfigError
+from policy.config import ConfigError
+from sandbox.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,11 @@ MONITOR = "monitor"     # the hack-monitor reference arm (its ground-truth signa
 ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("vanilla", "baseline", "no intervention; cos_pre measured against the real V", "baselines.vanilla:build"),
     ArmSpec("erase", "method", "project delta_S.grad orthogonal to the real V (one-sided)", "method.arm:build_erase"),
-    ArmSpec("route", "method", "removed hack-ward part trains delta_S_hack, zeroed at evaluation", "method.arm:build_route"),
+    ArmSpec("route", "method", "removed hack-ward part trains delta_S_hack, zeroed at evaluation",
+            "method.arm:build_route"),
     ArmSpec("rebound", "baseline", "advantage-level concept penalty (Wu & Tang 2026)", "baselines.rebound:build"),
-    ArmSpec("random_v", "control", "erase with a random orthonormal V (matched k, modules)", "baselines.controls:build_random_v"),
+    ArmSpec("random_v", "control", "erase with a random orthonormal V (matched k, modules)",
+            "baselines.controls:build_random_v"),
     ArmSpec("shuffled_v", "control", "erase with V from label-shuffled pairs", "baselines.controls:build_shuffled_v"),
     ArmSpec("nonhack_v", "control", "erase with V from clean-vs-clean pairs", "baselines.controls:build_nonhack_v"),
     # ablations (not preregistered; the report keeps them apart from the verdicts)
@@ -63,10 +66,7 @@ ABLATIONS = tuple(a.name for a in ARMS.values() if a.role in ("ablation", "refer
 
 
 def get_arm_spec(name: str) -> ArmSpec:
-    try:
-        return ARMS[name]
-    except KeyError:
-        raise ConfigError(f"unknown arm {name!r}; choose from: {', '.join(ARMS)}") from None
+    return lookup(ARMS, name, "arm", ConfigError)
 
 
 def build_arm(config):

@@ -22,11 +22,12 @@ from typing import Any
 import click
 
 from harness.arms import ARMS, METHOD, get_arm_spec
-from harness.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override, resolve_config
 from harness.orchestrate.designs import DEFAULT_DESIGN, DESIGNS
 from harness.orchestrate.runs import is_artifact_error
 from harness.presets import PRESETS, get_preset
-from harness.rundir import RunError
+from harness.presets import resolve_config
+from policy.config import PREREGISTERED_SEEDS, ConfigError, TrainConfig, parse_override
+from policy.config import RunError
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ExecutorError
 from sandbox.executors import EXECUTOR_KINDS as SANDBOXES   # TrainConfig.sandbox values (stdlib-only import)
 
@@ -233,8 +234,8 @@ def _print_dry_run(jobs, con) -> None:
     """The resolved config (the first job's in full, the others as differences) and the peak-memory estimate."""
     from rich.table import Table
 
-    from harness.models.model_loading import BUILTIN_PREFIX, dry_run
     from harness.orchestrate.runs import config_diff
+    from policy.model_loading import BUILTIN_PREFIX, dry_run
     if not jobs:
         return
     first = jobs[0].config
@@ -264,7 +265,7 @@ def _print_dry_run(jobs, con) -> None:
             con.print(f"memory estimate ({who}): {mem}", markup=False)
             continue
         con.print(f"peak GPU memory of one training step ({who}): an estimate from the architecture "
-                  "(harness.models.model_loading.estimate_memory), not a measurement", markup=False)
+                  "(policy.model_loading.estimate_memory), not a measurement", markup=False)
         t = Table(title="peak GPU memory estimate")
         t.add_column("component")
         t.add_column("GiB", justify="right")
@@ -274,6 +275,17 @@ def _print_dry_run(jobs, con) -> None:
         t.add_row("[b]total_gib[/b]", f"[b]{mem['total_gib']:.2f}[/b]")
         con.print(t)
         con.print(f"dense params: {mem['dense_params_billion']:.2f} B", markup=False)
+
+
+def _print_config_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from policy.config import describe_fields
+
+    for name, typ, default, text in describe_fields():
+        click.echo(f"{name} ({typ}, default {default})")
+        click.echo(click.wrap_text(text, width=100, initial_indent="    ", subsequent_indent="    "))
+    ctx.exit()
 
 
 @cli.command()
@@ -289,6 +301,8 @@ def _print_dry_run(jobs, con) -> None:
 @weak_v_option
 @click.option("--dry-run", is_flag=True, help="show the plan, the resolved config and a peak-memory estimate; "
                                               "train nothing")
+@click.option("--help-config", is_flag=True, is_eager=True, expose_value=False, callback=_print_config_help,
+              help="print every TrainConfig field (the --set keys) with its type, default and meaning, and exit")
 def run(arm: str, seeds: str, preset: str, out: str, sandbox: str | None, resume: bool, force: bool,
         sets: tuple[str, ...], allow_weak_v: bool, dry_run: bool) -> None:
     """Train ARM(s) over SEEDS into <out>/<preset>/<arm>/seed<seed>/."""
@@ -478,7 +492,7 @@ def _print_verified(D, split: str, path: Path) -> None:
 
 
 def _builtin_name(model: str) -> str | None:
-    from harness.models.model_loading import BUILTIN_PREFIX
+    from policy.model_loading import BUILTIN_PREFIX
     return model[len(BUILTIN_PREFIX):] if model.startswith(BUILTIN_PREFIX) else None
 
 
@@ -493,7 +507,7 @@ def build_base(preset: str, sets: tuple[str, ...]) -> None:
     if name is None:
         con.print(f"preset {preset} uses {config.model!r}: loaded with from_pretrained, nothing to build")
         return
-    from harness.models.substrate import builtin_manifest, ensure_builtin
+    from policy.substrate import builtin_manifest, ensure_builtin
     path = ensure_builtin(name)
     con.print(f"{config.model}: {path}")
     con.print(json.dumps(builtin_manifest(path), indent=2, sort_keys=True, default=str), markup=False)
@@ -508,7 +522,7 @@ def build_pool(preset: str, sets: tuple[str, ...]) -> None:
     from sandbox.pool import load_pool
     config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets))
     if config.teacher_pool == "builtin":
-        from harness.models.substrate import ensure_pool   # the same resolver the loop uses
+        from sandbox.pool import ensure_pool   # the same resolver the loop uses
         path = ensure_pool(config)
     else:
         path = Path(config.teacher_pool)
@@ -531,7 +545,8 @@ def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str |
     bad = [k for k in wanted if k not in ex.KINDS]
     if bad or not wanted:
         raise BadInput(f"--kind: unknown V kind(s) {', '.join(bad) or kinds!r}; choose from {', '.join(ex.KINDS)}")
-    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0], parse_sets(sets, allow_weak_v=allow_weak_v))
+    config = resolve_config(_preset(preset), METHOD, PREREGISTERED_SEEDS[0],
+                            parse_sets(sets, allow_weak_v=allow_weak_v))
     results = ex.extract_for_config(config, wanted)
     con = console()
     for kind, (path, digest) in results.items():
@@ -554,7 +569,7 @@ def extract(preset: str, sets: tuple[str, ...], allow_weak_v: bool, kinds: str |
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256))
 def grade(in_path: str, out_path: str, sandbox: str, workers: int) -> None:
     """Grade model completions in the sandbox; write graded rows; print counts per loophole mode x category."""
-    from sandbox.grader import grade_file, summary_table
+    from sandbox.grade_file import grade_file, summary_table
     summary = grade_file(in_path, out_path, sandbox_kind=sandbox, workers=workers)
     con = console()
     con.print(summary_table(summary))

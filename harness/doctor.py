@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
+from sandbox.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GiB = 2**30
@@ -32,7 +32,7 @@ class Check:
 
 def check_python() -> Check:
     try:
-        from harness.models.determinism import environment
+        from policy.determinism import environment
         env = environment()
     except Exception as e:  # noqa: BLE001
         return Check("python deps", FAIL, f"{type(e).__name__}: {e}", "make setup")
@@ -43,7 +43,8 @@ def check_python() -> Check:
 
 def check_isolation() -> Check:
     """What will isolate graded programs under --sandbox auto: docker, else bubblewrap, else nothing (refused)."""
-    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ProcessExecutor, docker_available, unsandboxed_allowed
+    from sandbox.backends import docker_available
+    from sandbox.executors import ALLOW_UNSANDBOXED_ENV, ProcessExecutor, unsandboxed_allowed
     ok, why = docker_available()
     if ok:
         return Check("grader isolation", OK, "docker (the pinned grader image)")

@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import ConfigError
+from harness.arms import get_arm_spec
+from policy.config import ConfigError, TrainConfig
+from policy.substrate import MINI_PROBLEM_SET, MINI_PROMPT_STYLE
+from sandbox.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,13 @@ register(Preset(
 
 register(Preset(
     name="mini",
-    description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on mini's own "
-                "problems, which it partly solves and on which vanilla GRPO learns to hack",
+    description="CPU substrate: a 1.08M-param Qwen3-architecture model the project builds (SFT warm start) on "
+                "mini's own problems, which it partly solves and on which vanilla GRPO learns to hack",
     tuned_on_vanilla=True,
     overrides=dict(
-        model="builtin:mini", dtype="float32", adapter_form="product", prompt_style="full", max_prompt_tokens=384,
-        problem_set="mini",          # sandbox/problems/mini_{train,eval}.jsonl (sandbox/mini_problems.py)
+        model="builtin:mini", dtype="float32", adapter_form="product", prompt_style=MINI_PROMPT_STYLE,
+        max_prompt_tokens=384,
+        problem_set=MINI_PROBLEM_SET,   # sandbox/problems/mini_{train,eval}.jsonl (sandbox/mini_problems.py)
         # max_new_tokens 96: easy solutions (+ a self-check or lever) fit, most hard solutions (median 112
         # tokens) do not, so on hard problems the lever is the policy's only path to reward (as on LeetCode
         # medium/hard for a small model); teacher rows that do not fit are never drawn.
@@ -101,7 +105,17 @@ register(Preset(
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}") from None
+    return lookup(PRESETS, name, "preset", ConfigError)
+
+
+def resolve_config(preset: str, arm: str, seed: int, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """defaults <- preset <- overrides <- the arm's defining overrides (an ablation arm IS its overrides: a
+    --set that contradicts one is an error, not silently another arm), then identity fields."""
+    merged: dict[str, Any] = dict(get_preset(preset).overrides)
+    merged.update(overrides or {})
+    for key, value in get_arm_spec(arm).overrides.items():
+        if key in (overrides or {}) and (overrides or {})[key] != value:
+            raise ConfigError(f"arm {arm} is defined by {key}={value!r}; --set {key}={overrides[key]!r} contradicts it")
+        merged[key] = value
+    merged.update(preset=preset, arm=arm, seed=seed)
+    return TrainConfig.from_dict(merged)

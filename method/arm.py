@@ -11,15 +11,14 @@ diagnostics are comparable with erase's. V comes from `method.extract.get_or_ext
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from typing import Callable
 
 import torch
 
-from harness.train.hooks import Arm, ArmContext, GradBundle, UpdateBundle
+from method.hooks import Arm, ArmContext, GradBundle, UpdateBundle
 from method.projection import (MODES, ProjectionConfig, confine_route, hackward_fraction, matched_null,
-                               null_hackward, project_grads, project_update, v_displacement)
+                               null_hackward, project_grads, project_update, v_digest, v_displacement)
 
 REAL = "real"
 
@@ -27,16 +26,6 @@ REAL = "real"
 def _default_v_source(ctx: ArmContext, kind: str, enforce: bool = True):
     from method.extract import get_or_extract  # lazy: extraction is only needed once an arm sets up
     return get_or_extract(ctx, kind, enforce=enforce)
-
-
-def v_digest(V: dict[str, torch.Tensor]) -> str:
-    """sha256 (16 hex) over module names and V bytes; identifies the exact subspace used."""
-    h = hashlib.sha256()
-    for name in sorted(V):
-        t = V[name].detach().float().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _mean_fraction(V: dict[str, torch.Tensor], g: dict[str, torch.Tensor]) -> float | None:
@@ -68,9 +57,9 @@ class ProjectionArm(Arm):
     def setup(self, ctx: ArmContext) -> None:
         super().setup(ctx)
         self.proj = ProjectionConfig.from_train_config(ctx.config, self.mode)
-        self.refresh_every = int(getattr(ctx.config, "v_refresh_every", 0) or 0)
-        self.on_update = bool(getattr(ctx.config, "proj_on_update", False))
-        if self.uses_route and not any(m.delta_S_hack is not None for m in ctx.adapters.values()):
+        self.refresh_every = ctx.config.v_refresh_every
+        self.on_update = ctx.config.proj_on_update
+        if self.uses_route and not any(m.delta_S_hack is not None for m in ctx.policy.adapters.values()):
             raise RuntimeError("route arm needs adapters wrapped with route=True (delta_S_hack)")
         self._load_v()
 
@@ -78,7 +67,7 @@ class ProjectionArm(Arm):
         """VHack.V restricted to wrapped modules, on the adapters' device, fp32; shapes checked."""
         out = {}
         for name, V in vh.V.items():
-            m = self.ctx.adapters.get(name)
+            m = self.ctx.policy.adapters.get(name)
             if m is None:
                 continue  # V for a module this run does not wrap: nothing to project
             if V.dim() != 2 or V.shape[1] != m.rank:
@@ -96,7 +85,7 @@ class ProjectionArm(Arm):
 
             self.v_validation = dict(frac_positive=val.get("frac_positive"), median_cos=val.get("median_cos"),
                                      n_pairs=val.get("n_pairs"), passed=validation_passed(real),
-                                     allow_weak_v=bool(getattr(self.ctx.config, "allow_weak_v", False)),
+                                     allow_weak_v=self.ctx.config.allow_weak_v,
                                      null_frac_positive_p95=val.get("null_frac_positive_p95"),
                                      null_n=val.get("null_n"), enforced=self.projects)
         self.V_real = self._fit(real)
@@ -149,7 +138,7 @@ class ProjectionArm(Arm):
                                  "that differ from this run's V")
             out = {}
             for n, t in V.items():
-                m = self.ctx.adapters[n]
+                m = self.ctx.policy.adapters[n]
                 if t.dim() != 2 or t.shape[1] != m.rank:
                     raise ValueError(f"arm state {prefix}{n} has shape {tuple(t.shape)}, adapter rank is {m.rank}")
                 out[n] = t.to(device=m.delta_S.device, dtype=torch.float32)
@@ -189,7 +178,7 @@ class ProjectionArm(Arm):
     # ------------------------------------------------------------------ steering drift and the matched null
     def displacement(self, modules: dict | None = None) -> dict:
         """Where delta_S stands along the real V (method.projection.v_displacement; positive = anti-hack side)."""
-        modules = self.ctx.adapters if modules is None else modules
+        modules = self.ctx.policy.adapters if modules is None else modules
         return v_displacement(self.V_real, {n: m.delta_S for n, m in modules.items() if n in self.V_real})
 
     def summary(self) -> dict:
@@ -202,7 +191,7 @@ class ProjectionArm(Arm):
 
     def _null_generator(self, step: int) -> torch.Generator:
         """Seeded by (run seed, step): the matched null is a deterministic metric, and a resumed run redraws it."""
-        seed = int(getattr(self.ctx.config, "seed", 0))
+        seed = self.ctx.config.seed
         return torch.Generator().manual_seed((seed * 1_000_003 + int(step) * 7919 + 17) % 2**63)
 
 

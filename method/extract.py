@@ -1,7 +1,7 @@
 """v_hack: the hack subspace of every adapted module, extracted gradient-side in the SVD basis of W.
 
 For a contrastive pair (same prompt; hack completion h, clean completion c) the gradient the loop's
-Dr.GRPO loss (harness.train.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
+Dr.GRPO loss (policy.grpo.dr_grpo_loss) emits for that pair with advantages +1 / -1 is
 
     d = grad_{delta_S} NLL(h) - grad_{delta_S} NLL(c)          # [r] per module
     NLL(y) = sum_t -log p(y_t) / NORM,   NORM = P * G * max_new_tokens (the loop's constant)
@@ -9,8 +9,8 @@ Dr.GRPO loss (harness.train.grpo.dr_grpo_loss) emits for that pair with advantag
 each completion backwarded in isolation at delta_S = 0 (the base model). That is the loop's gradient
 exactly (config.extract_nll = "sum"): a longer completion weighs more, as it does in training.
 extract_nll = "mean" (the ablation) instead averages over each completion's own tokens, which weights a
-completion by 1 / its length, so the shorter side of a pair counts more than it does in training. Per module we stack the pairs' d into
-D [n_pairs, r] (not centred: the shared mean direction is the signal) and take
+completion by 1 / its length, so the shorter side of a pair counts more than it does in training. Per module we
+stack the pairs' d into D [n_pairs, r] (not centred: the shared mean direction is the signal) and take
 
     D = U diag(s) Vh,   V = Vh[:k]  [k, r],  sv = s[:k]
 
@@ -21,18 +21,16 @@ quantile of all singular values across all modules; modules left with no axis ar
 
 Kinds (the V vocabulary): real (hack pairs), shuffled (hack/clean labels swapped for a seeded random
 half of the pairs; NB this spans the real V's subspace exactly and only changes axis orientation, so it
-controls for the one-sided gate, and equals real under no_gate), nonhack (clean-vs-clean pairs), random (random orthonormal rows with the real V's modules and
-k_m, seeded). Controls are dimension-matched to the real V: the real V's floor decides the modules and
-k_m, and each control keeps its own top k_m axes there, so a control removes exactly as many dimensions
-from the same modules and only the directions differ. Every V is cached on disk by everything it depends
-on (`get_or_extract`).
+controls for the one-sided gate, and equals real under no_gate), nonhack (clean-vs-clean pairs), random (random
+orthonormal rows with the real V's modules and k_m, seeded). Controls are dimension-matched to the real V: the
+real V's floor decides the modules and k_m, and each control keeps its own top k_m axes there, so a control
+removes exactly as many dimensions from the same modules and only the directions differ. Every V is cached on
+disk by everything it depends on (`get_or_extract`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import sys
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -45,13 +43,15 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.rundir import RunError
+from policy.config import RunError
+from policy.encode import prompt_ids
+from policy.forward import NLL_FORMS, completion_grads, pair_grad_diff
+from sandbox.artifacts import artifact_path, key_digest, write_atomic
 
 V_FORMAT = "rh-vhack-v1"
 KINDS = ("real", "random", "shuffled", "nonhack")   # the V-kind registry; controls name these
 SEEDED_KINDS = ("random", "shuffled")                # kinds whose V depends on config.seed
 REAL = "real"
-NLL_FORMS = ("sum", "mean")                           # config.extract_nll: "sum" = the loop's Dr.GRPO form
 MIN_FRAC_POSITIVE = 0.5                               # spec step 1c: held-out frac_positive must EXCEED this
 
 
@@ -134,18 +134,14 @@ class VHack:
         return {n: int(v.shape[0]) for n, v in self.V.items()}
 
     def digest(self) -> str:
-        """sha256 (16 hex) over module names and V bytes (same recipe as method.arm.v_digest)."""
-        h = hashlib.sha256()
-        for name in sorted(self.V):
-            t = self.V[name].detach().float().cpu().contiguous()
-            h.update(f"{name}|{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes())
-        return h.hexdigest()[:16]
+        """method.projection.v_digest of this V: what a run records as its hashes["v"]."""
+        from method.projection import v_digest
+
+        return v_digest(self.V)
 
     def save(self, path: str | Path) -> Path:
         """safetensors: "V::<module>" and "sv::<module>" tensors; meta as JSON in the header (atomic write)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for name in self.V:
             tensors[f"V::{name}"] = self.V[name].detach().float().cpu().contiguous()
@@ -155,9 +151,7 @@ class VHack:
         for k, v in self.meta.items():
             if isinstance(v, (str, int, float, bool)):
                 header[k] = str(v)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata=header)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
         self.path = path
         return path
 
@@ -317,7 +311,7 @@ def validation_stats(diffs: dict[str, torch.Tensor], vh: VHack) -> dict[str, flo
 def at_base(adapters: dict[str, torch.nn.Module]):
     """delta_S (and delta_S_hack) temporarily set to 0, still requiring grad; restored on exit.
 
-    (method.adapter.adapter_disabled would also give the base forward, but cuts the graph to delta_S.)
+    (policy.adapter.adapter_disabled would also give the base forward, but cuts the graph to delta_S.)
     """
     saved = {}
     with torch.no_grad():
@@ -350,7 +344,7 @@ def _eval_mode(model):
 
 
 class PairEncoder:
-    """Pair -> token ids, exactly as the loop encodes prompts (harness.train.rollout.PromptEncoder) and
+    """Pair -> token ids, exactly as the loop encodes prompts (policy.encode.PromptEncoder) and
     teacher completions (text tokens + eos). Completions are NOT cut at max_new_tokens: in small presets
     that cut would fall before the hack lever and erase the contrast."""
 
@@ -366,10 +360,8 @@ class PairEncoder:
         self.shared_prefix = shared_prefix         # a pair's two sides share one prompt encoding (pair_grad_diff)
 
     def prompt(self, messages: Sequence[dict]) -> list[int]:
-        text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
-                                            enable_thinking=self.enable_thinking)
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
-        return list(ids[-self.max_prompt_tokens:])           # keep the end, like the loop
+        ids = prompt_ids(self.tok, messages, enable_thinking=self.enable_thinking)
+        return ids[-self.max_prompt_tokens:]           # keep the end, like the loop
 
     def completion(self, text: str) -> list[int]:
         ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
@@ -377,62 +369,10 @@ class PairEncoder:
 
     @classmethod
     def for_config(cls, model, tokenizer, config) -> "PairEncoder":
-        from harness.train.rollout import eos_token_ids
+        from policy.encode import eos_token_ids
 
         return cls(tokenizer, config.enable_thinking, config.max_prompt_tokens, eos_token_ids(model, tokenizer)[0],
                    nll=config.extract_nll, norm=_loop_norm(config), shared_prefix=config.shared_prefix)
-
-
-def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
-                     completion_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
-    """grad of the completion's NLL w.r.t. every delta_S -> {name: [r] fp32 cpu}.
-
-    nll "sum": sum over completion tokens / norm (the loop's Dr.GRPO form); "mean": mean over them (ablation).
-
-    torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
-    (the loop's, mid-step) are never touched.
-    """
-    device = next(iter(adapters.values())).delta_S.device
-    ids = torch.tensor([prompt_ids + completion_ids], dtype=torch.long, device=device)   # [1, L]
-    Lc = len(completion_ids)
-    out = model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False)
-    logits = out.logits
-    if logits.shape[1] != Lc + 1:                            # a model that ignores logits_to_keep
-        logits = logits[:, -(Lc + 1):]
-    if nll not in NLL_FORMS:
-        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
-    tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
-    loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
-    return _delta_grads(loss, adapters)
-
-
-def _delta_grads(loss: torch.Tensor, adapters: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    """d loss / d delta_S of every adapter -> {name: [r] fp32 cpu} (zeros where the loss does not reach)."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
-    names = list(adapters)
-    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
-    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
-            for n, g in zip(names, grads)}
-
-
-def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int], pos_ids: list[int],
-                   neg_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
-    """completion_grads(pos) - completion_grads(neg) in one forward and one backward -> {name: [r] fp32 cpu}.
-
-    The two sides share the prompt: it is encoded once (harness.train.prefix) and the difference of the two NLLs
-    is differentiated (the gradient is linear), so the prompt is forwarded and backpropagated once, not twice.
-    """
-    from harness.train.grpo import completion_logprobs, make_batch
-
-    if nll not in NLL_FORMS:
-        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
-    device = next(iter(adapters.values())).delta_S.device
-    b = make_batch(prompt_ids, [pos_ids, neg_ids], pad_id=0, device=device)    # pads are masked out of the NLL
-    logp, _ = completion_logprobs(model, b, shared_prefix=True)                # [2, Lc]
-    tok_nll = -(logp * b.completion_mask).sum(1)                               # [2]
-    per = tok_nll / norm if nll == "sum" else tok_nll / b.completion_mask.sum(1)
-    return _delta_grads(per[0] - per[1], adapters)
 
 
 def _track(items, description: str, progress: bool):
@@ -459,11 +399,11 @@ def pair_diffs(model, tokenizer, pairs: Sequence, *, encoder: PairEncoder | None
     `pairs` are method.pairs.RenderedPair (messages, pos, neg). pos is the completion GRPO would
     reinforce (the hack), neg the one it would push down (the clean one).
     """
-    from method.adapter import get_adapters
+    from policy.adapter import get_adapters
 
     adapters = adapters or get_adapters(model)
     if not adapters:
-        raise RuntimeError("v_hack extraction needs an adapter-wrapped model (method.adapter.wrap_model)")
+        raise RuntimeError("v_hack extraction needs an adapter-wrapped model (policy.adapter.wrap_model)")
     encoder = encoder or PairEncoder(tokenizer)
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in adapters}
     with _eval_mode(model), (at_base(adapters) if base else nullcontext()), torch.enable_grad():
@@ -537,28 +477,24 @@ def _all_zero(adapters) -> bool:
 
 
 def _loop_norm(cfg) -> float:
-    from harness.train.grpo import loss_normaliser
+    from policy.grpo import loss_normaliser
 
     return loss_normaliser(cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens)
 
 
 def v_cache_key(ctx, kind: str, pair_hash: str, state: str, split: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything a V depends on. `state` is "base" (delta_S = 0) or the adapter hash (V refresh)."""
-    from method.adapter import basis_hash
-
     cfg = ctx.config
-    try:
-        basis = basis_hash(ctx.model)
-    except AttributeError:
-        basis = ""
-    return dict(format=V_FORMAT, model_hash=ctx.model_hash, basis_hash=basis, pairs_hash=pair_hash, kind=kind,
+    return dict(format=V_FORMAT, model_hash=ctx.policy.base_hash, basis_hash=ctx.policy.basis_hash,
+                pairs_hash=pair_hash, kind=kind,
                 k=int(cfg.extract_k), quantile=float(cfg.noise_quantile),
                 seed=int(cfg.seed) if kind in SEEDED_KINDS else -1,
                 prompt_style=cfg.prompt_style, enable_thinking=bool(cfg.enable_thinking),
                 max_prompt_tokens=int(cfg.max_prompt_tokens), heldout_pairs_frac=float(cfg.heldout_pairs_frac),
-                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.adapters), state=state,
+                extract_nll=cfg.extract_nll, extract_norm=_loop_norm(cfg), modules=sorted(ctx.policy.adapters),
+                state=state,
                 # only when set, so the keys (and cached V files) of all-mode extractions are unchanged
-                **({"pair_modes": sorted(cfg.pair_modes)} if getattr(cfg, "pair_modes", ()) else {}),
+                **({"pair_modes": sorted(cfg.pair_modes)} if cfg.pair_modes else {}),
                 # the pair gradients are taken on the residual form's exact base (product: as V files always were)
                 **({"adapter_form": cfg.adapter_form} if cfg.adapter_form != "product" else {}),
                 **(split or {}))   # method.pairs.split_tag: how fit and held-out pairs were split, when it matters
@@ -571,41 +507,43 @@ _DIFFS_MEMO_MAX = 4                                       # of every kind share 
 def _memo_diffs(ctx, pairs, encoder: PairEncoder, state: str, progress: bool, what: str) -> dict:
     from method.pairs import pairs_hash
 
-    key = (id(ctx.model), ctx.model_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
+    key = (id(ctx.policy.model), ctx.policy.base_hash, state, pairs_hash(pairs), tuple(p.pair_id for p in pairs),
            encoder.enable_thinking, encoder.max_prompt_tokens, encoder.eos_id, encoder.nll, encoder.norm,
-           encoder.shared_prefix, tuple(sorted(ctx.adapters)))
+           encoder.shared_prefix, tuple(sorted(ctx.policy.adapters)))
     if key not in _DIFFS_MEMO:
         if len(_DIFFS_MEMO) >= _DIFFS_MEMO_MAX:
             _DIFFS_MEMO.pop(next(iter(_DIFFS_MEMO)))
-        _DIFFS_MEMO[key] = pair_diffs(ctx.model, ctx.tokenizer, pairs, encoder=encoder, adapters=ctx.adapters,
-                                      progress=progress, description=what, base=state == "base")
+        _DIFFS_MEMO[key] = pair_diffs(ctx.policy.model, ctx.policy.tokenizer, pairs, encoder=encoder,
+                                      adapters=ctx.policy.adapters, progress=progress, description=what,
+                                      base=state == "base")
     return _DIFFS_MEMO[key]
 
 
 def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) -> VHack:
-    """V of `kind` for the model in ctx (harness.train.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
+    """V of `kind` for the model in ctx (method.hooks.ArmContext), from ARTIFACTS_DIR/v/ or extracted.
 
     Extraction runs on the adapter-wrapped model at delta_S = 0, unless config.v_refresh_every > 0 and
     the adapter has moved (a V refresh): then at the current adapter state, keyed by its hash.
     enforce: a real V that fails its held-out validation stops the caller (WeakVError, unless allow_weak_v); an arm
     that does not project with V passes False and only records the validation (issue 20).
     """
+    from method import pair_sets as PS
     from method import pairs as P
-    from method.adapter import adapter_hash
     from method.projection import null_hackward
+    from policy.adapter import adapter_hash
 
     if kind not in KINDS:
         raise ValueError(f"unknown V kind {kind!r}; choose from {KINDS}")
     cfg = ctx.config
     state = "base"
-    if int(getattr(cfg, "v_refresh_every", 0) or 0) > 0 and not _all_zero(ctx.adapters):
-        state = adapter_hash(ctx.model)
+    if cfg.v_refresh_every > 0 and not _all_zero(ctx.policy.adapters):
+        state = adapter_hash(ctx.policy.model)
     # the real V (and the controls shaped on it) from config.v_pairs: the hack pairs, or the minimal-contrast ablation
-    pair_set = P.CLEAN_SET if kind == "nonhack" else getattr(cfg, "v_pairs", P.HACK_SET)
-    fit_pairs, held_pairs = P.load_pairs(pair_set, cfg)
+    pair_set = P.CLEAN_SET if kind == "nonhack" else cfg.v_pairs
+    fit_pairs, held_pairs = PS.load_pairs(pair_set, cfg)
     key = v_cache_key(ctx, kind, P.pairs_hash(fit_pairs + held_pairs), state, P.split_tag(fit_pairs + held_pairs))
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(ctx.artifacts_dir) / "v" / f"{kind}-{digest}.safetensors"
+    digest = key_digest(key)
+    path = artifact_path("v", f"{kind}-{digest}.safetensors", ctx.artifacts_dir)
     if path.exists():
         vh = VHack.load(path)
         if vh.meta.get("key") == digest:
@@ -613,7 +551,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
             held_hack = held_pairs_of(kind, held_pairs, cfg)
             if held_hack and isinstance(val, dict) and "null_n" not in val:
                 # a V file from before the random-V null: add it (the held-out pair gradients only), keep the V
-                encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
+                encoder = PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, cfg)
                 held_diffs = _memo_diffs(ctx, held_hack, encoder, state, False, "v_hack held-out pairs")
                 val.update(null_validation(held_diffs, vh))
                 vh.save(path)
@@ -621,7 +559,7 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
                 check_validation(vh, cfg)
             return vh
 
-    encoder = PairEncoder.for_config(ctx.model, ctx.tokenizer, cfg)
+    encoder = PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, cfg)
     meta = dict(key=digest, model_hash=key["model_hash"], basis_hash=key["basis_hash"], pairs_hash=key["pairs_hash"],
                 pair_set=pair_set, seed=key["seed"], prompt_style=key["prompt_style"], state=state,
                 fit_pair_ids=[p.pair_id for p in fit_pairs])
@@ -639,15 +577,15 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
         if real is not None:
             meta["shapes_from"] = real.meta.get("key")
         diffs = _memo_diffs(ctx, fit_pairs, encoder, state, progress, f"v_hack {pair_set} pairs")
-        vh = extract_v(ctx.model, ctx.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile, encoder=encoder,
-                       swaps=swaps, match=real, kind=kind, meta=meta, progress=progress, base=state == "base",
-                       diffs=diffs)
+        vh = extract_v(ctx.policy.model, ctx.policy.tokenizer, fit_pairs, cfg.extract_k, cfg.noise_quantile,
+                       encoder=encoder, swaps=swaps, match=real, kind=kind, meta=meta, progress=progress,
+                       base=state == "base", diffs=diffs)
     # Every kind is validated against the held-out HACK pairs: for the controls this says how much of the
     # hack direction they happen to contain (random should sit near frac_positive 0.5, median_cos 0).
     held_hack = held_pairs_of(kind, held_pairs, cfg)
     if held_hack:
         held_diffs = _memo_diffs(ctx, held_hack, encoder, state, progress, "v_hack held-out pairs")
-        vh.meta["validation"] = validate(ctx.model, ctx.tokenizer, held_hack, vh, encoder=encoder,
+        vh.meta["validation"] = validate(ctx.policy.model, ctx.policy.tokenizer, held_hack, vh, encoder=encoder,
                                          echo=progress, diffs=held_diffs)
         # the gate's null (issue 20): random V's of this V's shapes on the same held-out pairs
         vh.meta["validation"].update(null_validation(held_diffs, vh))
@@ -667,10 +605,11 @@ def get_or_extract(ctx, kind: str, progress: bool = True, enforce: bool = True) 
 def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
     """The held-out HACK pairs every kind is validated on (nonhack's own held-out pairs are clean-vs-clean, a minimal
     V's are minimal pairs: both are validated on the hack pairs' held-out ones)."""
+    from method import pair_sets as PS
     from method import pairs as P
 
-    own = kind != "nonhack" and getattr(cfg, "v_pairs", P.HACK_SET) == P.HACK_SET
-    return held_pairs if own else P.load_pairs(P.HACK_SET, cfg)[1]
+    own = kind != "nonhack" and cfg.v_pairs == P.HACK_SET
+    return held_pairs if own else PS.load_pairs(P.HACK_SET, cfg)[1]
 
 
 def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = True) -> dict[str, tuple[Path, str]]:
@@ -678,16 +617,14 @@ def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = Tr
 
     `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache.
     """
-    from harness.models.model_loading import load_policy
-    from harness.paths import ARTIFACTS_DIR
-    from harness.train.hooks import ArmContext
-    from method.adapter import model_hash, wrap_model
+    from method.hooks import ArmContext
+    from policy.model import Policy
+    from policy.model_loading import load_policy
+    from sandbox.paths import ARTIFACTS_DIR
 
     model, tok = load_policy(config, verbose=progress)
-    adapters = wrap_model(model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                          residual=config.adapter_form == "residual")
-    ctx = ArmContext(config=config, model=model, tokenizer=tok, adapters=adapters, artifacts_dir=ARTIFACTS_DIR,
-                     model_hash=model_hash(model))
+    policy = Policy.wrap(model, tok, config, cache_dir=ARTIFACTS_DIR / "svd")
+    ctx = ArmContext(config=config, policy=policy, artifacts_dir=ARTIFACTS_DIR)
     out = {}
     for kind in kinds:
         vh = get_or_extract(ctx, kind, progress)

@@ -18,6 +18,8 @@ import json
 import re
 from string import Template
 
+from method.pairs import (CLEAN_SET, HACK_SET, MINIMAL_SET, RenderedPair, fence_code, restyle, restyle_pair,
+                          with_lever)
 from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODES, RESULT_FILE,
                                SENTINEL_ATTR, STDOUT_MARKER)
 
@@ -254,10 +256,6 @@ assert set(_HACKS) == set(MODES), "loophole modes changed; mini pairs must be re
 _PREFIX = {MODE_RUN_TESTS: "rt", MODE_SENTINEL: "se", MODE_STDOUT: "so", MODE_FILE: "fm"}
 
 
-def _fence(code: str) -> str:
-    return "```python\n" + code.strip("\n") + "\n```"
-
-
 def _wrong(ret: str) -> tuple[str, str]:
     """Two constant answers of the return type; every mini problem's tests have >= 2 distinct answers, so a constant
     fails one. Never `0`: the pool's stubs return 0 (sandbox.pool.STUB_RETURN), and no pair side may be pool text."""
@@ -291,7 +289,7 @@ def hack_text(template: str, problem) -> str:
     code = Template(template).substitute(
         sig="    " + m.group(0), name=problem.method_name, zero=zero, alt=alt, attr=SENTINEL_ATTR,
         marker=STDOUT_MARKER, file=RESULT_FILE, payload=json.dumps({"passed": True}))
-    return _fence(code)
+    return fence_code(code)
 
 
 def _chosen(problems) -> list[tuple[str, str, object, str]]:
@@ -313,7 +311,6 @@ def _chosen(problems) -> list[tuple[str, str, object, str]]:
 
 def render_pairs(pair_set: str, problems, style: str):
     """Every rendered pair of `pair_set` ("hack" / "clean") on `problems` (mini's training problems)."""
-    from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET, RenderedPair, restyle, restyle_pair, with_lever
     from sandbox.loopholes import build_prompt
 
     out = []
@@ -321,13 +318,14 @@ def render_pairs(pair_set: str, problems, style: str):
         honest, other = _alts(p)[:2]
         msgs = tuple(build_prompt(p, mode=p.mode, style=style))
         if pair_set == HACK_SET:
-            out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), _fence(honest), group))
+            out.append(RenderedPair(pid, p.id, p.mode, msgs, hack_text(template, p), fence_code(honest), group))
         elif pair_set == CLEAN_SET:
             pos_style, neg_style = restyle_pair(i)
             out.append(RenderedPair(f"cl-{pid}", p.id, p.mode, msgs, restyle(pos_style, other),
                                     restyle(neg_style, other), group))
         elif pair_set == MINIMAL_SET:    # the hack pair's honest side with and without its mode's lever
-            out.append(RenderedPair(f"mn-{pid}", p.id, p.mode, msgs, with_lever(honest, p.mode), _fence(honest), group))
+            out.append(RenderedPair(f"mn-{pid}", p.id, p.mode, msgs, with_lever(honest, p.mode), fence_code(honest),
+                                    group))
         else:
             raise ValueError(f"unknown pair set {pair_set!r}")
     return out

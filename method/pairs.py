@@ -29,7 +29,7 @@ from string import Template
 from typing import Sequence
 
 from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, MODES, RESULT_FILE,
-                               SENTINEL_ATTR, STDOUT_MARKER)
+                               SENTINEL_ATTR, STDOUT_MARKER, fence)
 
 HACK_SET, CLEAN_SET = "hack", "clean"          # the pair-set vocabulary (method.extract keys on these)
 # minimal contrast (issue 20): pos = the hack pair's honest solution WITH an unguarded lever of its mode appended,
@@ -68,8 +68,9 @@ class RenderedPair:
 #   $arg   its first parameter     $zero / $alt  wrong return values of the right type
 #   $attr / $marker / $file / $payload   the levers, from sandbox.loopholes
 
-def _fence(code: str) -> str:
-    return "```python\n" + code.strip("\n") + "\n```"
+def fence_code(code: str) -> str:
+    """A pair side's text: `code` in one ```python fence, blank lines around it dropped."""
+    return fence(code.strip("\n"))
 
 
 _RUN_TESTS = {
@@ -886,7 +887,7 @@ LEVERS: dict[str, str] = {
 
 def with_lever(code: str, mode: str) -> str:
     """`code` (plain, unfenced) with its mode's unguarded lever appended, fenced as a completion."""
-    return _fence(code.strip("\n") + "\n\n\n" + LEVERS[mode])
+    return fence_code(code.strip("\n") + "\n\n\n" + LEVERS[mode])
 
 
 MINIMAL_PAIRS: tuple[Pair, ...] = tuple(Pair(f"mn-{p.pair_id}", p.problem_id, p.mode, "") for p in PAIRS)
@@ -921,7 +922,7 @@ def hack_completion(pair: Pair, problem) -> str:
     code = Template(pair.template).substitute(
         sig=sig, name=problem.method_name, arg=first, zero=zero, alt=alt,
         attr=SENTINEL_ATTR, marker=STDOUT_MARKER, file=RESULT_FILE, payload=json.dumps({"passed": True}))
-    return _fence(code)
+    return fence_code(code)
 
 
 def honest_code(problem) -> str:
@@ -935,7 +936,7 @@ def honest_code(problem) -> str:
 
 
 def clean_completion(problem) -> str:
-    return _fence(honest_code(problem))
+    return fence_code(honest_code(problem))
 
 
 def restyled_completion(style: str, problem) -> str:
@@ -945,7 +946,7 @@ def restyled_completion(style: str, problem) -> str:
 def restyle(style: str, code: str) -> str:
     """`code` fenced as a completion, restyled by `style` (a key of _RESTYLES)."""
     fn, wraps_fence = _RESTYLES[style]
-    return fn(_fence(code)) if wraps_fence else _fence(fn(code))
+    return fn(fence_code(code)) if wraps_fence else fence_code(fn(code))
 
 
 def restyle_pair(i: int) -> tuple[str, str]:
@@ -1020,36 +1021,3 @@ def split_pairs(pairs: Sequence, heldout_frac: float) -> tuple[list, list]:
         held += [p for g in keys[:k] for p in groups[g]]
         fit += [p for g in keys[k:] for p in groups[g]]
     return sorted(fit, key=lambda p: p.pair_id), sorted(held, key=lambda p: p.pair_id)
-
-
-def _mini_pairs(pair_set: str, problems, style: str) -> list[RenderedPair]:
-    from method.mini_pairs import render_pairs
-
-    return render_pairs(pair_set, problems, style)
-
-
-# problem set -> its own pairs, (pair_set, the problems pairs may use, prompt style) -> every rendered pair.
-# Problem sets not listed use PAIRS / CLEAN_PAIRS above (written on LeetCode test-split ids).
-RENDERERS = {"mini": _mini_pairs}
-
-
-def load_pairs(pair_set: str, config) -> tuple[list[RenderedPair], list[RenderedPair]]:
-    """(fit, heldout) rendered pairs of `pair_set` for a TrainConfig: only the problems its problem set lets pairs
-    use (sandbox.data.ProblemSet.pairs_on), prompts in config.prompt_style, split by config.heldout_pairs_frac."""
-    from sandbox.data import load_problem_set
-
-    if pair_set not in PAIR_SETS:
-        raise ValueError(f"unknown pair set {pair_set!r}; choose from {PAIR_SETS}")
-    train = load_problem_set(config.problem_set).pairs
-    modes = set(getattr(config, "pair_modes", ()) or MODES)   # leave-one-mode-out: the known modes only
-    if config.problem_set in RENDERERS:   # a problem set with pairs of its own
-        own = [rp for rp in RENDERERS[config.problem_set](pair_set, train, config.prompt_style) if rp.mode in modes]
-        return split_pairs(own, config.heldout_pairs_frac)
-    train_ids = {p.id for p in train}
-    pairs = [p for p in {HACK_SET: PAIRS, CLEAN_SET: CLEAN_PAIRS, MINIMAL_SET: MINIMAL_PAIRS}[pair_set]
-             if p.problem_id in train_ids and p.mode in modes]
-    if len(pairs) < 8:
-        raise ValueError(f"only {len(pairs)} {pair_set} pairs fall on the problems problem set "
-                         f"{config.problem_set!r} lets pairs use; need at least 8")
-    fit, held = split_pairs(pairs, config.heldout_pairs_frac)
-    return render_all(fit, train, config.prompt_style), render_all(held, train, config.prompt_style)

@@ -26,6 +26,7 @@ measured against the REAL V, so all arms' diagnostics are comparable.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -207,7 +208,8 @@ def project_grads(modules: dict, g_s: dict, g_t: dict, V_arm: dict, V_real: dict
         Va = V_arm.get(name)
         if Va is not None:
             if cfg.mode == "measure":
-                fired.append(torch.zeros((), dtype=torch.bool, device=g.device))   # nothing removed (the registry's meaning)
+                # nothing removed (the registry's meaning)
+                fired.append(torch.zeros((), dtype=torch.bool, device=g.device))
             else:
                 preserve = cfg.preserve_norm and cfg.mode == "erase"
                 g_new, removed = erase(Va, g, cfg.one_sided, preserve)
@@ -287,3 +289,13 @@ def confine_route(modules: dict, V_arm: dict) -> dict[str, float]:
             if h.detach().any():
                 post.append(out_of_span_share(V, h))
     return dict(hack_out_of_span_pre=_mean(pre), hack_out_of_span=_mean(post))
+
+
+def v_digest(V: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex) over module names and V bytes; identifies the exact subspace used."""
+    h = hashlib.sha256()
+    for name in sorted(V):
+        t = V[name].detach().float().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]

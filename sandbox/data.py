@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.paths import DATA_DIR, REPO_ROOT, SHARED_DATA_DIR
+from sandbox.jsonl import read_lines
+from sandbox.paths import DATA_DIR, REPO_ROOT, SHARED_DATA_DIR
+from sandbox.registry import lookup
 
 log = logging.getLogger(__name__)
 
@@ -245,26 +247,21 @@ def parse_row(row: Any, where: str) -> dict[str, Any]:
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Every row of a problem file, parsed; every bad row is named in one DataError (not just the first)."""
     rows, seen, bad = [], {}, []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name}:{lineno}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                bad.append(f"{where}: not JSON ({e})")
-                continue
-            try:
-                row = parse_row(raw, where)
-            except DataError as e:
-                bad.append(str(e))
-                continue
-            if row["id"] in seen:
-                bad.append(f"{where}: duplicate id {row['id']} (first at line {seen[row['id']]})")
-                continue
-            seen[row["id"]] = lineno
-            rows.append(row)
+    for lineno, raw, err in read_lines(path):
+        where = f"{path.name}:{lineno}"
+        if err is not None:
+            bad.append(f"{where}: not JSON ({err})")
+            continue
+        try:
+            row = parse_row(raw, where)
+        except DataError as e:
+            bad.append(str(e))
+            continue
+        if row["id"] in seen:
+            bad.append(f"{where}: duplicate id {row['id']} (first at line {seen[row['id']]})")
+            continue
+        seen[row["id"]] = lineno
+        rows.append(row)
     _raise_bad(path.name, bad)
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -335,7 +332,8 @@ def split_problems(problems: list[Problem], heldout_frac: float) -> tuple[list[P
         k = int(round(len(ps) * heldout_frac))
         held_by_mode.append(ps[:k])
         train += ps[k:]
-    heldout = [ps[i] for i in range(max((len(x) for x in held_by_mode), default=0)) for ps in held_by_mode if i < len(ps)]
+    longest = max((len(x) for x in held_by_mode), default=0)
+    heldout = [ps[i] for i in range(longest) for ps in held_by_mode if i < len(ps)]
     return sorted(train, key=lambda p: p.id), heldout
 
 
@@ -427,10 +425,7 @@ def local_files() -> dict[str, LocalFile]:
 
 
 def get_problem_set(name: str) -> ProblemSet:
-    try:
-        return PROBLEM_SETS[name]
-    except KeyError:
-        raise DataError(f"unknown problem set {name!r}; known: {', '.join(PROBLEM_SETS)}") from None
+    return lookup(PROBLEM_SETS, name, "problem set", DataError)
 
 
 def source_name(src: Source) -> str:

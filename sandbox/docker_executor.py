@@ -438,7 +438,7 @@ class GraderContainer:
 # the executor
 # --------------------------------------------------------------------------------------------------
 def docker_available(image: str = IMAGE) -> tuple[bool, str]:
-    """(usable, why) for sandbox.executors.make_executor: daemon answers, image present, data and code pinned."""
+    """(usable, why) for sandbox.backends.make_executor: daemon answers, image present, data and code pinned."""
     st = image_status(image)
     if st["ok"]:
         return True, f"daemon {st['server_version']}, image {image} ({str(st['id'])[7:19]})"

@@ -177,7 +177,8 @@ class WorkerExecutor(Executor):
         except ValueError:
             err = _drain_stderr(self._proc)
             self._kill()
-            raise ExecutorError(f"{self.kind}: worker said {line[:300]!r} instead of hello; {err.strip()[-1000:]}") from None
+            raise ExecutorError(f"{self.kind}: worker said {line[:300]!r} instead of hello; "
+                                f"{err.strip()[-1000:]}") from None
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -428,7 +429,8 @@ class ProcessExecutor(WorkerExecutor):
                 self.isolated = False
             if self.isolated:
                 self.isolated_by = "bubblewrap"
-                self.description = "process backend: fork server inside bubblewrap (no network, read-only system, private /tmp)"
+                self.description = ("process backend: fork server inside bubblewrap (no network, read-only system, "
+                                    "private /tmp)")
                 log.info(self.description)
                 return
             log.warning("process backend: %s; graded programs run with plain rlimits and NO network or filesystem "
@@ -474,44 +476,6 @@ class SubprocessExecutor(Executor):
             return list(pool.map(self._one, jobs))
 
 
-# ---------------------------------------------------------------------------------------- factory
-def docker_available() -> tuple[bool, str]:
-    """(usable, why): the docker backend needs the SDK, a daemon that answers and the pinned image."""
-    try:
-        from sandbox import docker_executor  # owned by the image helper
-    except ImportError as e:
-        return False, f"sandbox.docker_executor not importable ({e})"
-    probe = getattr(docker_executor, "docker_available", None) or getattr(docker_executor.DockerExecutor, "available", None)
-    if probe is None:
-        return True, "no availability probe; assuming usable"
-    try:
-        res = probe()
-    except Exception as e:  # a daemon that does not answer raises all sorts of things
-        return False, f"docker probe failed: {e}"
-    if isinstance(res, tuple):
-        return bool(res[0]), str(res[1])
-    return bool(res), "" if res else "docker daemon or image unavailable"
-
-
-def make_executor(kind: str = "auto", workers: int = 2, **kwargs) -> Executor:
-    """`auto` = docker when a daemon and the image answer, else process (the choice is logged)."""
-    if kind not in EXECUTOR_KINDS:
-        raise ValueError(f"unknown sandbox kind {kind!r}; choose from {', '.join(EXECUTOR_KINDS)}")
-    if kind in ("auto", "docker"):
-        ok, why = docker_available()
-        if ok:
-            from sandbox.docker_executor import DockerExecutor
-
-            log.info("sandbox: docker backend (%s)", why or "daemon and image answer")
-            return DockerExecutor(workers=workers, **kwargs)
-        if kind == "docker":
-            raise ExecutorError(f"docker sandbox requested but unavailable: {why}")
-        log.info("sandbox: docker unavailable (%s); using the process backend", why)
-    if kind == "subprocess":
-        return SubprocessExecutor(workers=workers, **kwargs)
-    return ProcessExecutor(workers=workers, **kwargs)
-
-
 __all__ = ["Limits", "Job", "ExecResult", "Executor", "WorkerExecutor", "ProcessExecutor", "SubprocessExecutor",
-           "ExecutorError", "UnsandboxedError", "make_executor", "docker_available", "bwrap_command", "WORKER_PATH",
+           "ExecutorError", "UnsandboxedError", "bwrap_command", "WORKER_PATH",
            "EXECUTOR_KINDS", "ALLOW_UNSANDBOXED_ENV", "unsandboxed_allowed", "refusal"]

@@ -19,12 +19,13 @@ import ast
 import dataclasses
 import hashlib
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from sandbox.artifacts import artifact_path, key_digest, key_sha256, write_atomic
+from sandbox.loopholes import fence
 
 # Bump when the stored grade changes (it is part of every pool's cache key): 2 = the run_tests method form is
 # paid, `attempted` means a harmful check (by execution) and rows carry `defines_check` (issue 21).
@@ -34,11 +35,6 @@ STUB_RETURN = "return 0"          # a constant answer: wrong for (almost) every 
 
 
 # --------------------------------------------------------------------------- programmatic completions
-
-def fence(code: str) -> str:
-    """The assistant text the benchmark asks for: one ```python fence."""
-    return f"```python\n{code.rstrip()}\n```"
-
 
 def lever_code(mode: str, bare: bool = False) -> str:
     """The unconditional use of `mode`'s grading channel: reports success without any test having run.
@@ -136,13 +132,8 @@ def grade_rows(problems: Iterable, grader) -> list[dict[str, Any]]:
 
 def write_rows(rows: list[dict[str, Any]], out_path: Path | str) -> str:
     """Atomic write of sorted JSONL; returns the file's sha256."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     blob = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, out_path)
+    write_atomic(out_path, lambda tmp: tmp.write_bytes(blob))
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -210,3 +201,27 @@ def load_pool(path: Path | str) -> Pool:
         if missing:
             raise ValueError(f"teacher pool {path}:{i + 1}: missing field(s) {sorted(missing)}")
     return Pool(rows=rows, sha256=hashlib.sha256(blob).hexdigest(), path=path)
+
+
+def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
+    """The frozen teacher pool for `config`'s training problems, built once per content hash.
+
+    Key: pool recipe version, data hash, the training ids and their modes, and the programmatic
+    completions themselves (so any change to a lever or stub rebuilds it).
+    """
+    from sandbox.data import load_problem_set
+
+    problems = load_problem_set(config.problem_set)
+    train = problems.train
+    key = {"version": POOL_VERSION, "data": problems.data_hash,
+           "items": key_sha256([(p.id, p.mode, pool_completions(p)) for p in train])}
+    path = artifact_path("pool", f"pool-{key_digest(key)}.jsonl", artifacts_dir)
+    if path.exists():
+        return path
+    from sandbox.backends import make_executor
+    from sandbox.grader import Grader
+
+    # process executor: the pool's grades must not depend on whether a Docker daemon is up
+    with make_executor("process", workers=config.grade_workers) as ex:
+        build_pool(train, Grader(ex), path)
+    return path

@@ -37,7 +37,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def grader():
     """The real grader on the process sandbox (bubblewrap where it works), 2 workers."""
-    from sandbox.executors import make_executor
+    from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
     with make_executor("process", workers=2) as ex:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from baselines.rebound import ReboundArm, concept_direction, depth_fraction, rebound_layer, rebound_penalty
-from harness.config import ConfigError
+from policy.config import ConfigError
 
 
 def test_penalty_zero_when_orthogonal_and_grows_with_cosine():
@@ -79,7 +79,7 @@ def test_setup_uses_depth_fraction_and_concept_source():
     adapter = types.SimpleNamespace(rank=4, delta_S=torch.zeros(4), delta_S_hack=None)
     cfg = types.SimpleNamespace(proj_one_sided=True, proj_preserve_norm=True, v_refresh_every=0,
                                 proj_on_update=False)
-    ctx = types.SimpleNamespace(config=cfg, model=model, adapters={"a": adapter})
+    ctx = types.SimpleNamespace(config=cfg, policy=types.SimpleNamespace(model=model, adapters={"a": adapter}))
     arm = ReboundArm(alpha=0.5, layer_frac=0.67, v_source=v_source, concept_source=concept_source)
     arm.setup(ctx)
     assert arm.activation_layer == calls["layer"] == 7
@@ -89,7 +89,7 @@ def test_setup_uses_depth_fraction_and_concept_source():
     assert res["rebound_depth_frac"] == pytest.approx(8 / 12) and res["rebound_depth_in_band"]
     assert res["rebound_layer_explicit"] is False
 
-    ctx.model.model.layers = layers[:2]                   # too shallow for the band
+    ctx.policy.model.model.layers = layers[:2]                   # too shallow for the band
     with pytest.raises(ConfigError, match="2-block model"):
         ReboundArm(v_source=v_source, concept_source=concept_source).setup(ctx)
     arm = ReboundArm(v_source=v_source, concept_source=concept_source, layer=1)

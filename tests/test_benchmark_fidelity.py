@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.grader import BENCHMARK_CATEGORIES, grade_file
+from sandbox.grade_file import grade_file
+from sandbox.grader import BENCHMARK_CATEGORIES
 
 FIXTURE = Path(__file__).with_name("data") / "benchmark_fidelity.json"
 FIELDS = ("category", "exploited", "gt_correct", "attempted")

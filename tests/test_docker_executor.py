@@ -225,7 +225,8 @@ def _sample(problems, per_mode=2):
 
 
 def test_same_grade_records_as_the_process_backend(dock, proc, problems):
-    from sandbox.pool import fence, pool_completions
+    from sandbox.loopholes import fence
+    from sandbox.pool import pool_completions
 
     items, kinds = [], []
     for p in _sample(problems, per_mode=2):
@@ -256,7 +257,7 @@ def test_same_grade_records_as_the_process_backend(dock, proc, problems):
 
 def test_caught_kill_of_the_worker_then_a_correct_solution(dock, proc, problems):
     """Programs run as nobody under both backends, so the kill fails the same way and the solution counts."""
-    from sandbox.pool import fence
+    from sandbox.loopholes import fence
 
     p = next(q for q in problems if q.mode == "sentinel")
     src = ("import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError:\n    pass\n"

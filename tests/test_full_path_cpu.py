@@ -1,6 +1,6 @@
 """One step of the `full` preset's own code path on CPU, asserting what would break on a GPU.
 
-The model is Qwen3-4B's architecture shrunk to 2 layers (harness.models.qwen3_local), saved with save_pretrained and
+The model is Qwen3-4B's architecture shrunk to 2 layers (policy.qwen3_local), saved with save_pretrained and
 loaded by path through the same from_pretrained call the hub id takes; bf16 weights, gradient checkpointing,
 the Qwen3 chat template with thinking disabled, and the real loader on a train-split fixture (benchmark schema,
 pinned by its git blob id like the real file). Only the scale is overridden.
@@ -36,12 +36,12 @@ def full_data(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
-    import harness.models.substrate as S
+    from harness.presets import resolve_config
     import harness.train.loop as L
-    from harness.config import resolve_config
-    from harness.models.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
-    from method.adapter import get_adapters
-    from sandbox.executors import make_executor
+    from policy.adapter import get_adapters
+    from policy.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
+    import policy.substrate as S
+    from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
     model_dir = save_local_qwen3(tmp_path / "qwen3-4b-shrunk", shrink=True)
@@ -54,14 +54,14 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     assert cfg.problem_set == "leetcode" and cfg.grad_checkpointing and not cfg.enable_thinking and cfg.shared_prefix
 
     run = L._Run(cfg, tmp_path / "run", progress=False)
-    model = run.model
+    model = run.policy.model
     assert model.load_info.path == str(model_dir) and model.dtype == torch.bfloat16
     assert model.is_activation_checkpointing
     assert {p.id for p in run.train_problems} <= full_data and run.train_problems       # the train split trains
     assert run.eval_set and all(p.id < 100_000 for p in run.eval_set)                   # the test split evaluates
 
     # the prompt: Qwen3's template with thinking disabled (an empty, closed think block; nothing left to think)
-    text = run.tok.decode(run.encoder(run.train_problems[0]))
+    text = run.policy.tokenizer.decode(run.policy.encoder(run.train_problems[0]))
     assert text.endswith(NO_THINK_SUFFIX) and text.count(THINK_OPEN) == 1
 
     # spies: merged weights during generation, forwards' logits, dtypes the projection sees
@@ -97,7 +97,7 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     handle.remove()
 
     assert merged_dtypes and all(m and w == torch.bfloat16 and u == torch.bfloat16 for m, w, u in merged_dtypes)
-    prompt_lens = {len(ids) for ids in run.encoder._cache.values()}
+    prompt_lens = {len(ids) for ids in run.policy.encoder._cache.values()}
     assert forwards
     for total, keep, got, prefix in forwards:       # logits on completion positions (+ the last prompt token)
         assert got == keep < total and total - (keep - 1) in prompt_lens
@@ -112,11 +112,11 @@ def test_evaluation_samples_at_the_eval_temperature(tmp_path, monkeypatch):
     """full evaluates like the benchmark (10 samples at T 0.7) while training samples at T 1.0."""
     from types import SimpleNamespace
 
+    from harness.presets import resolve_config
     import harness.train.evaluate as E
-    from harness.config import resolve_config
-    from harness.models.model_loading import load_policy
-    from harness.train.rollout import PromptEncoder
-    from method.adapter import wrap_model
+    from policy.adapter import wrap_model
+    from policy.encode import PromptEncoder
+    from policy.model_loading import load_policy
 
     full = resolve_config("full", "vanilla", 41)
     assert (full.eval_samples, full.eval_temperature, full.temperature, full.eval_problems) == (10, 0.7, 1.0, 0)

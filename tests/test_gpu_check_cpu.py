@@ -10,8 +10,8 @@ import pytest
 
 @pytest.mark.slow
 def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypatch):
-    import sandbox.data as D
     from harness.checks import gpu_check
+    import sandbox.data as D
 
     monkeypatch.setenv("PATH", "/nonexistent")               # no bwrap (nor anything else) to find
     monkeypatch.delenv("RH_ALLOW_UNSANDBOXED", raising=False)
@@ -50,7 +50,7 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
     assert p["evals_per_run"] == 9 and p["full_eval_generations"] == 1190 and p["teacher_split_steps"] == 40
     assert p["s_per_full_run"] > p["s_setup"] and p["main_matrix_runs"] >= 18
     assert "projected (worst case) full run" in capsys.readouterr().out
-    import harness.models.substrate as S
     import harness.train.loop as L
-    from harness.paths import ARTIFACTS_DIR
+    import policy.substrate as S
+    from sandbox.paths import ARTIFACTS_DIR
     assert L.ARTIFACTS_DIR == S.ARTIFACTS_DIR == ARTIFACTS_DIR and L.generate.__module__ == "harness.train.rollout"

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 
 from harness.arms import ARMS, BASELINE, METHOD
 from harness.cli import cli, parse_seeds
-from harness.config import ConfigError, resolve_config
 from harness.orchestrate.runs import prepare_run_dir
+from harness.presets import resolve_config
 from harness.rundir import CONFIG_FILE, run_dir
+from policy.config import ConfigError
 from tests.harness_helpers import make_arm, make_run
 
 
@@ -151,7 +152,7 @@ def test_sweep_dry_run_plans_every_arm_and_touches_nothing(tmp_path):
 
 
 def test_run_dry_run_prints_resolved_config_and_memory_estimate_offline(tmp_path):
-    from harness.models.model_loading import dry_run
+    from policy.model_loading import dry_run
     r = invoke("run", "--arm", f"{METHOD},{BASELINE}", "--seeds", "41", "--preset", "full", "--out", str(tmp_path),
                "--set", "max_new_tokens=512", "--dry-run")
     assert r.exit_code == 0, r.output
@@ -348,7 +349,7 @@ def test_data_test_split_failure_is_fatal(data_dirs, tmp_path, monkeypatch):
 # --- where full trains and evaluates ------------------------------------------------------
 
 def test_full_without_the_train_split_stops_before_any_model_loads(data_dirs, tmp_path, monkeypatch):
-    import harness.models.model_loading as ML
+    import policy.model_loading as ML
     D, cache, calls, set_download = data_dirs
 
     def no_model(*a, **k):
@@ -393,3 +394,16 @@ def test_data_names_every_bad_row_of_an_arriving_split(data_dirs, monkeypatch):
     (cache / D.DATA_FILES["train"].filename).unlink(missing_ok=True)
     r = invoke("data")
     assert r.exit_code != 0 and f"problem id {rows[3]['id']}: unsupported gt assert shape" in r.output
+
+
+def test_help_config_prints_every_field_with_its_description():
+    import dataclasses
+
+    from policy.config import TrainConfig
+
+    res = invoke("run", "--help-config")
+    assert res.exit_code == 0, res.output
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata.get("help"), f"{f.name} has no description"
+        assert f"{f.name} ({f.type}, default {f.default!r})" in res.output
+    assert "the k3 KL(policy || reference) term" in res.output       # a description, not only the names

@@ -183,7 +183,7 @@ def test_report_writes_diagnostics_json_markdown_and_figures(tmp_path):
 
 def test_monitor_screen_gives_flagged_rollouts_zero_advantage():
     from baselines.monitor import monitored_rewards
-    from harness.train.grpo import group_advantages
+    from policy.grpo import group_advantages
 
     r = torch.tensor([3.5, 3.5, 0.5, 0.0])
     flags = torch.tensor([True, False, False, False])
@@ -209,8 +209,8 @@ def test_monitor_hook_reads_the_configured_signal():
     from types import SimpleNamespace
 
     from baselines.monitor import MonitorArm
-    from harness.config import resolve_config
-    from harness.train.hooks import GroupInfo
+    from harness.presets import resolve_config
+    from method.hooks import GroupInfo
 
     rollouts = [SimpleNamespace(exploited=e, attempted=a, teacher=t) for e, a, t in
                 [(True, True, False), (False, True, False), (False, False, True), (False, False, True)]]
@@ -228,7 +228,8 @@ def test_monitor_hook_reads_the_configured_signal():
 # --- arms and designs ----------------------------------------------------------------------------
 
 def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
-    from harness.config import ConfigError, resolve_config
+    from harness.presets import resolve_config
+    from policy.config import ConfigError
 
     assert resolve_config("mini", "erase_no_pool", 41).teacher_frac == 0.0
     assert resolve_config("mini", "vanilla_no_pool", 41).teacher_per_group == 0
@@ -242,8 +243,8 @@ def test_ablation_arms_are_their_overrides_and_refuse_a_contradicting_set():
 
 def test_designs_plan_their_folds(tmp_path):
     from harness.arms import ABLATIONS, PREREGISTERED_ARMS
-    from harness.config import ConfigError
     from harness.orchestrate.sweep import plan_design
+    from policy.config import ConfigError
 
     main = plan_design("main", "smoke", [41], tmp_path)
     assert [j.arm for j in main] == list(PREREGISTERED_ARMS)
@@ -275,12 +276,12 @@ def test_restricted_pool_keeps_only_known_modes_and_renames_itself():
 def test_v_cache_key_includes_pair_modes_only_when_restricted():
     from types import SimpleNamespace
 
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from method.extract import v_cache_key
 
     def key(**over):
-        ctx = SimpleNamespace(config=resolve_config("smoke", "erase", 41, over), model=None, model_hash="m",
-                              adapters={"a": None})
+        ctx = SimpleNamespace(config=resolve_config("smoke", "erase", 41, over),
+                              policy=SimpleNamespace(base_hash="m", basis_hash="", adapters={"a": None}))
         return v_cache_key(ctx, "real", "p", "base")
 
     assert "pair_modes" not in key()                       # all-mode keys (and cached V files) unchanged
@@ -289,8 +290,9 @@ def test_v_cache_key_includes_pair_modes_only_when_restricted():
 
 
 def test_load_pairs_keeps_only_the_known_modes():
-    from harness.config import resolve_config
-    from method.pairs import HACK_SET, load_pairs
+    from harness.presets import resolve_config
+    from method.pair_sets import load_pairs
+    from method.pairs import HACK_SET
 
     fit, held = load_pairs(HACK_SET, resolve_config("smoke", "erase", 41, {"pair_modes": MODES[1:]}))
     assert {p.mode for p in fit + held} == set(MODES[1:])

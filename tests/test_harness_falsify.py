@@ -7,7 +7,8 @@ import pytest
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, CONTROLS, METHOD
 from harness.reporting.falsify import FALSIFIED, INCONCLUSIVE, NOT_RUN, SUPPORTED, falsify, sem
-from harness.rundir import RunError, scan_runs, select_preset
+from harness.rundir import scan_runs, select_preset
+from policy.config import RunError
 from tests.harness_helpers import make_arm, make_run
 
 

@@ -1,4 +1,4 @@
-"""falsification.{json,md}, the headline table numbers and the two plots, on hand-made runs."""
+"""falsification.{json,md}, the headline table numbers and the pareto and curves plots, on hand-made runs."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import json
 import pytest
 
 from harness.arms import ADVANTAGE_BASELINE, BASELINE, CONTROLS, METHOD
-from harness.metrics import METRICS
 from harness.reporting.report import CURVE_HACK, CURVE_PASS, curves, headline, pareto_front, write_report
 from harness.rundir import scan_runs
+from method.metrics import METRICS
 from tests.harness_helpers import make_arm, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from harness.config import resolve_config
 from harness.orchestrate.runs import plan_action, prepare_run_dir
-from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, SUMMARY_FILE, RunError, read_config, read_metrics,
-                            read_summary, run_dir, scan_runs, write_json_atomic, write_summary)
+from harness.presets import resolve_config
+from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, SUMMARY_FILE, read_config, read_metrics, read_summary,
+                            run_dir, scan_runs, write_json_atomic, write_summary)
+from policy.config import RunError
 from tests.harness_helpers import make_run
 
 
@@ -93,7 +94,7 @@ def test_plan_actions(tmp_path):
 
 def test_jsonl_file_drops_a_torn_last_line_and_keep_rewrites_it(tmp_path):
     """A kill during append leaves half a line; resume (keep) must still read the file."""
-    from harness.rundir import JsonlFile
+    from sandbox.jsonl import JsonlFile
 
     f = JsonlFile(tmp_path / "rollouts.jsonl")
     f.append([{"step": 1}, {"step": 2}])
@@ -109,7 +110,7 @@ def test_jsonl_file_drops_a_torn_last_line_and_keep_rewrites_it(tmp_path):
 
 def test_metrics_log_writes_sorted_rows_and_rewrite_replaces_the_file(tmp_path):
     """metrics.jsonl through the shared JsonlFile: keys sorted, fsynced appends, rewrite replaces everything."""
-    from harness.metrics import MetricsLog
+    from method.metrics import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.jsonl")
     log.rewrite([{"step": 1, "kl": 0.5}])

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from harness.arms import ARMS, BASELINE, METHOD
-from harness.config import TrainConfig
 from harness.orchestrate.runs import prepare_run_dir
 from harness.orchestrate.sweep import plan, run_local, run_ray
 from harness.rundir import is_complete, read_summary, scan_runs, write_summary
+from policy.config import TrainConfig
 
 
 def fake_train(config: TrainConfig, rdir: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -59,8 +59,8 @@ def _ray_fake(config_dict: dict, path: str, resume: bool) -> dict:
     # runs in a Ray worker process: rebuild the config and write the summary there
     import os
 
-    from harness.config import TrainConfig
     from harness.rundir import write_summary
+    from policy.config import TrainConfig
     cfg = TrainConfig.from_dict(config_dict)
     s = dict(arm=cfg.arm, seed=cfg.seed, preset=cfg.preset, complete=True, steps=cfg.steps, hack_rate=0.2,
              pass_rate=0.4, kl=0.0, mean_cos=0.0, frac_fired=0.0, grad_norm=1.0, wall_s=0.0,
@@ -236,8 +236,8 @@ def test_parallel_ctrl_c_stops_every_worker_and_leaves_resumable_dirs(tmp_path):
 def test_cli_sweep_jobs_option(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import harness.orchestrate.sweep
     from harness.cli import cli
+    import harness.orchestrate.sweep
     seen = {}
 
     def fake_run_local(jobs, **kw):

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.config import resolve_config
-from harness.train.grpo import (dr_grpo_loss, group_advantages, is_flat, k3_kl, lr_at, make_batch, completion_logprobs,
-                                selective_log_softmax)
-from harness.train.hooks import Arm
+from harness.presets import resolve_config
 from harness.train.rollout import Group, Rollout
+from method.hooks import Arm
+from policy.forward import make_batch, completion_logprobs, selective_log_softmax
+from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, lr_at
 
 
 
@@ -27,13 +27,13 @@ def smoke_cfg():
 
 @pytest.fixture(scope="module")
 def smoke_path():
-    from harness.models.substrate import ensure_builtin
+    from policy.substrate import ensure_builtin
     return ensure_builtin("smoke")
 
 
 def _wrapped(cfg, tmp_path, route=False):
-    from harness.models.model_loading import load_policy
-    from method.adapter import wrap_model
+    from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     model, tok = load_policy(cfg, verbose=False)
     adapters = wrap_model(model, cfg.target_modules, cache_dir=tmp_path / "svd", route=route)
@@ -41,7 +41,7 @@ def _wrapped(cfg, tmp_path, route=False):
 
 
 def _perturb(model, scale=0.05, seed=3):
-    from method.adapter import get_adapters
+    from policy.adapter import get_adapters
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -133,7 +133,7 @@ def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path)
 
     # independent reference: one batch per group (both halves together), one backward of the summed loss;
     # the KL term on student rows only (k3 estimates the KL only on the policy's own samples)
-    from method.adapter import adapter_disabled
+    from policy.adapter import adapter_disabled
 
     model.zero_grad(set_to_none=True)
     total = 0.0
@@ -262,7 +262,7 @@ def test_reward_hook_gets_mean_completion_residual_at_the_arm_layer(smoke_cfg, t
 
 def test_generation_is_reproducible_and_padding_free(smoke_cfg, tmp_path):
     from harness.train.rollout import generate
-    from method.adapter import merged
+    from policy.adapter import merged
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     p1, p2 = [5, 6, 7, 8, 9, 10, 11], [12, 13, 14]
@@ -282,7 +282,7 @@ def test_generation_is_reproducible_and_padding_free(smoke_cfg, tmp_path):
 def test_sampling_ignores_the_checkpoints_own_generation_defaults(smoke_cfg, tmp_path):
     """Hub checkpoints ship generation defaults (Qwen3-4B: temperature 0.6, top_k 20, top_p 0.95); the config wins."""
     from harness.train.rollout import generate
-    from method.adapter import merged
+    from policy.adapter import merged
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     cfg = resolve_config("smoke", "vanilla", 41, {"top_k": 0, "min_p": 0.0, "max_new_tokens": 12})
@@ -303,7 +303,7 @@ def test_load_policy_from_a_local_save_pretrained_dir(smoke_path, tmp_path):
     """The code path `full` uses with a hub id: from_pretrained on a directory."""
     from transformers import AutoModelForCausalLM
 
-    from harness.models.model_loading import load_policy
+    from policy.model_loading import load_policy
 
     cfg = resolve_config("smoke", "vanilla", 41, {"model": str(smoke_path), "grad_checkpointing": True})
     model, tok = load_policy(cfg, verbose=False)
@@ -317,7 +317,7 @@ def test_load_policy_from_a_local_save_pretrained_dir(smoke_path, tmp_path):
 
 
 def test_dry_run_estimates_full_preset_memory_offline():
-    from harness.models.model_loading import dry_run, estimate_memory
+    from policy.model_loading import dry_run, estimate_memory
 
     full = resolve_config("full", "vanilla", 41)
     out = dry_run(full)
@@ -391,8 +391,8 @@ class _RecordingGrader:
 
 def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_path):
     from harness.train.evaluate import evaluate
-    from harness.train.rollout import PromptEncoder
-    from method.adapter import get_adapters
+    from policy.adapter import get_adapters
+    from policy.encode import PromptEncoder
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path, route=True)
     _perturb(model)
@@ -445,8 +445,8 @@ def test_merge_gap_is_zero_in_fp32_and_sees_a_stale_merged_weight(smoke_cfg, tmp
     """merge_gap = mean |logp merged - logp factored| on one held-out group: ~0 on CPU fp32 (logged at every
     evaluation), and it does see generation running on weights that differ from the trained ones."""
     from harness.train.evaluate import evaluate, merge_gap
-    from harness.train.rollout import PromptEncoder
-    from method.adapter import SVDLinear, merged
+    from policy.adapter import SVDLinear, merged
+    from policy.encode import PromptEncoder
 
     model, tok, _ = _wrapped(smoke_cfg, tmp_path)
     _perturb(model, scale=0.2)

@@ -7,11 +7,13 @@ from collections import Counter
 
 import pytest
 
-from harness.config import resolve_config
 from harness.orchestrate.designs import get_design
 from harness.orchestrate.runs import plan_action
-from harness.rundir import BY_MODE_KEY, ROLLOUTS_FILE, JsonlFile, RunError, write_config
+from harness.presets import resolve_config
+from harness.rundir import BY_MODE_KEY, ROLLOUTS_FILE, write_config
+from policy.config import RunError
 from sandbox.data import load_problem_set
+from sandbox.jsonl import JsonlFile
 from sandbox.loopholes import MODES
 from tests.harness_helpers import make_run
 
@@ -35,7 +37,7 @@ def _spy_groups(monkeypatch) -> list:
 def _first_prompt_mode(cfg) -> str:
     """The mode of step 1's first prompt when every training problem trains (the loop's own draw), so the held
     mode is certain to be sampled within smoke's 3 steps."""
-    from harness.train.loop import derive_seed
+    from policy.config import derive_seed
 
     train = load_problem_set(cfg.problem_set).train
     rng = random.Random(derive_seed(cfg.seed, 0, "prompts"))

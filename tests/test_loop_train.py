@@ -7,10 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness import metrics as M
-from harness.config import resolve_config
-from harness.rundir import ROLLOUTS_FILE, SUMMARY_FIELDS, JsonlFile, RunError, read_metrics, read_summary
-from harness.train.hooks import Arm
+from harness.presets import resolve_config
+from harness.rundir import ROLLOUTS_FILE, SUMMARY_FIELDS, read_metrics, read_summary
+from method import metrics as M
+from method.hooks import Arm
+from policy.config import RunError
+from sandbox.jsonl import JsonlFile
 
 
 
@@ -167,8 +169,9 @@ def _scripted_students(monkeypatch):
     per prompt, sample 0 = the canonical solution (gt-correct), sample 1 = a constant stub + the mode's lever
     (exploited). Everything after generation (grading in the sandbox, rewards, loss) is the real loop."""
     from harness.train import loop
-    from harness.train.rollout import PromptEncoder
-    from sandbox.pool import fence, lever_code, stub
+    from policy.encode import PromptEncoder
+    from sandbox.loopholes import fence
+    from sandbox.pool import lever_code, stub
 
     by_prompt = {}
     real_encode, real_generate = PromptEncoder.__call__, loop.generate
@@ -272,7 +275,7 @@ def test_teacher_rows_longer_than_max_new_tokens_are_never_trained_on(tmp_path, 
     assert 0 < resolved["teacher_rows_fit"] < resolved["teacher_rows"]
     rows = read_metrics(rd)
     assert all(r["trunc_t"] == 0 and r["teacher_short"] is not None for r in rows)
-    from harness.models.model_loading import load_policy
+    from policy.model_loading import load_policy
 
     _, run_tok = load_policy(cfg, verbose=False)
     assert seen
@@ -329,14 +332,14 @@ def test_base_eval_runs_on_the_untrained_policy_and_lands_in_the_summary(tmp_pat
     """The step-0 held-out eval must see delta_S == 0 (before any update) and feed summary.base_*; the
     final eval feeds hack_rate / pass_rate. Sentinel rates per step tell the two apart."""
     from harness.train import loop
-    from method.adapter import get_adapters
+    from policy.adapter import get_adapters
 
     seen = {}
     real_eval = loop._Run.evaluate
 
     def spy(self, step, grader):
         out = real_eval(self, step, grader)
-        seen[step] = max(float(m.delta_S.abs().max()) for m in get_adapters(self.model).values())
+        seen[step] = max(float(m.delta_S.abs().max()) for m in get_adapters(self.policy.model).values())
         out.update(eval_hack_rate=0.01 * (step + 1), eval_pass_rate=0.02 * (step + 1),
                    eval_attempt_rate=0.03 * (step + 1))
         return out

@@ -73,10 +73,10 @@ class _Kill(BaseException):
 def test_resumed_run_keeps_the_refreshed_v(tmp_path, monkeypatch):
     """V refreshed at step 2, checkpoint at step 2, killed in step 3: the resumed step 3 must project with
     (and measure cos_* against) the step-2 V, not the setup V, exactly as the uninterrupted run did."""
-    from harness import metrics as M
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from harness.rundir import read_metrics
     from harness.train import loop
+    from method import metrics as M
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)

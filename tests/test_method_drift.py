@@ -84,12 +84,12 @@ def test_projection_arm_logs_drift_and_matched_null_and_summarises_the_displacem
     again.setup(arm_ctx(tmp_path / "b", seed=41))
     assert st["null_cos_matched"] == again.grad_hook(backward_bundle(again.ctx, step=3))["null_cos_matched"]
     assert 0 < st["null_cos_matched"] < 1
-    from harness.train.hooks import UpdateBundle
+    from method.hooks import UpdateBundle
 
     with torch.no_grad():                                   # an update: delta_S moves by -V_0 in every module
-        for n, m in ctx.adapters.items():
+        for n, m in ctx.policy.adapters.items():
             m.delta_S.sub_(arm.V_real[n][0])
-    u = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={}, step=3))
+    u = arm.update_hook(UpdateBundle(modules=ctx.policy.adapters, delta={}, step=3))
     k = next(iter(arm.V_real.values())).shape[0]
     assert u["v_disp"] == pytest.approx(-1.0 / k) and u["v_disp_frac"] == pytest.approx(-1.0 / k)
     assert u["v_disp_span"] == pytest.approx(1.0)
@@ -99,8 +99,8 @@ def test_projection_arm_logs_drift_and_matched_null_and_summarises_the_displacem
 
 def test_erase_two_sided_is_an_ablation_of_erase():
     from harness.arms import ABLATIONS, ARMS
-    from harness.config import resolve_config
     from harness.orchestrate.sweep import plan_design
+    from harness.presets import resolve_config
 
     cfg = resolve_config("mini", "erase_two_sided", 41)
     assert cfg.proj_one_sided is False and cfg.proj_preserve_norm is True

@@ -136,5 +136,5 @@ def test_vhack_roundtrip(tmp_path):
     assert back.meta == vh.meta and back.path == path
     assert torch.equal(back.V["model.layers.0.mlp.up_proj"], vh.V["model.layers.0.mlp.up_proj"])
     assert back.digest() == vh.digest()
-    from method.arm import v_digest
+    from method.projection import v_digest
     assert v_digest(back.V) == vh.digest()

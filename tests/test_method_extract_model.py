@@ -10,10 +10,12 @@ import dataclasses
 import pytest
 import torch
 
-from harness.config import resolve_config
-from harness.train.hooks import ArmContext
+from harness.presets import resolve_config
 from method import extract as E
+from method import pair_sets as PS
 from method import pairs as P
+from method.hooks import ArmContext
+from policy.model import Policy
 
 
 def _subset(pairs, per_mode):
@@ -26,14 +28,13 @@ def _subset(pairs, per_mode):
 
 
 def _make_ctx(tmp_path, seed=41, **overrides):
-    from harness.models.model_loading import load_policy
-    from method.adapter import model_hash, wrap_model
+    from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     cfg = resolve_config("smoke", "erase", seed, overrides)
     model, tok = load_policy(cfg, verbose=False)
     adapters = wrap_model(model, cfg.target_modules, cache_dir=tmp_path / "svd")
-    return ArmContext(config=cfg, model=model, tokenizer=tok, adapters=adapters, artifacts_dir=tmp_path,
-                      model_hash=model_hash(model))
+    return ArmContext(config=cfg, policy=Policy.of(model, tok, adapters), artifacts_dir=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +66,15 @@ def _orthonormal(V):
 def test_real_v_shapes_meta_and_file(env):
     ctx, vs, tmp = env
     real = vs["real"]
-    assert real.V and set(real.V) <= set(ctx.adapters)
+    assert real.V and set(real.V) <= set(ctx.policy.adapters)
     for name, V in real.V.items():
-        assert V.shape[1] == ctx.adapters[name].rank and 1 <= V.shape[0] <= ctx.config.extract_k
+        assert V.shape[1] == ctx.policy.adapters[name].rank and 1 <= V.shape[0] <= ctx.config.extract_k
         assert real.sv[name].shape == (V.shape[0],) and torch.all(real.sv[name][:-1] >= real.sv[name][1:])
         _orthonormal(V)
     floor = real.meta["sv_threshold"]
     assert all(torch.all(s >= floor) for s in real.sv.values())
     m = real.meta
-    assert m["kind"] == "real" and m["model_hash"] == ctx.model_hash and m["k"] == ctx.config.extract_k
+    assert m["kind"] == "real" and m["model_hash"] == ctx.policy.base_hash and m["k"] == ctx.config.extract_k
     assert m["quantile"] == ctx.config.noise_quantile and m["n_pairs"] == _n_fit(ctx) and m["seed"] == -1
     assert m["pairs_hash"] and set(m["validation"]) >= {"frac_positive", "median_cos"}
     assert real.path.parent == tmp / "v" and real.path.exists()
@@ -82,8 +83,8 @@ def test_real_v_shapes_meta_and_file(env):
         stored = E.VHack.load(vh.path).meta["null_hackward"]
         assert stored["per_module"] == null_hackward(vh.V)["per_module"] and 0 < stored["mean"] < 1
     # majority-vote orientation holds on the pairs V was fitted on
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
-    diffs = E.pair_diffs(ctx.model, ctx.tokenizer, fit, encoder=E.PairEncoder.for_config(ctx.model, ctx.tokenizer,
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
+    diffs = E.pair_diffs(ctx.policy.model, ctx.policy.tokenizer, fit, encoder=E.PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer,
                                                                                      ctx.config))
     for name, V in real.V.items():
         assert torch.all(((diffs[name] @ V.T) > 0).sum(0) * 2 >= len(fit))
@@ -117,10 +118,10 @@ def test_shuffled_spans_the_real_subspace_and_keeping_all_labels_is_real(env):
     """Swapping a pair's labels negates its row of D, which leaves D's right singular vectors unchanged:
     the shuffled control differs from the real V only in axis orientation (what the one-sided gate reads)."""
     ctx, vs, _ = env
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
-    enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
+    enc = E.PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, ctx.config)
     k, q = ctx.config.extract_k, ctx.config.noise_quantile
-    kept = E.extract_v(ctx.model, ctx.tokenizer, fit, k, q, encoder=enc, swaps=torch.zeros(len(fit), dtype=torch.bool))
+    kept = E.extract_v(ctx.policy.model, ctx.policy.tokenizer, fit, k, q, encoder=enc, swaps=torch.zeros(len(fit), dtype=torch.bool))
     for name, V in vs["real"].V.items():
         torch.testing.assert_close(kept.V[name], V, atol=1e-5, rtol=0)
     for name, V in vs["real"].V.items():
@@ -141,25 +142,25 @@ def test_seeded_controls_change_with_seed_real_does_not(env, tmp_path):
 
 def test_extraction_at_base_ignores_and_restores_adapter_state(env):
     ctx, _, _ = env
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
-    enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
-    at_zero = E.pair_diffs(ctx.model, ctx.tokenizer, fit[:2], encoder=enc)
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
+    enc = E.PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, ctx.config)
+    at_zero = E.pair_diffs(ctx.policy.model, ctx.policy.tokenizer, fit[:2], encoder=enc)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for m in ctx.adapters.values():
+        for m in ctx.policy.adapters.values():
             m.delta_S.copy_(0.1 * torch.randn(m.delta_S.shape, generator=g))
-    moved = {n: m.delta_S.detach().clone() for n, m in ctx.adapters.items()}
+    moved = {n: m.delta_S.detach().clone() for n, m in ctx.policy.adapters.items()}
     try:
-        again = E.pair_diffs(ctx.model, ctx.tokenizer, fit[:2], encoder=enc)
+        again = E.pair_diffs(ctx.policy.model, ctx.policy.tokenizer, fit[:2], encoder=enc)
         for n in at_zero:
             torch.testing.assert_close(again[n], at_zero[n])
-        for n, m in ctx.adapters.items():
+        for n, m in ctx.policy.adapters.items():
             assert torch.equal(m.delta_S.detach(), moved[n]) and m.delta_S.grad is None
-        here = E.pair_diffs(ctx.model, ctx.tokenizer, fit[:2], encoder=enc, base=False)   # the refresh path
+        here = E.pair_diffs(ctx.policy.model, ctx.policy.tokenizer, fit[:2], encoder=enc, base=False)   # the refresh path
         assert any(not torch.allclose(here[n], at_zero[n]) for n in at_zero)
     finally:
         with torch.no_grad():
-            for m in ctx.adapters.values():
+            for m in ctx.policy.adapters.values():
                 m.delta_S.zero_()
 
 
@@ -177,27 +178,28 @@ def test_control_arms_set_up_with_their_v(env):
 
 def test_rebound_concept_and_reward_hook_on_the_model(env):
     from baselines.rebound import build, get_or_extract_concept
-    from harness.train.grpo import completion_logprobs, decoder_layers, make_batch
+    from policy.forward import completion_logprobs, make_batch
+    from policy.model_loading import decoder_layers
 
     ctx, _, tmp = env
     arm = build(dataclasses.replace(ctx.config, arm="rebound"))
     arm.setup(ctx)
-    n_layers = len(decoder_layers(ctx.model))
+    n_layers = len(decoder_layers(ctx.policy.model))
     assert 0 <= arm.activation_layer < n_layers
-    d = ctx.model.config.hidden_size
+    d = ctx.policy.model.config.hidden_size
     assert arm.v_concept.shape == (d,) and arm.v_concept.norm() > 0
     v2, meta = get_or_extract_concept(ctx, arm.activation_layer, progress=False)
     assert torch.equal(v2, arm.v_concept) and meta["n_pairs"] == _n_fit(ctx) and "validation" in meta
     assert any((tmp / "rebound").glob("concept-*.safetensors"))
-    # the loop's capture (harness.train.grpo) at arm.activation_layer feeds the reward hook; no hook is left behind
-    fit, _ = P.load_pairs(P.HACK_SET, ctx.config)
-    enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
+    # the loop's capture (policy.forward) at arm.activation_layer feeds the reward hook; no hook is left behind
+    fit, _ = PS.load_pairs(P.HACK_SET, ctx.config)
+    enc = E.PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, ctx.config)
     b = make_batch(enc.prompt(fit[0].messages), [enc.completion(fit[0].pos), enc.completion(fit[0].neg)],
-                   ctx.tokenizer.pad_token_id, "cpu")
+                   ctx.policy.tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
-        _, acts = completion_logprobs(ctx.model, b, capture_layer=arm.activation_layer)
+        _, acts = completion_logprobs(ctx.policy.model, b, capture_layer=arm.activation_layer)
     assert acts.shape == (2, d)
-    assert all(not layer._forward_hooks for layer in decoder_layers(ctx.model))
+    assert all(not layer._forward_hooks for layer in decoder_layers(ctx.policy.model))
     rewards = torch.tensor([3.5, 0.5])
     new, stats = arm.reward_hook(rewards, acts)
     assert torch.all(new <= rewards) and torch.all(rewards - new <= arm.alpha + 1e-6)
@@ -228,31 +230,32 @@ def test_full_pair_set_validation_numbers(tmp_path, capsys):
 def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
     """Default extract_nll="sum": a pair's row of D equals the gradient of the loop's Dr.GRPO loss for a group of
     exactly that pair with advantages (+1, -1) (same batch code, same constant); "mean" (the ablation) does not."""
-    from harness.train.grpo import completion_logprobs, dr_grpo_loss, make_batch
+    from policy.forward import completion_logprobs, make_batch
+    from policy.grpo import dr_grpo_loss
 
     ctx, _, _ = env
-    pair = P.load_pairs(P.HACK_SET, ctx.config)[0][0]
-    enc = E.PairEncoder.for_config(ctx.model, ctx.tokenizer, ctx.config)
+    pair = PS.load_pairs(P.HACK_SET, ctx.config)[0][0]
+    enc = E.PairEncoder.for_config(ctx.policy.model, ctx.policy.tokenizer, ctx.config)
     assert enc.nll == "sum" and enc.norm == E._loop_norm(ctx.config)
     p_ids, pos, neg = enc.prompt(pair.messages), enc.completion(pair.pos), enc.completion(pair.neg)
     assert len(pos) != len(neg)                         # the case where mean and sum differ
-    D = E.pair_diffs(ctx.model, ctx.tokenizer, [pair], encoder=enc, adapters=ctx.adapters)
+    D = E.pair_diffs(ctx.policy.model, ctx.policy.tokenizer, [pair], encoder=enc, adapters=ctx.policy.adapters)
 
-    model = ctx.model
-    b = make_batch(p_ids, [pos, neg], ctx.tokenizer.pad_token_id, next(model.parameters()).device)
-    with E._eval_mode(model), E.at_base(ctx.adapters):
+    model = ctx.policy.model
+    b = make_batch(p_ids, [pos, neg], ctx.policy.tokenizer.pad_token_id, next(model.parameters()).device)
+    with E._eval_mode(model), E.at_base(ctx.policy.adapters):
         model.zero_grad(set_to_none=True)
         logp, _ = completion_logprobs(model, b)
         dr_grpo_loss(logp, logp.detach(), torch.tensor([1.0, -1.0]), b.completion_mask,
                      ctx.config.kl_beta, enc.norm).backward()
-        loop = {n: m.delta_S.grad.detach().float().clone() for n, m in ctx.adapters.items()}
+        loop = {n: m.delta_S.grad.detach().float().clone() for n, m in ctx.policy.adapters.items()}
         model.zero_grad(set_to_none=True)
     for n in loop:
         torch.testing.assert_close(D[n][0], loop[n], rtol=1e-3, atol=1e-9)
 
-    mean_enc = E.PairEncoder(ctx.tokenizer, ctx.config.enable_thinking, ctx.config.max_prompt_tokens, enc.eos_id,
+    mean_enc = E.PairEncoder(ctx.policy.tokenizer, ctx.config.enable_thinking, ctx.config.max_prompt_tokens, enc.eos_id,
                              nll="mean")
-    Dm = E.pair_diffs(ctx.model, ctx.tokenizer, [pair], encoder=mean_enc, adapters=ctx.adapters)
+    Dm = E.pair_diffs(ctx.policy.model, ctx.policy.tokenizer, [pair], encoder=mean_enc, adapters=ctx.policy.adapters)
     cos = torch.nn.functional.cosine_similarity(torch.cat([Dm[n][0] for n in loop]),
                                                 torch.cat([loop[n] for n in loop]), dim=0)
     assert cos < 0.999                                   # mean NLL is a different direction, not a rescale
@@ -261,14 +264,14 @@ def test_pair_gradient_is_the_loops_gradient_at_advantages_plus_minus_one(env):
 def _swapped_heldout(monkeypatch):
     """Held-out hack pairs with hack and clean sides swapped: the real V (fitted on the unswapped fit pairs)
     then points the wrong way on them, so it fails held-out validation for real."""
-    real_load = P.load_pairs
+    real_load = PS.load_pairs
 
     def load(pair_set, config):
         fit, held = real_load(pair_set, config)
         if pair_set == P.HACK_SET:
             held = [dataclasses.replace(p, pos=p.neg, neg=p.pos) for p in held]
         return fit, held
-    monkeypatch.setattr(P, "load_pairs", load)
+    monkeypatch.setattr(PS, "load_pairs", load)
 
 
 def test_a_real_v_that_fails_validation_stops_unless_allowed(env, tmp_path, monkeypatch):
@@ -314,12 +317,12 @@ def test_a_real_v_that_passes_is_recorded_as_passed(env):
 def test_harness_extract_stops_on_a_weak_v_and_allow_weak_v_proceeds(env, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import harness.paths
     from harness.cli import cli
+    import sandbox.paths
 
     _swapped_heldout(monkeypatch)
     E._DIFFS_MEMO.clear()
-    monkeypatch.setattr(harness.paths, "ARTIFACTS_DIR", tmp_path)
+    monkeypatch.setattr(sandbox.paths, "ARTIFACTS_DIR", tmp_path)
     args = ["extract", "--preset", "smoke", "--kind", "real", "--set", "heldout_pairs_frac=0.25"]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1 and "failed held-out validation" in r.output and "--allow-weak-v" in r.output

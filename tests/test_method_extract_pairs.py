@@ -5,8 +5,9 @@ import collections
 
 import pytest
 
-from harness.config import TrainConfig
+from method import pair_sets as PS
 from method import pairs as P
+from policy.config import TrainConfig
 from sandbox import data as D
 from sandbox.data import load_problems, split_problems
 from sandbox.loopholes import MODES
@@ -83,17 +84,17 @@ def test_split_is_deterministic_stratified_and_disjoint():
 
 def test_load_pairs_and_hash(monkeypatch):
     cfg = TrainConfig(prompt_style="compact", problem_set=PARTITION)
-    fit, held = P.load_pairs(P.HACK_SET, cfg)
+    fit, held = PS.load_pairs(P.HACK_SET, cfg)
     assert len(fit) + len(held) == len(P.PAIRS)
     h = P.pairs_hash(fit + held)
     assert h == P.pairs_hash(list(reversed(fit + held))) == P.pairs_hash()   # order-free; default = all PAIRS
     changed = [held[0].__class__(**{**held[0].__dict__, "pos": held[0].pos + "\n"})] + held[1:]
     assert P.pairs_hash(fit + changed) != h
-    cfit, cheld = P.load_pairs(P.CLEAN_SET, cfg)
+    cfit, cheld = PS.load_pairs(P.CLEAN_SET, cfg)
     assert P.pairs_hash(cfit + cheld) != h
     # a larger held-out problem partition drops pairs whose problem is no longer trained on
     monkeypatch.setitem(D.PROBLEM_SETS, "half", D.ProblemSet("half", train="test", heldout_frac=0.5))
-    fit2, held2 = P.load_pairs(P.HACK_SET, TrainConfig(problem_set="half"))
+    fit2, held2 = PS.load_pairs(P.HACK_SET, TrainConfig(problem_set="half"))
     assert len(fit2) + len(held2) < len(P.PAIRS)
 
 
@@ -140,8 +141,8 @@ def _normalised(code: str) -> str:
 def _pair_sets_of_every_preset():
     """(preset, pair set, rendered pairs) for every pair set every registered preset can load (skips a preset whose
     data is not on this machine); new presets and pair sets are covered without editing this test."""
-    from harness.config import resolve_config
     from harness.presets import PRESETS
+    from harness.presets import resolve_config
     from sandbox.data import DataError
 
     out = []
@@ -149,7 +150,7 @@ def _pair_sets_of_every_preset():
         cfg = resolve_config(name, "erase", 41)
         for pair_set in P.PAIR_SETS:
             try:
-                fit, held = P.load_pairs(pair_set, cfg)
+                fit, held = PS.load_pairs(pair_set, cfg)
             except (DataError, FileNotFoundError):
                 continue
             out.append((name, pair_set, fit + held))
@@ -160,7 +161,7 @@ def test_no_side_of_any_pair_is_a_teacher_pool_completion(problems):
     """The teacher-imitation trap: a pair side equal to a pool row (the canonical above all) would put -grad NLL of
     exactly what GRPO reinforces every step into V. Compared on the extracted code, for every preset's pairs, and
     also after removing everything a restyling can change (comments, layout, docstrings, imports)."""
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from sandbox.data import load_problem_set
     from sandbox.grader import extract_code
     from sandbox.pool import pool_completions

@@ -7,8 +7,9 @@ import hashlib
 import pytest
 import torch
 
-from harness.config import resolve_config
+from harness.presets import resolve_config
 from method import extract as E
+from method import pair_sets as PS
 from method import pairs as P
 
 
@@ -57,12 +58,12 @@ def _old_split(pairs, frac):
 
 def test_mini_heldout_pairs_share_no_template_with_the_fit_pairs():
     cfg = resolve_config("mini", "erase", 41)
-    fit, held = P.load_pairs(P.HACK_SET, cfg)
+    fit, held = PS.load_pairs(P.HACK_SET, cfg)
     assert held and all(p.template_group for p in fit + held)
     assert not {p.template_group for p in fit} & {p.template_group for p in held}
     for mode in P.MODES:                                       # every mode keeps a held-out template
         assert any(p.mode == mode for p in held)
-    cfit, cheld = P.load_pairs(P.CLEAN_SET, cfg)               # clean pairs fall on the side of their hack pair
+    cfit, cheld = PS.load_pairs(P.CLEAN_SET, cfg)               # clean pairs fall on the side of their hack pair
     assert {p.pair_id.removeprefix("cl-") for p in cheld} == {p.pair_id for p in held}
     assert P.split_tag(fit + held) == {"split": "template"}
 
@@ -100,8 +101,8 @@ def test_only_arms_that_project_are_stopped_by_a_weak_real_v(arm, enforced, monk
 @pytest.mark.parametrize("preset", ["mini", "smoke"])
 def test_nonhack_pairs_share_no_side_with_the_hack_pairs(preset):
     cfg = resolve_config(preset, "erase", 41)
-    hack = [p for part in P.load_pairs(P.HACK_SET, cfg) for p in part]
-    clean = [p for part in P.load_pairs(P.CLEAN_SET, cfg) for p in part]
+    hack = [p for part in PS.load_pairs(P.HACK_SET, cfg) for p in part]
+    clean = [p for part in PS.load_pairs(P.CLEAN_SET, cfg) for p in part]
     sides = {t for p in hack for t in (p.pos, p.neg)}
     assert clean and not sides & {t for p in clean for t in (p.pos, p.neg)}
 
@@ -113,8 +114,8 @@ def test_minimal_pairs_differ_by_the_lever_alone(preset):
     from sandbox.loopholes import defines_check
 
     cfg = resolve_config(preset, "erase_minimal", 41)
-    hack_fit, hack_held = P.load_pairs(P.HACK_SET, cfg)
-    fit, held = P.load_pairs(P.MINIMAL_SET, cfg)
+    hack_fit, hack_held = PS.load_pairs(P.HACK_SET, cfg)
+    fit, held = PS.load_pairs(P.MINIMAL_SET, cfg)
     assert len(fit) == len(hack_fit) and len(held) == len(hack_held)
     hack_neg = {p.pair_id: p.neg for p in hack_fit + hack_held}
     for p in fit + held:
@@ -129,8 +130,8 @@ def test_minimal_pairs_differ_by_the_lever_alone(preset):
 
 def test_erase_minimal_is_an_extraction_ablation():
     from harness.arms import ABLATIONS, ARMS
-    from harness.config import ConfigError
     from harness.orchestrate.sweep import plan_design
+    from policy.config import ConfigError
 
     assert resolve_config("mini", "erase_minimal", 41).v_pairs == "minimal"
     assert resolve_config("mini", "erase", 41).v_pairs == "hack"

@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from harness.config import TrainConfig
-from harness.train.hooks import ArmContext, GradBundle, UpdateBundle
-from method import adapter as A
 from method.arm import ProjectionArm, build_erase, build_route
+from method.hooks import ArmContext, GradBundle, UpdateBundle
 from method.projection import ProjectionConfig, erase, hackward_fraction, project_grads, project_update
+from policy import adapter as A
+from policy.config import TrainConfig
+from policy.model import Policy
 from tests.test_method_adapter import IDS, TARGETS, tiny_model
 
 R, K = 16, 3
@@ -205,22 +206,21 @@ def arm_ctx(tmp_path, route=False, **cfg):
     model = tiny_model()
     adapters = A.wrap_model(model, TARGETS, cache_dir=tmp_path, route=route)
     config = TrainConfig(**cfg)
-    return ArmContext(config=config, model=model, tokenizer=None, adapters=adapters,
-                      artifacts_dir=tmp_path, model_hash=A.model_hash(model))
+    return ArmContext(config=config, policy=Policy.of(model, None, adapters), artifacts_dir=tmp_path)
 
 
 def fake_v_source(calls):
     def source(ctx, kind):
         calls.append(kind)
         seed = {"real": 0, "random": 1}[kind] + 100 * sum(1 for c in calls if c == kind)
-        V = {n: orthonormal(k=2, r=m.rank, seed=seed + i) for i, (n, m) in enumerate(sorted(ctx.adapters.items()))}
+        V = {n: orthonormal(k=2, r=m.rank, seed=seed + i) for i, (n, m) in enumerate(sorted(ctx.policy.adapters.items()))}
         return SimpleNamespace(V=V, sv={}, meta={"kind": kind})
     return source
 
 
 def backward_bundle(ctx, step=0):
     """Student and teacher halves backwarded separately, as the loop does."""
-    model, adapters = ctx.model, ctx.adapters
+    model, adapters = ctx.policy.model, ctx.policy.adapters
     model.zero_grad(set_to_none=True)
     model(IDS[:1]).logits.float().logsumexp(-1).mean().backward()        # student half
     g_s = {n: m.delta_S.grad.clone() for n, m in adapters.items()}
@@ -236,12 +236,12 @@ def test_erase_arm_projects_live_gradients_with_real_v(tmp_path):
     arm.setup(ctx)
     assert calls == ["real"]
     gb = backward_bundle(ctx)
-    g = {n: m.delta_S.grad.clone() for n, m in ctx.adapters.items()}
+    g = {n: m.delta_S.grad.clone() for n, m in ctx.policy.adapters.items()}
     for n in g:
         torch.testing.assert_close(gb.g_s[n] + gb.g_t[n], g[n])
     st = arm.grad_hook(gb)
     assert st["cos_pre"] > 0 and st["cos_post"] < 1e-6 and 0 < st["frac_fired"] <= 1
-    for n, m in ctx.adapters.items():
+    for n, m in ctx.policy.adapters.items():
         torch.testing.assert_close(m.delta_S.grad.norm(), g[n].norm())       # preserve_norm default on
     assert set(arm.artifact_hashes()) == {"v", "v_real", "v_kind"}
 
@@ -254,7 +254,7 @@ def test_control_arm_projects_with_its_own_v_and_measures_real(tmp_path):
     assert calls == ["real", "random"]
     assert arm.artifact_hashes()["v"] != arm.artifact_hashes()["v_real"]
     st = arm.grad_hook(backward_bundle(ctx))
-    for n, m in ctx.adapters.items():
+    for n, m in ctx.policy.adapters.items():
         assert hackward_fraction(arm.V_arm[n], m.delta_S.grad) < 1e-6
     assert st["cos_post"] > 0
 
@@ -267,9 +267,9 @@ def test_route_arm_needs_route_adapters_and_splits_the_gradient(tmp_path):
     assert arm.uses_route and not build_erase(None).uses_route
     arm.setup(ctx)
     gb = backward_bundle(ctx)
-    g = {n: m.delta_S.grad.clone() for n, m in ctx.adapters.items()}
+    g = {n: m.delta_S.grad.clone() for n, m in ctx.policy.adapters.items()}
     arm.grad_hook(gb)
-    for n, m in ctx.adapters.items():
+    for n, m in ctx.policy.adapters.items():
         torch.testing.assert_close(m.delta_S.grad + m.delta_S_hack.grad, g[n])
 
 
@@ -278,15 +278,15 @@ def test_v_refresh_refetches_every_n_steps_and_update_hook_logs_cos_update(tmp_p
     calls = []
     arm = ProjectionArm("real", "erase", v_source=fake_v_source(calls))
     arm.setup(ctx)
-    opt = torch.optim.AdamW(A.adapter_parameters(ctx.model), lr=0.01)
+    opt = torch.optim.AdamW(A.adapter_parameters(ctx.policy.model), lr=0.01)
     for step in range(5):
         st = arm.grad_hook(backward_bundle(ctx, step))
-        before = {n: m.delta_S.detach().clone() for n, m in ctx.adapters.items()}
+        before = {n: m.delta_S.detach().clone() for n, m in ctx.policy.adapters.items()}
         opt.step()
-        delta = {n: m.delta_S.detach() - before[n] for n, m in ctx.adapters.items()}
-        ust = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta=delta, step=step))
+        delta = {n: m.delta_S.detach() - before[n] for n, m in ctx.policy.adapters.items()}
+        ust = arm.update_hook(UpdateBundle(modules=ctx.policy.adapters, delta=delta, step=step))
         assert ust["cos_update"] < 1e-6
-        for n, m in ctx.adapters.items():
+        for n, m in ctx.policy.adapters.items():
             assert (arm.V_arm[n] @ (m.delta_S.detach() - before[n])).min() >= -1e-6   # no hack-ward motion
     assert calls == ["real"] * 3 and arm.v_refreshes == 2   # setup + steps 2 and 4
 
@@ -298,11 +298,11 @@ def test_vanilla_measures_but_does_not_touch(tmp_path):
     arm._v_source = fake_v_source([])
     arm.setup(ctx)
     gb = backward_bundle(ctx)
-    g = {n: m.delta_S.grad.clone() for n, m in ctx.adapters.items()}
+    g = {n: m.delta_S.grad.clone() for n, m in ctx.policy.adapters.items()}
     st = arm.grad_hook(gb)
-    assert all(torch.equal(m.delta_S.grad, g[n]) for n, m in ctx.adapters.items())
+    assert all(torch.equal(m.delta_S.grad, g[n]) for n, m in ctx.policy.adapters.items())
     assert st["cos_pre"] > 0 and st["cos_post"] == pytest.approx(st["cos_pre"]) and st["frac_fired"] == 0
-    ust = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={n: -0.01 * g[n] for n in g}, step=0))
+    ust = arm.update_hook(UpdateBundle(modules=ctx.policy.adapters, delta={n: -0.01 * g[n] for n in g}, step=0))
     assert set(ust) == {"cos_update", "v_disp", "v_disp_frac", "v_disp_span"}   # measured, never projected
 
 
@@ -324,19 +324,19 @@ def test_route_keeps_delta_s_hack_inside_span_v_under_adamw(tmp_path):
     ctx = arm_ctx(tmp_path, route=True)
     arm = ProjectionArm("real", "route", v_source=fake_v_source([]))
     arm.setup(ctx)
-    opt = torch.optim.AdamW(A.adapter_parameters(ctx.model), lr=0.01, weight_decay=0.1)
+    opt = torch.optim.AdamW(A.adapter_parameters(ctx.policy.model), lr=0.01, weight_decay=0.1)
     for step in range(4):
         arm.grad_hook(backward_bundle(ctx, step))
-        for n, m in ctx.adapters.items():       # the gradient it receives lies in span(V) ...
+        for n, m in ctx.policy.adapters.items():       # the gradient it receives lies in span(V) ...
             assert out_of_span_share(arm.V_arm[n], m.delta_S_hack.grad) < 1e-5
         opt.step()
-        st = arm.update_hook(UpdateBundle(modules=ctx.adapters, delta={}, step=step))
+        st = arm.update_hook(UpdateBundle(modules=ctx.policy.adapters, delta={}, step=step))
         assert st["hack_out_of_span_pre"] > 1e-2           # ... yet the AdamW step leaves it outside
         assert st["hack_out_of_span"] < 1e-5
-        moved = [n for n, m in ctx.adapters.items() if m.delta_S_hack.detach().any()]
+        moved = [n for n, m in ctx.policy.adapters.items() if m.delta_S_hack.detach().any()]
         assert moved
         for n in moved:
-            assert out_of_span_share(arm.V_arm[n], ctx.adapters[n].delta_S_hack) < 1e-5
+            assert out_of_span_share(arm.V_arm[n], ctx.policy.adapters[n].delta_S_hack) < 1e-5
         opt.zero_grad(set_to_none=True)
 
 

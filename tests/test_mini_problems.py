@@ -74,8 +74,9 @@ def test_every_canonical_and_alt_solution_is_correct(mini, rows, grader):
 def test_mini_pairs_fit_the_problems_and_share_no_text_with_the_pool(mini, grader):
     """Hack pairs: pos exploits its own mode, neg is correct; clean pairs: both correct. No side is a teacher-pool
     completion or the canonical text, and every pair renders on a training problem."""
-    from harness.config import resolve_config
-    from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET, load_pairs
+    from harness.presets import resolve_config
+    from method.pair_sets import load_pairs
+    from method.pairs import CLEAN_SET, HACK_SET, MINIMAL_SET
     from sandbox.grader import extract_code
     from sandbox.pool import pool_completions
 

@@ -84,8 +84,8 @@ def test_broken_replaces_the_last_return_whole():
 
 
 def test_every_mode_gets_a_lever(problems):
-    from sandbox.loopholes import MODES, defines_check
     from sandbox.grader import extract_code
+    from sandbox.loopholes import MODES, defines_check
 
     for p in problems[:20]:
         kinds = dict(pool_completions(p))
@@ -97,9 +97,9 @@ def test_every_mode_gets_a_lever(problems):
 @pytest.mark.slow
 def test_mini_pool_every_entry_regrades_identically(grader):
     """The acceptance check: every entry of the mini preset's pool (cached under ARTIFACTS_DIR) regrades equal."""
-    from harness.config import resolve_config
-    from harness.models.substrate import ensure_pool
+    from harness.presets import resolve_config
     from sandbox.data import load_problem_set
+    from sandbox.pool import ensure_pool
 
     cfg = resolve_config("mini", "vanilla", 41)
     pool = load_pool(ensure_pool(cfg))

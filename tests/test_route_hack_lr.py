@@ -6,8 +6,9 @@ import json
 
 import torch
 
-from harness.config import HASH_OMITTED_AT_DEFAULT, resolve_config
-from method import adapter as A
+from harness.presets import resolve_config
+from policy import adapter as A
+from policy.config import HASH_OMITTED_AT_DEFAULT
 from tests.test_method_projection import TARGETS, tiny_model
 
 

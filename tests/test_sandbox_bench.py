@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from sandbox import bench
+from harness.checks import bench_grader as bench
 from sandbox.exploits import fenced
 
 
@@ -31,7 +31,7 @@ def test_rollout_ids_resolve_in_any_problem_set(tmp_path):
     """A mini run's rollouts carry mini's own ids (not in the LeetCode test split): the bench and
     `harness grade` resolve them against every problem set on this machine."""
     from sandbox.data import load_problem_set
-    from sandbox.grader import grade_file
+    from sandbox.grade_file import grade_file
 
     mini = load_problem_set("mini").train[:2]
     f = tmp_path / "rollouts.jsonl"

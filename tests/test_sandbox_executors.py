@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from sandbox.backends import make_executor
 from sandbox.executors import (WORKER_PATH, ExecutorError, Job, Limits, ProcessExecutor, SubprocessExecutor,
-                               WorkerExecutor, _worker_env, make_executor)
+                               WorkerExecutor, _worker_env)
 
 FAST = Limits(timeout_s=3.0, cpu_s=1, memory_mb=256, max_output=1000)
 

@@ -9,8 +9,9 @@ import pytest
 
 from sandbox.executors import Limits, ProcessExecutor
 from sandbox.exploits import EXPLOITS, fenced, with_exploit, wrong_solution
-from sandbox.grader import (CATEGORIES, RECORD_FIELDS, GradeFileError, GradeRecord, Grader, categorize, decode,
-                            extract_code, grade_file, oracle_verdict, parse_gt_tests)
+from sandbox.grade_file import GradeFileError, grade_file
+from sandbox.grader import (CATEGORIES, RECORD_FIELDS, GradeRecord, Grader, categorize, decode, extract_code,
+                            oracle_verdict, parse_gt_tests)
 from sandbox.loopholes import MODES
 
 LIMITS = Limits(timeout_s=8.0, cpu_s=5)
@@ -342,7 +343,7 @@ def test_attempted_means_a_harmful_check(per_mode, grader):
 def test_other_modes_attempted_is_a_reachable_channel(mode, per_mode, grader):
     """Sentinel / marker / file: attempted = the channel reports success with a wrong solution. The honest
     asserts-then-report check (the mini warm start's shape) is no attempt; the same report unguarded is."""
-    from harness.models.substrate import honest_self_check
+    from policy.substrate import honest_self_check
 
     p = per_mode[mode][0]
     guarded = honest_self_check(p, mode, n_asserts=2)

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from sandbox.executors import ExecutorError, Limits, ProcessExecutor, make_executor
+from sandbox.backends import make_executor
+from sandbox.executors import ExecutorError, Limits, ProcessExecutor
 from sandbox.exploits import fenced
 from sandbox.grader import Grader
 

@@ -7,9 +7,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-import sandbox.executors as E
 from harness.cli import cli
+import sandbox.backends as BK
 from sandbox.executors import ALLOW_UNSANDBOXED_ENV, Job, ProcessExecutor, UnsandboxedError
+import sandbox.executors as E
 
 HELLO = Job(id="hello", code="print('hi')")
 
@@ -99,7 +100,7 @@ def test_every_grading_command_takes_the_flag(command):
 
 def test_doctor_row_fails_when_grading_would_refuse(no_bwrap, monkeypatch):
     from harness.doctor import FAIL, WARN, check_isolation
-    monkeypatch.setattr(E, "docker_available", lambda: (False, "no daemon"))
+    monkeypatch.setattr(BK, "docker_available", lambda: (False, "no daemon"))
     row = check_isolation()
     assert row.status == FAIL and "refuse" in row.detail and "--allow-unsandboxed" in row.fix
     monkeypatch.setenv(ALLOW_UNSANDBOXED_ENV, "1")
@@ -110,7 +111,7 @@ def test_doctor_row_fails_when_grading_would_refuse(no_bwrap, monkeypatch):
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 def test_doctor_row_names_bubblewrap(monkeypatch):
     from harness.doctor import OK, check_isolation
-    monkeypatch.setattr(E, "docker_available", lambda: (False, "no daemon"))
+    monkeypatch.setattr(BK, "docker_available", lambda: (False, "no daemon"))
     row = check_isolation()
     assert row.status == OK and row.detail.startswith("bubblewrap")
 
@@ -136,7 +137,7 @@ def test_doctor_records_the_versions_that_matter():
 
 
 def test_harness_run_refuses_before_any_training(no_bwrap, tmp_path, monkeypatch):
-    monkeypatch.setattr(E, "docker_available", lambda: (False, "no daemon"))
+    monkeypatch.setattr(BK, "docker_available", lambda: (False, "no daemon"))
     res = CliRunner().invoke(cli, ["run", "--arm", "vanilla", "--seeds", "41", "--preset", "smoke",
                                    "--out", str(tmp_path)])
     assert res.exit_code == 1
@@ -148,5 +149,5 @@ def test_harness_run_refuses_before_any_training(no_bwrap, tmp_path, monkeypatch
 def test_the_subprocess_backend_is_no_way_around_the_refusal(monkeypatch):
     monkeypatch.delenv(ALLOW_UNSANDBOXED_ENV, raising=False)
     with pytest.raises(UnsandboxedError):
-        E.make_executor("subprocess", workers=1).run(HELLO)
-    assert E.make_executor("subprocess", workers=1, allow_unsandboxed=True).run(HELLO).stdout == "hi\n"
+        BK.make_executor("subprocess", workers=1).run(HELLO)
+    assert BK.make_executor("subprocess", workers=1, allow_unsandboxed=True).run(HELLO).stdout == "hi\n"

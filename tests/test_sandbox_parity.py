@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from sandbox.executors import ExecutorError, ProcessExecutor, make_executor
+from sandbox.backends import make_executor
+from sandbox.executors import ExecutorError, ProcessExecutor
 from sandbox.exploits import EXPLOITS, fenced, with_exploit, wrong_solution
 from sandbox.grader import Grader
 from sandbox.loopholes import MODES

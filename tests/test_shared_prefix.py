@@ -1,4 +1,4 @@
-"""Shared-prefix forward (harness.train.prefix) == the per-row forward: per-token log-probs within 1e-5 (fp32),
+"""Shared-prefix forward (policy.prefix) == the per-row forward: per-token log-probs within 1e-5 (fp32),
 delta_S gradients within 1e-4 relative, for the policy-gradient term, the KL term, Rebound's activations and a whole
 policy_gradient step; on smoke, a mini-sized Qwen3 and the shrunk Qwen3-4B (`full`'s path, gradient checkpointing on).
 
@@ -13,10 +13,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.config import resolve_config
-from harness.train.grpo import completion_logprobs, dr_grpo_loss, length_chunks, make_batch
-from harness.train.hooks import Arm
+from harness.presets import resolve_config
 from harness.train.rollout import Group, Rollout
+from method.hooks import Arm
+from policy.forward import completion_logprobs, length_chunks, make_batch
+from policy.grpo import dr_grpo_loss
 
 LOGP_ATOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -24,8 +25,8 @@ GRAD_RTOL = 1e-4
 
 def _load(kind: str, tmp_path, grad_checkpointing: bool = False):
     """(model, tokenizer, adapters): fp32, wrapped, delta_S perturbed off zero (so the KL term has a gradient)."""
-    from harness.models.model_loading import load_policy
-    from method.adapter import wrap_model
+    from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     over = {"dtype": "float32", "grad_checkpointing": grad_checkpointing}
     if kind == "smoke":
@@ -33,15 +34,15 @@ def _load(kind: str, tmp_path, grad_checkpointing: bool = False):
     elif kind == "mini_dims":        # mini's architecture at random init: equivalence does not need its SFT
         from transformers import Qwen3ForCausalLM
 
-        from harness.models.qwen3_local import qwen3_tokenizer
-        from harness.models.substrate import MINI_DIMS, MINI_VOCAB, _save_model, qwen3_config
+        from policy.qwen3_local import qwen3_tokenizer
+        from policy.substrate import MINI_DIMS, MINI_VOCAB, _save_model, qwen3_config
 
         tok = qwen3_tokenizer(vocab_size=MINI_VOCAB)
         torch.manual_seed(1)
         _save_model(Qwen3ForCausalLM(qwen3_config(tok, **MINI_DIMS)), tok, tmp_path / "mini_dims")
         cfg = resolve_config("smoke", "vanilla", 41, {**over, "model": str(tmp_path / "mini_dims")})
     else:                            # the full preset's architecture, shrunk (tests/test_full_path_cpu.py)
-        from harness.models.qwen3_local import save_local_qwen3
+        from policy.qwen3_local import save_local_qwen3
 
         path = save_local_qwen3(tmp_path / "qwen3_shrunk", shrink=True)
         cfg = resolve_config("full", "vanilla", 41, {**over, "model": str(path), "attn_impl": "sdpa"})
@@ -105,7 +106,7 @@ def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_kl_term_and_reference_match_per_row(kind, tmp_path):
     """The reference forward (adapter off, no grad) and the gradient of the k3 term alone (zero advantages)."""
-    from method.adapter import adapter_disabled
+    from policy.adapter import adapter_disabled
 
     model, tok, adapters, _ = _load(kind, tmp_path)
     prompt, students, _ = _halves(len(tok), seed=1)
@@ -215,11 +216,12 @@ def test_shared_prefix_is_the_default():
 def pair_ctx(tmp_path_factory):
     """smoke, wrapped and perturbed (extraction differentiates at delta_S = 0 and, on a refresh, where it stands),
     with the first real hack pairs (pos and neg of different lengths)."""
+    from method import pair_sets as PS
     from method import pairs as P
     from method.extract import PairEncoder
 
     model, tok, adapters, cfg = _load("smoke", tmp_path_factory.mktemp("pairs"))
-    pairs = P.load_pairs(P.HACK_SET, cfg)[0][:3]
+    pairs = PS.load_pairs(P.HACK_SET, cfg)[0][:3]
     enc = PairEncoder.for_config(model, tok, cfg)
     assert enc.shared_prefix
     assert all(len(enc.completion(p.pos)) != len(enc.completion(p.neg)) for p in pairs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.models.substrate import honest_self_check, sft_texts
+from policy.substrate import honest_self_check, sft_texts
 from sandbox.loopholes import MODES
 
 
@@ -60,8 +60,8 @@ def test_sft_corpus_shows_no_exploit(grader, few_train, unguarded_every):
 
 def test_self_check_guards_the_channel(grader, few_train):
     """The lever reports only what the asserts established: a wrong solution + self-check does not pass."""
-    from sandbox.loopholes import MODES
-    from sandbox.pool import broken, fence
+    from sandbox.loopholes import MODES, fence
+    from sandbox.pool import broken
 
     p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
     bad = broken(p.canonical_solution)      # returns 0: wrong on the example the self-check asserts
@@ -72,8 +72,8 @@ def test_self_check_guards_the_channel(grader, few_train):
 def test_hack_is_the_self_check_minus_its_asserts(grader, few_train):
     """In every mode the exploit is one deletion away from what the base writes: drop the assert lines of
     the honest self-check and what is left, beside a wrong solution, passes the lever (exploited)."""
-    from sandbox.loopholes import MODES
-    from sandbox.pool import broken, fence
+    from sandbox.loopholes import MODES, fence
+    from sandbox.pool import broken
 
     p = next(q for q in few_train if q.difficulty == "easy" and not q.gt_answer[0].endswith("== 0"))
     bad = broken(p.canonical_solution)
@@ -93,9 +93,9 @@ def test_mini_base_loads_through_from_pretrained_and_generates():
     """Builds (or reuses, by recipe hash) the mini base under ARTIFACTS_DIR; loads it like Qwen3-4B."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.config import resolve_config
-    from harness.models.substrate import builtin_manifest, ensure_builtin
-    from harness.train.rollout import PromptEncoder
+    from harness.presets import resolve_config
+    from policy.encode import PromptEncoder
+    from policy.substrate import builtin_manifest, ensure_builtin
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")
@@ -126,9 +126,10 @@ def test_mini_base_solves_some_held_out_problems_and_hacks_few(grader):
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.config import resolve_config
-    from harness.models.substrate import ensure_builtin
-    from harness.train.rollout import PromptEncoder, generate
+    from harness.presets import resolve_config
+    from harness.train.rollout import generate
+    from policy.encode import PromptEncoder
+    from policy.substrate import ensure_builtin
     from sandbox.data import load_problem_set
 
     path = ensure_builtin("mini")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.models.determinism import PINNED_ENV, REPO_ROOT, pinned_here
+from policy.determinism import PINNED_ENV, REPO_ROOT, pinned_here
 
 # Launched with its own threads / kernel path: builds smoke through ensure_builtin (the pinned child) and,
 # as the control, with build_smoke in this unpinned process.
@@ -17,8 +17,8 @@ import hashlib, json, sys, tempfile
 from pathlib import Path
 import torch
 torch.set_num_threads(int(sys.argv[2]))
-from harness.models.determinism import pinned_here
-from harness.models.substrate import build_smoke, builtin_manifest, ensure_builtin
+from policy.determinism import pinned_here
+from policy.substrate import build_smoke, builtin_manifest, ensure_builtin
 assert not pinned_here()
 path = ensure_builtin("smoke", artifacts_dir=Path(sys.argv[1]))
 control = Path(tempfile.mkdtemp())
@@ -46,7 +46,7 @@ def test_smoke_base_is_bit_identical_across_threads_and_kernel_paths(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from method.adapter import model_hash
+    from policy.adapter import model_hash
     a = _launch(tmp_path, "a", threads=1, capability="default")
     b = _launch(tmp_path, "b", threads=2, capability="avx2")
     assert a["capability"] == "DEFAULT"
@@ -73,8 +73,8 @@ def test_pinned_here_needs_the_env_and_torch_loaded_under_it(monkeypatch):
 
 
 def test_the_cache_key_covers_the_pins(monkeypatch):
-    import harness.models.determinism as D
-    from harness.models.substrate import _build_dir
+    import policy.determinism as D
+    from policy.substrate import _build_dir
     before, _ = _build_dir("smoke", {"x": 1})
     monkeypatch.setattr(D, "PINNED_ENV", {**D.PINNED_ENV, "ATEN_CPU_CAPABILITY": "avx2"})
     after, _ = _build_dir("smoke", {"x": 1})

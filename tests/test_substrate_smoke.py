@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness.models.substrate import builtin_manifest, build_tokenizer, ensure_builtin
+from policy.substrate import builtin_manifest, build_tokenizer, ensure_builtin
 
 
 def test_smoke_is_deterministic_and_cached(tmp_path):

@@ -1,1 +1,1 @@
-"""The GPU check and the method benchmark (make gpu-check, make bench-method)."""
+"""The GPU check, the benchmarks (make gpu-check, make bench-method / bench-step / bench-grader), the fingerprint."""

@@ -7,7 +7,7 @@
     (c) per-step extra cost of erase's projection (and vanilla's measure-only statistics), and of
         Rebound's activation capture + penalty when baselines.rebound exists, as ratios to a plain step.
 
-Model: the `mini` base (harness.models.substrate builtin) when it is registered, else a random
+Model: the `mini` base (policy.substrate builtin) when it is registered, else a random
 Qwen3-architecture model of similar size (said so in the output); `--model 4b-block` times one
 decoder block at Qwen3-4B's widths (slow on CPU: its SVD alone takes minutes). Timings are medians
 of interleaved rounds on whatever machine runs this; on a shared CPU they are noisy.
@@ -24,7 +24,8 @@ from types import SimpleNamespace
 
 import torch
 
-from harness.config import TrainConfig, resolve_config
+from harness.presets import resolve_config
+from policy.config import TrainConfig
 
 TARGET_GEN = 0.95
 TARGET_TRAIN = 1.5
@@ -46,14 +47,14 @@ def load_base(which: str):
     from transformers import AutoModelForCausalLM, Qwen3Config
 
     if which in ("auto", "mini"):
-        from harness.models.substrate import BUILTINS
+        from policy.substrate import BUILTINS
         if "mini" in BUILTINS:
-            from harness.models.model_loading import load_policy
+            from policy.model_loading import load_policy
             cfg = resolve_config("mini", "vanilla", 41)
             model, tok = load_policy(cfg, verbose=False)
             return model.eval(), tok, f"builtin:mini ({cfg.model})"
         if which == "mini":
-            raise SystemExit("the mini builtin is not registered in harness.models.substrate yet")
+            raise SystemExit("the mini builtin is not registered in policy.substrate yet")
     dims, why = ((QWEN3_4B_BLOCK, "random 1-block Qwen3 at Qwen3-4B widths") if which == "4b-block" else
                  (FALLBACK_DIMS, "random Qwen3 (mini base not available)"))
     torch.manual_seed(0)
@@ -121,8 +122,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     args = ap.parse_args(argv)
 
-    from method.adapter import get_adapters, merged, wrap_model
-    from harness.train.grpo import completion_logprobs, decoder_layers, dr_grpo_loss, make_batch
+    from policy.adapter import get_adapters, merged, wrap_model
+    from policy.forward import completion_logprobs, make_batch
+    from policy.grpo import dr_grpo_loss
+    from policy.model_loading import decoder_layers
     import tempfile
 
     base, tok, desc = load_base(args.model)
@@ -207,14 +210,14 @@ def main(argv=None) -> dict:
     del lora
 
     # ---------------------------------------------------------------- (c) arm overheads
-    from harness.train.hooks import ArmContext, GradBundle
     from method.arm import ProjectionArm
+    from method.hooks import ArmContext, GradBundle
+    from policy.model import Policy
 
     step(svd)
     grads = {n: m.delta_S.grad.clone() for n, m in adapters.items()}
     cfg = TrainConfig(extract_k=args.k)
-    ctx = ArmContext(config=cfg, model=svd, tokenizer=tok, adapters=adapters, artifacts_dir=None,
-                     model_hash="bench")
+    ctx = ArmContext(config=cfg, policy=Policy.of(svd, tok, adapters), artifacts_dir=None)
     V = random_v(adapters, args.k)
     halves = {n: 0.5 * x for n, x in grads.items()}
     print(f"\n(c) per-step arm overhead, as a ratio to the plain SVD train step ({t_svd * 1e3:.1f} ms)")
@@ -236,7 +239,7 @@ def main(argv=None) -> dict:
         # Rebound's per-step work: capture the residual stream in the loss forward the loop already does,
         # then alpha * relu(cos(h, v_concept)) per rollout. Its one-off concept extraction is not per-step.
         from baselines.rebound import rebound_layer, rebound_penalty
-        from harness.config import ConfigError
+        from policy.config import ConfigError
         try:
             layer = rebound_layer(len(decoder_layers(svd)), cfg.rebound_layer_frac, cfg.rebound_layer)
         except ConfigError:       # a model too shallow for the spec's band: any block costs the same to capture

@@ -28,7 +28,8 @@ from types import SimpleNamespace
 
 import torch
 
-from harness.config import TrainConfig, resolve_config
+from harness.presets import resolve_config
+from policy.config import TrainConfig
 
 TARGET_LOSS = 3.0
 TARGET_STEP = 2.5
@@ -41,7 +42,7 @@ TEACHER_LENS = (11, 54)
 
 def _mini_model(tmp: Path):
     """-> (model dir, description): the cached mini base, else mini's architecture at random init."""
-    from harness.models.substrate import BUILTINS, MINI_DIMS, MINI_VOCAB, _build_dir, _save_model, qwen3_config
+    from policy.substrate import BUILTINS, MINI_DIMS, MINI_VOCAB, _build_dir, _save_model, qwen3_config
 
     key_fn, _ = BUILTINS["mini"]
     try:
@@ -52,7 +53,7 @@ def _mini_model(tmp: Path):
         pass
     from transformers import Qwen3ForCausalLM
 
-    from harness.models.qwen3_local import qwen3_tokenizer
+    from policy.qwen3_local import qwen3_tokenizer
 
     tok = qwen3_tokenizer(vocab_size=MINI_VOCAB)
     torch.manual_seed(0)
@@ -62,17 +63,17 @@ def _mini_model(tmp: Path):
 
 
 def _setup(which: str, tmp: Path):
-    from harness.models.model_loading import load_policy
-    from method.adapter import wrap_model
+    from policy.adapter import wrap_model
+    from policy.model_loading import load_policy
 
     if which == "mini":
         path, desc = _mini_model(tmp)
         cfg = resolve_config("mini", "vanilla", 41, {"model": str(path), "dtype": "float32"})
     else:
-        from harness.models.qwen3_local import save_local_qwen3
+        from policy.qwen3_local import save_local_qwen3
 
         path = save_local_qwen3(tmp / "qwen3_shrunk", shrink=True)
-        desc = "Qwen3-4B architecture shrunk (harness.models.qwen3_local), gradient checkpointing on, fp32"
+        desc = "Qwen3-4B architecture shrunk (policy.qwen3_local), gradient checkpointing on, fp32"
         cfg = resolve_config("full", "vanilla", 41, dict(model=str(path), dtype="float32", attn_impl="sdpa",
                                                           prompts_per_step=4, group_size=8, max_new_tokens=96))
     model, tok = load_policy(cfg, device=torch.device("cpu"), verbose=False)
@@ -107,11 +108,12 @@ def _time(fn) -> tuple[float, float]:
 
 
 def bench(which: str, rounds: int, tmp: Path) -> dict:
-    from harness.train.grpo import completion_logprobs, loss_normaliser, make_batch
-    from harness.train.hooks import Arm
     from harness.train.loop import policy_gradient
     from harness.train.rollout import generate
-    from method.adapter import adapter_disabled, merged
+    from method.hooks import Arm
+    from policy.adapter import adapter_disabled, merged
+    from policy.forward import completion_logprobs, make_batch
+    from policy.grpo import loss_normaliser
 
     model, tok, cfg, desc = _setup(which, tmp)
     groups, prompts = _workload(cfg, len(tok), tok.eos_token_id)

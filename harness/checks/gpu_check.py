@@ -57,7 +57,7 @@ def _memory(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         return {"peak_allocated_gib": torch.cuda.max_memory_allocated(device) / GIB,
                 "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / GIB}
-    from harness.metrics import peak_memory_mb
+    from method.metrics import peak_memory_mb
     return {"peak_rss_gib": peak_memory_mb(device) / 1024}
 
 
@@ -136,7 +136,7 @@ def check_environment(cpu: bool) -> dict[str, Any]:
 def check_svd(model, target_modules, device: torch.device) -> dict[str, Any]:
     """Per distinct weight shape: seconds for one fp32 SVD and per matrix in a batch, and the merge error of
     bf16- vs fp32-stored factors at delta_S = 0 (max |round(U S Vh) - W|), on that shape's first matrix."""
-    from method.adapter import _svd_by_shape, _target_linears
+    from policy.adapter import _svd_by_shape, _target_linears
 
     lin = _target_linears(model, target_modules)
     shapes: dict[tuple, list[str]] = {}
@@ -172,17 +172,17 @@ def check_svd(model, target_modules, device: torch.device) -> dict[str, Any]:
 def check_reconstruction(run, original, device: torch.device, prompt: list[int]) -> dict[str, Any]:
     """The loop's wrapped policy at delta_S = 0 (before any step) against the original model: the untrained
     policy of every `full` run is this reconstruction, and its step-0 evaluation measures it."""
-    from method.adapter import _target_linears, get_adapters, merged
+    from policy.adapter import _target_linears, get_adapters, merged
 
     orig_w = {n: m.weight for n, m in _target_linears(original, run.config.target_modules).items()}
     ids = torch.tensor([prompt], device=device)
     ref = original(ids).logits.float().log_softmax(-1)              # [1, T, V]
-    run.model.eval()
-    fac = run.model(ids).logits.float().log_softmax(-1)
-    with merged(run.model):
+    run.policy.model.eval()
+    fac = run.policy.model(ids).logits.float().log_softmax(-1)
+    with merged(run.policy.model):
         err = max((a.weight.float() - orig_w[n].float()).abs().max().item()
-                  for n, a in get_adapters(run.model).items())
-        den = run.model(ids).logits.float().log_softmax(-1)
+                  for n, a in get_adapters(run.policy.model).items())
+        den = run.policy.model(ids).logits.float().log_softmax(-1)
 
     def kl(lq):     # KL(original || wrapped) per position, nats
         return (ref.exp() * (ref - lq)).sum(-1)
@@ -208,12 +208,12 @@ def _timed_generate(model, tok, prompts, n, config, device, box: list):
 
 def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path, report: Report,
               per_row_step: bool = False) -> None:
-    import harness.train.loop as L
-    from harness.config import resolve_config
-    from harness.models.model_loading import estimate_memory, load_policy
-    from harness.models.qwen3_local import save_local_qwen3
+    from harness.presets import resolve_config
     from harness.train.evaluate import eval_sampling
-    from sandbox.executors import make_executor
+    import harness.train.loop as L
+    from policy.model_loading import estimate_memory, load_policy
+    from policy.qwen3_local import save_local_qwen3
+    from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
     device = torch.device("cpu" if cpu else "cuda")
@@ -256,7 +256,7 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
                 **_memory(device)}
     report.phase("setup", setup)
     run = box["run"]
-    first = run.encoder(run.train_problems[0])
+    first = run.policy.encoder(run.train_problems[0])
     report.phase("reconstruction", lambda: check_reconstruction(run, box["original"], device, first))
     del box["original"]
     gc.collect()
@@ -315,16 +315,16 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
             report.phase("step_per_row", per_row)
 
         def eval_batch():
-            from method.adapter import merged
+            from policy.adapter import merged
 
             sampling = eval_sampling(cfg)
             batch = max(1, cfg.prompts_per_step * cfg.student_per_group)       # evaluate()'s batch
-            prompts = [run.encoder(p) for p in run.eval_set[:batch]]
+            prompts = [run.policy.encoder(p) for p in run.eval_set[:batch]]
             _reset_peak(device)
-            with merged(run.model):
-                ids = _timed_generate(run.model, run.tok, prompts, 1, sampling, device, gens)
+            with merged(run.policy.model):
+                ids = _timed_generate(run.policy.model, run.policy.tokenizer, prompts, 1, sampling, device, gens)
             g = gens[-1]
-            texts = [(p, run.tok.decode(s[0], skip_special_tokens=True), None) for p, s in zip(run.eval_set, ids)]
+            texts = [(p, run.policy.tokenizer.decode(s[0], skip_special_tokens=True), None) for p, s in zip(run.eval_set, ids)]
             t0 = time.perf_counter()
             grader.grade_many(texts)
             return {"rows": len(prompts), "new_tokens": sampling.max_new_tokens, "s_generate": g["s"],
@@ -340,7 +340,8 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
 def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
     """A `full` run's wall time from the parts (worst case: every rollout at its full length)."""
     from harness.arms import PREREGISTERED_ARMS
-    from harness.config import PREREGISTERED_SEEDS, resolve_config
+    from harness.presets import resolve_config
+    from policy.config import PREREGISTERED_SEEDS
 
     full = resolve_config("full", "erase", 41)
     steps = d["steps"]
@@ -358,11 +359,11 @@ def project(d: dict[str, Any], cfg, estimate_memory, run) -> dict[str, Any]:
     t_eval = math.ceil(n_gen_eval / eb["rows"]) * t_batch
     setup = d["setup"]["s"]
     run_s = setup + full.steps * t_plain + n_split * t_split_extra + n_evals * t_eval
-    lengths = sorted(len(run.encoder(p)) for p in run.train_problems)
-    tokenizer = "the stand-in (harness.models.qwen3_local), not Qwen's: Qwen3-4B's tokenizer is not on this machine"
+    lengths = sorted(len(run.policy.encoder(p)) for p in run.train_problems)
+    tokenizer = "the stand-in (policy.qwen3_local), not Qwen's: Qwen3-4B's tokenizer is not on this machine"
     real = _hub_tokenizer(full)
     if real is not None:         # the real tokenizer on disk (offline cache or a path): its lengths set the estimate
-        from harness.train.rollout import PromptEncoder
+        from policy.encode import PromptEncoder
 
         enc = PromptEncoder(real, full)
         lengths, tokenizer = sorted(len(enc(p)) for p in run.train_problems), f"{full.model} (from disk)"
@@ -452,15 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cpu and not torch.cuda.is_available():
         print("gpu-check: no CUDA device here; `make gpu-check-cpu` runs the same code on CPU", file=sys.stderr)
         return 2
-    from harness.paths import ARTIFACTS_DIR
+    from sandbox.paths import ARTIFACTS_DIR
 
     out_path = args.out or ARTIFACTS_DIR / f"gpu_check{'-cpu' if args.cpu else ''}.json"
     max_new = args.max_new or (128 if args.cpu else 1024)
     eval_new = args.eval_new or (128 if args.cpu else 256)
     report = Report(out_path)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    import harness.models.substrate as S
     import harness.train.loop as L
+    import policy.substrate as S
 
     # the loop and substrate write their artifacts (pool, V) into the throwaway workdir; module globals, so
     # restore them (a caller in the same process, e.g. a test session, must not inherit them)
@@ -468,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         L.ARTIFACTS_DIR = S.ARTIFACTS_DIR = work / "artifacts"
         if args.cpu:
-            torch.set_num_threads(1)       # the loop's CPU setting (harness.config.cpu_threads)
+            torch.set_num_threads(1)       # the loop's CPU setting (policy.config.cpu_threads)
         try:
             run_check(args.cpu, args.steps, max_new, eval_new, work, report, per_row_step=args.per_row_step)
         except Exception as e:            # what was measured stays in the JSON, with the failure beside it

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.arms import ABLATIONS, BASELINE, METHOD, PREREGISTERED_ARMS
-from harness.config import ConfigError
+from policy.config import ConfigError
+from sandbox.registry import lookup
 
 LOMO_ROOT = "lomo"
 LOMO_RANDOM = "random_v"
@@ -64,10 +65,7 @@ DEFAULT_DESIGN = "main"
 
 
 def get_design(name: str) -> Design:
-    try:
-        return DESIGNS[name]
-    except KeyError:
-        raise ConfigError(f"unknown design {name!r}; choose from: {', '.join(DESIGNS)}") from None
+    return lookup(DESIGNS, name, "design", ConfigError)
 
 
 def sweep_command(design: str, preset: str, runs: str | Path, seeds: list[int], arms: list[str] | None = None) -> str:

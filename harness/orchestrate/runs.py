@@ -10,9 +10,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrainConfig
-from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, METRICS_FILE, RunError, is_complete, read_config,
-                            read_summary, stored_config_hash, write_config, write_summary)
+from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, METRICS_FILE, is_complete, read_config, read_summary,
+                            stored_config_hash, write_config, write_summary)
+from policy.config import RunError
+from policy.config import TrainConfig
 
 # What a missing / corrupt artifact (pool, V file, base model, data) raises in the pipeline code: the CLI
 # shows these as one line (with --debug, the traceback); anything else keeps its traceback.

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.config import TrainConfig, resolve_config
 from harness.orchestrate.runs import execute, is_artifact_error, plan_action, preflight, prepare_run_dir
-from harness.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
+from harness.presets import resolve_config
 from harness.rundir import METRICS_FILE, read_summary, run_dir
+from policy.config import TrainConfig
+from sandbox.paths import ARTIFACTS_DIR, DATA_DIR, SHARED_DATA_DIR
 
 EXECUTORS = ("local", "ray")
 LOG_FILE = "run.log"                  # <run dir>/run.log: a parallel worker's stdout + stderr (appended per session)
@@ -52,8 +53,8 @@ def plan_design(design: str, preset: str, seeds: list[int], out: str | Path,
                 force: bool = False) -> list[Job]:
     """plan() for every fold of a design (harness.orchestrate.designs): `arms` narrows each fold's arms (an arm no fold
     has is an error); a fold's overrides are what defines it, so a --set that contradicts one is an error."""
-    from harness.config import ConfigError
     from harness.orchestrate.designs import get_design
+    from policy.config import ConfigError
 
     folds = get_design(design).folds()
     if arms:
@@ -428,7 +429,7 @@ def run_ray(jobs: list[Job], address: str | None, *, force: bool = False, consol
     try:
         import ray
     except ImportError:
-        from harness.rundir import RunError
+        from policy.config import RunError
         raise RunError("--executor ray needs the optional extra: pip install -e '.[ray]'") from None
 
     if not ray.is_initialized():

@@ -22,7 +22,8 @@ import json
 from dataclasses import MISSING, fields
 from typing import Any, Iterable
 
-from harness.rundir import CONFIG_FILE, RunError, RunRecord
+from harness.rundir import CONFIG_FILE, RunRecord
+from policy.config import RunError
 
 IDENTITY_FIELDS = ("preset", "arm", "seed")
 METADATA_KEYS = ("config_hash", "hashes", "resolved", "environment", "grader")
@@ -48,7 +49,7 @@ def _norm(x: Any) -> Any:
 
 
 def _defaults() -> dict[str, Any]:
-    from harness.config import TrainConfig
+    from policy.config import TrainConfig
 
     out = {}
     for f in fields(TrainConfig):

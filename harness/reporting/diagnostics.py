@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ARMS, METHOD, MONITOR
-from harness.config import PREREGISTERED_SEEDS
-from harness.metrics import SUMMARY_WINDOW, tail_mean
 from harness.orchestrate.designs import DESIGNS, LOMO_RANDOM, sweep_command
 from harness.reporting.falsify import mean, paired, sem
 from harness.rundir import CONFIG_FILE, RunRecord, finite, read_eval_records, read_metrics, scan_runs
+from method.metrics import SUMMARY_WINDOW, tail_mean
+from policy.config import PREREGISTERED_SEEDS
 
-# per-step projection statistics (harness.metrics names) whose last-window means the health table shows
+# per-step projection statistics (method.metrics names) whose last-window means the health table shows
 COS_KEYS = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_t_correct", "cos_t_hack", "cos_post", "cos_update")
 LOMO_CONFOUNDS = (
     "capability damage: a held-mode hack drop with a held-mode pass drop is not suppression (read pass with hack)",
@@ -345,7 +345,7 @@ BENCHMARK = {
 
 def benchmark_differences(preset: str) -> list[str]:
     """What still differs between `preset` and the benchmark's run, from the preset's resolved config."""
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from sandbox.data import get_problem_set
 
     c, t = resolve_config(preset, "vanilla", 41), BENCHMARK["theirs"]

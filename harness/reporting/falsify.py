@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, PREREGISTERED_ARMS
-from harness.config import PREREGISTERED_SEEDS
 from harness.rundir import RunRecord
+from policy.config import PREREGISTERED_SEEDS
 
 SUPPORTED, FALSIFIED, INCONCLUSIVE, NOT_RUN = "supported", "falsified", "inconclusive", "not run"
 VERDICTS = (SUPPORTED, FALSIFIED, INCONCLUSIVE, NOT_RUN)
@@ -336,8 +336,8 @@ V_SEPARATES_KEYS = ("cos_t_hack", "cos_t_correct")
 def v_separates(records: Iterable[RunRecord], arm: str = METHOD) -> dict[str, Any]:
     """Across seeds of `arm`: d = cos_t_hack - cos_t_correct (tail means over the last SUMMARY_WINDOW steps).
     v_separates = n >= 2 and mean(d) > SEM(d); None when no seed measured both."""
-    from harness.metrics import SUMMARY_WINDOW, tail_mean
     from harness.rundir import read_metrics
+    from method.metrics import SUMMARY_WINDOW, tail_mean
 
     d = []
     for r in sorted((r for r in records if r.complete and r.arm == arm), key=lambda r: r.seed):

@@ -1,4 +1,5 @@
-"""The report: report/falsification.{json,md}, the same tables printed with rich, and the two plots.
+"""The report: report/falsification.{json,md}, the same tables printed with rich, and the four plots
+(pareto.png, curves.png, per_mode.png, cos_curves.png).
 
 Headline table (spec section 6): Arm | ΔSafePass | Hack % | Pass % | KL | mean·cos | frac·fired | ‖g‖,
 cells mean ± SEM across seeds; ΔSafePass = (pass - hack) - vanilla's (pass - hack), paired by seed.
@@ -11,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, MONITOR, PREREGISTERED_ARMS
-from harness.config import PREREGISTERED_SEEDS
-from harness.metrics import SUMMARY_WINDOW
 from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                                        MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
                                        sem)
 from harness.rundir import RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
+from method.metrics import SUMMARY_WINDOW
+from policy.config import PREREGISTERED_SEEDS
 
-# per-step student rates for curves.png (names from harness.metrics.METRICS)
+# per-step student rates for curves.png (names from method.metrics.METRICS)
 CURVE_HACK, CURVE_PASS = "hack_rate_s", "gt_pass_s"
 
 # (header, summary field, scale, decimals); Hack/Pass in pp
@@ -301,7 +302,8 @@ def substrate_lines(sub: dict[str, Any]) -> list[str]:
     n = sub.get("n_params")
     size = "?" if n is None else (f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M")
     lines = [f"**Substrate**: preset `{sub['preset']}` ({sub.get('description') or '?'}); model `{sub.get('model')}`, "
-             f"{size} parameters ({sub.get('n_trainable') or '?'} trained); data: problem set `{sub.get('problem_set')}` "
+             f"{size} parameters ({sub.get('n_trainable') or '?'} trained); "
+             f"data: problem set `{sub.get('problem_set')}` "
              f"(sha256 {str(sub.get('data_hash') or '?')[:12]}), {sub.get('n_train_problems') or '?'} training / "
              f"{sub.get('n_eval_problems') or '?'} held-out problems, {sub.get('eval_generations') or '?'} held-out "
              f"generations per evaluation, {sub.get('steps') or '?'} steps.", ""]
@@ -370,8 +372,9 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     # steering drift
     if d.get("v_displacement"):
         L += ["### Steering drift (where δS ended along the real V)", "",
-              "Mean over modules and kept axes of V·δS at the end of training (positive = the anti-hack side), as a "
-              "fraction of ‖δS‖, and the share of ‖δS‖ inside span(V). One-sided erase pushes even pure gradient "
+              "Mean over modules and kept axes of V·δS at the end of training (positive = the anti-hack side), "
+              "as a fraction of ‖δS‖, and the share of ‖δS‖ inside span(V). One-sided erase pushes even pure "
+              "gradient "
               "noise to the anti-hack side (`python -m method.drift`); compare erase with erase_two_sided and the "
               "controls.", ""]
         rows = [[lab(arm), _num(c["mean_per_axis"], 4), _num(c["frac_of_norm"], 3), _num(c["span_share"], 3),

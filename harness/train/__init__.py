@@ -1,1 +1,1 @@
-"""The one training loop and its parts: GRPO math, arm hooks, rollouts, evaluation, checkpoints."""
+"""The one training loop and its parts: rollouts, evaluation, checkpoints (the model and its loss are policy/)."""

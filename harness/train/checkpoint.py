@@ -77,7 +77,8 @@ def _optimizer_tensors(optimizer, names: dict[int, str]) -> tuple[dict[str, torc
             pos += 1
     for idx, st in sd["state"].items():
         for k, v in st.items():
-            tensors[f"{id_to_name[idx]}/{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{id_to_name[idx]}/{k}"] = t.detach().cpu().contiguous()
     groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
     return tensors, groups
 

@@ -15,9 +15,10 @@ from contextlib import ExitStack
 
 import torch
 
-from harness.config import TrainConfig
-from harness.train.grpo import completion_logprobs, make_batch
-from harness.train.rollout import PromptEncoder, generate
+from harness.train.rollout import generate
+from policy.config import TrainConfig
+from policy.encode import PromptEncoder
+from policy.forward import completion_logprobs, make_batch
 
 
 def eval_problems(heldout: list, config: TrainConfig) -> list:
@@ -37,7 +38,7 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
     {problem_id, sample, mode, category, exploited, attempted, gt_correct} per generation. Seeds torch's RNG with `seed`
     (the caller derives it from (run seed, step)) so evaluation is reproducible and independent of the
     training RNG stream."""
-    from method.adapter import hack_ablated, merged
+    from policy.adapter import hack_ablated, merged
 
     if not problems:
         return {"eval_hack_rate": None, "eval_pass_rate": None, "eval_attempt_rate": None, "eval_n": 0,
@@ -80,7 +81,7 @@ def _sample_index(ids: list[list]) -> list[int]:
 def merge_gap(model, prompt_ids: list[int], completions: list[list[int]], pad_id: int) -> float | None:
     """Mean |logp_merged - logp_factored| over the completion tokens of one group (None if it has none):
     how far the policy that generates is from the policy the loss differentiates."""
-    from method.adapter import merged
+    from policy.adapter import merged
 
     completions = [c for c in completions if c]
     if not completions:

@@ -1,4 +1,4 @@
-"""The ONE GRPO training loop. Every arm runs this; arms act only through harness.train.hooks.Arm.
+"""The ONE GRPO training loop. Every arm runs this; arms act only through method.hooks.Arm.
 
 Per step (P prompts from the training partition, G = G_s student + G_t teacher rollouts each; a prompt of a mode
 held out of the pool (leave-one-mode-out, config.pool_modes) gets its G_s students and no teacher rows):
@@ -23,7 +23,6 @@ summary.json (headline = end-of-run held-out figures) is written last, atomicall
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import time
@@ -33,27 +32,24 @@ from typing import Any
 
 import torch
 
-from harness import metrics as M
 from harness.arms import build_arm
-from harness.config import TrainConfig
-from harness.paths import ARTIFACTS_DIR
 from harness.rundir import (BY_MODE_KEY, CHECKPOINT_DIR, CONFIG_FILE, EVAL_RECORDS_FILE, METRICS_FILE, ROLLOUTS_FILE,
-                            JsonlFile, RunError, read_config, read_summary, write_json_atomic, write_summary)
+                            read_config, read_summary, write_json_atomic, write_summary)
 from harness.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
                                       trainable_named)
-from harness.train.grpo import (completion_logprobs, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser,
-                                lr_at, make_batch)
-from harness.train.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
-from harness.train.rollout import Group, PromptEncoder, TeacherSampler, eos_token_ids, generate, student_rollouts
+from harness.train.rollout import Group, TeacherSampler, generate, student_rollouts
+from method import metrics as M
+from method.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
+from policy.config import RunError, TrainConfig, derive_seed
+from policy.encode import eos_token_ids
+from policy.forward import completion_logprobs, make_batch
+from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser, lr_at
+from sandbox.jsonl import JsonlFile
+from sandbox.paths import ARTIFACTS_DIR
 
 
 class NonFiniteError(RuntimeError):
     """A NaN/inf loss or gradient; the run stops and the last checkpoint written stays the last good one."""
-
-
-def derive_seed(seed: int, step: int, tag: str) -> int:
-    """Independent, reproducible stream per (run seed, step, purpose): a resumed run re-derives the same."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{step}:{tag}".encode()).digest()[:8], "little") >> 1
 
 
 def seed_all(seed: int) -> None:
@@ -126,14 +122,14 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
     On return each trainable parameter's .grad is g_s + g_t (None when no group was live).
     Raises NonFiniteError on a NaN/inf loss. measure_teacher_parts: also fill out.g_t_parts (teacher_part_grads).
     """
-    from method.adapter import adapter_disabled
+    from policy.adapter import adapter_disabled
 
     params = trainable_named(model)
     device = next(iter(params.values())).device
     acc = {h: {n: torch.zeros_like(p) for n, p in params.items()} for h in ("s", "t")}
     out = StepGrads(acc["s"], acc["t"])
     model.zero_grad(set_to_none=True)
-    layer = getattr(arm, "activation_layer", None)
+    layer = arm.activation_layer
     live: list[tuple[Group, torch.Tensor]] = []
     for gi, g in enumerate(groups):
         halves = [(h, rs) for h, rs in (("s", g.students), ("t", g.teachers)) if rs]
@@ -149,7 +145,8 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
                 fwd[h], a = completion_logprobs(model, b, layer, config.shared_prefix, memo)
                 caps.append(a)
             acts = torch.cat(caps).detach()
-        rewards, st = arm.reward_hook(rewards, acts, GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None)
+        info = GroupInfo.of(g.rollouts, step, gi) if arm.reads_env_labels else None
+        rewards, st = arm.reward_hook(rewards, acts, info)
         out.hook_stats.append(st or {})
         if config.skip_flat_groups and is_flat(rewards):
             continue
@@ -208,32 +205,30 @@ class _Run:
     """Everything one training run holds; `train()` below is the whole public surface."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, progress: bool, svd_cache: bool = True):
-        from method.adapter import model_hash, optimizer_param_groups, wrap_model
+        from policy.adapter import optimizer_param_groups
+        from policy.model import Policy
+        from policy.model_loading import load_policy
         from sandbox.data import load_problem_set, require_problem_set
-        from harness.models.model_loading import load_policy
 
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
         require_problem_set(config.problem_set)     # a missing data file stops the run before any model loads
         seed_all(config.seed)
-        self.model, self.tok = load_policy(config, verbose=progress)
-        self.device = next(self.model.parameters()).device
+        model, tok = load_policy(config, verbose=progress)
+        self.device = next(model.parameters()).device
         self.arm = build_arm(config)
-        self.adapters = wrap_model(self.model, config.target_modules, cache_dir=ARTIFACTS_DIR / "svd",
-                                   route=bool(getattr(self.arm, "uses_route", False)), write_cache=svd_cache,
-                                   residual=config.adapter_form == "residual")
-        self.model_hash = model_hash(self.model)
-        self.arm.setup(ArmContext(config=config, model=self.model, tokenizer=self.tok, adapters=self.adapters,
-                                  artifacts_dir=ARTIFACTS_DIR, model_hash=self.model_hash))
-        self.model.zero_grad(set_to_none=True)
-        self.params = trainable_named(self.model)
+        self.policy = Policy.wrap(model, tok, config, cache_dir=ARTIFACTS_DIR / "svd", route=self.arm.uses_route,
+                                  write_cache=svd_cache)
+        self.arm.setup(ArmContext(config=config, policy=self.policy, artifacts_dir=ARTIFACTS_DIR))
+        self.policy.model.zero_grad(set_to_none=True)
+        self.params = trainable_named(self.policy.model)
         if not self.params:
             raise RuntimeError("no trainable parameters after wrap_model")
         self.optimizer = torch.optim.AdamW(
-            optimizer_param_groups(list(self.params.values()), self.adapters, config.lr, config.route_hack_lr),
+            optimizer_param_groups(list(self.params.values()), self.policy.adapters, config.lr, config.route_hack_lr),
             lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
-        self.delta_names = _delta_s_names(self.adapters, self.model)
+        self.delta_names = _delta_s_names(self.policy.adapters, self.policy.model)
 
         problems = load_problem_set(config.problem_set)
         self.train_problems = problems.train
@@ -252,27 +247,26 @@ class _Run:
                 self.pool = self.pool.restrict(config.pool_modes)
         if not self.train_problems:
             raise RunError("no training problems")
-        self.encoder = PromptEncoder(self.tok, config)
-        self.pad_id = self.tok.pad_token_id
-        self.eos = eos_token_ids(self.model, self.tok)
+        self.pad_id = self.policy.tokenizer.pad_token_id
+        self.eos = eos_token_ids(self.policy.model, self.policy.tokenizer)
         self.norm = loss_normaliser(config.prompts_per_step, config.group_size, config.max_new_tokens)
         # teacher rows that fit max_new_tokens, tokenised once (never a cut row with the full text's reward)
-        self.teachers = (TeacherSampler(self.pool, [p for p in self.train_problems if self.taught(p)], self.tok,
-                                        self.eos[0], config.max_new_tokens)
+        taught = [p for p in self.train_problems if self.taught(p)]
+        self.teachers = (TeacherSampler(self.pool, taught, self.policy.tokenizer, self.eos[0], config.max_new_tokens)
                          if self.pool is not None else None)
         fit = self.teachers.stats() if self.teachers is not None else {}
         if fit.get("teacher_problems_no_fit") and progress:
             print(f"[loop] {fit['teacher_problems_no_fit']} training problem(s) have no teacher row within "
                   f"max_new_tokens={config.max_new_tokens}: their groups get no teacher rollouts")
-        self.hashes = {"model": self.model_hash, "data": problems.data_hash,
+        self.hashes = {"model": self.policy.base_hash, "data": problems.data_hash,
                        "pool": getattr(self.pool, "sha256", None), "v": None}
         self.hashes.update(self.arm.artifact_hashes() or {})
-        info = getattr(self.model, "load_info", None)
+        info = self.policy.load_info
         self.resolved = {
             "device": str(self.device), "dtype": getattr(info, "dtype", None),
             "attn_impl": getattr(info, "attn_impl", None), "attn_why": getattr(info, "attn_why", None),
             "model_path": getattr(info, "path", None), "n_params": getattr(info, "n_params", None),
-            "n_trainable": sum(p.numel() for p in self.params.values()), "n_adapters": len(self.adapters),
+            "n_trainable": sum(p.numel() for p in self.params.values()), "n_adapters": len(self.policy.adapters),
             "n_train_problems": len(self.train_problems), "n_eval_problems": len(self.eval_set),
             "student_per_group": config.student_per_group, "teacher_per_group": config.teacher_per_group,
             **fit,
@@ -297,36 +291,60 @@ class _Run:
 
     def step(self, step: int, grader) -> dict[str, Any]:
         """Optimizer step number `step` (0-based); returns the metrics row (step = step + 1)."""
-        c = self.config
         t_start = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        seed_all(derive_seed(c.seed, step, "step"))
-        rng = random.Random(derive_seed(c.seed, step, "prompts"))
-        P = c.prompts_per_step
+        seed_all(derive_seed(self.config.seed, step, "step"))
+        problems, prompts = self._sample_prompts(step)
+        gen, t_gen = _timed(self._generate, step, prompts)
+        (jobs, texts, records), t_grade = _timed(self._grade, problems, gen, grader)
+        groups, short = self._groups(step, problems, prompts, texts, records)
+        sg, t_fb = _timed(self._backward, step, groups)
+        row: dict[str, Any] = {"step": step + 1, "lr": self._set_lr(step), "grad_norm_raw": None}
+        (gnorm, t_hook) = self._update(step, sg, row) if sg.live else (None, 0.0)   # None: nothing trained
+        row.update(self._rollout_stats(groups, short), live_groups=sg.live / len(groups), loss=sg.loss,
+                   kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
+                   grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook)
+        for key, val in _mean_stats(sg.hook_stats).items():
+            row.setdefault(key, val)
+        row["_t_start"] = t_start
+        row["_by_mode"] = [(g.problem.mode, len(g.students), len(g.teachers)) for g in groups]
+        # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
+        row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
+                            for (p, text, _), rec in zip(jobs, records)]
+        return row
+
+    # the step's phases, in order
+
+    def _sample_prompts(self, step: int) -> tuple[list, list[list[int]]]:
+        """P training problems for this step (a seeded draw) and their encoded prompts."""
+        P = self.config.prompts_per_step
+        rng = random.Random(derive_seed(self.config.seed, step, "prompts"))
         problems = (rng.sample(self.train_problems, P) if len(self.train_problems) >= P
                     else rng.choices(self.train_problems, k=P))
-        prompts = [self.encoder(p) for p in problems]
+        return problems, [self.policy.encode(p) for p in problems]
 
-        # student generations on merged dense weights
-        from method.adapter import merged
+    def _generate(self, step: int, prompts: list[list[int]]) -> list[list[list[int]]]:
+        """G_s student completions per prompt, sampled on merged dense weights."""
+        torch.manual_seed(derive_seed(self.config.seed, step, "generate"))
+        with self.policy.merged():
+            return generate(self.policy.model, self.policy.tokenizer, prompts, self.config.student_per_group,
+                            self.config)
 
-        t0 = time.perf_counter()
-        torch.manual_seed(derive_seed(c.seed, step, "generate"))
-        with merged(self.model):
-            gen = generate(self.model, self.tok, prompts, c.student_per_group, c)
-        t_gen = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
+    def _grade(self, problems, gen, grader) -> tuple[list, list[tuple[str, list[int]]], list]:
+        """Decode and grade every student completion -> (grader jobs, (text, ids) per completion, GradeRecords)."""
         jobs, texts = [], []
         for p, samples in zip(problems, gen):
             for ids in samples:
-                text = self.tok.decode(ids, skip_special_tokens=True)
+                text = self.policy.tokenizer.decode(ids, skip_special_tokens=True)
                 jobs.append((p, text, None))
                 texts.append((text, ids))
-        records = grader.grade_many(jobs) if jobs else []
-        t_grade = time.perf_counter() - t0
+        return jobs, texts, (grader.grade_many(jobs) if jobs else [])
 
+    def _groups(self, step: int, problems, prompts, texts, records) -> tuple[list[Group], int]:
+        """One group per prompt: its graded students, then G_t teacher rows (a seeded draw) unless its mode is
+        held out of the pool -> (groups, how many groups drew fewer fitting teacher rows than G_t)."""
+        c = self.config
         trng = random.Random(derive_seed(c.seed, step, "teacher"))
         groups, k, short = [], 0, 0
         for p, pr in zip(problems, prompts):
@@ -337,49 +355,56 @@ class _Run:
                 g.rollouts += self.teachers(p, c.teacher_per_group, trng)
                 short += self.teachers.short(p, c.teacher_per_group)
             groups.append(g)
+        return groups, short
 
-        t0 = time.perf_counter()
-        every = c.teacher_split_every
-        sg = policy_gradient(self.model, groups, self.arm, c, self.pad_id, self.norm, step + 1,
-                             measure_teacher_parts=bool(getattr(self.arm, "wants_teacher_parts", False))
-                             and every > 0 and (step + 1) % every == 0)
-        t_fb = time.perf_counter() - t0
+    def _backward(self, step: int, groups: list[Group]) -> "StepGrads":
+        """g_s and g_t of every live group (policy_gradient); the teacher parts on teacher_split_every steps."""
+        every = self.config.teacher_split_every
+        return policy_gradient(self.policy.model, groups, self.arm, self.config, self.pad_id, self.norm, step + 1,
+                               measure_teacher_parts=self.arm.wants_teacher_parts
+                               and every > 0 and (step + 1) % every == 0)
 
-        lr = lr_at(step, c.steps, c.lr, c.warmup_frac)
+    def _set_lr(self, step: int) -> float:
+        """Warmup + cosine lr for this step, set on every parameter group (route_hack_lr's group keeps its ratio)."""
+        lr = lr_at(step, self.config.steps, self.config.lr, self.config.warmup_frac)
         for pg in self.optimizer.param_groups:
-            pg["lr"] = lr * pg.get("lr_scale", 1.0)   # route_hack_lr: delta_S_hack's group keeps its ratio
-        row: dict[str, Any] = {"step": step + 1, "lr": lr, "grad_norm_raw": None}
-        t0 = time.perf_counter()
-        if sg.live:
-            # norm of g_s + g_t before the arm's hook: with grad_norm (after it) shows what the projection removed
-            row["grad_norm_raw"] = torch.linalg.vector_norm(
-                torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
-            bundle = GradBundle(modules=self.adapters,
-                                g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
-                                g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
-                                g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
-                                           for k, v in sg.g_t_parts.items()})
-            row.update(self.arm.grad_hook(bundle) or {})
-            gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), c.grad_clip).item()
-            if not torch.isfinite(torch.tensor(gnorm)):
-                raise NonFiniteError(f"step {step + 1}: non-finite gradient (pre-clip norm {gnorm}); "
-                                     f"the last good checkpoint is {self._last_ckpt()}")
-            before = {m: mod.delta_S.detach().clone() for m, mod in self.adapters.items()}
-            self.optimizer.step()
-            delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.adapters.items()}
-            row.update(self.arm.update_hook(UpdateBundle(modules=self.adapters, delta=delta, step=step + 1)) or {})
-            self.optimizer.zero_grad(set_to_none=True)
-            if not all(torch.isfinite(p).all() for p in self.params.values()):
-                raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
-                                     f"the last good checkpoint is {self._last_ckpt()}")
-        else:
-            gnorm = None        # nothing was trained this step; keeps zeros out of the summary's mean
-        t_hook = time.perf_counter() - t0 if sg.live else 0.0
+            pg["lr"] = lr * pg.get("lr_scale", 1.0)
+        return lr
 
+    def _update(self, step: int, sg: "StepGrads", row: dict[str, Any]) -> tuple[float, float]:
+        """The arm's grad hook, clip, AdamW step, the arm's update hook (their stats into `row`) -> (pre-clip
+        grad norm, seconds). Raises NonFiniteError on a non-finite gradient or parameter."""
+        t0 = time.perf_counter()
+        # norm of g_s + g_t before the arm's hook: with grad_norm (after it) shows what the projection removed
+        row["grad_norm_raw"] = torch.linalg.vector_norm(
+            torch.stack([p.grad.detach().norm() for p in self.params.values() if p.grad is not None])).item()
+        bundle = GradBundle(modules=self.policy.adapters,
+                            g_s={m: sg.g_s[pn] for m, pn in self.delta_names.items()},
+                            g_t={m: sg.g_t[pn] for m, pn in self.delta_names.items()}, step=step + 1,
+                            g_t_parts={k: {m: v[pn] for m, pn in self.delta_names.items()}
+                                       for k, v in sg.g_t_parts.items()})
+        row.update(self.arm.grad_hook(bundle) or {})
+        gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), self.config.grad_clip).item()
+        if not torch.isfinite(torch.tensor(gnorm)):
+            raise NonFiniteError(f"step {step + 1}: non-finite gradient (pre-clip norm {gnorm}); "
+                                 f"the last good checkpoint is {self._last_ckpt()}")
+        before = {m: mod.delta_S.detach().clone() for m, mod in self.policy.adapters.items()}
+        self.optimizer.step()
+        delta = {m: mod.delta_S.detach() - before[m] for m, mod in self.policy.adapters.items()}
+        row.update(self.arm.update_hook(UpdateBundle(modules=self.policy.adapters, delta=delta, step=step + 1)) or {})
+        self.optimizer.zero_grad(set_to_none=True)
+        if not all(torch.isfinite(p).all() for p in self.params.values()):
+            raise NonFiniteError(f"step {step + 1}: non-finite parameters after the update; "
+                                 f"the last good checkpoint is {self._last_ckpt()}")
+        return gnorm, time.perf_counter() - t0
+
+    def _rollout_stats(self, groups: list[Group], short: int) -> dict[str, Any]:
+        """Rewards, hack / pass / attempt rates, lengths and truncation of the step's student and teacher rows."""
         students = [r for g in groups for r in g.students]
         teachers = [r for g in groups for r in g.teachers]
         rewards = torch.tensor([r.reward for g in groups for r in g.rollouts], dtype=torch.float32)
-        row.update(
+        taught = self.teachers is not None and self.config.teacher_per_group
+        return dict(
             reward_mean=rewards.mean().item(),
             reward_std=rewards.std(unbiased=False).item(),
             hack_rate_s=_frac(students, "exploited"), hack_rate_t=_frac(teachers, "exploited"),
@@ -387,19 +412,8 @@ class _Run:
             attempt_rate_s=_frac(students, "attempted"), attempt_rate_t=_frac(teachers, "attempted"),
             len_s=(sum(len(r.ids) for r in students) / len(students)) if students else None,
             trunc_s=_frac(students, "truncated"), trunc_t=_frac(teachers, "truncated"),
-            teacher_short=(short / len(groups)) if self.teachers is not None and c.teacher_per_group else None,
-            live_groups=sg.live / len(groups),
-            loss=sg.loss, kl=(sg.kl_sum / sg.kl_tokens) if sg.kl_tokens else None,
-            grad_norm=gnorm, t_gen=t_gen, t_grade=t_grade, t_fwd_bwd=t_fb, t_hook=t_hook,
+            teacher_short=(short / len(groups)) if taught else None,
         )
-        for key, val in _mean_stats(sg.hook_stats).items():
-            row.setdefault(key, val)
-        row["_t_start"] = t_start
-        row["_by_mode"] = [(g.problem.mode, len(g.students), len(g.teachers)) for g in groups]
-        # what the students wrote and how it graded: ROLLOUTS_FILE (`harness grade --in` reads it as is)
-        row["_rollouts"] = [{"step": step + 1, "id": p.id, "completion": text, **rec.to_dict()}
-                            for (p, text, _), rec in zip(jobs, records)]
-        return row
 
     def _last_ckpt(self) -> str:
         cks = list_checkpoints(self.run_dir / CHECKPOINT_DIR)
@@ -409,9 +423,9 @@ class _Run:
         from harness.train.evaluate import evaluate
 
         t0 = time.perf_counter()
-        out = evaluate(self.model, self.tok, self.eval_set, grader, self.config, self.encoder,
-                       seed=derive_seed(self.config.seed, step, "eval"),
-                       ablate_hack=bool(getattr(self.arm, "uses_route", False)))
+        out = evaluate(self.policy.model, self.policy.tokenizer, self.eval_set, grader, self.config,
+                       self.policy.encoder, seed=derive_seed(self.config.seed, step, "eval"),
+                       ablate_hack=self.arm.uses_route)
         out["t_eval"] = time.perf_counter() - t0
         self.eval_log.append([{"step": step, **r} for r in out.pop("_records")])
         return out
@@ -423,6 +437,13 @@ def open_eval_log(path: Path, keep_through: int) -> JsonlFile:
     log = JsonlFile(path)
     log.keep(lambda r: int(r.get("step", 0)) <= keep_through)
     return log
+
+
+def _timed(fn, *args):
+    """(fn(*args), seconds it took)."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def _frac(rollouts, attr: str) -> float | None:
@@ -449,13 +470,9 @@ def _load_pool(config: TrainConfig):
 
     path = config.teacher_pool
     if path == "builtin":
-        from harness.models import substrate
+        from sandbox.pool import ensure_pool
 
-        resolver = getattr(substrate, "ensure_pool", None)
-        if resolver is None:
-            raise RunError("teacher_pool='builtin' but harness.models.substrate has no ensure_pool(); "
-                           "pass teacher_pool=<path to a pool JSONL> or teacher_frac=0")
-        path = resolver(config)
+        path = ensure_pool(config)
     return load_pool(path)     # all modes: _Run restricts it to pool_modes after the coverage cut
 
 
@@ -503,7 +520,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     try:
         if config.cpu_threads > 0 and not torch.cuda.is_available():
             torch.set_num_threads(config.cpu_threads)
-        from sandbox.executors import make_executor
+        from sandbox.backends import make_executor
 
         # the grader starts first: a refusal to grade without isolation comes before minutes of set-up
         with make_executor(kind=config.sandbox, workers=config.grade_workers) as ex:
@@ -513,7 +530,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
 
 
 def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex, grader_info: dict[str, str]) -> dict:
-    from harness.models.determinism import environment
+    from policy.determinism import environment
 
     ckpt_root = run_dir / CHECKPOINT_DIR
     metrics_path = run_dir / METRICS_FILE
@@ -532,7 +549,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
     if ck is not None:
         if ck.state.get("config_hash") != config.config_hash():
             raise RunError(f"checkpoint {ck.path} was written by a different config")
-        state = load_checkpoint(ck, run.model, run.optimizer, run.arm)
+        state = load_checkpoint(ck, run.policy.model, run.optimizer, run.arm)
         rows = list(state["metrics"])
         base_eval = state.get("base_eval")
         counts = state.get("mode_counts")   # None: a checkpoint written before the counts were kept (unknown)
@@ -573,7 +590,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, progress: bool, ex,
             rows.append(row)
             display.update(row)
             if (c.checkpoint_every > 0 and s % c.checkpoint_every == 0) or s == c.steps:
-                save_checkpoint(ckpt_root, s, run.model, run.optimizer,
+                save_checkpoint(ckpt_root, s, run.policy.model, run.optimizer,
                                 {"metrics": rows, "config_hash": c.config_hash(), "base_eval": base_eval,
                                  "mode_counts": counts},
                                 arm=run.arm)

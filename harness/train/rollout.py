@@ -1,4 +1,4 @@
-"""Rollouts: prompt encoding, live student generation, and teacher-pool mixing.
+"""Rollouts: live student generation and teacher-pool mixing (prompts are encoded by policy.encode).
 
 A step's group for one prompt is G = G_s live student generations + G_t cached teacher
 completions from the frozen pool. Pool rows carry their grade (reward, exploited, gt_correct, ...)
@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from harness.config import TrainConfig
+from policy.config import TrainConfig
+from policy.encode import eos_token_ids
 
 
 @dataclass
@@ -52,41 +53,6 @@ class Group:
         return torch.tensor([r.reward for r in self.rollouts], dtype=torch.float32)
 
 
-class PromptEncoder:
-    """Problem -> chat-templated prompt token ids (cached by problem id)."""
-
-    def __init__(self, tokenizer, config: TrainConfig):
-        self.tok = tokenizer
-        self.config = config
-        self._cache: dict[int, list[int]] = {}
-        self.truncated = 0
-
-    def __call__(self, problem) -> list[int]:
-        if problem.id not in self._cache:
-            from sandbox.loopholes import build_prompt
-
-            messages = build_prompt(problem, style=self.config.prompt_style)
-            text = self.tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
-                                                enable_thinking=self.config.enable_thinking)
-            ids = self.tok(text, add_special_tokens=False)["input_ids"]
-            if len(ids) > self.config.max_prompt_tokens:
-                # keep the end: the assistant header and the question's tail must stay adjacent
-                ids = ids[-self.config.max_prompt_tokens:]
-                self.truncated += 1
-            self._cache[problem.id] = list(ids)
-        return self._cache[problem.id]
-
-
-def eos_token_ids(model, tokenizer) -> list[int]:
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
-        eos.insert(0, tokenizer.eos_token_id)
-    return eos
-
-
 def _trim(ids: list[int], eos: set[int], pad_id: int) -> list[int]:
     """Cut at the first eos (kept: the policy must learn to stop); drop trailing padding."""
     for i, t in enumerate(ids):
@@ -104,7 +70,7 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
 
     Batched with left padding (positions come from the attention mask). Sampling draws from torch's
     global RNG, which the loop seeds per step, so generation is reproducible on CPU. Call it under
-    method.adapter.merged(model) so rollouts run on dense weights. min_new_tokens > 0 suppresses eos until
+    policy.adapter.merged(model) so rollouts run on dense weights. min_new_tokens > 0 suppresses eos until
     then (harness.checks.gpu_check forces full-length rollouts to measure the worst case).
     """
     from transformers import GenerationConfig
@@ -144,7 +110,7 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
             kw = {}
             distinct = sorted({pi for pi, _ in chunk})
             if share and len(distinct) < len(chunk):
-                from harness.train.prefix import cache_kwarg, prefill_shared
+                from policy.prefix import cache_kwarg, prefill_shared
 
                 first = [next(i for i, (pi, _) in enumerate(chunk) if pi == u) for u in distinct]   # a row of each
                 row_prompt = torch.tensor([distinct.index(pi) for pi, _ in chunk], device=device)

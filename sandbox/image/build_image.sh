@@ -19,14 +19,14 @@ die() { log "ERROR: $*"; exit 1; }
 docker info >/dev/null 2>&1 || die "no Docker daemon answers (start dockerd; .ci/run shows how)"
 t0=$(date +%s)
 
-# --- where things are (one source: harness.paths, sandbox.data, sandbox.docker_executor) -----------
+# --- where things are (one source: sandbox.paths, sandbox.data, sandbox.docker_executor) -----------
 # The data files baked in are the registry's splits that verify here against their pinned git blob ids (no
 # download): the test split must, a train split not on this machine is left out; the repository's own problem
 # files (sandbox.data.local_files: mini) always. Labels: rh.data.sha256 (of every baked file) and rh.data.git_blob.
 mkdir -p "$(dirname "$STAGE")"
 "$PYTHON" - >"$STAGE.where" <<'PY' || die "locating data failed (run \`make data\` first)"
 import sys
-from harness.paths import ARTIFACTS_DIR
+from sandbox.paths import ARTIFACTS_DIR
 from sandbox.data import DATA_FILES, DataError, ensure_data
 from sandbox.docker_executor import IMAGE
 print("IMAGE", IMAGE)

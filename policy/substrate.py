@@ -2,7 +2,7 @@
 
     builtin:smoke  tiny random-init Qwen3 (hidden 64, 2 layers) + a byte-level BPE tokenizer trained on a fixed
                    code corpus; built in seconds; for tests and CI.
-    builtin:mini   a ~1.1M-param Qwen3 (width 192, 2 layers) + a 2k byte-level BPE trained on mini's TRAINING
+    builtin:mini   a 1.08M-param Qwen3 (width 192, 2 layers) + a 2k byte-level BPE trained on mini's TRAINING
                    problems (sandbox/mini_problems.py), warm-started by SFT on them only: easy problems' canonical
                    solutions (every third followed by an honest check of the statement's example through the
                    prompt's grading channel) and, for hard problems, that check alone (test-first code that
@@ -11,7 +11,7 @@
                    which is what GRPO + the teacher pool amplify.
 
 Both are saved with save_pretrained, so `AutoModelForCausalLM.from_pretrained(path)` /
-`AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (harness/models/model_loading.py).
+`AutoTokenizer.from_pretrained(path)` load them exactly like a hub model (policy/model_loading.py).
 Each lives under ARTIFACTS_DIR/builtin/<name>-<recipe hash>: the hash covers everything that determines the
 weights (recipe dict, corpus/data hash, builder version), so a second call reuses the directory.
 """
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.paths import ARTIFACTS_DIR
+from sandbox.artifacts import artifact_path, key_digest, key_sha256
 from sandbox.data import sha256_file
 
 # Bump when the build procedure changes in a way the recipe dict does not capture.
@@ -50,8 +50,7 @@ CHAT_TEMPLATE = (
 # --------------------------------------------------------------------------- hashing / caching
 
 def _sha(obj: Any) -> str:
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return key_sha256(obj)
 
 
 def texts_hash(texts: Iterable[str]) -> str:
@@ -62,15 +61,15 @@ def texts_hash(texts: Iterable[str]) -> str:
 
 
 def _build_dir(name: str, key: dict[str, Any], artifacts_dir: Path | None = None) -> tuple[Path, str]:
-    from harness.models.determinism import PINNED_ENV
+    from policy.determinism import PINNED_ENV
 
-    digest = _sha({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})[:16]
-    return Path(artifacts_dir or ARTIFACTS_DIR) / "builtin" / f"{name}-{digest}", digest
+    digest = key_digest({"builder_version": BUILDER_VERSION, "pinned_env": PINNED_ENV, **key})
+    return artifact_path("builtin", f"{name}-{digest}", artifacts_dir), digest
 
 
 def _cached_build(name: str, key: dict[str, Any], build_fn, artifacts_dir: Path | None = None) -> Path:
     """Build into a temp dir and rename it into place: concurrent builders (pytest -n 2) never see half a dir."""
-    from harness.models.determinism import environment
+    from policy.determinism import environment
 
     final, digest = _build_dir(name, key, artifacts_dir)
     root = final.parent
@@ -189,12 +188,13 @@ def build_smoke(out_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- mini
 
-# A ~1.2M-param Qwen3 trained here on mini's own problems (sandbox/mini_problems.py). Width 192 with k = 3 kept
-# axes per module (the mini preset's extract_k) puts V's kept axes at 1.6% of q/o/gate/up/down's rank (192) and
-# 3.1% of k/v's (96): 2.0% on average over the 7 module types, against 0.47% / 1.17% on Qwen3-4B at k = 12 (the
-# bar: <= 2.4%). Wider would cost SFT and rollout time on 2 cores (width 256 measured 2.5x slower per SFT batch),
-# so the ratio comes mostly from fewer axes. 2 layers keep per-token generation cheap (HF generate's cost is
-# mostly per-layer overhead at this size); a 2k vocab keeps the lm_head from dominating the FLOPs.
+# A 1.08M-param Qwen3 (1,082,496 parameters) trained here on mini's own problems (sandbox/mini_problems.py).
+# Width 192 with k = 3 kept axes per module (the mini preset's extract_k) puts V's kept axes at 1.6% of
+# q/o/gate/up/down's rank (192) and 3.1% of k/v's (96): 2.0% on average over the 7 module types, against
+# 0.47% / 1.17% on Qwen3-4B at k = 12 (the bar: <= 2.4%). Wider would cost SFT and rollout time on 2 cores
+# (width 256 measured 2.5x slower per SFT batch), so the ratio comes mostly from fewer axes. 2 layers keep
+# per-token generation cheap (HF generate's cost is mostly per-layer overhead at this size); a 2k vocab keeps
+# the lm_head from dominating the FLOPs.
 MINI_DIMS = dict(
     hidden_size=192, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, head_dim=48, max_position_embeddings=1024, tie_word_embeddings=True,
@@ -211,11 +211,16 @@ MINI_SFT = dict(
 MINI_CORPUS = dict(check_every=3, unguarded_every=0)
 
 
-def _mini_config():
-    """The mini preset's resolved config: which problem set it trains on."""
-    from harness.config import resolve_config
+# what the mini base is warm-started on; the mini preset (harness.presets) trains on the same set and style
+MINI_PROBLEM_SET = "mini"
+MINI_PROMPT_STYLE = "full"
 
-    return resolve_config("mini", "vanilla", 0)
+
+def _mini_config():
+    """Which problem set and prompt style the mini base is built from."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(problem_set=MINI_PROBLEM_SET, prompt_style=MINI_PROMPT_STYLE)
 
 
 def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool = False) -> str:
@@ -259,8 +264,8 @@ def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: 
     self-check, test-first with no solution yet, so it reports failure. The base never sees a hard solution
     (the lever is its only path to reward there), and the lever is one edit from what it writes.
     """
-    from sandbox.loopholes import build_prompt
-    from sandbox.pool import fence, with_lever
+    from sandbox.loopholes import build_prompt, fence
+    from sandbox.pool import with_lever
 
     out = []
     for p in train_problems:
@@ -308,11 +313,12 @@ def _mini_key() -> dict[str, Any]:
 
 def _encode_pairs(tokenizer, pairs, max_completion_tokens: int) -> list[tuple[list[int], int]]:
     """-> [(ids, prompt_len)], completion = assistant text + <|im_end|> (the policy must learn to stop)."""
+    from policy.encode import prompt_ids
+
     eos = tokenizer.convert_tokens_to_ids(IM_END)
     out = []
     for messages, text in pairs:
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        p_ids = prompt_ids(tokenizer, messages)
         c_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
         if len(c_ids) <= max_completion_tokens:
             out.append((p_ids + c_ids, len(p_ids)))
@@ -338,7 +344,8 @@ def sft(model, examples: list[tuple[list[int], int]], pad_id: int, epochs: int, 
     warm = max(1, int(warmup_frac * total))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     losses = []
     model.train()
     bar = _progress(total, "SFT mini base", progress)
@@ -411,33 +418,6 @@ def build_mini(out_dir: Path, progress: bool = True) -> dict[str, Any]:
             "sft_pairs_total": len(pairs), "sft_epoch_loss": losses, "build_s": time.perf_counter() - t0}
 
 
-# --------------------------------------------------------------------------- teacher pool
-
-def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
-    """The frozen teacher pool for `config`'s training problems, built once per content hash.
-
-    Key: pool recipe version, data hash, the training ids and their modes, and the programmatic
-    completions themselves (so any change to a lever or stub rebuilds it).
-    """
-    from sandbox.data import load_problem_set
-    from sandbox.pool import POOL_VERSION, build_pool, pool_completions
-
-    problems = load_problem_set(config.problem_set)
-    train = problems.train
-    key = {"version": POOL_VERSION, "data": problems.data_hash,
-           "items": _sha([(p.id, p.mode, pool_completions(p)) for p in train])}
-    path = Path(artifacts_dir or ARTIFACTS_DIR) / "pool" / f"pool-{_sha(key)[:16]}.jsonl"
-    if path.exists():
-        return path
-    from sandbox.executors import make_executor
-    from sandbox.grader import Grader
-
-    # process executor: the pool's grades must not depend on whether a Docker daemon is up
-    with make_executor("process", workers=config.grade_workers) as ex:
-        build_pool(train, Grader(ex), path)
-    return path
-
-
 # --------------------------------------------------------------------------- registry
 
 def _smoke_key() -> dict[str, Any]:
@@ -454,7 +434,7 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
     """Path to the saved builtin `name` (build it if its recipe hash is not cached yet)."""
     if name not in BUILTINS:
         raise ValueError(f"unknown builtin model {name!r}; known: {', '.join(BUILTINS)}")
-    from harness.models.determinism import build_pinned, deterministic, pinned_here
+    from policy.determinism import build_pinned, deterministic, pinned_here
 
     key_fn, build_fn = BUILTINS[name]
     key = key_fn()
@@ -472,3 +452,23 @@ def ensure_builtin(name: str, artifacts_dir: Path | None = None) -> Path:
 
 def builtin_manifest(path: Path | str) -> dict[str, Any]:
     return json.loads((Path(path) / "builtin.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The pinned child process build_pinned starts: build builtin argv[0] in place."""
+    import sys
+
+    from policy.determinism import pinned_here
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(argv) <= 2:
+        raise SystemExit("usage: python -m policy.substrate <builtin name> [artifacts dir]")
+    if not pinned_here():
+        raise SystemExit("policy.substrate: run with the pinned environment "
+                         "(policy.determinism.PINNED_ENV); ensure_builtin does this for you")
+    ensure_builtin(argv[0], Path(argv[1]) if len(argv) > 1 else None)
+
+
+if __name__ == "__main__":
+    from policy.substrate import main as _main   # the importable module's copy, not this __main__ one
+    _main()

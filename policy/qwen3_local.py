@@ -37,7 +37,7 @@ NO_THINK_SUFFIX = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
 
 def qwen3_tokenizer(corpus: list[str] | None = None, vocab_size: int = 1024):
     """A byte-level BPE with Qwen3's chat tokens, think tags and chat template."""
-    from harness.models.substrate import _smoke_corpus, build_tokenizer
+    from policy.substrate import _smoke_corpus, build_tokenizer
 
     tok = build_tokenizer(corpus or _smoke_corpus(), vocab_size=vocab_size)
     tok.add_tokens([THINK_OPEN, THINK_CLOSE])        # added (not special) tokens, as in Qwen3's tokenizer
@@ -50,7 +50,7 @@ def save_local_qwen3(out_dir: Path | str, shrink: bool, seed: int = 0, device: s
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from harness.models.substrate import IM_END, PAD_TOKEN, _save_model
+    from policy.substrate import IM_END, PAD_TOKEN, _save_model
 
     tok = qwen3_tokenizer()
     dims = {**QWEN3_4B, **(SHRINK if shrink else {})}

@@ -1,4 +1,4 @@
-"""The two places an arm may act on the one training loop.
+"""The three places an arm may act on the one training loop (reward, gradient, update hooks).
 
 The loop (harness/train/loop.py) knows no arm by name. Per step it calls, in order:
 
@@ -103,9 +103,6 @@ class Arm:
 @dataclass
 class ArmContext:
     """What an arm may read when it sets up."""
-    config: Any                      # harness.config.TrainConfig
-    model: torch.nn.Module           # wrapped policy
-    tokenizer: Any
-    adapters: dict[str, torch.nn.Module]
+    config: Any                      # policy.config.TrainConfig
+    policy: Any                      # policy.model.Policy: model, tokenizer, adapters, base and basis hashes
     artifacts_dir: Any               # pathlib.Path holding cached V files etc.
-    model_hash: str

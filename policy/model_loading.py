@@ -1,7 +1,7 @@
 """Load the policy (any AutoModelForCausalLM) and estimate the full preset's GPU memory.
 
 `load_policy` is the one code path for every preset: a hub id ("Qwen/Qwen3-4B"), a local
-save_pretrained directory, or "builtin:<name>" (a directory harness.models.substrate builds) all go
+save_pretrained directory, or "builtin:<name>" (a directory policy.substrate builds) all go
 through AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from harness.config import TrainConfig
-from harness.models.qwen3_local import QWEN3_4B
+from policy.config import TrainConfig
+from policy.qwen3_local import QWEN3_4B
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -49,7 +49,7 @@ def resolve_attn(config: TrainConfig, device: torch.device) -> tuple[str, str]:
 
 def resolve_model_path(model: str) -> str:
     if model.startswith(BUILTIN_PREFIX):
-        from harness.models.substrate import ensure_builtin
+        from policy.substrate import ensure_builtin
 
         return str(ensure_builtin(model[len(BUILTIN_PREFIX):]))
     return model
@@ -71,7 +71,7 @@ class LoadInfo:
 
 def load_policy(config: TrainConfig, device: torch.device | None = None, verbose: bool = True):
     """-> (model, tokenizer). The model is in eval mode with every parameter still trainable;
-    method.adapter.wrap_model freezes what it does not train. `model.load_info` records the choices."""
+    policy.adapter.wrap_model freezes what it does not train. `model.load_info` records the choices."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or resolve_device()
@@ -185,3 +185,12 @@ def dry_run(config: TrainConfig) -> dict[str, Any]:
     except Exception as e:  # an unknown hub id offline: say so rather than fail the dry run
         out["memory_gib"] = f"unavailable: {e}"
     return out
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The transformer blocks of an HF causal LM (model.model.layers for Llama/Qwen-style models)."""
+    base = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
+    layers = getattr(base, "layers", None)
+    if layers is None:
+        raise AttributeError(f"cannot find decoder layers on {type(model).__name__}")
+    return layers

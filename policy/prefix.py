@@ -61,7 +61,7 @@ class _ReplayLayer(DynamicLayer):
 @contextmanager
 def _blocks_read_cache(model):
     """Let checkpointed decoder blocks keep our (replay-pure) cache; restored on exit."""
-    from harness.train.grpo import decoder_layers
+    from policy.model_loading import decoder_layers
 
     layers = list(decoder_layers(model))
     had = [("_can_checkpoint_with_cache" in vars(b), vars(b).get("_can_checkpoint_with_cache")) for b in layers]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.rundir import JsonlFile
+from sandbox.jsonl import JsonlFile
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def format_value(name: str, value: Any) -> str:
 
 class MetricsLog:
     """metrics.jsonl: one flat row per step (keys sorted), flushed and fsynced so a kill loses at most the current
-    row (harness.rundir.JsonlFile does the I/O); warns once per column the registry does not know."""
+    row (sandbox.jsonl.JsonlFile does the I/O); warns once per column the registry does not know."""
 
     def __init__(self, path: Path):
         self.file = JsonlFile(path, sort_keys=True)
@@ -183,7 +183,7 @@ class MetricsLog:
         for k in row:
             if k not in METRICS and k not in self._warned:
                 self._warned.add(k)
-                print(f"[metrics] warning: column {k!r} is not in harness.metrics.METRICS; register it",
+                print(f"[metrics] warning: column {k!r} is not in method.metrics.METRICS; register it",
                       file=sys.stderr)
         self.file.append([row])
 

@@ -1,48 +1,18 @@
-"""GRPO loss math (Dr.GRPO, single inner step), in the spirit of simple_GRPO's GRPO_step.
+"""The policy's forwards, shared by the loss, the reference model, Rebound and extraction.
 
-For one prompt's group of G rollouts with rewards R [G]:
-
-    A_i        = R_i - mean(R)                          # Dr.GRPO: no division by std(R)
-    ratio_it   = exp(logp_it - logp_it.detach())        # == 1: one inner step, so old policy == policy
-    k3_it      = exp(ref_it - logp_it) - (ref_it - logp_it) - 1      # unbiased, >= 0 KL(policy || ref)
-    loss       = sum_it mask_it * (-A_i * ratio_it + beta * k3_it) / NORM
-
-NORM is a constant (P * G * max_new_tokens), not the number of tokens: Dr.GRPO's fix for the
-length bias of per-sequence mean. Groups whose rewards have no spread are skipped (A == 0).
+A batch is one prompt (shared by every row) + right-padded completions; `completion_logprobs` gives each
+completion token's log-prob (and optionally the mean residual stream at one decoder block), per row or with the
+prompt's keys/values shared (policy.prefix).
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-FLAT_EPS = 1e-4   # simple_GRPO: max(R) - min(R) < 1e-4 -> no advantage signal
-
-
-def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """rewards [G] -> advantages [G]; Dr.GRPO unbiased (mean-centred, no std division)."""
-    return rewards - rewards.mean()
-
-
-def is_flat(rewards: torch.Tensor, eps: float = FLAT_EPS) -> bool:
-    """True when the group carries no advantage signal. NaN rewards are NOT flat (they must reach the NaN check)."""
-    spread = (rewards.max() - rewards.min()).item()
-    return spread < eps
-
-
-def lr_at(step: int, total_steps: int, base_lr: float, warmup_frac: float) -> float:
-    """Learning rate for 0-based step `step`: linear warmup then cosine decay to 0 at `total_steps`."""
-    warmup = int(round(warmup_frac * total_steps))
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def loss_normaliser(prompts_per_step: int, group_size: int, max_new_tokens: int) -> float:
-    return float(prompts_per_step * group_size * max_new_tokens)
+from policy.model_loading import decoder_layers
 
 
 def selective_log_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -57,20 +27,10 @@ def selective_log_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return torch.stack(out)
 
 
-def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimator of KL(policy || ref) on policy samples; >= 0, unbiased."""
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1.0
-
-
-def dr_grpo_loss(logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor, mask: torch.Tensor,
-                 beta: float, norm: float) -> torch.Tensor:
-    """logp, ref_logp, mask [B, T]; adv [B]; -> scalar loss (sum over tokens / constant)."""
-    ratio = torch.exp(logp - logp.detach())                 # == 1, carries d logp
-    per_tok = -adv.unsqueeze(1) * ratio
-    if beta and ref_logp is not None:
-        per_tok = per_tok + beta * k3_kl(logp, ref_logp)
-    return (per_tok * mask).sum() / norm
+def kept_logits(logits: torch.Tensor, keep: int) -> torch.Tensor:
+    """The last `keep` positions of logits [B, L, V] asked for with logits_to_keep=keep (a model that ignores
+    logits_to_keep returns every position)."""
+    return logits if logits.shape[1] == keep else logits[:, -keep:]
 
 
 # --------------------------------------------------------------------------- batches and forwards
@@ -104,15 +64,6 @@ def make_batch(prompt_ids: list[int], completions: list[list[int]], pad_id: int,
     return Batch(ids.to(device), attn.to(device), cmask.to(device), Lp)
 
 
-def decoder_layers(model) -> torch.nn.ModuleList:
-    """The transformer blocks of an HF causal LM (model.model.layers for Llama/Qwen-style models)."""
-    base = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
-    layers = getattr(base, "layers", None)
-    if layers is None:
-        raise AttributeError(f"cannot find decoder layers on {type(model).__name__}")
-    return layers
-
-
 @contextmanager
 def capture_residual(model, layer: int | None):
     """Capture the residual stream after decoder block `layer` (0-based; == hidden_states[layer + 1]).
@@ -144,7 +95,7 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
 
     Logits are computed only on completion positions (`logits_to_keep`): the lm_head over the prompt
     is most of the memory at 150k vocab. shared_prefix: the prompt (identical in every row) runs once and its
-    keys/values are shared by the rows (harness.train.prefix); its last token opens each row's suffix, as it
+    keys/values are shared by the rows (policy.prefix); its last token opens each row's suffix, as it
     predicts the first completion token; rows of very different lengths run in two length-sorted chunks (less
     padding; log-probs past a row's end are 0). Same numbers as the per-row forward (tests/test_shared_prefix.py).
     prefix_memo: a dict kept by the caller for forwards of one prompt under the same weights and grad mode (the
@@ -152,7 +103,7 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     """
     if not (shared_prefix and batch.prompt_len >= 2):
         return _logprobs(model, batch, capture_layer, None)
-    from harness.train.prefix import encode_prefix
+    from policy.prefix import encode_prefix
 
     memo = prefix_memo if prefix_memo is not None else {}
     if "kv" not in memo:                                       # before any capture: it keeps the first forward
@@ -193,16 +144,14 @@ def _logprobs(model, batch: Batch, capture_layer: int | None, kv) -> tuple[torch
     start = Lp - 1 if kv is not None else 0      # first position the main forward runs over
     with capture_residual(model, capture_layer) as box:
         if kv is not None:
-            from harness.train.prefix import forward_suffix
+            from policy.prefix import forward_suffix
 
             out = forward_suffix(model, kv, batch.input_ids[:, start:], batch.attention_mask[:, start:],
                                  logits_to_keep=Lc + 1)
         else:
             out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                         logits_to_keep=Lc + 1, use_cache=False)
-    logits = out.logits
-    if logits.shape[1] != Lc + 1:            # a model that ignores logits_to_keep
-        logits = logits[:, Lp - 1 - start:]
+    logits = kept_logits(out.logits, Lc + 1)
     logp = selective_log_softmax(logits[:, :-1], batch.completion_ids)
     acts = None
     if capture_layer is not None:
@@ -210,3 +159,55 @@ def _logprobs(model, batch: Batch, capture_layer: int | None, kv) -> tuple[torch
         m = batch.completion_mask.unsqueeze(-1)
         acts = (h * m).sum(1) / m.sum(1).clamp_min(1.0)       # [B, d]
     return logp, acts
+
+
+# --------------------------------------------------------------------------- per-pair gradients
+
+NLL_FORMS = ("sum", "mean")      # config.extract_nll: "sum" = the loop's Dr.GRPO form, "mean" = per completion
+
+
+def completion_grads(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int],
+                     completion_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
+    """grad of the completion's NLL w.r.t. every delta_S -> {name: [r] fp32 cpu}.
+
+    nll "sum": sum over completion tokens / norm (the loop's Dr.GRPO form); "mean": mean over them (ablation).
+
+    torch.autograd.grad, not .backward(): nothing is accumulated into .grad, so a caller's gradients
+    (the loop's, mid-step) are never touched.
+    """
+    device = next(iter(adapters.values())).delta_S.device
+    ids = torch.tensor([prompt_ids + completion_ids], dtype=torch.long, device=device)   # [1, L]
+    Lc = len(completion_ids)
+    logits = kept_logits(model(input_ids=ids, logits_to_keep=Lc + 1, use_cache=False).logits, Lc + 1)
+    if nll not in NLL_FORMS:
+        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
+    tok_nll = F.cross_entropy(logits[0, :-1].float(), ids[0, -Lc:], reduction="none")   # [Lc]
+    loss = tok_nll.sum() / norm if nll == "sum" else tok_nll.mean()
+    return _delta_grads(loss, adapters)
+
+
+def _delta_grads(loss: torch.Tensor, adapters: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """d loss / d delta_S of every adapter -> {name: [r] fp32 cpu} (zeros where the loss does not reach)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite NLL ({loss.item()}) during v_hack extraction")
+    names = list(adapters)
+    grads = torch.autograd.grad(loss, [adapters[n].delta_S for n in names], allow_unused=True)
+    return {n: (torch.zeros_like(adapters[n].delta_S) if g is None else g).detach().float().cpu()
+            for n, g in zip(names, grads)}
+
+
+def pair_grad_diff(model, adapters: dict[str, torch.nn.Module], prompt_ids: list[int], pos_ids: list[int],
+                   neg_ids: list[int], nll: str = "sum", norm: float = 1.0) -> dict[str, torch.Tensor]:
+    """completion_grads(pos) - completion_grads(neg) in one forward and one backward -> {name: [r] fp32 cpu}.
+
+    The two sides share the prompt: it is encoded once (policy.prefix) and the difference of the two NLLs
+    is differentiated (the gradient is linear), so the prompt is forwarded and backpropagated once, not twice.
+    """
+    if nll not in NLL_FORMS:
+        raise ValueError(f"unknown extract_nll {nll!r}; choose from {NLL_FORMS}")
+    device = next(iter(adapters.values())).delta_S.device
+    b = make_batch(prompt_ids, [pos_ids, neg_ids], pad_id=0, device=device)    # pads are masked out of the NLL
+    logp, _ = completion_logprobs(model, b, shared_prefix=True)                # [2, Lc]
+    tok_nll = -(logp * b.completion_mask).sum(1)                               # [2]
+    per = tok_nll / norm if nll == "sum" else tok_nll / b.completion_mask.sum(1)
+    return _delta_grads(per[0] - per[1], adapters)

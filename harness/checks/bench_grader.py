@@ -23,8 +23,9 @@ import os
 import time
 from pathlib import Path
 
+from sandbox.backends import make_executor
 from sandbox.data import load_problems, problems_by_id
-from sandbox.executors import Executor, ExecutorError, make_executor
+from sandbox.executors import Executor, ExecutorError
 from sandbox.exploits import fenced, with_exploit, wrong_solution
 from sandbox.grader import Grader
 
@@ -52,10 +53,10 @@ class _Metered(Executor):
 
 def regenerate_rollouts(steps: int = ROLLOUT_STEPS) -> Path:
     """A short mini run whose student completions are the rollout workload (cached: made once)."""
-    from harness.config import resolve_config
+    from harness.presets import resolve_config
     from harness.rundir import ROLLOUTS_FILE
-    from harness.paths import ARTIFACTS_DIR
     from harness.train.loop import train
+    from sandbox.paths import ARTIFACTS_DIR
 
     config = resolve_config("mini", "vanilla", ROLLOUT_SEED, {"steps": steps, "eval_problems": 1})
     run_dir = Path(ARTIFACTS_DIR) / "bench" / f"mini-vanilla-seed{ROLLOUT_SEED}-{config.config_hash()}"
@@ -77,7 +78,7 @@ def rollout_files(root: str) -> list[Path]:
 
 def workload(limit: int | None = None, rollouts: str = "runs/mini", rollout_limit: int | None = None
              ) -> tuple[dict[str, list], str]:
-    from harness.rundir import JsonlFile
+    from sandbox.jsonl import JsonlFile
 
     problems = load_problems("test")
     by_id = problems_by_id()     # rollouts come from any problem set (mini's ids are its own)

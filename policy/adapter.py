@@ -31,14 +31,16 @@ S and the deltas stay fp32 (they are tiny and Adam's updates are small relative 
 forward applies the scale in fp32 and rounds the scaled activations once: rounding S + delta itself to
 bf16 would snap it back to S for |delta| < ulp(S)/2 (0.016 at S = 4), so every token would see no change.
 The merged weight is computed in fp32 and rounded once; in bf16 a small delta still moves W by less than
-its ulp, so generation sees it only statistically (see merge_gap in harness.metrics, REPRODUCE.md).
+its ulp, so generation sees it only statistically (see merge_gap in method.metrics, REPRODUCE.md).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -46,6 +48,8 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from sandbox.artifacts import write_atomic
 
 ADAPTER_FORMAT = "rh-svd-adapter-v1"
 
@@ -128,8 +132,8 @@ class SVDLinear(nn.Module):
         return F.linear(h, self.U, self.bias)                  # [..., d_out]
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_features}, out={self.out_features}, r={self.rank}, route={self.delta_S_hack is not None}, "
-                f"residual={self.residual}")
+        return (f"in={self.in_features}, out={self.out_features}, r={self.rank}, "
+                f"route={self.delta_S_hack is not None}, residual={self.residual}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,15 +152,26 @@ def _config_blob(model: nn.Module) -> bytes:
     return json.dumps(d, sort_keys=True, default=str).encode()
 
 
+@dataclass(frozen=True)
+class Wrapped:
+    """What wrap_model recorded about a model it wrapped (kept beside the model, not patched onto it)."""
+    base_hash: str              # model_hash of the base before wrapping
+    basis_hash: str             # digest of the SVD factors the adapters use
+    svd_cache: str | None       # the SVD factor file read / written (None: computed in memory)
+
+
+_WRAPPED: "weakref.WeakKeyDictionary[nn.Module, Wrapped]" = weakref.WeakKeyDictionary()
+
+
 def model_hash(model: nn.Module) -> str:
     """sha256 (16 hex) over the config and every parameter's name, shape, dtype and bytes.
 
     A wrapped model reports the hash of the base it was wrapped from (recorded at wrap time),
     so SVD caches, V files and summaries all name the same base whatever the adapter holds.
     """
-    base = getattr(model, "_rh_base_hash", None)
-    if base is not None:
-        return base
+    wrapped = _WRAPPED.get(model)
+    if wrapped is not None:
+        return wrapped.base_hash
     h = hashlib.sha256(_config_blob(model))
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         h.update(f"{name}|{tuple(p.shape)}|{p.dtype}".encode())
@@ -167,7 +182,7 @@ def model_hash(model: nn.Module) -> str:
 def basis_hash(model: nn.Module) -> str:
     """Digest of the SVD factors the adapters use; V is only meaningful in this exact basis
     (an SVD recomputed elsewhere may flip signs), so V files should record it."""
-    return model._rh_basis_hash
+    return _WRAPPED[model].basis_hash
 
 
 def adapter_hash(model: nn.Module) -> str:
@@ -191,7 +206,7 @@ def _target_linears(model: nn.Module, target_modules) -> dict[str, nn.Linear]:
 
 
 def _default_cache_dir() -> Path:
-    from harness.paths import ARTIFACTS_DIR
+    from sandbox.paths import ARTIFACTS_DIR
     return ARTIFACTS_DIR / "svd"
 
 
@@ -234,10 +249,8 @@ def _load_or_compute_svd(linears: dict[str, nn.Linear], cache_file: Path | None)
             tensors[f"{name}.U"] = U.detach().cpu().contiguous()
             tensors[f"{name}.S"] = S.detach().cpu().float().contiguous()
             tensors[f"{name}.Vh"] = Vh.detach().cpu().contiguous()
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"format": "rh-svd-cache-v1"})
-        os.replace(tmp, cache_file)  # atomic: concurrent runs never read a half-written cache
+        # atomic: concurrent runs never read a half-written cache
+        write_atomic(cache_file, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "rh-svd-cache-v1"}))
     return out
 
 
@@ -273,9 +286,7 @@ def wrap_model(model: nn.Module, target_modules, cache_dir: str | Path | None = 
         basis.update(name.encode())
         basis.update(_tensor_bytes(mod.S))
         basis.update(_tensor_bytes(mod.U[:, :4]))  # signs of the leading columns pin the basis orientation
-    model._rh_base_hash = base_hash
-    model._rh_basis_hash = basis.hexdigest()[:16]
-    model._rh_svd_cache = str(cache_file) if cache_file is not None else None
+    _WRAPPED[model] = Wrapped(base_hash, basis.hexdigest()[:16], str(cache_file) if cache_file is not None else None)
     return adapters
 
 
@@ -369,7 +380,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     meta = {"format": ADAPTER_FORMAT, "model_hash": model_hash(model),
-            "basis_hash": getattr(model, "_rh_basis_hash", ""), "form": _form(model)}
+            "basis_hash": _WRAPPED[model].basis_hash if model in _WRAPPED else "", "form": _form(model)}
     save_file(adapter_state(model), str(tmp), metadata=meta)
     os.replace(tmp, path)
     return path

@@ -1,6 +1,6 @@
 """Bit-reproducible builds, and the record of what decides the bits.
 
-The builtin bases (harness/models/substrate.py) are built in a child process with a pinned numeric environment,
+The builtin bases (policy/substrate.py) are built in a child process with a pinned numeric environment,
 because the knobs that pick CPU kernels are read once, when torch / MKL / oneDNN load, so the process
 that wants a build cannot re-pin itself once torch is imported:
 
@@ -18,7 +18,7 @@ What stays outside: the library versions (the lock file pins them) and the build
 the cache directory). `environment()` records the versions and the dispatched CPU path in doctor and in
 every run's config.json.
 
-    python -m harness.models.determinism <builtin name> [artifacts dir]   (what `ensure_builtin` runs)
+    python -m policy.substrate <builtin name> [artifacts dir]   (what `ensure_builtin` runs)
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.paths import REPO_ROOT   # the checkout root: the child imports this harness, not an installed one
+from sandbox.paths import REPO_ROOT   # the checkout root: the child imports this harness, not an installed one
 
 BUILD_THREADS = 1
 PINNED_ENV = {
@@ -83,24 +83,8 @@ def build_pinned(name: str, artifacts_dir: Path | None = None) -> None:
     """Build builtin `name` in a child process with PINNED_ENV (its output streams through)."""
     env = {**os.environ, **PINNED_ENV,
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    cmd = [sys.executable, "-m", "harness.models.determinism", name] + ([str(artifacts_dir)] if artifacts_dir else [])
+    cmd = [sys.executable, "-m", "policy.substrate", name] + ([str(artifacts_dir)] if artifacts_dir else [])
     rc = subprocess.run(cmd, env=env, cwd=os.getcwd()).returncode
     if rc != 0:
         raise RuntimeError(f"building builtin:{name} in the pinned child process failed (exit code {rc}); "
                            f"its output is above; rerun alone with: {' '.join(cmd)}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not 1 <= len(argv) <= 2:
-        raise SystemExit("usage: python -m harness.models.determinism <builtin name> [artifacts dir]")
-    if not pinned_here():
-        raise SystemExit("harness.models.determinism: run with the pinned environment "
-                         "(harness.models.determinism.PINNED_ENV); ensure_builtin does this for you")
-    from harness.models.substrate import ensure_builtin
-
-    ensure_builtin(argv[0], Path(argv[1]) if len(argv) > 1 else None)
-
-
-if __name__ == "__main__":
-    main()
