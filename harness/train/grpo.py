@@ -157,6 +157,10 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     memo = prefix_memo if prefix_memo is not None else {}
     if "kv" not in memo:                                       # before any capture: it keeps the first forward
         memo["kv"] = encode_prefix(model, batch.input_ids[0, :batch.prompt_len - 1])
+    from harness.train.prefix import can_pack, packed_logprobs
+
+    if can_pack(model):                                        # one unpadded sequence per half
+        return packed_logprobs(model, memo["kv"], batch, capture_layer)
     chunks = length_chunks(batch.completion_mask.sum(1).long().tolist())
     if len(chunks) == 1:
         return _logprobs(model, batch, capture_layer, memo["kv"])
