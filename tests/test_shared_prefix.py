@@ -261,16 +261,28 @@ def test_rebound_concept_capture_matches_per_side(pair_ctx):
 
 # --------------------------------------------------------------------------- generation
 
+def _draw(fn, seed: int):
+    """fn's output and the RNG state it leaves, from a fixed seed."""
+    torch.manual_seed(seed)
+    out = fn()
+    return out, torch.get_rng_state()
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean_loop", "generate_on_shared_cache"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, tmp_path):
-    """Same seed, same tokens from both paths (prompts of different lengths: left padding, positions from the
-    mask); the shared path runs one prefill over the P prompts and generate then feeds one token per row."""
+def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, lean, tmp_path, monkeypatch):
+    """Same seed, same tokens from both paths and the same RNG state after (prompts of different lengths: left
+    padding, positions from the mask); the shared path runs one prefill over the P prompts, then one token per row.
+    lean: harness.train.sampling's loop; else (what flash-attention gets) model.generate on a shared prefill."""
     import dataclasses
 
+    from harness.train import sampling
     from harness.train.rollout import generate
 
     model, tok, _, cfg = _load(kind, tmp_path)
     cfg = dataclasses.replace(cfg, max_new_tokens=16, temperature=1.0, top_k=0, top_p=1.0)
+    if not lean:
+        monkeypatch.setattr(sampling, "supported", lambda *a: False)
     rng = random.Random(7)
     prompts = [[rng.randrange(3, len(tok)) for _ in range(n)] for n in (19, 31, 24)]
     n = 4
@@ -281,18 +293,21 @@ def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, 
     try:
         for shared in (False, True):
             seen.clear()
-            torch.manual_seed(11)
-            out[shared] = generate(model, tok, prompts, n, dataclasses.replace(cfg, shared_prefix=shared))
+            out[shared] = _draw(lambda: generate(model, tok, prompts, n, dataclasses.replace(cfg, shared_prefix=shared)),
+                                11)
             calls = list(seen)
+            L = max(map(len, prompts))
             if shared:
-                assert calls[0] == (len(prompts), max(map(len, prompts)) - 1)      # one prefill, P rows
-                assert calls[1] == (len(prompts) * n, 1)                          # then the last prompt token
+                assert calls[0] == (len(prompts), L if lean else L - 1)      # one prefill, P rows
+                assert calls[1] == (len(prompts) * n, 1)                     # then one token per row
             else:
-                assert calls[0] == (len(prompts) * n, max(map(len, prompts)))     # every row prefills
+                assert calls[0] == (len(prompts) * n, L)                     # every row prefills
+            assert all(c == (len(prompts) * n, 1) for c in calls[1:])
     finally:
         handle.remove()
-    assert out[True] == out[False]
-    assert len({tuple(r) for rows in out[True] for r in rows}) == len(prompts) * n   # really sampled
+    assert out[True][0] == out[False][0]
+    assert torch.equal(out[True][1], out[False][1])
+    assert len({tuple(r) for rows in out[True][0] for r in rows}) == len(prompts) * n   # really sampled
 
 
 def test_generation_in_chunks_that_split_a_prompts_rows_samples_the_same_tokens(tmp_path):
@@ -308,6 +323,106 @@ def test_generation_in_chunks_that_split_a_prompts_rows_samples_the_same_tokens(
     prompts = [[rng.randrange(3, len(tok)) for _ in range(n)] for n in (12, 17, 9)]
     out = {}
     for shared in (False, True):
-        torch.manual_seed(2)
-        out[shared] = generate(model, tok, prompts, 3, dataclasses.replace(cfg, shared_prefix=shared), max_batch=4)
-    assert out[True] == out[False] and all(len(rows) == 3 for rows in out[True])
+        out[shared] = _draw(lambda: generate(model, tok, prompts, 3, dataclasses.replace(cfg, shared_prefix=shared),
+                                             max_batch=4), 2)
+    assert out[True][0] == out[False][0] and all(len(rows) == 3 for rows in out[True][0])
+    assert torch.equal(out[True][1], out[False][1])
+
+
+def _gen_config(tok, eos: list[int], **knobs):
+    from transformers import GenerationConfig
+
+    base = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, repetition_penalty=1.0, num_beams=1,
+                max_new_tokens=12, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    return GenerationConfig(**(base | knobs))
+
+
+def _rows(vocab: int, lengths=(14, 21, 9), n: int = 3):
+    """Distinct prompts left-padded [U, L], and each row's prompt index [U * n]."""
+    rng = random.Random(5)
+    prompts = [[rng.randrange(3, vocab) for _ in range(k)] for k in lengths]
+    L = max(lengths)
+    ids = torch.zeros(len(prompts), L, dtype=torch.long)
+    attn = torch.zeros(len(prompts), L, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.tensor(p)
+        attn[i, L - len(p):] = 1
+    return ids, attn, torch.arange(len(prompts)).repeat_interleave(n)
+
+
+SAMPLING_KNOBS = {      # what the presets use, and the knobs a GenerationConfig of rollout.generate can carry
+    "plain": {},
+    "training": dict(temperature=1.0, top_p=1.0, top_k=20),                    # TrainConfig's defaults
+    "evaluation": dict(temperature=0.7, top_p=0.95, top_k=0),                  # the benchmark's eval protocol
+    "min_p": dict(temperature=0.9, min_p=0.05, top_k=50),
+    "min_new_tokens": dict(min_new_tokens=12, temperature=1.3),                # gpu_check's full-length rollouts
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_model(tmp_path_factory):
+    model, tok, _, _ = _load("smoke", tmp_path_factory.mktemp("gen"))
+    model.eval()
+    return model, tok
+
+
+@pytest.mark.parametrize("knobs", SAMPLING_KNOBS, ids=list(SAMPLING_KNOBS))
+def test_lean_sampling_loop_draws_what_generate_draws(smoke_model, knobs):
+    """sampling.sample (one prefill per prompt, a preallocated cache) == model.generate on every row: the same
+    sequences (eos, pad after it) and the same RNG state, for each sampling knob the project uses."""
+    from harness.train import sampling
+
+    model, tok = smoke_model
+    gcfg = _gen_config(tok, [tok.eos_token_id], **SAMPLING_KNOBS[knobs])
+    assert sampling.supported(gcfg, model)
+    ids, attn, row_prompt = _rows(len(tok))
+    ref, ref_rng = _draw(lambda: model.generate(input_ids=ids[row_prompt], attention_mask=attn[row_prompt],
+                                                generation_config=gcfg), 3)
+    out, rng = _draw(lambda: sampling.sample(model, ids, attn, row_prompt, gcfg), 3)
+    assert torch.equal(out, ref)
+    assert torch.equal(rng, ref_rng)
+    assert len({tuple(r) for r in out.tolist()}) == len(row_prompt)
+
+
+def test_lean_sampling_loop_stops_when_every_row_has_ended(smoke_model):
+    """eos made likely (a bias on its logit): rows end at different steps, finished rows get pad, and the loop
+    stops as soon as the last row ends, before max_new_tokens, with as many draws as generate makes."""
+    from harness.train import sampling
+
+    model, tok = smoke_model
+    eos = tok.eos_token_id
+    gcfg = _gen_config(tok, [eos], max_new_tokens=40)
+    ids, attn, row_prompt = _rows(len(tok), n=4)
+
+    def bias(_m, _a, out):          # p(eos) about 0.12 at every step, whatever the model
+        out = out.clone()
+        out[..., eos] = out.logsumexp(-1) - 2.0
+        return out
+    handle = model.get_output_embeddings().register_forward_hook(bias)
+    try:
+        ref, ref_rng = _draw(lambda: model.generate(input_ids=ids[row_prompt], attention_mask=attn[row_prompt],
+                                                    generation_config=gcfg), 4)
+        out, rng = _draw(lambda: sampling.sample(model, ids, attn, row_prompt, gcfg), 4)
+    finally:
+        handle.remove()
+    L = ids.shape[1]
+    ends = [(r[L:] == eos).nonzero()[0].item() for r in out]       # every row ended
+    assert out.shape[1] - L < 40 and len(set(ends)) > 1
+    assert max(ends) == out.shape[1] - L - 1                        # stopped at the last row's eos
+    assert all((r[L + e + 1:] == tok.pad_token_id).all() for r, e in zip(out, ends))
+    assert torch.equal(out, ref) and torch.equal(rng, ref_rng)
+
+
+def test_lean_sampling_loop_declines_what_it_cannot_reproduce(smoke_model):
+    """Anything beyond the listed processors, greedy or beam search, flash-attention: model.generate instead."""
+    from types import SimpleNamespace
+
+    from harness.train import sampling
+
+    model, tok = smoke_model
+    eos = [tok.eos_token_id]
+    assert sampling.supported(_gen_config(tok, eos), model)
+    for knobs in (dict(repetition_penalty=1.2), dict(do_sample=False), dict(num_beams=2), dict(no_repeat_ngram_size=2)):
+        assert not sampling.supported(_gen_config(tok, eos, **knobs), model), knobs
+    fa2 = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2", is_encoder_decoder=False))
+    assert not sampling.supported(_gen_config(tok, eos), fa2)

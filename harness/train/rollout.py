@@ -125,9 +125,13 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     )
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
     max_batch = max_batch or len(rows)
-    # shared_prefix: each prompt of a chunk is prefilled once and its cache repeated for its rows (same chunks and
-    # sampling as the per-row path)
+    # shared_prefix: each prompt of a chunk is prefilled once and its cache copied to its rows (same chunks and
+    # draws as the per-row path): by the lean loop (harness.train.sampling) where it supports the config, else by
+    # model.generate on a cache prefilled once per prompt
     share = config.shared_prefix and n > 1 and min(len(p) for p in prompts) >= 2
+    from harness.train import sampling
+
+    lean = share and sampling.supported(gcfg, model)
     out: list[list[list[int]]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
@@ -148,8 +152,13 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
 
                 first = [next(i for i, (pi, _) in enumerate(chunk) if pi == u) for u in distinct]   # a row of each
                 row_prompt = torch.tensor([distinct.index(pi) for pi, _ in chunk], device=device)
-                kw[cache_kwarg(model)] = prefill_shared(model, ids[first], attn[first], row_prompt)
-            gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
+                if lean:
+                    gen = sampling.sample(model, ids[first], attn[first], row_prompt, gcfg)
+                else:
+                    kw[cache_kwarg(model)] = prefill_shared(model, ids[first], attn[first], row_prompt)
+                    gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
+            else:
+                gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
             for i, (pi, _) in enumerate(chunk):
                 out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
     finally:
