@@ -78,9 +78,27 @@ def _halves(vocab: int, seed: int = 0):
 KINDS = ["smoke", "mini_dims"]
 
 
+@pytest.fixture(params=["packed", "padded"])
+def layout(request, monkeypatch):
+    """packed: a half's suffixes in one unpadded block-causal sequence (sdpa/eager); padded: a right-padded batch
+    over the expanded prefix, in length chunks (what flash-attention gets). Both must match the per-row path."""
+    from harness.train import prefix
+
+    if request.param == "padded":
+        monkeypatch.setattr(prefix, "can_pack", lambda model: False)
+    return request.param
+
+
+def _check_layout(model, layout):
+    from harness.train import prefix
+
+    assert prefix.can_pack(model) == (layout == "packed")
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path):
+def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path, layout):
     model, tok, adapters, _ = _load(kind, tmp_path)
+    _check_layout(model, layout)
     prompt, students, teachers = _halves(len(tok))
     even = [r[:1] * n for r, n in zip(students, (8, 9, 8, 9))]       # near-equal lengths: one chunk
     assert [len(length_chunks([len(r) for r in rows])) for rows in (students, teachers, even)] == [2, 2, 1]
@@ -103,11 +121,12 @@ def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_kl_term_and_reference_match_per_row(kind, tmp_path):
+def test_kl_term_and_reference_match_per_row(kind, tmp_path, layout):
     """The reference forward (adapter off, no grad) and the gradient of the k3 term alone (zero advantages)."""
     from method.adapter import adapter_disabled
 
     model, tok, adapters, _ = _load(kind, tmp_path)
+    _check_layout(model, layout)
     prompt, students, _ = _halves(len(tok), seed=1)
     b = make_batch(prompt, students, tok.pad_token_id, "cpu")
     m = b.completion_mask.bool()
@@ -127,8 +146,9 @@ def test_kl_term_and_reference_match_per_row(kind, tmp_path):
     assert _rel(grads[True], grads[False]) <= GRAD_RTOL
 
 
-def test_rebound_activations_match_per_row(tmp_path):
+def test_rebound_activations_match_per_row(tmp_path, layout):
     model, tok, _, _ = _load("smoke", tmp_path)
+    _check_layout(model, layout)
     prompt, students, _ = _halves(len(tok), seed=2)
     b = make_batch(prompt, students, tok.pad_token_id, "cpu")
     with torch.no_grad():
@@ -167,6 +187,7 @@ def _step_both_paths(kind: str, tmp_path, grad_checkpointing: bool):
     from harness.train.loop import policy_gradient
 
     model, tok, _, cfg = _load(kind, tmp_path, grad_checkpointing)
+    assert model.config._attn_implementation == "sdpa"      # packed unless the layout fixture says padded
     groups = _groups(len(tok), tok.eos_token_id)
     out = {}
     for shared in (False, True):
@@ -193,12 +214,12 @@ def _assert_steps_match(out):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_policy_gradient_step_matches_per_row(kind, tmp_path):
+def test_policy_gradient_step_matches_per_row(kind, tmp_path, layout):
     """g_s, g_t (and the teacher-part diagnostic), the logged KL and loss, and the arm's activations."""
     _assert_steps_match(_step_both_paths(kind, tmp_path, grad_checkpointing=False))
 
 
-def test_full_architecture_with_gradient_checkpointing_matches_per_row(tmp_path):
+def test_full_architecture_with_gradient_checkpointing_matches_per_row(tmp_path, layout):
     """`full`'s path: Qwen3-4B's architecture (GQA, q/k norms, tied embeddings) shrunk, loaded by path, with
     gradient checkpointing on, so checkpointed blocks recompute while holding the shared prefix's keys/values."""
     out = _step_both_paths("full", tmp_path, grad_checkpointing=True)
@@ -228,7 +249,7 @@ def pair_ctx(tmp_path_factory):
 
 @pytest.mark.parametrize("nll", ["sum", "mean"])
 @pytest.mark.parametrize("base", [True, False])
-def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base):
+def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base, layout):
     import dataclasses
 
     from method.extract import PairEncoder, pair_diffs
@@ -245,7 +266,7 @@ def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base):
             assert _rel(D[True][name][i], D[False][name][i]) <= GRAD_RTOL, (name, i)
 
 
-def test_rebound_concept_capture_matches_per_side(pair_ctx):
+def test_rebound_concept_capture_matches_per_side(pair_ctx, layout):
     import dataclasses
 
     from baselines.rebound import completion_means

@@ -21,6 +21,9 @@ otherwise rollout.generate calls model.generate. Uses generate's private helpers
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
@@ -53,6 +56,26 @@ class _StaticLayer(DynamicLayer):
 
     def get_seq_length(self, *args, **kwargs) -> int:
         return self.n
+
+
+@contextmanager
+def _grouped_kv_heads(device: torch.device):
+    """On CPU, let sdpa read the grouped kv heads directly. transformers copies them out to every query head
+    whenever a mask is passed (CUDA's fast kernels need that); torch's CPU sdpa takes the mask and enable_gqa
+    together, and the copy was over half of a mini decode step's attention time. Restored on exit."""
+    key = "TRANSFORMERS_SDPA_FORCE_GQA"
+    if device.type != "cpu":
+        yield
+        return
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = old
 
 
 def _plan(model, gcfg, input_ids: torch.Tensor):
@@ -129,6 +152,14 @@ def sample(model, ids: torch.Tensor, attn: torch.Tensor, row_prompt: torch.Tenso
     seq = torch.empty(B, cap, dtype=torch.long, device=ids.device)
     seq[:, :L] = rows_ids
     unfinished = torch.ones(B, dtype=torch.long, device=ids.device)
+    with _grouped_kv_heads(ids.device):
+        return _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, cache)
+
+
+def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, cache) -> torch.Tensor:
+    """GenerationMixin._sample's loop from the first token's logits on; seq [B, capacity] holds the prompts."""
+    from harness.train.prefix import cache_kwarg
+
     n = L
     while True:
         scores = procs(seq[:, :n], logits)
