@@ -405,14 +405,16 @@ def test_lean_sampling_loop_draws_what_generate_draws(smoke_model, knobs):
     assert len({tuple(r) for r in out.tolist()}) == len(row_prompt)
 
 
-def test_lean_sampling_loop_stops_when_every_row_has_ended(smoke_model):
+@pytest.mark.parametrize("min_new", [0, 6])
+def test_lean_sampling_loop_stops_when_every_row_has_ended(smoke_model, min_new):
     """eos made likely (a bias on its logit): rows end at different steps, finished rows get pad, and the loop
-    stops as soon as the last row ends, before max_new_tokens, with as many draws as generate makes."""
+    stops as soon as the last row ends, before max_new_tokens, with as many draws as generate makes; with
+    min_new_tokens no row ends before it (the processor counts the new tokens it is shown)."""
     from harness.train import sampling
 
     model, tok = smoke_model
     eos = tok.eos_token_id
-    gcfg = _gen_config(tok, [eos], max_new_tokens=40)
+    gcfg = _gen_config(tok, [eos], max_new_tokens=40, **({"min_new_tokens": min_new} if min_new else {}))
     ids, attn, row_prompt = _rows(len(tok), n=4)
 
     def bias(_m, _a, out):          # p(eos) about 0.12 at every step, whatever the model
@@ -429,6 +431,7 @@ def test_lean_sampling_loop_stops_when_every_row_has_ended(smoke_model):
     L = ids.shape[1]
     ends = [(r[L:] == eos).nonzero()[0].item() for r in out]       # every row ended
     assert out.shape[1] - L < 40 and len(set(ends)) > 1
+    assert min(ends) >= min_new and (min_new or min(ends) < 5)      # eos is the new token at index e
     assert max(ends) == out.shape[1] - L - 1                        # stopped at the last row's eos
     assert all((r[L + e + 1:] == tok.pad_token_id).all() for r, e in zip(out, ends))
     assert torch.equal(out, ref) and torch.equal(rng, ref_rng)
