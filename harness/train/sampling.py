@@ -152,17 +152,18 @@ def sample(model, ids: torch.Tensor, attn: torch.Tensor, row_prompt: torch.Tenso
     seq = torch.empty(B, cap, dtype=torch.long, device=ids.device)
     seq[:, :L] = rows_ids
     unfinished = torch.ones(B, dtype=torch.long, device=ids.device)
+    kw = {cache_kwarg(model): cache, "use_cache": True, "logits_to_keep": 1}     # looked up once, not per token
     with _grouped_kv_heads(ids.device):
-        return _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, cache)
+        return _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, kw)
 
 
-def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, cache) -> torch.Tensor:
+def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, kw) -> torch.Tensor:
     """GenerationMixin._sample's loop from the first token's logits on; seq [B, capacity] holds the prompts."""
-    from harness.train.prefix import cache_kwarg
-
     n = L
     while True:
-        scores = procs(seq[:, :n], logits)
+        scores = logits
+        for p in procs:         # LogitsProcessorList.__call__ in its order, without its per-call inspect.signature
+            scores = p(seq[:, :n], scores)
         tok = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         tok = tok * unfinished + pad * (1 - unfinished)                   # finished rows get pad
         seq[:, n] = tok
@@ -170,8 +171,7 @@ def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos
         unfinished = unfinished & ~stops(seq[:, :n], None)
         if unfinished.max() == 0:
             break
-        out = model(input_ids=tok[:, None], attention_mask=mask[..., :n], position_ids=next_pos, use_cache=True,
-                    logits_to_keep=1, **{cache_kwarg(model): cache})
+        out = model(input_ids=tok[:, None], attention_mask=mask[..., :n], position_ids=next_pos, **kw)
         logits = out.logits[:, -1].to(dtype=torch.float32)
         next_pos = next_pos + 1
     return seq[:, :n]
