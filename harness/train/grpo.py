@@ -145,8 +145,9 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     Logits are computed only on completion positions (`logits_to_keep`): the lm_head over the prompt
     is most of the memory at 150k vocab. shared_prefix: the prompt (identical in every row) runs once and its
     keys/values are shared by the rows (harness.train.prefix); its last token opens each row's suffix, as it
-    predicts the first completion token; rows of very different lengths run in two length-sorted chunks (less
-    padding; log-probs past a row's end are 0). Same numbers as the per-row forward (tests/test_shared_prefix.py).
+    predicts the first completion token; under sdpa/eager the rows' suffixes run packed in one unpadded sequence,
+    under flash-attention as a padded batch, rows of very different lengths in two length-sorted chunks (log-probs
+    past a row's end are 0). Same numbers as the per-row forward (tests/test_shared_prefix.py).
     prefix_memo: a dict kept by the caller for forwards of one prompt under the same weights and grad mode (the
     student and teacher halves of a group): the prompt is encoded by the first of them and reused by the rest.
     """
