@@ -188,7 +188,7 @@ def main(argv=None) -> None:
                 print(f"  {'phase':<26}{'per-row':>10}{'shared':>10}{'ratio':>8}{'round ratios':>18}   target")
                 for ph in v:
                     target = {"loss fwd+bwd": f">= {TARGET_LOSS}x", "whole step (gen + loss)": f">= {TARGET_STEP}x"
-                              if which == "mini" else ""}.get(ph, "")
+                              }.get(ph, "") if which == "mini" else ""          # the targets are mini's
                     lo, hi = span[ph]
                     print(f"  {ph:<26}{v[ph][False]:>10.3f}{v[ph][True]:>10.3f}{v[ph][False] / v[ph][True]:>7.2f}x"
                           f"{lo:>10.2f}-{hi:.2f}x   {target}")
