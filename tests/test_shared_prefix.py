@@ -4,6 +4,11 @@ policy_gradient step; on smoke, a mini-sized Qwen3 and the shrunk Qwen3-4B (`ful
 
 Rows of one half differ in length (right padding inside the half) and the two halves differ in width, so a wrong
 position offset, unshared prompt keys or a prefix cut off from the gradient all show (each was checked to fail).
+Every equivalence test runs on both shared layouts (the `layout` fixture): packed (sdpa/eager) and padded (what
+flash-attention gets). Generation: with a fixed seed the shared path (the lean loop of harness.train.sampling, or
+model.generate on a shared prefill) draws the per-row path's tokens and leaves torch's RNG in the same state, for
+each sampling knob the presets use, with min_new_tokens and with rows ending early. 22 injected faults (mask,
+positions, cache rows, processor order, early stop, ...) each made this file fail.
 """
 from __future__ import annotations
 
