@@ -57,6 +57,10 @@ class _StaticLayer(DynamicLayer):
     def get_seq_length(self, *args, **kwargs) -> int:
         return self.n
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices into the current batch)."""
+        self.keys, self.values = self.keys[rows], self.values[rows]
+
 
 @contextmanager
 def _grouped_kv_heads(device: torch.device):
@@ -158,8 +162,14 @@ def sample(model, ids: torch.Tensor, attn: torch.Tensor, row_prompt: torch.Tenso
 
 
 def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos, kw) -> torch.Tensor:
-    """GenerationMixin._sample's loop from the first token's logits on; seq [B, capacity] holds the prompts."""
+    """GenerationMixin._sample's loop from the first token's logits on; seq [B, capacity] holds the prompts.
+
+    Rows that have ended leave the forward (generate keeps feeding them pad): the cache is compacted to the live
+    rows when one ends, and an ended row's scores are a flat 0. Its draw is replaced by pad anyway, and
+    torch.multinomial still runs on all B rows, so every live row's draw and the RNG state are generate's."""
     n = L
+    cache = kw[next(k for k in kw if k not in ("use_cache", "logits_to_keep"))]
+    live = torch.arange(seq.shape[0], device=seq.device)          # rows in the cache, in order
     while True:
         scores = logits
         for p in procs:         # LogitsProcessorList.__call__ in its order, without its per-call inspect.signature
@@ -171,7 +181,14 @@ def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos
         unfinished = unfinished & ~stops(seq[:, :n], None)
         if unfinished.max() == 0:
             break
-        out = model(input_ids=tok[:, None], attention_mask=mask[..., :n], position_ids=next_pos, **kw)
-        logits = out.logits[:, -1].to(dtype=torch.float32)
+        now = unfinished.nonzero().squeeze(1)
+        if now.shape[0] < live.shape[0]:                                  # rows ended: drop them from the cache
+            keep = torch.searchsorted(live, now)
+            for layer in cache.layers:
+                layer.select(keep)
+            live = now
+        out = model(input_ids=tok[live, None], attention_mask=mask[live, ..., :n], position_ids=next_pos[live], **kw)
+        logits = torch.zeros_like(logits)
+        logits[live] = out.logits[:, -1].to(dtype=torch.float32)
         next_pos = next_pos + 1
     return seq[:, :n]
