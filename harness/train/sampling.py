@@ -7,9 +7,10 @@ stopping criteria. At mini's size that overhead is a large part of a step. Here:
     prefill  model(ids [U, L])                   the U distinct prompts once, positions from the mask (as HF does)
     cache    [B, h, L + max_new, d] per layer    preallocated; the prompt's keys/values copied to its rows, each new
                                                  token written in place (no cat), the additive mask sliced, not rebuilt
-    decode   model(next [B, 1]) -> HF's OWN logits processors and stopping criteria (built by generate's helpers
-             from the same GenerationConfig) -> softmax -> torch.multinomial, the pad/eos and early-stop rules of
-             GenerationMixin._sample
+    decode   model(next [live rows, 1]) -> HF's OWN logits processors and stopping criteria (built by generate's
+             helpers from the same GenerationConfig) -> softmax -> torch.multinomial over all B rows, the pad/eos and
+             early-stop rules of GenerationMixin._sample; rows that have ended leave the forward (generate keeps
+             feeding them pad, whose draws it throws away)
 
 so the draws are generate's: the same processors in the same order on the same scores (up to float rounding of a
 differently batched forward), one multinomial call of the same shape per token, the same number of calls (the
