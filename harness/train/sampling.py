@@ -188,8 +188,13 @@ def _decode(model, seq, L, logits, procs, stops, pad, unfinished, mask, next_pos
             for layer in cache.layers:
                 layer.select(keep)
             live = now
-        out = model(input_ids=tok[live, None], attention_mask=mask[live, ..., :n], position_ids=next_pos[live], **kw)
-        logits = torch.zeros_like(logits)
-        logits[live] = out.logits[:, -1].to(dtype=torch.float32)
+        if live.shape[0] == seq.shape[0]:                                 # every row still going: no gathers
+            out = model(input_ids=tok[:, None], attention_mask=mask[..., :n], position_ids=next_pos, **kw)
+            logits = out.logits[:, -1].to(dtype=torch.float32)
+        else:
+            out = model(input_ids=tok[live, None], attention_mask=mask[live, ..., :n], position_ids=next_pos[live],
+                        **kw)
+            logits = torch.zeros_like(logits)
+            logits[live] = out.logits[:, -1].to(dtype=torch.float32)
         next_pos = next_pos + 1
     return seq[:, :n]
