@@ -319,8 +319,8 @@ def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, 
     try:
         for shared in (False, True):
             seen.clear()
-            out[shared] = _draw(lambda: generate(model, tok, prompts, n, dataclasses.replace(cfg, shared_prefix=shared)),
-                                11)
+            c = dataclasses.replace(cfg, shared_prefix=shared)
+            out[shared] = _draw(lambda: generate(model, tok, prompts, n, c), 11)
             calls = list(seen)
             L = max(map(len, prompts))
             if shared:
