@@ -54,6 +54,6 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
     assert p["s_per_full_run"] > p["s_setup"] and p["main_matrix_runs"] >= 18
     assert "projected (worst case) full run" in capsys.readouterr().out
     import harness.train.loop as L
-    import policy.substrate as S
+    import sandbox.artifacts as S
     from sandbox.paths import ARTIFACTS_DIR
     assert L.ARTIFACTS_DIR == S.ARTIFACTS_DIR == ARTIFACTS_DIR and L.generate.__module__ == "harness.train.rollout"

@@ -206,9 +206,10 @@ def _paths(run) -> dict[str, str]:
 
     if not run.config.shared_prefix:
         return {"loss_layout": "per-row", "sampler": "generate"}
-    gcfg = generation_config(run.model, run.tok, run.config, min_new_tokens=run.config.max_new_tokens)
-    return {"loss_layout": "packed" if can_pack(run.model) else "padded",
-            "sampler": "lean loop" if sampling.supported(gcfg, run.model) else "generate on a shared prefill"}
+    model = run.policy.model
+    gcfg = generation_config(model, run.policy.tokenizer, run.config, min_new_tokens=run.config.max_new_tokens)
+    return {"loss_layout": "packed" if can_pack(model) else "padded",
+            "sampler": "lean loop" if sampling.supported(gcfg, model) else "generate on a shared prefill"}
 
 
 def _timed_generate(model, tok, prompts, n, config, device, box: list):
@@ -480,9 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(out_path)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     import harness.train.loop as L
-    import policy.substrate as S
+    import sandbox.artifacts as S
 
-    # the loop and substrate write their artifacts (pool, V) into the throwaway workdir; module globals, so
+    # the loop and artifact_path (substrate, pool, V) write into the throwaway workdir; module globals, so
     # restore them (a caller in the same process, e.g. a test session, must not inherit them)
     saved = (L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, torch.get_num_threads(), os.environ.get("RH_ALLOW_UNSANDBOXED"))
     try:
