@@ -89,7 +89,7 @@ bench-grader:
 bench-method:
 	$(PYTHON) -m harness.checks.bench_method
 
-bench-step:  ## per-phase s/step with the per-row and the shared-prefix forward (mini + shrunk Qwen3-4B), ratios
+bench-step:  ## per-phase s/step, per-row vs shared path (mini + shrunk Qwen3-4B), 5 rounds: medians, ratios, their range
 	$(PYTHON) -m harness.checks.bench_step
 
 # The GPU check runs on whatever a GPU machine has: the project's .venv where one exists, else that machine's own

@@ -96,8 +96,9 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     Logits are computed only on completion positions (`logits_to_keep`): the lm_head over the prompt
     is most of the memory at 150k vocab. shared_prefix: the prompt (identical in every row) runs once and its
     keys/values are shared by the rows (policy.prefix); its last token opens each row's suffix, as it
-    predicts the first completion token; rows of very different lengths run in two length-sorted chunks (less
-    padding; log-probs past a row's end are 0). Same numbers as the per-row forward (tests/test_shared_prefix.py).
+    predicts the first completion token; under sdpa/eager the rows' suffixes run packed in one unpadded sequence,
+    under flash-attention as a padded batch, rows of very different lengths in two length-sorted chunks (log-probs
+    past a row's end are 0). Same numbers as the per-row forward (tests/test_shared_prefix.py).
     prefix_memo: a dict kept by the caller for forwards of one prompt under the same weights and grad mode (the
     student and teacher halves of a group): the prompt is encoded by the first of them and reused by the rest.
     """
@@ -108,6 +109,10 @@ def completion_logprobs(model, batch: Batch, capture_layer: int | None = None, s
     memo = prefix_memo if prefix_memo is not None else {}
     if "kv" not in memo:                                       # before any capture: it keeps the first forward
         memo["kv"] = encode_prefix(model, batch.input_ids[0, :batch.prompt_len - 1])
+    from policy.prefix import can_pack, packed_logprobs
+
+    if can_pack(model):                                        # one unpadded sequence per half
+        return packed_logprobs(model, memo["kv"], batch, capture_layer, capture_residual)
     chunks = length_chunks(batch.completion_mask.sum(1).long().tolist())
     if len(chunks) == 1:
         return _logprobs(model, batch, capture_layer, memo["kv"])

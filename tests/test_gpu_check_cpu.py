@@ -36,6 +36,9 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
         assert s["t_generation_s"] > 0 and s["t_forward_backward_s"] > 0
     assert [s["shared_prefix"] for s in r["steps"]] == [True, True] and r["step_per_row"]["shared_prefix"] is False
     assert r["step_per_row"]["step"] == 3 and r["step_per_row"]["t_forward_backward_s"] > 0
+    # which code ran: on CPU (sdpa) the packed loss layout and the lean sampling loop; per-row is the reference
+    assert {(s["loss_layout"], s["sampler"]) for s in r["steps"]} == {("packed", "lean loop")}
+    assert (r["step_per_row"]["loss_layout"], r["step_per_row"]["sampler"]) == ("per-row", "generate")
     svd = r["svd"]
     assert svd["matrices"] == 14 and len(svd["shapes"]) >= 3 and svd["projected_s_batched"] > 0
     for row in svd["shapes"]:     # fp32-stored factors reconstruct bf16 W at least as well as bf16-stored ones
@@ -51,6 +54,6 @@ def test_gpu_check_cpu_offline_without_bwrap_or_data(tmp_path, capsys, monkeypat
     assert p["s_per_full_run"] > p["s_setup"] and p["main_matrix_runs"] >= 18
     assert "projected (worst case) full run" in capsys.readouterr().out
     import harness.train.loop as L
-    import policy.substrate as S
+    import sandbox.artifacts as S
     from sandbox.paths import ARTIFACTS_DIR
     assert L.ARTIFACTS_DIR == S.ARTIFACTS_DIR == ARTIFACTS_DIR and L.generate.__module__ == "harness.train.rollout"

@@ -4,6 +4,11 @@ policy_gradient step; on smoke, a mini-sized Qwen3 and the shrunk Qwen3-4B (`ful
 
 Rows of one half differ in length (right padding inside the half) and the two halves differ in width, so a wrong
 position offset, unshared prompt keys or a prefix cut off from the gradient all show (each was checked to fail).
+Every equivalence test runs on both shared layouts (the `layout` fixture): packed (sdpa/eager) and padded (what
+flash-attention gets). Generation: with a fixed seed the shared path (the lean loop of harness.train.sampling, or
+model.generate on a shared prefill) draws the per-row path's tokens and leaves torch's RNG in the same state, for
+each sampling knob the presets use, with min_new_tokens and with rows ending early. 22 injected faults (mask,
+positions, cache rows, processor order, early stop, ...) each made this file fail.
 """
 from __future__ import annotations
 
@@ -79,9 +84,27 @@ def _halves(vocab: int, seed: int = 0):
 KINDS = ["smoke", "mini_dims"]
 
 
+@pytest.fixture(params=["packed", "padded"])
+def layout(request, monkeypatch):
+    """packed: a half's suffixes in one unpadded block-causal sequence (sdpa/eager); padded: a right-padded batch
+    over the expanded prefix, in length chunks (what flash-attention gets). Both must match the per-row path."""
+    from policy import prefix
+
+    if request.param == "padded":
+        monkeypatch.setattr(prefix, "can_pack", lambda model: False)
+    return request.param
+
+
+def _check_layout(model, layout):
+    from policy import prefix
+
+    assert prefix.can_pack(model) == (layout == "packed")
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path):
+def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path, layout):
     model, tok, adapters, _ = _load(kind, tmp_path)
+    _check_layout(model, layout)
     prompt, students, teachers = _halves(len(tok))
     even = [r[:1] * n for r, n in zip(students, (8, 9, 8, 9))]       # near-equal lengths: one chunk
     assert [len(length_chunks([len(r) for r in rows])) for rows in (students, teachers, even)] == [2, 2, 1]
@@ -104,11 +127,12 @@ def test_logprobs_and_policy_gradient_match_per_row(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_kl_term_and_reference_match_per_row(kind, tmp_path):
+def test_kl_term_and_reference_match_per_row(kind, tmp_path, layout):
     """The reference forward (adapter off, no grad) and the gradient of the k3 term alone (zero advantages)."""
     from policy.adapter import adapter_disabled
 
     model, tok, adapters, _ = _load(kind, tmp_path)
+    _check_layout(model, layout)
     prompt, students, _ = _halves(len(tok), seed=1)
     b = make_batch(prompt, students, tok.pad_token_id, "cpu")
     m = b.completion_mask.bool()
@@ -128,8 +152,9 @@ def test_kl_term_and_reference_match_per_row(kind, tmp_path):
     assert _rel(grads[True], grads[False]) <= GRAD_RTOL
 
 
-def test_rebound_activations_match_per_row(tmp_path):
+def test_rebound_activations_match_per_row(tmp_path, layout):
     model, tok, _, _ = _load("smoke", tmp_path)
+    _check_layout(model, layout)
     prompt, students, _ = _halves(len(tok), seed=2)
     b = make_batch(prompt, students, tok.pad_token_id, "cpu")
     with torch.no_grad():
@@ -168,6 +193,7 @@ def _step_both_paths(kind: str, tmp_path, grad_checkpointing: bool):
     from harness.train.loop import policy_gradient
 
     model, tok, _, cfg = _load(kind, tmp_path, grad_checkpointing)
+    assert model.config._attn_implementation == "sdpa"      # packed unless the layout fixture says padded
     groups = _groups(len(tok), tok.eos_token_id)
     out = {}
     for shared in (False, True):
@@ -194,12 +220,12 @@ def _assert_steps_match(out):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_policy_gradient_step_matches_per_row(kind, tmp_path):
+def test_policy_gradient_step_matches_per_row(kind, tmp_path, layout):
     """g_s, g_t (and the teacher-part diagnostic), the logged KL and loss, and the arm's activations."""
     _assert_steps_match(_step_both_paths(kind, tmp_path, grad_checkpointing=False))
 
 
-def test_full_architecture_with_gradient_checkpointing_matches_per_row(tmp_path):
+def test_full_architecture_with_gradient_checkpointing_matches_per_row(tmp_path, layout):
     """`full`'s path: Qwen3-4B's architecture (GQA, q/k norms, tied embeddings) shrunk, loaded by path, with
     gradient checkpointing on, so checkpointed blocks recompute while holding the shared prefix's keys/values."""
     out = _step_both_paths("full", tmp_path, grad_checkpointing=True)
@@ -230,7 +256,7 @@ def pair_ctx(tmp_path_factory):
 
 @pytest.mark.parametrize("nll", ["sum", "mean"])
 @pytest.mark.parametrize("base", [True, False])
-def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base):
+def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base, layout):
     import dataclasses
 
     from method.extract import PairEncoder, pair_diffs
@@ -247,7 +273,7 @@ def test_extraction_pair_gradient_matches_per_side(pair_ctx, nll, base):
             assert _rel(D[True][name][i], D[False][name][i]) <= GRAD_RTOL, (name, i)
 
 
-def test_rebound_concept_capture_matches_per_side(pair_ctx):
+def test_rebound_concept_capture_matches_per_side(pair_ctx, layout):
     import dataclasses
 
     from baselines.rebound import completion_means
@@ -263,16 +289,28 @@ def test_rebound_concept_capture_matches_per_side(pair_ctx):
 
 # --------------------------------------------------------------------------- generation
 
+def _draw(fn, seed: int):
+    """fn's output and the RNG state it leaves, from a fixed seed."""
+    torch.manual_seed(seed)
+    out = fn()
+    return out, torch.get_rng_state()
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean_loop", "generate_on_shared_cache"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, tmp_path):
-    """Same seed, same tokens from both paths (prompts of different lengths: left padding, positions from the
-    mask); the shared path runs one prefill over the P prompts and generate then feeds one token per row."""
+def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, lean, tmp_path, monkeypatch):
+    """Same seed, same tokens from both paths and the same RNG state after (prompts of different lengths: left
+    padding, positions from the mask); the shared path runs one prefill over the P prompts, then one token per row.
+    lean: harness.train.sampling's loop; else (what flash-attention gets) model.generate on a shared prefill."""
     import dataclasses
 
+    from harness.train import sampling
     from harness.train.rollout import generate
 
     model, tok, _, cfg = _load(kind, tmp_path)
     cfg = dataclasses.replace(cfg, max_new_tokens=16, temperature=1.0, top_k=0, top_p=1.0)
+    if not lean:
+        monkeypatch.setattr(sampling, "supported", lambda *a: False)
     rng = random.Random(7)
     prompts = [[rng.randrange(3, len(tok)) for _ in range(n)] for n in (19, 31, 24)]
     n = 4
@@ -283,18 +321,21 @@ def test_generation_prefills_each_prompt_once_and_samples_the_same_tokens(kind, 
     try:
         for shared in (False, True):
             seen.clear()
-            torch.manual_seed(11)
-            out[shared] = generate(model, tok, prompts, n, dataclasses.replace(cfg, shared_prefix=shared))
+            c = dataclasses.replace(cfg, shared_prefix=shared)
+            out[shared] = _draw(lambda: generate(model, tok, prompts, n, c), 11)
             calls = list(seen)
+            L = max(map(len, prompts))
             if shared:
-                assert calls[0] == (len(prompts), max(map(len, prompts)) - 1)      # one prefill, P rows
-                assert calls[1] == (len(prompts) * n, 1)                          # then the last prompt token
+                assert calls[0] == (len(prompts), L if lean else L - 1)      # one prefill, P rows
+                assert calls[1] == (len(prompts) * n, 1)                     # then one token per row
             else:
-                assert calls[0] == (len(prompts) * n, max(map(len, prompts)))     # every row prefills
+                assert calls[0] == (len(prompts) * n, L)                     # every row prefills
+            assert all(c == (len(prompts) * n, 1) for c in calls[1:])
     finally:
         handle.remove()
-    assert out[True] == out[False]
-    assert len({tuple(r) for rows in out[True] for r in rows}) == len(prompts) * n   # really sampled
+    assert out[True][0] == out[False][0]
+    assert torch.equal(out[True][1], out[False][1])
+    assert len({tuple(r) for rows in out[True][0] for r in rows}) == len(prompts) * n   # really sampled
 
 
 def test_generation_in_chunks_that_split_a_prompts_rows_samples_the_same_tokens(tmp_path):
@@ -310,6 +351,109 @@ def test_generation_in_chunks_that_split_a_prompts_rows_samples_the_same_tokens(
     prompts = [[rng.randrange(3, len(tok)) for _ in range(n)] for n in (12, 17, 9)]
     out = {}
     for shared in (False, True):
-        torch.manual_seed(2)
-        out[shared] = generate(model, tok, prompts, 3, dataclasses.replace(cfg, shared_prefix=shared), max_batch=4)
-    assert out[True] == out[False] and all(len(rows) == 3 for rows in out[True])
+        out[shared] = _draw(lambda: generate(model, tok, prompts, 3, dataclasses.replace(cfg, shared_prefix=shared),
+                                             max_batch=4), 2)
+    assert out[True][0] == out[False][0] and all(len(rows) == 3 for rows in out[True][0])
+    assert torch.equal(out[True][1], out[False][1])
+
+
+def _gen_config(tok, eos: list[int], **knobs):
+    from transformers import GenerationConfig
+
+    base = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, min_p=0.0, repetition_penalty=1.0, num_beams=1,
+                max_new_tokens=12, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+    return GenerationConfig(**(base | knobs))
+
+
+def _rows(vocab: int, lengths=(14, 21, 9), n: int = 3):
+    """Distinct prompts left-padded [U, L], and each row's prompt index [U * n]."""
+    rng = random.Random(5)
+    prompts = [[rng.randrange(3, vocab) for _ in range(k)] for k in lengths]
+    L = max(lengths)
+    ids = torch.zeros(len(prompts), L, dtype=torch.long)
+    attn = torch.zeros(len(prompts), L, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.tensor(p)
+        attn[i, L - len(p):] = 1
+    return ids, attn, torch.arange(len(prompts)).repeat_interleave(n)
+
+
+SAMPLING_KNOBS = {      # what the presets use, and the knobs a GenerationConfig of rollout.generate can carry
+    "plain": {},
+    "training": dict(temperature=1.0, top_p=1.0, top_k=20),                    # TrainConfig's defaults
+    "evaluation": dict(temperature=0.7, top_p=0.95, top_k=0),                  # the benchmark's eval protocol
+    "min_p": dict(temperature=0.9, min_p=0.05, top_k=50),
+    "min_new_tokens": dict(min_new_tokens=12, temperature=1.3),                # gpu_check's full-length rollouts
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_model(tmp_path_factory):
+    model, tok, _, _ = _load("smoke", tmp_path_factory.mktemp("gen"))
+    model.eval()
+    return model, tok
+
+
+@pytest.mark.parametrize("knobs", SAMPLING_KNOBS, ids=list(SAMPLING_KNOBS))
+def test_lean_sampling_loop_draws_what_generate_draws(smoke_model, knobs):
+    """sampling.sample (one prefill per prompt, a preallocated cache) == model.generate on every row: the same
+    sequences (eos, pad after it) and the same RNG state, for each sampling knob the project uses."""
+    from harness.train import sampling
+
+    model, tok = smoke_model
+    gcfg = _gen_config(tok, [tok.eos_token_id], **SAMPLING_KNOBS[knobs])
+    assert sampling.supported(gcfg, model)
+    ids, attn, row_prompt = _rows(len(tok))
+    ref, ref_rng = _draw(lambda: model.generate(input_ids=ids[row_prompt], attention_mask=attn[row_prompt],
+                                                generation_config=gcfg), 3)
+    out, rng = _draw(lambda: sampling.sample(model, ids, attn, row_prompt, gcfg), 3)
+    assert torch.equal(out, ref)
+    assert torch.equal(rng, ref_rng)
+    assert len({tuple(r) for r in out.tolist()}) == len(row_prompt)
+
+
+@pytest.mark.parametrize("min_new", [0, 6])
+def test_lean_sampling_loop_stops_when_every_row_has_ended(smoke_model, min_new):
+    """eos made likely (a bias on its logit): rows end at different steps, finished rows get pad, and the loop
+    stops as soon as the last row ends, before max_new_tokens, with as many draws as generate makes; with
+    min_new_tokens no row ends before it (the processor counts the new tokens it is shown)."""
+    from harness.train import sampling
+
+    model, tok = smoke_model
+    eos = tok.eos_token_id
+    gcfg = _gen_config(tok, [eos], max_new_tokens=40, **({"min_new_tokens": min_new} if min_new else {}))
+    ids, attn, row_prompt = _rows(len(tok), n=4)
+
+    def bias(_m, _a, out):          # p(eos) about 0.12 at every step, whatever the model
+        out = out.clone()
+        out[..., eos] = out.logsumexp(-1) - 2.0
+        return out
+    handle = model.get_output_embeddings().register_forward_hook(bias)
+    try:
+        ref, ref_rng = _draw(lambda: model.generate(input_ids=ids[row_prompt], attention_mask=attn[row_prompt],
+                                                    generation_config=gcfg), 4)
+        out, rng = _draw(lambda: sampling.sample(model, ids, attn, row_prompt, gcfg), 4)
+    finally:
+        handle.remove()
+    L = ids.shape[1]
+    ends = [(r[L:] == eos).nonzero()[0].item() for r in out]       # every row ended
+    assert out.shape[1] - L < 40 and len(set(ends)) > 1
+    assert min(ends) >= min_new and (min_new or min(ends) < 5)      # eos is the new token at index e
+    assert max(ends) == out.shape[1] - L - 1                        # stopped at the last row's eos
+    assert all((r[L + e + 1:] == tok.pad_token_id).all() for r, e in zip(out, ends))
+    assert torch.equal(out, ref) and torch.equal(rng, ref_rng)
+
+
+def test_lean_sampling_loop_declines_what_it_cannot_reproduce(smoke_model):
+    """Anything beyond the listed processors, greedy or beam search, flash-attention: model.generate instead."""
+    from types import SimpleNamespace
+
+    from harness.train import sampling
+
+    model, tok = smoke_model
+    eos = [tok.eos_token_id]
+    assert sampling.supported(_gen_config(tok, eos), model)
+    for knobs in (dict(repetition_penalty=1.2), dict(do_sample=False), dict(num_beams=2), dict(no_repeat_ngram_size=2)):
+        assert not sampling.supported(_gen_config(tok, eos, **knobs), model), knobs
+    fa2 = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2", is_encoder_decoder=False))
+    assert not sampling.supported(_gen_config(tok, eos), fa2)

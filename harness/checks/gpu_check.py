@@ -193,6 +193,25 @@ def check_reconstruction(run, original, device: torch.device, prompt: list[int])
             "kl_merged_mean": kl(den).mean().item(), "kl_merged_max": kl(den).max().item()}
 
 
+def _paths(run) -> dict[str, str]:
+    """Which code ran the step: the loss layout and the sampler (policy.prefix / harness.train.sampling).
+
+    Memory: the packed layout (sdpa/eager) computes each half's [T, P + T] attention scores per head, T = the half's
+    tokens, the cross-row block included, and then masks it; with flash-attention (the GPU default when installed)
+    the padded layout runs instead, which never forms cross-row scores. A `full` run on sdpa with long completions
+    is where the packed layout's peak can exceed the padded one's: this check's peak memory is the measure."""
+    from harness.train import sampling
+    from policy.prefix import can_pack
+    from harness.train.rollout import generation_config
+
+    if not run.config.shared_prefix:
+        return {"loss_layout": "per-row", "sampler": "generate"}
+    model = run.policy.model
+    gcfg = generation_config(model, run.policy.tokenizer, run.config, min_new_tokens=run.config.max_new_tokens)
+    return {"loss_layout": "packed" if can_pack(model) else "padded",
+            "sampler": "lean loop" if sampling.supported(gcfg, model) else "generate on a shared prefill"}
+
+
 def _timed_generate(model, tok, prompts, n, config, device, box: list):
     """The loop's generate, rollouts forced to full length (eos suppressed); appends {tokens, s} to box."""
     from harness.train.rollout import generate
@@ -297,7 +316,7 @@ def run_check(cpu: bool, steps: int, max_new: int, eval_new: int, workdir: Path,
                  "t_clip_optimizer_s": row["t_hook"] - t_proj, "rollout_tokens": g["tokens"],
                  "rollout_tokens_per_s": g["tokens"] / g["s"], "live_groups": row["live_groups"],
                  "teacher_split": (step + 1) % cfg.teacher_split_every == 0,
-                 "shared_prefix": run.config.shared_prefix, **_memory(device)}
+                 "shared_prefix": run.config.shared_prefix, **_paths(run), **_memory(device)}
             rows.append(r)
             return r
         for step in range(steps):
@@ -416,7 +435,8 @@ def _summary(d: dict[str, Any]) -> str:
         lines.append(f"step {s['step']}{' (+teacher split)' if s['teacher_split'] else ''}: {s['t_step_s']:.2f} s = "
                      f"generation {s['t_generation_s']:.2f} + fwd/bwd {s['t_forward_backward_s']:.2f} + projection "
                      f"{s['t_projection_s']:.3f} + grading {s['t_grade_s']:.2f}; {s['rollout_tokens_per_s']:.0f} "
-                     f"rollout tokens/s; {mem}")
+                     f"rollout tokens/s; {mem}"
+                     + (f"; loss {s['loss_layout']}, sampler {s['sampler']}" if "loss_layout" in s else ""))
     if "step_per_row" in d and len(d.get("steps", [])) > 1:
         a, b = d["steps"][1], d["step_per_row"]
         lines.append(f"per-row path (shared_prefix=False), step {b['step']}: fwd/bwd {b['t_forward_backward_s']:.2f} s "
@@ -461,9 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(out_path)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     import harness.train.loop as L
-    import policy.substrate as S
+    import sandbox.artifacts as S
 
-    # the loop and substrate write their artifacts (pool, V) into the throwaway workdir; module globals, so
+    # the loop and artifact_path (substrate, pool, V) write into the throwaway workdir; module globals, so
     # restore them (a caller in the same process, e.g. a test session, must not inherit them)
     saved = (L.ARTIFACTS_DIR, S.ARTIFACTS_DIR, torch.get_num_threads(), os.environ.get("RH_ALLOW_UNSANDBOXED"))
     try:

@@ -63,6 +63,21 @@ def _trim(ids: list[int], eos: set[int], pad_id: int) -> list[int]:
     return ids
 
 
+def generation_config(model, tokenizer, config: TrainConfig, min_new_tokens: int = 0):
+    """The GenerationConfig `generate` samples with."""
+    from transformers import GenerationConfig
+
+    # Every sampling knob explicit and non-None: HF fills None fields from the checkpoint's own
+    # generation_config.json (Qwen3-4B ships temperature 0.6, top_k 20, top_p 0.95), which would
+    # silently override the preregistered sampling. top_k=0 disables top-k; min_p=0.0 keeps everything.
+    return GenerationConfig(
+        do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+        min_p=config.min_p, repetition_penalty=1.0, num_beams=1,
+        max_new_tokens=config.max_new_tokens, eos_token_id=eos_token_ids(model, tokenizer),
+        pad_token_id=tokenizer.pad_token_id, **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
+    )
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainConfig,
              max_batch: int | None = None, min_new_tokens: int = 0) -> list[list[list[int]]]:
@@ -73,27 +88,21 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
     policy.adapter.merged(model) so rollouts run on dense weights. min_new_tokens > 0 suppresses eos until
     then (harness.checks.gpu_check forces full-length rollouts to measure the worst case).
     """
-    from transformers import GenerationConfig
-
     if n == 0 or not prompts:
         return [[] for _ in prompts]
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
     eos = eos_token_ids(model, tokenizer)
-    # Every sampling knob explicit and non-None: HF fills None fields from the checkpoint's own
-    # generation_config.json (Qwen3-4B ships temperature 0.6, top_k 20, top_p 0.95), which would
-    # silently override the preregistered sampling. top_k=0 disables top-k; min_p=0.0 keeps everything.
-    gcfg = GenerationConfig(
-        do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
-        min_p=config.min_p, repetition_penalty=1.0, num_beams=1,
-        max_new_tokens=config.max_new_tokens, eos_token_id=eos, pad_token_id=pad_id,
-        **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
-    )
+    gcfg = generation_config(model, tokenizer, config, min_new_tokens)
     rows = [(pi, p) for pi, p in enumerate(prompts) for _ in range(n)]
     max_batch = max_batch or len(rows)
-    # shared_prefix: each prompt of a chunk is prefilled once and its cache repeated for its rows (same chunks and
-    # sampling as the per-row path)
+    # shared_prefix: each prompt of a chunk is prefilled once and its cache copied to its rows (same chunks and
+    # draws as the per-row path): by the lean loop (harness.train.sampling) where it supports the config, else by
+    # model.generate on a cache prefilled once per prompt
     share = config.shared_prefix and n > 1 and min(len(p) for p in prompts) >= 2
+    from harness.train import sampling
+
+    lean = share and sampling.supported(gcfg, model)
     out: list[list[list[int]]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
@@ -114,8 +123,13 @@ def generate(model, tokenizer, prompts: list[list[int]], n: int, config: TrainCo
 
                 first = [next(i for i, (pi, _) in enumerate(chunk) if pi == u) for u in distinct]   # a row of each
                 row_prompt = torch.tensor([distinct.index(pi) for pi, _ in chunk], device=device)
-                kw[cache_kwarg(model)] = prefill_shared(model, ids[first], attn[first], row_prompt)
-            gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
+                if lean:
+                    gen = sampling.sample(model, ids[first], attn[first], row_prompt, gcfg)
+                else:
+                    kw[cache_kwarg(model)] = prefill_shared(model, ids[first], attn[first], row_prompt)
+                    gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
+            else:
+                gen = model.generate(input_ids=ids, attention_mask=attn, generation_config=gcfg, **kw)
             for i, (pi, _) in enumerate(chunk):
                 out[pi].append(_trim(gen[i, L:].tolist(), set(eos), pad_id))
     finally:
