@@ -40,12 +40,12 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     import harness.train.loop as L
     from policy.adapter import get_adapters
     from policy.qwen3_local import NO_THINK_SUFFIX, THINK_OPEN, save_local_qwen3
-    import policy.substrate as S
+    import sandbox.artifacts as A
     from sandbox.backends import make_executor
     from sandbox.grader import Grader
 
     model_dir = save_local_qwen3(tmp_path / "qwen3-4b-shrunk", shrink=True)
-    for mod in (L, S):
+    for mod in (L, A):   # the loop's own paths and the one artifact cache (base, SVD basis, V, pool)
         monkeypatch.setattr(mod, "ARTIFACTS_DIR", tmp_path / "artifacts")
     cfg = resolve_config("full", "erase", 41, dict(   # scale only: the code path is full's
         model=str(model_dir), dtype="bfloat16",        # full's "auto" = bf16 on a GPU; forced here on CPU
@@ -99,9 +99,13 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     assert merged_dtypes and all(m and w == torch.bfloat16 and u == torch.bfloat16 for m, w, u in merged_dtypes)
     prompt_lens = {len(ids) for ids in run.policy.encoder._cache.values()}
     assert forwards
-    for total, keep, got, prefix in forwards:       # logits on completion positions (+ the last prompt token)
-        assert got == keep < total and total - (keep - 1) in prompt_lens
-        assert prefix == total - keep > 0           # shared_prefix: every loss forward ran on the encoded prompt
+    for total, keep, got, prefix in forwards:
+        # shared_prefix: every loss forward ran on the encoded prompt (all of it but its last token)
+        assert prefix > 0 and prefix + 1 in prompt_lens
+        if torch.is_tensor(keep):   # packed rows (sdpa): logits only at the positions that have a target
+            assert got == keep.numel() <= total - prefix and keep.unique().numel() == keep.numel()
+        else:                       # padded rows: logits on completion positions (+ the last prompt token)
+            assert got == keep < total and prefix == total - keep
     assert hook_dtypes and all(d == (torch.float32,) * 4 for d in hook_dtypes)
     assert all(m.delta_S.dtype == torch.float32 for m in get_adapters(model).values())
     assert row["grad_norm"] is not None and torch.isfinite(torch.tensor(row["loss"]))
