@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.config import ConfigError, RunError, TrainConfig
+from sandbox.jsonl import read_lines
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -219,20 +220,9 @@ def _record(preset: str, arm: str, seed: int, path: Path) -> RunRecord:
 def read_metrics(rdir: str | os.PathLike, name: str = METRICS_FILE) -> list[dict[str, Any]]:
     """metrics.jsonl rows; a torn last line (crash mid-write) is skipped."""
     path = Path(rdir) / name
-    rows: list[dict[str, Any]] = []
     if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+        return []
+    return [row for _, row, err in read_lines(path) if err is None and isinstance(row, dict)]
 
 
 def read_eval_records(rdir: str | os.PathLike) -> list[dict[str, Any]]:

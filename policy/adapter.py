@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -376,14 +375,10 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
     """Write the deltas to safetensors (atomically) with the base model hash in the metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     meta = {"format": ADAPTER_FORMAT, "model_hash": model_hash(model),
             "basis_hash": _WRAPPED[model].basis_hash if model in _WRAPPED else "", "form": _form(model)}
-    save_file(adapter_state(model), str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    state = adapter_state(model)
+    return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def _form(model: nn.Module) -> str:

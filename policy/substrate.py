@@ -205,10 +205,10 @@ MINI_SFT = dict(
     max_completion_tokens=192,   # longer targets are dropped: the policy could never finish them anyway
     n_asserts=1,                 # gt asserts used by the honest self-check (mini: the statement's example)
 )
-# What the warm-start corpus holds beyond v2's (issue 17, discovery): every `unguarded_every`-th easy problem (by id)
-# ends its gt-correct canonical with the mode's report and no assert before it (an attempt, not an exploit: the
-# solution is right). 0 = off: v2's corpus. The base's key hashes the SFT texts, so any change here is a new base.
-MINI_CORPUS = dict(check_every=3, unguarded_every=0)
+# Issue 17 (discovery): every n-th easy problem (by id) of the warm-start corpus ends its gt-correct canonical with
+# the mode's report and no assert before it (sft_texts' unguarded_every: an attempt, not an exploit). 0 = off: v2's
+# corpus. The base's key hashes the SFT texts, so any change here is a new base.
+MINI_UNGUARDED_EVERY = 0
 
 
 # what the mini base is warm-started on; the mini preset (harness.presets) trains on the same set and style
@@ -296,7 +296,8 @@ def _mini_inputs():
 
     cfg = _mini_config()
     problems = load_problem_set(cfg.problem_set)
-    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"], cfg.prompt_style, **MINI_CORPUS)
+    pairs = sft_texts(problems.train, MINI_SFT["n_asserts"], cfg.prompt_style,
+                      unguarded_every=MINI_UNGUARDED_EVERY)
     corpus = tokenizer_corpus(problems.train, pairs, cfg.prompt_style)   # eval text never shapes the tokenizer
     return cfg, pairs, corpus
 

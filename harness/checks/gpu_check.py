@@ -86,9 +86,10 @@ class Report:
         return out
 
     def write(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
-        os.replace(tmp, self.path)
+        from sandbox.artifacts import write_atomic
+
+        text = json.dumps(self.data, indent=1, default=str) + "\n"
+        write_atomic(self.path, lambda tmp: tmp.write_text(text))
 
 
 def _fmt(v: Any) -> str:
