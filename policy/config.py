@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from policy.grpo import ADVANTAGE_BASELINES
 from sandbox.grader import PASS_REWARD
 
 # The preregistered seeds (spec: "n >= 3 for the headline claim").
@@ -18,7 +19,7 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 
 
 # fields added after runs existed -> their default: left out of config_hash while at it (issue 20: route_hack_lr)
-HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack"}
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack", "advantage_baseline": "group"}
 
 
 def opt(default: Any, help: str) -> Any:
@@ -90,6 +91,11 @@ class TrainConfig:
     min_p: float = opt(0.0, "student sampling min-p (0.0 = off)")
     kl_beta: float = opt(1e-3, "weight of the k3 KL(policy || reference) term in the loss")
     skip_flat_groups: bool = opt(True, "groups with max(R)-min(R) < 1e-4 carry no advantage")
+    advantage_baseline: str = opt(
+        "group",
+        "what A = R - baseline centres on (policy.grpo.ADVANTAGE_BASELINES): \"group\" = the mean of all G rows, "
+        "teacher rows included (the spec); \"students\" = the mean of the group's student rows, so high-reward "
+        "teacher rows do not give every student row a negative advantage (mini, issue 17)")
 
     # --- optimizer ------------------------------------------------------------
     lr: float = opt(7e-5, "AdamW learning rate of delta_S (warmup, then cosine to 0)")
@@ -183,6 +189,9 @@ class TrainConfig:
             raise ConfigError(f"adapter_form {self.adapter_form!r}; choose from {', '.join(ADAPTER_FORMS)}")
         if self.v_pairs not in ("hack", "minimal"):     # method.pairs.V_PAIR_SETS (config may not import method)
             raise ConfigError(f"v_pairs {self.v_pairs!r}; choose from hack, minimal")
+        if self.advantage_baseline not in ADVANTAGE_BASELINES:
+            raise ConfigError(f"advantage_baseline {self.advantage_baseline!r}; "
+                              f"choose from {', '.join(ADVANTAGE_BASELINES)}")
         if self.monitor_mode not in MONITOR_MODES:
             raise ConfigError(f"monitor_mode {self.monitor_mode!r}; choose from {', '.join(MONITOR_MODES)}")
         if self.monitor_signal not in MONITOR_SIGNALS:

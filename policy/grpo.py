@@ -3,6 +3,7 @@
 For one prompt's group of G rollouts with rewards R [G]:
 
     A_i        = R_i - mean(R)                          # Dr.GRPO: no division by std(R)
+                 (advantage_baseline "students": R_i - mean over the group's student rows)
     ratio_it   = exp(logp_it - logp_it.detach())        # == 1: one inner step, so old policy == policy
     k3_it      = exp(ref_it - logp_it) - (ref_it - logp_it) - 1      # unbiased, >= 0 KL(policy || ref)
     loss       = sum_it mask_it * (-A_i * ratio_it + beta * k3_it) / NORM
@@ -19,9 +20,23 @@ import torch
 FLAT_EPS = 1e-4   # simple_GRPO: max(R) - min(R) < 1e-4 -> no advantage signal
 
 
-def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """rewards [G] -> advantages [G]; Dr.GRPO unbiased (mean-centred, no std division)."""
-    return rewards - rewards.mean()
+# What each group's advantage is centred on. "group": the mean of all G rows (the spec; teacher rows included).
+# "students": the mean of the group's student rows only, so G_t teacher rows at a high reward do not push every
+# student row down (a group with no student rows, or no teacher rows, is the same under both).
+ADVANTAGE_BASELINES = ("group", "students")
+
+
+def baseline_rows(kind: str, teacher: torch.Tensor) -> torch.Tensor | None:
+    """kind (ADVANTAGE_BASELINES), teacher [G] bool -> the rows the advantage is centred on ([G] bool; None = all)."""
+    return ~teacher if kind == "students" else None
+
+
+def group_advantages(rewards: torch.Tensor, baseline_rows: torch.Tensor | None = None) -> torch.Tensor:
+    """rewards [G] -> advantages [G]; Dr.GRPO unbiased (mean-centred, no std division).
+    baseline_rows [G] bool: centre on the mean of these rows only (None or none set: all rows)."""
+    if baseline_rows is None or not bool(baseline_rows.any()):
+        return rewards - rewards.mean()
+    return rewards - rewards[baseline_rows].mean()
 
 
 def is_flat(rewards: torch.Tensor, eps: float = FLAT_EPS) -> bool:

@@ -90,7 +90,7 @@ def test_one_full_step_on_cpu(tmp_path, monkeypatch, full_data):
     monkeypatch.setattr(run.arm, "grad_hook", spy_hook)
     # random weights earn no reward: give every group an advantage spread so the backward really runs
     monkeypatch.setattr(L, "is_flat", lambda r: False)
-    monkeypatch.setattr(L, "group_advantages", lambda r: torch.linspace(-1.0, 1.0, len(r)))
+    monkeypatch.setattr(L, "group_advantages", lambda r, *_: torch.linspace(-1.0, 1.0, len(r)))
 
     with make_executor("process", workers=1) as ex:
         row = run.step(0, Grader(ex))

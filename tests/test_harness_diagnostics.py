@@ -195,6 +195,24 @@ def test_monitor_screen_gives_flagged_rollouts_zero_advantage():
     assert (every == every[0]).all()                                # all flagged: a flat group, skipped
 
 
+def test_monitor_screen_under_the_student_baseline_gives_flagged_rollouts_zero_advantage():
+    from baselines.monitor import monitored_rewards
+    from policy.grpo import baseline_rows, group_advantages
+
+    # students [hack 3.5, 0.0, 0.5], teachers [3.5, 3.5]: the student baseline of the unflagged students is 0.25
+    r = torch.tensor([3.5, 0.0, 0.5, 3.5, 3.5])
+    teacher = torch.tensor([False, False, False, True, True])
+    flags = torch.tensor([True, False, False, False, False])
+    base = baseline_rows("students", teacher)
+    a = group_advantages(monitored_rewards(r, flags, "screen", 3.0, base), base)
+    assert a[0] == 0
+    torch.testing.assert_close(a[1:], torch.tensor([-0.25, 0.25, 3.25, 3.25]))
+    # every student flagged: they take the unflagged teachers' mean, and still get A = 0
+    all_s = torch.tensor([True, True, True, False, False])
+    a = group_advantages(monitored_rewards(r, all_s, "screen", 3.0, base), base)
+    assert (a[:3] == 0).all()
+
+
 def test_monitor_flips_flags_at_the_configured_rate_and_reproducibly():
     from baselines.monitor import flip_mask
 

@@ -78,6 +78,19 @@ def test_dr_grpo_advantages_and_flat_groups():
     assert not is_flat(torch.tensor([float("nan"), 0.5]))   # NaN must reach the NaN check, not be skipped
 
 
+def test_student_baseline_centres_on_the_student_rows_only():
+    from policy.grpo import baseline_rows
+
+    r = torch.tensor([0.0, 0.5, 3.5, 3.5])              # 2 students, 2 teacher rows
+    teacher = torch.tensor([False, False, True, True])
+    assert baseline_rows("group", teacher) is None
+    a = group_advantages(r, baseline_rows("students", teacher))
+    torch.testing.assert_close(a, torch.tensor([-0.25, 0.25, 3.25, 3.25]))
+    torch.testing.assert_close(group_advantages(r), torch.tensor([-1.875, -1.375, 1.625, 1.625]))
+    only_t = torch.ones(2, dtype=torch.bool)            # no student row: the group's mean
+    torch.testing.assert_close(group_advantages(r[2:], baseline_rows("students", only_t)), torch.zeros(2))
+
+
 def test_loss_value_and_gradient_are_advantage_weighted_logp():
     logp = torch.log(torch.tensor([[0.5, 0.25, 0.9], [0.1, 0.2, 0.3]])).requires_grad_(True)
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
@@ -112,13 +125,14 @@ def test_lr_schedule_warmup_then_cosine():
 
 # --------------------------------------------------------------------------- gradients on the smoke model
 
-def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path):
+@pytest.mark.parametrize("baseline", ["group", "students"])
+def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path, baseline):
     from harness.train.checkpoint import trainable_named
     from harness.train.loop import policy_gradient
 
     model, tok, adapters = _wrapped(smoke_cfg, tmp_path)
     _perturb(model)   # off the reference, so the KL term contributes too
-    cfg = resolve_config("smoke", "vanilla", 41, {"kl_beta": 0.1})
+    cfg = resolve_config("smoke", "vanilla", 41, {"kl_beta": 0.1, "advantage_baseline": baseline})
     groups = _groups(len(tok), tok.eos_token_id, n_groups=2, G_s=2, G_t=2)
     norm = 100.0
     sg = policy_gradient(model, groups, Arm(), cfg, tok.pad_token_id, norm, step=1)
@@ -143,7 +157,9 @@ def test_student_plus_teacher_gradient_equals_step_gradient(smoke_cfg, tmp_path)
             ref, _ = completion_logprobs(model, b)
         logp, _ = completion_logprobs(model, b)
         student = torch.tensor([0.0 if r.teacher else 1.0 for r in g.rollouts])[:, None]
-        total = total + dr_grpo_loss(logp, None, group_advantages(g.rewards()), b.completion_mask, 0.0, norm)
+        r = g.rewards()
+        adv = r - (r[student[:, 0] > 0].mean() if baseline == "students" else r.mean())
+        total = total + dr_grpo_loss(logp, None, adv, b.completion_mask, 0.0, norm)
         total = total + 0.1 * (k3_kl(logp, ref) * b.completion_mask * student).sum() / norm
     total.backward()
     for n, p in params.items():

@@ -43,7 +43,7 @@ from method.hooks import ArmContext, GradBundle, GroupInfo, UpdateBundle
 from policy.config import RunError, TrainConfig, derive_seed
 from policy.encode import eos_token_ids
 from policy.forward import completion_logprobs, make_batch
-from policy.grpo import dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser, lr_at
+from policy.grpo import baseline_rows, dr_grpo_loss, group_advantages, is_flat, k3_kl, loss_normaliser, lr_at
 from sandbox.jsonl import JsonlFile
 from sandbox.paths import ARTIFACTS_DIR
 
@@ -151,7 +151,8 @@ def policy_gradient(model, groups: list[Group], arm, config: TrainConfig, pad_id
         if config.skip_flat_groups and is_flat(rewards):
             continue
         out.live += 1
-        adv = group_advantages(rewards.float()).to(device)
+        teacher = torch.tensor([r.teacher for r in g.rollouts], dtype=torch.bool)
+        adv = group_advantages(rewards.float(), baseline_rows(config.advantage_baseline, teacher)).to(device)
         live.append((g, adv))
         offset = 0
         for h, b in batches.items():
