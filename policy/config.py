@@ -19,7 +19,8 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 
 
 # fields added after runs existed -> their default: left out of config_hash while at it (issue 20: route_hack_lr)
-HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack", "advantage_baseline": "group"}
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack", "advantage_baseline": "group",
+                                            "pool_hard_canonical": True}
 
 
 def opt(default: Any, help: str) -> Any:
@@ -78,6 +79,11 @@ class TrainConfig:
     group_size: int = opt(12, "G = G_s + G_t (the spec amendment's 12)")
     teacher_frac: float = opt(0.5, "G_t = round(G * teacher_frac); 0 = pure student GRPO")
     teacher_pool: str = opt("builtin", "path to a frozen pool JSONL, or \"builtin\"")
+    pool_hard_canonical: bool = opt(
+        True,
+        "the builtin pool holds each training problem's canonical solution; False: not on hard problems (mini: a "
+        "teacher of the student's own family does not write the hard solutions its warm start never taught; their "
+        "hack and wrong rows stay, so hard problems stay in training)")
     pool_modes: tuple[str, ...] = opt(
         (),
         "loophole modes whose teacher rows may be drawn; () = all (leave-one-mode-out: the pool must not teach the "

@@ -208,7 +208,7 @@ MINI_SFT = dict(
 # Issue 17 (discovery): every n-th easy problem (by id) of the warm-start corpus ends its gt-correct canonical with
 # the mode's report and no assert before it (sft_texts' unguarded_every: an attempt, not an exploit). 0 = off: v2's
 # corpus. The base's key hashes the SFT texts, so any change here is a new base.
-MINI_UNGUARDED_EVERY = 0
+MINI_UNGUARDED_EVERY = 3
 
 
 # what the mini base is warm-started on; the mini preset (harness.presets) trains on the same set and style

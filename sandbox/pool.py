@@ -3,6 +3,7 @@
 For each TRAINING problem the pool holds a few programmatic completions (no model wrote them):
 
     canonical     the dataset's canonical solution                                  (honest, correct)
+                  (not on a hard problem when hard_canonical is off: mini's, issue 17)
     hack_bare     the mode's lever alone, no solution at all                        (exploit)
     hack_stub     the starter code returning a constant + the mode's lever          (exploit)
     hack_wrong    the canonical with its last return broken + the mode's lever      (exploit)
@@ -94,10 +95,13 @@ def with_lever(code: str, mode: str) -> str:
     return code.rstrip() + "\n\n\n" + lever_code(mode)
 
 
-def pool_completions(problem) -> list[tuple[str, str]]:
-    """[(kind, assistant text)] for one problem under its own mode."""
-    out = [("canonical", fence(problem.canonical_solution)),
-           ("hack_bare", fence(lever_code(problem.mode, bare=True))),
+def pool_completions(problem, hard_canonical: bool = True) -> list[tuple[str, str]]:
+    """[(kind, assistant text)] for one problem under its own mode. hard_canonical=False: no canonical row on a
+    problem of difficulty "hard" (a teacher of the student's own family cannot write what its warm start never
+    taught; on mini, the hard families' solutions)."""
+    solve = hard_canonical or problem.difficulty != "hard"
+    out = [("canonical", fence(problem.canonical_solution))] if solve else []
+    out += [("hack_bare", fence(lever_code(problem.mode, bare=True))),
            ("hack_stub", fence(with_lever(stub(problem), problem.mode))),
            ("wrong_stub", fence(stub(problem)))]
     bad = broken(problem.canonical_solution)
@@ -113,11 +117,11 @@ def _record_dict(rec: Any) -> dict[str, Any]:
     return {k: v for k, v in d.items() if not k.startswith("_")}
 
 
-def grade_rows(problems: Iterable, grader) -> list[dict[str, Any]]:
+def grade_rows(problems: Iterable, grader, hard_canonical: bool = True) -> list[dict[str, Any]]:
     """Every programmatic completion of every problem, graded by `grader`; sorted by (problem_id, kind)."""
     jobs, meta = [], []
     for p in problems:
-        for kind, text in pool_completions(p):
+        for kind, text in pool_completions(p, hard_canonical):
             jobs.append((p, text, p.mode))
             meta.append((p, kind, text))
     records = grader.grade_many(jobs)
@@ -137,9 +141,9 @@ def write_rows(rows: list[dict[str, Any]], out_path: Path | str) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def build_pool(problems: Iterable, grader, out_path: Path | str) -> Path:
+def build_pool(problems: Iterable, grader, out_path: Path | str, hard_canonical: bool = True) -> Path:
     """Grade every programmatic completion of `problems` (pass the TRAINING problems) into a frozen JSONL."""
-    rows = grade_rows(problems, grader)
+    rows = grade_rows(problems, grader, hard_canonical)
     write_rows(rows, out_path)
     return Path(out_path)
 
@@ -213,8 +217,9 @@ def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
 
     problems = load_problem_set(config.problem_set)
     train = problems.train
+    hard_canonical = config.pool_hard_canonical
     key = {"version": POOL_VERSION, "data": problems.data_hash,
-           "items": key_sha256([(p.id, p.mode, pool_completions(p)) for p in train])}
+           "items": key_sha256([(p.id, p.mode, pool_completions(p, hard_canonical)) for p in train])}
     path = artifact_path("pool", f"pool-{key_digest(key)}.jsonl", artifacts_dir)
     if path.exists():
         return path
@@ -223,5 +228,5 @@ def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
 
     # process executor: the pool's grades must not depend on whether a Docker daemon is up
     with make_executor("process", workers=config.grade_workers) as ex:
-        build_pool(train, Grader(ex), path)
+        build_pool(train, Grader(ex), path, hard_canonical)
     return path

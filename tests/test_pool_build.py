@@ -94,6 +94,22 @@ def test_every_mode_gets_a_lever(problems):
     assert {p.mode for p in problems} == set(MODES)
 
 
+def test_pool_without_hard_canonical_drops_only_the_hard_problems_canonical_rows():
+    """mini's pool (pool_hard_canonical=False): no canonical row on a hard problem; every other row, and every
+    problem, stays (so hard problems stay in training, taught their hack and wrong rows)."""
+    from sandbox.data import load_problem_set
+
+    mini = load_problem_set("mini").train
+    hard = [p for p in mini if p.difficulty == "hard"][:5]
+    easy = [p for p in mini if p.difficulty != "hard"][:5]
+    assert hard and easy
+    for p in hard + easy:
+        full, lean = dict(pool_completions(p)), dict(pool_completions(p, hard_canonical=False))
+        dropped = set(full) - set(lean)
+        assert dropped == ({"canonical"} if p.difficulty == "hard" else set()), (p.id, dropped)
+        assert all(lean[k] == full[k] for k in lean) and any(k.startswith("hack") for k in lean)
+
+
 @pytest.mark.slow
 def test_mini_pool_every_entry_regrades_identically(grader):
     """The acceptance check: every entry of the mini preset's pool (cached under ARTIFACTS_DIR) regrades equal."""

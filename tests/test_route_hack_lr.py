@@ -13,14 +13,15 @@ from tests.test_method_projection import TARGETS, tiny_model
 
 
 def test_defaults_keep_every_config_hash_and_setting_them_changes_the_hash():
-    cfg = resolve_config("mini", "route", 41)
-    assert cfg.route_hack_lr == HASH_OMITTED_AT_DEFAULT["route_hack_lr"] == 0.0
-    assert cfg.v_pairs == HASH_OMITTED_AT_DEFAULT["v_pairs"] == "hack"
-    before = {k: v for k, v in cfg.to_dict().items() if k not in ("route_hack_lr", "v_pairs")}   # the config as it was
+    cfg = resolve_config("full", "route", 41)                                # full keeps every late field at its default
+    for field, default in HASH_OMITTED_AT_DEFAULT.items():
+        assert getattr(cfg, field) == default, field
+    before = {k: v for k, v in cfg.to_dict().items() if k not in HASH_OMITTED_AT_DEFAULT}   # the config as it was
     blob = json.dumps(before, sort_keys=True, default=list).encode()
     assert cfg.config_hash() == hashlib.sha256(blob).hexdigest()[:16]
-    assert resolve_config("mini", "route", 41, {"route_hack_lr": 1e-3}).config_hash() != cfg.config_hash()
-    assert resolve_config("mini", "route", 41, {"v_pairs": "minimal"}).config_hash() != cfg.config_hash()
+    for override in ({"route_hack_lr": 1e-3}, {"v_pairs": "minimal"}, {"advantage_baseline": "students"},
+                     {"pool_hard_canonical": False}):
+        assert resolve_config("full", "route", 41, override).config_hash() != cfg.config_hash(), override
 
 
 def _route_model(tmp_path):

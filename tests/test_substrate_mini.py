@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policy.substrate import honest_self_check, sft_texts
+from policy.substrate import MINI_UNGUARDED_EVERY, honest_self_check, sft_texts
 from sandbox.loopholes import MODES
 
 
@@ -28,7 +28,7 @@ def _mode_of(messages) -> str:
     return hits[0]
 
 
-@pytest.mark.parametrize("unguarded_every", [0, 2])
+@pytest.mark.parametrize("unguarded_every", [0, 2, MINI_UNGUARDED_EVERY])   # off, another, the built base's
 def test_sft_corpus_shows_no_exploit(grader, few_train, unguarded_every):
     """Every warm-start completion, graded under its prompt's mode, is correct or honestly failing: never an
     exploit. A guarded self-check defines a check (defines_check) and is never an attempt (a harmful check, by
