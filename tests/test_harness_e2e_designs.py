@@ -60,6 +60,10 @@ def test_smoke_three_designs_then_report(tmp_path):
         assert cell["erase_beats_random"] is False        # one seed: the controls' rule needs n >= 2
         cfg = json.loads((run_dir(runs / "lomo" / held, "smoke", "erase", SEED) / "config.json").read_text())
         assert held not in cfg["pair_modes"] and held not in cfg["pool_modes"] and len(cfg["pool_modes"]) == 3
+        assert cfg["allow_weak_v"] is True                  # a fold's V failing validation is a result, not a stop
+        val = cfg["resolved"]["v_validation"]
+        assert cell["v_validation"] == {"passed": val["passed"], "frac_positive": val["frac_positive"],
+                                        "null_p95": val["null_frac_positive_p95"]}
     for design in ("main", "ablations", "lomo"):      # one seed of the preregistered three: the rest is missing
         assert d["missing"][design]["command"].startswith(f"harness sweep --design {design} --preset smoke")
     assert all(k in d["rotation"][a] for a in d["rotation"] for k in ("hack_mid_pp", "hack_late_pp"))

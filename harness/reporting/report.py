@@ -408,15 +408,20 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     L += ["### Leave one mode out (held mode only)", "",
           "Per held mode: V from the three known modes' pairs, teacher pool of the known modes only, training on all "
           "four; hack / pass on the held mode's held-out generations. erase beats random V by the controls' rule "
-          "(d = random_v − erase, n ≥ 2, mean(d) > SEM).", ""]
+          "(d = random_v − erase, n ≥ 2, mean(d) > SEM). V validates: the fold's V on its held-out pairs (spec "
+          "step 1c: frac_positive above 0.5 and the random-V 95th percentile); a fold trains on a V that fails "
+          "it, and its erase row then measures a V the main pipeline would have refused.", ""]
     beats = {True: "yes", False: "no", None: "not run"}
     rows = []
     for held, c in d["lomo"].items():
-        rows.append([held, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
-                             for a in LOMO_ARMS), beats[c["erase_beats_random"]],
+        val = c.get("v_validation")
+        v_cell = ("—" if not val else
+                  f"{'yes' if val['passed'] else '**no**'} ({_num(val['frac_positive'], 3)} vs {_num(val['null_p95'], 3)})")
+        rows.append([held, v_cell, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
+                                     for a in LOMO_ARMS), beats[c["erase_beats_random"]],
                      _num(c["delta_hack_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
                      _ci(c.get("ci95_pass_pp"))])
-    L += [_md_table(["Held mode", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
+    L += [_md_table(["Held mode", "V validates", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
                      "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp",
                      "95% CI Δpass"],
                     rows), "",
