@@ -91,6 +91,24 @@ def test_ablations_monitor_and_null_cos(tmp_path):
     assert nc["monitor"]["null"] is None and "missing" in nc["monitor"]
 
 
+def test_an_ablation_that_keeps_under_half_its_references_pass_is_labelled_collapse(tmp_path):
+    """erase_no_pool "removing" hacking by losing the capability to answer at all must not read as suppression."""
+    root = tmp_path / "runs"
+    for seed in (41, 42, 43):
+        make_run(root, "vanilla_no_pool", seed, 0.4, 0.40)
+        make_run(root, "erase_no_pool", seed, 0.0, 0.19)          # 19% < half of 40%: collapse
+        make_run(root, "erase_no_norm", seed, 0.3, 0.15)
+        make_run(root, METHOD, seed, 0.3, 0.25)                  # erase_no_norm keeps 15 of 25: no collapse
+    d = diagnostics(root, "smoke")
+    assert d["ablations"]["erase_no_pool"]["collapse"] is True
+    assert d["ablations"]["erase_no_norm"]["collapse"] is False
+    assert d["ablations"]["erase_two_sided"]["collapse"] is None          # not run
+    write_report(root, tmp_path / "report", "smoke")
+    md = (tmp_path / "report" / "falsification.md").read_text()
+    assert "| erase_no_pool (collapse: pass < ½ reference's) |" in md
+    assert "| erase_no_norm |" in md
+
+
 def test_cos_health_reads_the_last_window(tmp_path):
     root = tmp_path / "runs"
     rd = make_run(root, METHOD, 41, 0.5, 0.0)

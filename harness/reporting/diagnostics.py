@@ -27,7 +27,7 @@ from typing import Any
 
 from harness.arms import ARMS, METHOD, MONITOR
 from harness.orchestrate.designs import DESIGNS, LOMO_RANDOM, sweep_command
-from harness.reporting.falsify import mean, paired, sem
+from harness.reporting.falsify import collapsed, mean, paired, sem
 from harness.rundir import CONFIG_FILE, RunRecord, finite, read_eval_records, read_metrics, scan_runs
 from method.metrics import SUMMARY_WINDOW, tail_mean
 from policy.config import PREREGISTERED_SEEDS
@@ -236,12 +236,13 @@ def _vs_reference(rates, arm: str, ref: str | None) -> dict[str, Any]:
     cell = {"hack_pp": mean(hacks) if hacks else None,
             "pass_pp": mean([v["pass"] for v in mine.values()]) if mine else None,
             "sem_hack_pp": sem(hacks), "n": len(mine), "reference": ref,
-            "delta_hack_pp": None, "sem_delta_pp": None, "n_paired": 0, "ci95_hack_pp": None, "ci95_pass_pp": None}
+            "delta_hack_pp": None, "sem_delta_pp": None, "n_paired": 0, "ci95_hack_pp": None, "ci95_pass_pp": None,
+            "collapse": None}
     if ref and mine and rates.get(ref):
         p = paired(rates, arm, ref)
         if p.n:
             cell.update(delta_hack_pp=p.mean_hack, sem_delta_pp=p.sem_hack, delta_pass_pp=p.mean_pass, n_paired=p.n,
-                        ci95_hack_pp=p.ci_hack, ci95_pass_pp=p.ci_pass)
+                        ci95_hack_pp=p.ci_hack, ci95_pass_pp=p.ci_pass, collapse=collapsed(rates, arm, ref)[0])
     return cell
 
 

@@ -354,18 +354,25 @@ def v_separates(records: Iterable[RunRecord], arm: str = METHOD) -> dict[str, An
 
 
 ROUTE = "route"
-ROUTE_COLLAPSE_FRAC = 0.5    # route's mean held-out pass below this fraction of vanilla's: "collapse"
+COLLAPSE_FRAC = 0.5    # an arm's mean held-out pass below this fraction of its reference's: "collapse"
+
+
+def collapsed(rates: Rates, arm: str, reference: str) -> tuple[bool | None, float | None, float | None, int]:
+    """(collapse, arm's mean pass, reference's mean pass, n) over the seeds both have: collapse when the arm keeps
+    less than half of its reference's pass. A hack drop that comes with it is lost capability, not suppression."""
+    p = paired(rates, arm, reference)
+    if p.n == 0:
+        return None, None, None, 0
+    mine = _r(mean([rates[arm][s]["pass"] for s in p.seeds]))
+    ref = _r(mean([rates[reference][s]["pass"] for s in p.seeds]))
+    return bool(mine < COLLAPSE_FRAC * ref), mine, ref, p.n
 
 
 def route_collapse(rates: Rates) -> dict[str, Any]:
     """route's held-out pass against vanilla's over the seeds both have: collapse when mean(route pass) < half of
     mean(vanilla pass). Zeroing delta_S_hack at evaluation can remove what delta_S co-adapted with; None unpaired."""
-    p = paired(rates, ROUTE, BASELINE)
-    if p.n == 0:
-        return {"collapse": None, "pass_pp": None, "vanilla_pass_pp": None, "n": 0}
-    mine = _r(mean([rates[ROUTE][s]["pass"] for s in p.seeds]))
-    van = _r(mean([rates[BASELINE][s]["pass"] for s in p.seeds]))
-    return {"collapse": bool(mine < ROUTE_COLLAPSE_FRAC * van), "pass_pp": mine, "vanilla_pass_pp": van, "n": p.n}
+    flag, mine, van, n = collapsed(rates, ROUTE, BASELINE)
+    return {"collapse": flag, "pass_pp": mine, "vanilla_pass_pp": van, "n": n}
 
 
 def substrate_tuned(preset: str) -> bool | None:

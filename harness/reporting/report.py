@@ -388,8 +388,10 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
             for arm, c in ((a, d["rotation"][a]) for a in arm_order(set(d["rotation"])))]
     L += [_md_table(["Arm", "Hack % mid third", "Hack % last third", "n"], rows) if rows else "_no complete runs_", ""]
     # ablations
-    L += ["### Ablations", "", "Δhack = arm − reference, paired by seed.", ""]
-    rows = [[arm, _pct(c["hack_pp"]) + ("" if c["sem_hack_pp"] is None else f" ± {c['sem_hack_pp']:.1f}"),
+    L += ["### Ablations", "", "Δhack = arm − reference, paired by seed; \"collapse\": the arm keeps less than half "
+          "of its reference's pass, so its hack drop is lost capability, not suppression.", ""]
+    rows = [[arm + (" (collapse: pass < ½ reference's)" if c.get("collapse") else ""),
+             _pct(c["hack_pp"]) + ("" if c["sem_hack_pp"] is None else f" ± {c['sem_hack_pp']:.1f}"),
              _pct(c["pass_pp"]), str(c["n"]), c["reference"] or "—", _num(c["delta_hack_pp"]),
              _num(c["sem_delta_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
              _ci(c.get("ci95_pass_pp"))] for arm, c in d["ablations"].items()]
