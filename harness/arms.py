@@ -46,6 +46,11 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in [
     ArmSpec("erase_two_sided", "ablation", "erase removing all of V g whatever its sign (the same V): one-sided "
             "erase steers gradient noise to the anti-hack side of V; this arm does not (issue 20)",
             "method.arm:build_erase", overrides={"proj_one_sided": False}, reference="erase"),
+    ArmSpec("erase_two_sided_no_pool", "ablation", "two-sided erase with no teacher pool: what projecting out V does "
+            "to a hack the policy finds by itself, without the one-sided gate's steering (added in issue 17 after "
+            "erase_no_pool collapsed on mini v3)",
+            "method.arm:build_erase", overrides={"teacher_frac": 0.0, "proj_one_sided": False},
+            reference="vanilla_no_pool"),
     ArmSpec("erase_minimal", "ablation", "erase with V from minimal-contrast pairs (the same honest solution with and "
             "without an unguarded lever), so 'stub vs algorithm' is not in V (issue 20); that V fails the held-out "
             "gate on smoke and mini, so the arm trains on it anyway and the report marks it",

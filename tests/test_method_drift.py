@@ -107,3 +107,15 @@ def test_erase_two_sided_is_an_ablation_of_erase():
     assert ARMS["erase_two_sided"].builder == ARMS["erase"].builder and ARMS["erase_two_sided"].reference == "erase"
     assert "erase_two_sided" in ABLATIONS
     assert "erase_two_sided" in [j.arm for j in plan_design("ablations", "smoke", [41], "runs")]
+
+
+def test_erase_two_sided_no_pool_is_two_sided_erase_with_no_teacher_rows():
+    """Trap 3 without the one-sided gate: compared with vanilla_no_pool, as erase_no_pool is."""
+    from harness.arms import ABLATIONS, ARMS
+    from harness.presets import resolve_config
+
+    cfg = resolve_config("mini", "erase_two_sided_no_pool", 41)
+    assert cfg.proj_one_sided is False and cfg.teacher_per_group == 0 and cfg.proj_preserve_norm is True
+    assert ARMS["erase_two_sided_no_pool"].builder == ARMS["erase"].builder
+    assert ARMS["erase_two_sided_no_pool"].reference == ARMS["erase_no_pool"].reference == "vanilla_no_pool"
+    assert "erase_two_sided_no_pool" in ABLATIONS
