@@ -64,8 +64,9 @@ register(Preset(
         # tokens) do not, so on hard problems the lever is the policy's only path to reward (as on LeetCode
         # medium/hard for a small model); teacher rows that do not fit are never drawn.
         # 240 steps (issue 17): the policy discovers the levers by its own sampling only after ~150-200 steps
-        # (vanilla_no_pool held-out hack at 120 steps 35.6 / 31.0 / 12.0%, at 240 42.6 / 39.8 / 46.3%); the
-        # shared-prefix step (issue 19) made a 240-step run cost what a 120-step run did before it
+        # (vanilla_no_pool held-out hack on the tuning machine at 120 steps 35.6 / 31.0 / 12.0%, at 240 42.6 / 39.8 /
+        # 46.3%; another machine gives 37.0 / 14.8 / 28.7% at 240, REPRODUCE §5); with the shared-prefix step
+        # (issue 19) a 240-step run costs 0.93x a 120-step run on the per-row path (side by side, REPRODUCE §1)
         steps=240, prompts_per_step=4, group_size=8, teacher_frac=0.5, max_new_tokens=96,
         # the pool's capability cost (issue 17, measured on the ground-truth monitor arm, REPRODUCE §4b): advantages
         # centred on the student rows, so teacher rows at 3.5 do not push every student row down; no canonical
