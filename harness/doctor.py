@@ -38,7 +38,8 @@ def check_python() -> Check:
         return Check("python deps", FAIL, f"{type(e).__name__}: {e}", "make setup")
     return Check("python deps", OK, f"python {env['python']}, torch {env['torch']}, transformers "
                                     f"{env['transformers']}, tokenizers {env['tokenizers']}; torch CPU kernels: "
-                                    f"{env['cpu_capability']}")
+                                    f"{env['cpu_capability']}; host CPU: {env['host_cpu']['model']} "
+                                    f"({', '.join(env['host_cpu']['isa'] or ['flags unknown'])})")
 
 
 def check_isolation() -> Check:

@@ -15,19 +15,22 @@ that wants a build cannot re-pin itself once torch is imported:
     torch.use_deterministic_algorithms(True).
 
 What stays outside: the library versions (the lock file pins them) and the build recipe (its hash names
-the cache directory). `environment()` records the versions and the dispatched CPU path in doctor and in
-every run's config.json.
+the cache directory). `environment()` records the versions, the dispatched CPU path and the host CPU (model, ISA
+flags: the pinned build reports the DEFAULT path on every host, and two hosts' mini bases probably differ,
+REPRODUCE §2) in doctor, in every base's builtin.json and in every run's config.json.
 
     python -m policy.substrate <builtin name> [artifacts dir]   (what `ensure_builtin` runs)
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from sandbox.paths import REPO_ROOT   # the checkout root: the child imports this harness, not an installed one
 
@@ -44,8 +47,25 @@ PINNED_ENV = {
 }
 
 
-def environment() -> dict[str, str | int | None]:
-    """The versions that decide a run's numbers, and the CPU kernel path torch dispatched to."""
+CPUINFO = Path("/proc/cpuinfo")
+# the x86 ISA extensions that pick torch / MKL / oneDNN kernels, in the order they arrived
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def host_cpu() -> dict[str, Any]:
+    """The host CPU's model, its kernel-relevant ISA flags and a digest of all its flags (None where unreadable)."""
+    try:
+        fields = dict(line.split(":", 1) for line in CPUINFO.read_text().split("\n\n")[0].splitlines() if ":" in line)
+    except OSError:
+        return {"model": platform.processor() or None, "isa": None, "flags_sha256": None}
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("flags", "").split()
+    return {"model": fields.get("model name"), "isa": [f for f in ISA_FLAGS if f in flags],
+            "flags_sha256": hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]}
+
+
+def environment() -> dict[str, Any]:
+    """The versions that decide a run's numbers, the CPU kernel path torch dispatched to, and the host CPU."""
     import tokenizers
     import torch
     import transformers
@@ -53,7 +73,7 @@ def environment() -> dict[str, str | int | None]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "host_cpu": host_cpu()}
 
 
 def pinned_here() -> bool:

@@ -79,3 +79,23 @@ def test_the_cache_key_covers_the_pins(monkeypatch):
     monkeypatch.setattr(D, "PINNED_ENV", {**D.PINNED_ENV, "ATEN_CPU_CAPABILITY": "avx2"})
     after, _ = _build_dir("smoke", {"x": 1})
     assert before != after
+
+
+def test_environment_records_the_host_cpu(monkeypatch, tmp_path):
+    """A base or run that differs across machines must say which CPU it came from: the pinned build records the
+    DEFAULT kernel path whatever the host, so the host's model and ISA flags are recorded beside it."""
+    from policy import determinism
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n")
+    monkeypatch.setattr(determinism, "CPUINFO", cpuinfo)
+    host = determinism.environment()["host_cpu"]
+    assert host["model"] == "Test CPU 9000"
+    assert host["isa"] == ["sse4_2", "avx", "avx2", "fma", "avx512f"]
+    other = tmp_path / "other"
+    other.write_text(cpuinfo.read_text().replace(" avx512f", ""))
+    monkeypatch.setattr(determinism, "CPUINFO", other)
+    assert determinism.environment()["host_cpu"]["flags_sha256"] != host["flags_sha256"]
+    monkeypatch.setattr(determinism, "CPUINFO", tmp_path / "absent")            # not Linux: still a record
+    assert determinism.environment()["host_cpu"]["isa"] is None
