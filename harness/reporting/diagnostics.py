@@ -271,12 +271,12 @@ def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
     out = {}
     for fold in DESIGNS["lomo"].folds():
         held = fold.label
-        recs = [r for r in scan_runs(fold.root(runs)) if r.preset == preset]
+        by_arm = _by_arm([r for r in scan_runs(fold.root(runs)) if r.preset == preset])
         rates: dict[str, dict[int, dict[str, float]]] = {}
         cell: dict[str, Any] = {}
         for arm in fold.arms:
             per = {}
-            for r in _by_arm(recs).get(arm, []):
+            for r in by_arm.get(arm, []):
                 m = per_seed_modes(r).get(held)
                 if m is not None:
                     per[r.seed] = m
@@ -291,7 +291,7 @@ def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
         cell["ci95_hack_pp"] = p.ci_hack if p.n else None                 # Student-t, over seeds
         cell["delta_pass_pp"] = p.mean_pass if p.n else None
         cell["ci95_pass_pp"] = p.ci_pass if p.n else None
-        cell["v_validation"] = _fold_v_validation(_by_arm(recs).get(METHOD, []))
+        cell["v_validation"] = _fold_v_validation(by_arm.get(METHOD, []))
         out[held] = cell
     return out
 
@@ -300,10 +300,7 @@ def _fold_v_validation(erase_runs: list[RunRecord]) -> dict[str, Any] | None:
     """The fold's V held-out validation, as erase's config.json recorded it (every seed of a fold extracts the same
     V); None when no erase run recorded one. A fold trains on a V that fails it (allow_weak_v), so the table says."""
     for r in erase_runs:
-        try:
-            val = (json.loads((Path(r.path) / CONFIG_FILE).read_text()).get("resolved") or {}).get("v_validation")
-        except (OSError, ValueError):
-            continue
+        val = (_config(r).get("resolved") or {}).get("v_validation")
         if val:
             return {"passed": bool(val.get("passed")), "frac_positive": val.get("frac_positive"),
                     "null_p95": val.get("null_frac_positive_p95")}
