@@ -149,6 +149,16 @@ def read_config(rdir: str | os.PathLike) -> TrainConfig | None:
         raise RunError(f"{Path(rdir) / CONFIG_FILE} does not match this version's TrainConfig: {e}") from None
 
 
+def read_config_json(rdir: str | os.PathLike) -> dict[str, Any] | None:
+    """config.json as the run wrote it (TrainConfig's fields and what the loop added: config_hash, `resolved`), or
+    None where it is missing or unreadable: the reports show what a run recorded and pass over what they cannot read
+    (read_config is the strict reader, for resuming)."""
+    try:
+        return _read_json_object(Path(rdir) / CONFIG_FILE)
+    except (RunError, OSError):
+        return None
+
+
 def stored_config_hash(rdir: str | os.PathLike) -> str | None:
     """config_hash as recorded when the run started (recomputed for a config.json without one)."""
     d = _read_json_object(Path(rdir) / CONFIG_FILE)

@@ -7,8 +7,8 @@ import pytest
 
 from harness.orchestrate.runs import plan_action, prepare_run_dir
 from harness.presets import resolve_config
-from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, SUMMARY_FILE, read_config, read_metrics, read_summary,
-                            run_dir, scan_runs, write_json_atomic, write_summary)
+from harness.rundir import (CONFIG_FILE, SUMMARY_FIELDS, SUMMARY_FILE, read_config, read_config_json, read_metrics,
+                            read_summary, run_dir, scan_runs, write_json_atomic, write_summary)
 from policy.config import RunError
 from tests.harness_helpers import make_run
 
@@ -66,6 +66,17 @@ def test_config_json_with_loop_metadata_is_read(tmp_path):
                                                "hashes": {"model": "x"}, "resolved": {"device": "cpu"}})
     assert read_config(tmp_path) == cfg
     assert plan_action(tmp_path, cfg, resume=False, force=False) == "fresh"
+
+
+@pytest.mark.parametrize("text", [None, "[1, 2]", '{"arm": "erase", "comp', "\xff"])
+def test_the_reports_config_reader_passes_over_what_it_cannot_read(tmp_path, text):
+    """The reports read config.json through read_config_json: None for a missing, corrupt or non-object file
+    (that run is shown without its setup line), the whole object, loop metadata included, otherwise."""
+    if text is not None:
+        (tmp_path / CONFIG_FILE).write_bytes(text.encode("latin-1"))
+    assert read_config_json(tmp_path) is None
+    write_json_atomic(tmp_path / CONFIG_FILE, {"arm": "erase", "resolved": {"v_validation": {"passed": True}}})
+    assert read_config_json(tmp_path) == {"arm": "erase", "resolved": {"v_validation": {"passed": True}}}
 
 
 def test_plan_actions(tmp_path):

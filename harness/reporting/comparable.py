@@ -22,7 +22,7 @@ import json
 from dataclasses import MISSING, fields
 from typing import Any, Iterable
 
-from harness.rundir import CONFIG_FILE, RunRecord
+from harness.rundir import RunRecord, read_config_json
 from policy.config import RunError
 
 IDENTITY_FIELDS = ("preset", "arm", "seed")
@@ -60,18 +60,10 @@ def _defaults() -> dict[str, Any]:
     return out
 
 
-def _config(rec: RunRecord) -> dict[str, Any] | None:
-    try:
-        d = json.loads((rec.path / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
-
-
 def _compared_config(rec: RunRecord, defaults: dict[str, Any]) -> dict[str, Any] | None:
     from harness.arms import ARMS
 
-    raw = _config(rec)
+    raw = read_config_json(rec.path)
     if raw is None:
         return None
     own = set(ARMS[rec.arm].overrides) if rec.arm in ARMS else set()

@@ -21,14 +21,13 @@ Rates are percentage points (pp); a mean over seeds uses the seeds that have the
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from harness.arms import ARMS, METHOD, MONITOR
 from harness.orchestrate.designs import DESIGNS, LOMO_RANDOM, sweep_command
 from harness.reporting.falsify import collapsed, mean, paired, sem
-from harness.rundir import CONFIG_FILE, RunRecord, finite, read_eval_records, read_metrics, scan_runs
+from harness.rundir import RunRecord, finite, read_config_json, read_eval_records, read_metrics, scan_runs
 from method.metrics import SUMMARY_WINDOW, tail_mean
 from policy.config import PREREGISTERED_SEEDS
 
@@ -53,10 +52,7 @@ def _mean_or_none(xs: list[float | None]) -> float | None:
 
 
 def _config(rec: RunRecord) -> dict[str, Any]:
-    try:
-        return json.loads((rec.path / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    return read_config_json(rec.path) or {}
 
 
 def _by_arm(records: list[RunRecord]) -> dict[str, list[RunRecord]]:

@@ -15,7 +15,7 @@ from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, M
 from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                                        MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
                                        sem)
-from harness.rundir import RunRecord, finite, read_metrics, scan_runs, select_preset, write_json_atomic
+from harness.rundir import RunRecord, finite, read_config_json, read_metrics, scan_runs, select_preset, write_json_atomic
 from method.metrics import SUMMARY_WINDOW
 from policy.config import PREREGISTERED_SEEDS
 
@@ -223,14 +223,12 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 def setup_notes(records: list[RunRecord]) -> list[str]:
     """One line per complete run whose config.json records what setup decided: the real V's held-out
     validation (and whether the run proceeded on a V that failed it, --allow-weak-v) and Rebound's layer."""
-    from harness.rundir import CONFIG_FILE
-
     lines = []
     for r in sorted(records, key=lambda r: (_arm_rank(r.arm), r.seed)):
-        try:
-            res = json.loads((Path(r.path) / CONFIG_FILE).read_text()).get("resolved") or {}
-        except (OSError, ValueError):
+        config = read_config_json(r.path)
+        if config is None:
             continue
+        res = config.get("resolved") or {}
         bits = []
         val = res.get("v_validation")
         if val:
