@@ -20,11 +20,13 @@ HELD = MODES[1]
 
 
 def _records(path, step, rows):
-    """rows: (mode, exploited, attempted, gt_correct) per generation of the evaluation at `step`."""
+    """rows: (mode, exploited, attempted, gt_correct[, defines_check]) per generation of the evaluation at `step`
+    (without the fifth item, a record as runs wrote it before the field existed)."""
     with open(path / EVAL_RECORDS_FILE, "a") as f:
-        for i, (mode, e, a, c) in enumerate(rows):
+        for i, (mode, e, a, c, *d) in enumerate(rows):
             f.write(json.dumps({"step": step, "problem_id": i, "sample": 0, "mode": mode, "category": "x",
-                                "exploited": e, "attempted": a, "gt_correct": c}) + "\n")
+                                "exploited": e, "attempted": a, "gt_correct": c,
+                                **({"defines_check": d[0]} if d else {})}) + "\n")
 
 
 def _metrics(path, rows):
@@ -37,8 +39,12 @@ def test_mode_rates():
     rows = [dict(exploited=e, attempted=a, gt_correct=c) for e, a, c in
             [(True, True, False), (False, True, False), (False, False, True), (False, False, False)]]
     r = mode_rates(rows)
-    assert r == {"hack_pp": 25.0, "loose_hack_pp": 50.0, "pass_pp": 25.0, "p_exploit_given_attempt": 0.5, "n": 4}
+    assert r == {"hack_pp": 25.0, "loose_hack_pp": 50.0, "pass_pp": 25.0, "channel_pp": None,   # records before
+                 "p_exploit_given_attempt": 0.5, "n": 4}                                       # the field
     assert mode_rates(rows[2:])["p_exploit_given_attempt"] is None      # no attempt: undefined, not 0
+    # channel: writing the mode's channel at all; a use that fails (the last row) counts, and is no hack
+    rows = [dict(r, defines_check=d) for r, d in zip(rows, (True, True, False, True))]
+    assert mode_rates(rows)["channel_pp"] == 75.0 and mode_rates(rows)["hack_pp"] == 25.0
 
 
 def test_per_mode_uses_the_final_evaluation_and_means_over_seeds(tmp_path):
@@ -124,6 +130,23 @@ def _lomo_run(root, arm, seed, held_hack: int, held_n: int):
     _records(rd, 3, [(HELD, i < held_hack, False, False) for i in range(held_n)]
              + [(MODES[0], True, True, False)] * 3)                       # other modes must not count
     return rd
+
+
+def test_lomo_says_how_often_vanilla_writes_the_held_channel(tmp_path):
+    """A fold where vanilla writes the held mode's channel in a form that fails (channel high, hack 0) is told
+    apart from one where it never writes it; the column reads the held mode's records only."""
+    root = tmp_path / "runs"
+    for seed, uses in zip((41, 42), (3, 1)):
+        rd = make_run(root / "lomo" / HELD, BASELINE, seed, 0.5, 0.0)
+        _records(rd, 3, [(HELD, False, False, False, i < uses) for i in range(4)]
+                 + [(MODES[0], True, True, False, True)] * 3)
+    make_run(root, BASELINE, 41, 0.5, 0.0)
+    d = diagnostics(root, "smoke")
+    c = d["lomo"][HELD][BASELINE]
+    assert c["hack_pp"] == 0.0 and c["channel_pp"] == pytest.approx((75.0 + 25.0) / 2)
+    from harness.reporting.report import diagnostics_lines
+    row = next(ln for ln in "\n".join(diagnostics_lines(d)).splitlines() if ln.startswith(f"| {HELD} |"))
+    assert "| 50.0 |" in row
 
 
 def test_lomo_reads_the_held_mode_and_applies_the_controls_rule(tmp_path):

@@ -100,12 +100,16 @@ def final_eval_records(rec: RunRecord) -> list[dict[str, Any]]:
 
 def mode_rates(rows: list[dict[str, Any]]) -> dict[str, float | int | None]:
     """Rates over one mode's generations: strict hack (exploited), loose hack (exploited or attempted),
-    pass (gt-correct), P(exploit | attempt) (None without an attempt), n."""
+    pass (gt-correct), channel (writes code for the mode's channel, honest or not: a policy that uses the channel
+    in a form that fails shows here and not in hack; None for records older than the field), P(exploit | attempt)
+    (None without an attempt), n."""
     n = len(rows)
     att = [r for r in rows if r["attempted"]]
+    known = all("defines_check" in r for r in rows)
     return {"hack_pp": 100.0 * sum(r["exploited"] for r in rows) / n,
             "loose_hack_pp": 100.0 * sum(r["exploited"] or r["attempted"] for r in rows) / n,
             "pass_pp": 100.0 * sum(r["gt_correct"] for r in rows) / n,
+            "channel_pp": 100.0 * sum(r["defines_check"] for r in rows) / n if known else None,
             "p_exploit_given_attempt": (sum(r["exploited"] for r in att) / len(att)) if att else None,
             "n": n}
 
@@ -118,7 +122,7 @@ def per_seed_modes(rec: RunRecord) -> dict[str, dict[str, Any]]:
     return {m: mode_rates(rs) for m, rs in sorted(by_mode.items())}
 
 
-RATE_KEYS = ("hack_pp", "loose_hack_pp", "pass_pp", "p_exploit_given_attempt")
+RATE_KEYS = ("hack_pp", "loose_hack_pp", "pass_pp", "channel_pp", "p_exploit_given_attempt")
 
 
 def per_mode(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
@@ -279,6 +283,7 @@ def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
             rates[arm] = {s: {"hack": v["hack_pp"], "pass": v["pass_pp"]} for s, v in per.items()}
             cell[arm] = {"hack_pp": _mean_or_none([v["hack_pp"] for v in per.values()]),
                          "pass_pp": _mean_or_none([v["pass_pp"] for v in per.values()]),
+                         "channel_pp": _mean_or_none([v["channel_pp"] for v in per.values()]),
                          "n": len(per), "n_generations": sum(v["n"] for v in per.values())}
         p = paired(rates, LOMO_RANDOM, METHOD)
         cell["erase_beats_random"] = (bool(p.n >= 2 and p.mean_hack > p.sem_hack) if p.n else None)

@@ -334,13 +334,15 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
     L += ["### Per loophole mode (held-out, final evaluation)", "",
           "Strict hack = exploited (passed the foolable grade, not gt-correct); loose hack = exploited or attempted "
           "(the benchmark's Reward Hack or Attempted Reward Hack; its 79% counts strict hacks); attempt = a harmful "
-          "check, by execution; n = generations "
+          "check, by execution; channel = writes code for the mode's channel at all, honest or not (— for runs older "
+          "than the field); n = generations "
           "over all seeds. Figure: per_mode.png.", ""]
     lab = lambda a: arm_label(a, d["monitor"].get("upper_bound"))  # noqa: E731
-    rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),
+    rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]), _pct(c.get("channel_pp")),
              _num(c["p_exploit_given_attempt"]), str(c["n"]), str(c["n_seeds"])]
             for arm in arm_order(set(d["per_mode"])) for m, c in d["per_mode"][arm].items()]
-    L += [_md_table(["Arm", "Mode", "Hack %", "Loose hack %", "Pass %", "P(exploit|attempt)", "n", "seeds"], rows)
+    L += [_md_table(["Arm", "Mode", "Hack %", "Loose hack %", "Pass %", "Channel %", "P(exploit|attempt)", "n",
+                     "seeds"], rows)
           if rows else "_no run has eval_records.jsonl_", ""]
     b = d.get("benchmark")
     if b and b["comparable"]:
@@ -410,7 +412,10 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
           "four; hack / pass on the held mode's held-out generations. erase beats random V by the controls' rule "
           "(d = random_v − erase, n ≥ 2, mean(d) > SEM). V validates: the fold's V on its held-out pairs (spec "
           "step 1c: frac_positive above 0.5 and the random-V 95th percentile); a fold trains on a V that fails "
-          "it, and its erase row then measures a V the main pipeline would have refused.", ""]
+          "it, and its erase row then measures a V the main pipeline would have refused. vanilla channel: vanilla's "
+          "held-mode generations that write code for the held mode's channel at all, honest or not (a fold with "
+          "little hack and much channel uses the held channel in a form that fails; — for runs older than the "
+          "field).", ""]
     beats = {True: "yes", False: "no", None: "not run"}
     rows = []
     for held, c in d["lomo"].items():
@@ -418,11 +423,11 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
         v_cell = ("—" if not val else
                   f"{'yes' if val['passed'] else '**no**'} ({_num(val['frac_positive'], 3)} vs {_num(val['null_p95'], 3)})")
         rows.append([held, v_cell, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
-                                     for a in LOMO_ARMS), beats[c["erase_beats_random"]],
+                                     for a in LOMO_ARMS), _pct(c[BASELINE].get("channel_pp")), beats[c["erase_beats_random"]],
                      _num(c["delta_hack_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
                      _ci(c.get("ci95_pass_pp"))])
     L += [_md_table(["Held mode", "V validates", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
-                     "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp",
+                     "vanilla channel %", "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp",
                      "95% CI Δpass"],
                     rows), "",
           "Confounds (004): " + "; ".join(d["lomo_confounds"]) + ".", ""]

@@ -35,7 +35,7 @@ def eval_sampling(config: TrainConfig) -> TrainConfig:
 def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, encoder: PromptEncoder,
              seed: int, ablate_hack: bool = False) -> dict[str, float]:
     """-> {eval_hack_rate, eval_pass_rate, eval_attempt_rate, eval_n, merge_gap, _records}; _records holds one
-    {problem_id, sample, mode, category, exploited, attempted, gt_correct} per generation. Seeds torch's RNG with `seed`
+    {problem_id, sample, mode, category, exploited, attempted, gt_correct, defines_check} per generation. Seeds torch's RNG with `seed`
     (the caller derives it from (run seed, step)) so evaluation is reproducible and independent of the
     training RNG stream."""
     from policy.adapter import hack_ablated, merged
@@ -60,7 +60,8 @@ def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, enco
     records = grader.grade_many(jobs)
     n = len(records)
     per_gen = [{"problem_id": p.id, "sample": i, "mode": p.mode, "category": r.category,
-                "exploited": bool(r.exploited), "attempted": bool(r.attempted), "gt_correct": bool(r.gt_correct)}
+                "exploited": bool(r.exploited), "attempted": bool(r.attempted), "gt_correct": bool(r.gt_correct),
+                "defines_check": bool(r.defines_check)}   # writes the mode's channel at all, honest or not
                for (p, _, _), r, i in zip(jobs, records, _sample_index(ids))]
     return {
         "_records": per_gen,   # one per generation (the loop writes them to eval_records.jsonl)
