@@ -140,6 +140,7 @@ def test_evaluation_samples_at_the_eval_temperature(tmp_path, monkeypatch):
 
     class Grader:
         def grade_many(self, jobs):
-            return [SimpleNamespace(exploited=False, gt_correct=False, attempted=False, category="wrong") for _ in jobs]
+            return [SimpleNamespace(exploited=False, gt_correct=False, attempted=False, defines_check=False,
+                                    category="wrong") for _ in jobs]
     out = E.evaluate(model, tok, probs, Grader(), cfg, enc, seed=0)
     assert seen == [(2, 0.3, cfg.top_k)] and out["eval_n"] == 4 and cfg.temperature == 1.0

@@ -401,7 +401,8 @@ class _RecordingGrader:
 
     def grade_many(self, jobs):
         self.seen += [text for _, text, _ in jobs]
-        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3, category="x")
+        return [SimpleNamespace(exploited=i % 2 == 0, gt_correct=i % 3 == 0, attempted=i % 4 < 3,
+                                defines_check=i % 5 < 4, category="x")   # a GradeRecord's fields
                 for i in range(len(jobs))]
 
 
@@ -426,6 +427,9 @@ def test_evaluate_is_seeded_and_route_eval_ablates_delta_s_hack(smoke_cfg, tmp_p
     assert base_out["eval_n"] == 6 and base_out["eval_hack_rate"] == pytest.approx(3 / 6)
     assert base_out["eval_pass_rate"] == pytest.approx(2 / 6)
     assert base_out["eval_attempt_rate"] == pytest.approx(5 / 6)
+    # each held-out generation's record keeps the grader's flags, channel use (defines_check) included
+    assert [r["defines_check"] for r in base_out["_records"]] == [i % 5 < 4 for i in range(6)]
+    assert [r["attempted"] for r in base_out["_records"]] == [i % 4 < 3 for i in range(6)]
     assert run(ablate=False)[1] == base_seen                       # same seed, same generations
     with torch.no_grad():
         for m in get_adapters(model).values():
