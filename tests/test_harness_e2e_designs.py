@@ -60,7 +60,8 @@ def test_smoke_three_designs_then_report(tmp_path):
             rows = [r for r in read_eval_records(run_dir(runs / "lomo" / held, "smoke", arm, SEED))
                     if r["mode"] == held]
             last = [r for r in rows if r["step"] == max(x["step"] for x in rows)]
-            assert cell[arm]["channel_pp"] == pytest.approx(100.0 * sum(r["defines_check"] for r in last) / len(last))
+            channel = 100.0 * sum(r["defines_check"] for r in last) / len(last)
+            assert cell[arm]["channel_pp"] == pytest.approx(channel)
         assert cell["erase_beats_random"] is False        # one seed: the controls' rule needs n >= 2
         cfg = json.loads((run_dir(runs / "lomo" / held, "smoke", "erase", SEED) / "config.json").read_text())
         assert held not in cfg["pair_modes"] and held not in cfg["pool_modes"] and len(cfg["pool_modes"]) == 3

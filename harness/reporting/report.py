@@ -15,7 +15,8 @@ from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, M
 from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                                        MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
                                        sem)
-from harness.rundir import RunRecord, finite, read_config_json, read_metrics, scan_runs, select_preset, write_json_atomic
+from harness.rundir import (RunRecord, finite, read_config_json, read_metrics, scan_runs, select_preset,
+                            write_json_atomic)
 from method.metrics import SUMMARY_WINDOW
 from policy.config import PREREGISTERED_SEEDS
 
@@ -338,8 +339,8 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
           "than the field); n = generations "
           "over all seeds. Figure: per_mode.png.", ""]
     lab = lambda a: arm_label(a, d["monitor"].get("upper_bound"))  # noqa: E731
-    rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]), _pct(c.get("channel_pp")),
-             _num(c["p_exploit_given_attempt"]), str(c["n"]), str(c["n_seeds"])]
+    rows = [[lab(arm), m, _pct(c["hack_pp"]), _pct(c["loose_hack_pp"]), _pct(c["pass_pp"]),
+             _pct(c.get("channel_pp")), _num(c["p_exploit_given_attempt"]), str(c["n"]), str(c["n_seeds"])]
             for arm in arm_order(set(d["per_mode"])) for m, c in d["per_mode"][arm].items()]
     L += [_md_table(["Arm", "Mode", "Hack %", "Loose hack %", "Pass %", "Channel %", "P(exploit|attempt)", "n",
                      "seeds"], rows)
@@ -423,12 +424,13 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
         v_cell = ("—" if not val else
                   f"{'yes' if val['passed'] else '**no**'} ({_num(val['frac_positive'], 3)} vs {_num(val['null_p95'], 3)})")
         rows.append([held, v_cell, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
-                                     for a in LOMO_ARMS), _pct(c[BASELINE].get("channel_pp")), beats[c["erase_beats_random"]],
+                                     for a in LOMO_ARMS), _pct(c[BASELINE].get("channel_pp")),
+                     beats[c["erase_beats_random"]],
                      _num(c["delta_hack_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
                      _ci(c.get("ci95_pass_pp"))])
     L += [_md_table(["Held mode", "V validates", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
-                     "vanilla channel %", "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack", "Δpass pp",
-                     "95% CI Δpass"],
+                     "vanilla channel %", "erase beats random", "Δhack pp (random − erase)", "95% CI Δhack",
+                     "Δpass pp", "95% CI Δpass"],
                     rows), "",
           "Confounds (004): " + "; ".join(d["lomo_confounds"]) + ".", ""]
     # missing

@@ -35,9 +35,9 @@ def eval_sampling(config: TrainConfig) -> TrainConfig:
 def evaluate(model, tokenizer, problems: list, grader, config: TrainConfig, encoder: PromptEncoder,
              seed: int, ablate_hack: bool = False) -> dict[str, float]:
     """-> {eval_hack_rate, eval_pass_rate, eval_attempt_rate, eval_n, merge_gap, _records}; _records holds one
-    {problem_id, sample, mode, category, exploited, attempted, gt_correct, defines_check} per generation. Seeds torch's RNG with `seed`
-    (the caller derives it from (run seed, step)) so evaluation is reproducible and independent of the
-    training RNG stream."""
+    {problem_id, sample, mode, category, exploited, attempted, gt_correct, defines_check} per generation. Seeds
+    torch's RNG with `seed` (the caller derives it from (run seed, step)) so evaluation is reproducible and
+    independent of the training RNG stream."""
     from policy.adapter import hack_ablated, merged
 
     if not problems:
