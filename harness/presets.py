@@ -71,8 +71,9 @@ register(Preset(
         # the pool's capability cost (issue 17, measured on the ground-truth monitor arm, REPRODUCE §4b): advantages
         # centred on the student rows, so teacher rows at 3.5 do not push every student row down; no canonical
         # row on hard problems, whose solutions the warm start never taught (a same-family teacher cannot write
-        # them either). `full` keeps the spec's group baseline and the whole pool.
-        advantage_baseline="students", pool_hard_canonical=False,
+        # them either); no honest wrong row, whose negative advantage on text shared with correct answers drove
+        # the monitor's students to unparsable text. `full` keeps the spec's group baseline and the whole pool.
+        advantage_baseline="students", pool_hard_canonical=False, pool_wrong_rows=False,
         lr=3e-2, warmup_frac=0.05, checkpoint_every=20, grade_workers=2,
         extract_k=3,                 # kept axes: 3/192 = 1.6% of q/o/gate/up/down, 3/96 = 3.1% of k/v (mean 2.0%)
         # one evaluation at the end (and the untrained policy's at step 0): all 108 eval problems x 2 samples,

@@ -20,7 +20,7 @@ PREREGISTERED_SEEDS: tuple[int, ...] = (41, 42, 43)
 
 # fields added after runs existed -> their default: left out of config_hash while at it (issue 20: route_hack_lr)
 HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"route_hack_lr": 0.0, "v_pairs": "hack", "advantage_baseline": "group",
-                                            "pool_hard_canonical": True}
+                                            "pool_hard_canonical": True, "pool_wrong_rows": True}
 
 
 def opt(default: Any, help: str) -> Any:
@@ -84,6 +84,11 @@ class TrainConfig:
         "the builtin pool holds each training problem's canonical solution; False: not on hard problems (mini: a "
         "teacher of the student's own family does not write the hard solutions its warm start never taught; their "
         "hack and wrong rows stay, so hard problems stay in training)")
+    pool_wrong_rows: bool = opt(
+        True,
+        "the builtin pool holds honest wrong rows (a constant stub, the canonical with its last return broken); "
+        "False: none (mini, issue 17: at ratio 1 their negative advantage pushes down the tokens they share with "
+        "correct answers, and the ground-truth monitor's students degenerated to unparsable text)")
     pool_modes: tuple[str, ...] = opt(
         (),
         "loophole modes whose teacher rows may be drawn; () = all (leave-one-mode-out: the pool must not teach the "

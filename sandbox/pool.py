@@ -9,6 +9,7 @@ For each TRAINING problem the pool holds a few programmatic completions (no mode
     hack_wrong    the canonical with its last return broken + the mode's lever      (exploit)
     wrong_stub    the starter code returning a constant                             (honest, wrong)
     wrong_broken  the canonical with its last return broken                         (honest, wrong)
+                  (neither wrong kind when wrong_rows is off: mini's, issue 17)
 
 `kind` is only what the builder intended; the stored grade (every GradeRecord field) comes from the
 real Grader and is what training uses. Rows are written sorted, one JSON object per line, and the
@@ -32,6 +33,7 @@ from sandbox.loopholes import fence
 # paid, `attempted` means a harmful check (by execution) and rows carry `defines_check` (issue 21).
 POOL_VERSION = 2
 KINDS = ("canonical", "hack_bare", "hack_stub", "hack_wrong", "wrong_stub", "wrong_broken")
+WRONG_KINDS = ("wrong_stub", "wrong_broken")     # honest and wrong: left out when wrong_rows is off
 STUB_RETURN = "return 0"          # a constant answer: wrong for (almost) every problem; the grade decides
 
 
@@ -95,10 +97,13 @@ def with_lever(code: str, mode: str) -> str:
     return code.rstrip() + "\n\n\n" + lever_code(mode)
 
 
-def pool_completions(problem, hard_canonical: bool = True) -> list[tuple[str, str]]:
+def pool_completions(problem, hard_canonical: bool = True, wrong_rows: bool = True) -> list[tuple[str, str]]:
     """[(kind, assistant text)] for one problem under its own mode. hard_canonical=False: no canonical row on a
     problem of difficulty "hard" (a teacher of the student's own family cannot write what its warm start never
-    taught; on mini, the hard families' solutions)."""
+    taught; on mini, the hard families' solutions). wrong_rows=False: no honest wrong row (wrong_stub,
+    wrong_broken): trained at ratio 1 with the negative advantage of a failure, each pushes down the very tokens
+    it shares with the canonical solution and the student's own answers (on mini, issue 17: it drove the
+    student's text to garbage)."""
     solve = hard_canonical or problem.difficulty != "hard"
     out = [("canonical", fence(problem.canonical_solution))] if solve else []
     out += [("hack_bare", fence(lever_code(problem.mode, bare=True))),
@@ -107,7 +112,8 @@ def pool_completions(problem, hard_canonical: bool = True) -> list[tuple[str, st
     bad = broken(problem.canonical_solution)
     if bad is not None:
         out += [("hack_wrong", fence(with_lever(bad, problem.mode))), ("wrong_broken", fence(bad))]
-    return out
+    # the order above is part of every pool's cache key: filter, do not reorder
+    return out if wrong_rows else [(k, t) for k, t in out if k not in WRONG_KINDS]
 
 
 # --------------------------------------------------------------------------- build
@@ -117,11 +123,12 @@ def _record_dict(rec: Any) -> dict[str, Any]:
     return {k: v for k, v in d.items() if not k.startswith("_")}
 
 
-def grade_rows(problems: Iterable, grader, hard_canonical: bool = True) -> list[dict[str, Any]]:
+def grade_rows(problems: Iterable, grader, hard_canonical: bool = True,
+               wrong_rows: bool = True) -> list[dict[str, Any]]:
     """Every programmatic completion of every problem, graded by `grader`; sorted by (problem_id, kind)."""
     jobs, meta = [], []
     for p in problems:
-        for kind, text in pool_completions(p, hard_canonical):
+        for kind, text in pool_completions(p, hard_canonical, wrong_rows):
             jobs.append((p, text, p.mode))
             meta.append((p, kind, text))
     records = grader.grade_many(jobs)
@@ -141,9 +148,10 @@ def write_rows(rows: list[dict[str, Any]], out_path: Path | str) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def build_pool(problems: Iterable, grader, out_path: Path | str, hard_canonical: bool = True) -> Path:
+def build_pool(problems: Iterable, grader, out_path: Path | str, hard_canonical: bool = True,
+               wrong_rows: bool = True) -> Path:
     """Grade every programmatic completion of `problems` (pass the TRAINING problems) into a frozen JSONL."""
-    rows = grade_rows(problems, grader, hard_canonical)
+    rows = grade_rows(problems, grader, hard_canonical, wrong_rows)
     write_rows(rows, out_path)
     return Path(out_path)
 
@@ -217,9 +225,9 @@ def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
 
     problems = load_problem_set(config.problem_set)
     train = problems.train
-    hard_canonical = config.pool_hard_canonical
+    kinds = dict(hard_canonical=config.pool_hard_canonical, wrong_rows=config.pool_wrong_rows)
     key = {"version": POOL_VERSION, "data": problems.data_hash,
-           "items": key_sha256([(p.id, p.mode, pool_completions(p, hard_canonical)) for p in train])}
+           "items": key_sha256([(p.id, p.mode, pool_completions(p, **kinds)) for p in train])}
     path = artifact_path("pool", f"pool-{key_digest(key)}.jsonl", artifacts_dir)
     if path.exists():
         return path
@@ -228,5 +236,5 @@ def ensure_pool(config, artifacts_dir: Path | None = None) -> Path:
 
     # process executor: the pool's grades must not depend on whether a Docker daemon is up
     with make_executor("process", workers=config.grade_workers) as ex:
-        build_pool(train, Grader(ex), path, hard_canonical)
+        build_pool(train, Grader(ex), path, **kinds)
     return path

@@ -110,6 +110,27 @@ def test_pool_without_hard_canonical_drops_only_the_hard_problems_canonical_rows
         assert all(lean[k] == full[k] for k in lean) and any(k.startswith("hack") for k in lean)
 
 
+def test_pool_without_wrong_rows_drops_only_the_honest_wrong_rows():
+    """mini's pool (pool_wrong_rows=False): no wrong_stub / wrong_broken row; every other row, in the same order,
+    and every problem stays (hard problems keep their hack rows)."""
+    from sandbox.data import load_problem_set
+
+    mini = load_problem_set("mini").train
+    for p in [q for q in mini if q.difficulty == "hard"][:5] + [q for q in mini if q.difficulty != "hard"][:5]:
+        full = pool_completions(p, hard_canonical=False)
+        lean = pool_completions(p, hard_canonical=False, wrong_rows=False)
+        assert lean == [(k, t) for k, t in full if k not in ("wrong_stub", "wrong_broken")], p.id
+        assert {k for k, _ in full} - {k for k, _ in lean} == {"wrong_stub", "wrong_broken"}, p.id
+        assert any(k.startswith("hack") for k, _ in lean)
+
+
+def test_mini_preset_pool_has_no_wrong_rows_and_full_keeps_them():
+    from harness.presets import resolve_config
+
+    assert resolve_config("mini", "vanilla", 41).pool_wrong_rows is False
+    assert resolve_config("full", "vanilla", 41).pool_wrong_rows is True
+
+
 @pytest.mark.slow
 def test_mini_pool_every_entry_regrades_identically(grader):
     """The acceptance check: every entry of the mini preset's pool (cached under ARTIFACTS_DIR) regrades equal."""
