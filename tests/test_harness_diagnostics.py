@@ -63,6 +63,17 @@ def test_per_mode_uses_the_final_evaluation_and_means_over_seeds(tmp_path):
     assert pm[MODES[1]]["n_seeds"] == 1 and pm[MODES[1]]["hack_pp"] == 100.0
 
 
+def test_unparsable_late_counts_only_the_last_third_and_text_that_does_not_compile():
+    from harness.reporting.diagnostics import unparsable_late
+
+    ok, garbage = "```python\nclass Solution:\n    pass\n```", "```python\nclass Solution:\n    def f(self,ears;NN 3x\n```"
+    rows = [{"step": s, "completion": garbage} for s in (1, 2, 3, 4)]           # early garbage: not counted
+    rows += [{"step": 5, "completion": ok}, {"step": 5, "completion": "no code at all"},
+             {"step": 6, "completion": garbage}, {"step": 6, "completion": ok}]
+    assert unparsable_late(rows) == pytest.approx(50.0)                         # steps 5, 6 of T = 6
+    assert unparsable_late([]) is None
+
+
 def test_rotation_thirds():
     rows = [{"step": s, "hack_rate_s": v} for s, v in enumerate([0.0, 0.0, 0.2, 0.4, 0.6, 1.0], start=1)]
     mid, late = thirds(rows)     # T = 6: mid = steps 3, 4; late = 5, 6

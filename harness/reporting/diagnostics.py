@@ -10,7 +10,8 @@ report/diagnostics.json:
                          matched null (`null_cos_matched`: the run's own gradients against fresh random V's)
     v_displacement[arm]  steering drift: where the final delta_S stands along the real V (summary.json)
     cos[arm]             cos_pre_s vs cos_pre_t, cos on teacher rows that are correct vs that hack, cos_update
-    rotation[arm]        student hack rate over the middle and last third of training (trap 8)
+    rotation[arm]        student hack rate over the middle and last third of training (trap 8), and the share of
+                         the last third's student rollouts whose code does not compile (degenerate text)
     ablations[arm]       ablation arms against their reference arm (harness.arms.ArmSpec.reference); every paired
                          delta with its Student-t 95% interval over seeds (ci95_hack_pp, ci95_pass_pp)
     monitor              the hack-monitor reference arm (exploited signal = ground truth: an upper bound)
@@ -21,15 +22,18 @@ Rates are percentage points (pp); a mean over seeds uses the seeds that have the
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 from harness.arms import ARMS, METHOD, MONITOR
 from harness.orchestrate.designs import DESIGNS, LOMO_RANDOM, sweep_command
 from harness.reporting.falsify import collapsed, mean, paired, sem
-from harness.rundir import RunRecord, finite, read_config_json, read_eval_records, read_metrics, scan_runs
+from harness.rundir import (ROLLOUTS_FILE, RunRecord, finite, read_config_json, read_eval_records, read_metrics,
+                            scan_runs)
 from method.metrics import SUMMARY_WINDOW, tail_mean
 from policy.config import PREREGISTERED_SEEDS
+from sandbox.grader import compiles, extract_code
 
 # per-step projection statistics (method.metrics names) whose last-window means the health table shows
 COS_KEYS = ("cos_pre", "cos_pre_s", "cos_pre_t", "cos_t_correct", "cos_t_hack", "cos_post", "cos_update")
@@ -213,13 +217,29 @@ def thirds(rows: list[dict[str, Any]], metric: str = "hack_rate_s") -> tuple[flo
     return _pp(_mean_or_none(mid)), _pp(_mean_or_none(late))
 
 
+def unparsable_late(rows: list[dict[str, Any]]) -> float | None:
+    """pp of the last third's (step > 2T/3) student rollouts whose code does not compile (no code block counts):
+    a policy whose text degenerates, which a pass rate alone does not tell from one that answers wrongly."""
+    pts = [r for r in rows if isinstance(r.get("step"), int)]
+    if not pts:
+        return None
+    T = max(r["step"] for r in pts)
+    late = [r for r in pts if r["step"] > 2 * T / 3]
+    with warnings.catch_warnings():     # degenerate text draws SyntaxWarnings from compile()
+        warnings.simplefilter("ignore")
+        bad = [not ((code := extract_code(r.get("completion") or "")) and compiles(code)) for r in late]
+    return _pp(sum(bad) / len(bad)) if bad else None
+
+
 def rotation(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
     out = {}
     for arm, rs in _by_arm(records).items():
-        per = {str(r.seed): dict(zip(("hack_mid_pp", "hack_late_pp"), thirds(read_metrics(r.path)))) for r in rs}
-        out[arm] = {"hack_mid_pp": _mean_or_none([v["hack_mid_pp"] for v in per.values()]),
-                    "hack_late_pp": _mean_or_none([v["hack_late_pp"] for v in per.values()]),
-                    "n": len(rs), "per_seed": per}
+        per = {str(r.seed): dict(zip(("hack_mid_pp", "hack_late_pp"), thirds(read_metrics(r.path))),
+                                 unparsable_late_pp=unparsable_late(read_metrics(r.path, ROLLOUTS_FILE)))
+               for r in rs}
+        out[arm] = {k: _mean_or_none([v[k] for v in per.values()])
+                    for k in ("hack_mid_pp", "hack_late_pp", "unparsable_late_pp")}
+        out[arm].update(n=len(rs), per_seed=per)
     return out
 
 

@@ -384,10 +384,14 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
         L += [_md_table(["Arm", "V·δS per axis", "÷ ‖δS‖", "share in span V", "‖δS‖", "n"], rows), ""]
     # rotation
     L += ["### Rotation (training rollouts)", "",
-          "Student hack rate over the middle and the last third of training: does an arm only delay hacking?", ""]
-    rows = [[lab(arm), _pct(c["hack_mid_pp"]), _pct(c["hack_late_pp"]), str(c["n"])]
+          "Student hack rate over the middle and the last third of training: does an arm only delay hacking? "
+          "Unparsable: the last third's student rollouts whose code does not compile (degenerate text, not a "
+          "wrong answer).", ""]
+    rows = [[lab(arm), _pct(c["hack_mid_pp"]), _pct(c["hack_late_pp"]), _pct(c.get("unparsable_late_pp")),
+             str(c["n"])]
             for arm, c in ((a, d["rotation"][a]) for a in arm_order(set(d["rotation"])))]
-    L += [_md_table(["Arm", "Hack % mid third", "Hack % last third", "n"], rows) if rows else "_no complete runs_", ""]
+    L += [_md_table(["Arm", "Hack % mid third", "Hack % last third", "Unparsable % last third", "n"], rows)
+          if rows else "_no complete runs_", ""]
     # ablations
     L += ["### Ablations", "", "Δhack = arm − reference, paired by seed; \"collapse\": the arm keeps less than half "
           "of its reference's pass, so its hack drop is lost capability, not suppression.", ""]
