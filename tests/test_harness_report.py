@@ -84,3 +84,15 @@ def test_missing_runs_none_when_matrix_complete(tmp_path):
     write_report(tmp_path / "runs", tmp_path / "report")
     md = (tmp_path / "report" / "falsification.md").read_text()
     assert "none: every arm has every seed" in md and "harness run --arm" not in md
+
+
+def test_report_on_lomo_runs_alone_says_the_main_matrix_is_missing(tmp_path):
+    from harness.orchestrate.designs import LOMO_ROOT
+    from policy.config import RunError
+
+    root = tmp_path / "runs"
+    make_run(root / LOMO_ROOT / "sentinel", BASELINE, 41, 0.1, 0.2)
+    with pytest.raises(RunError, match="only leave-one-mode-out runs.*--design main"):
+        write_report(root, tmp_path / "report")
+    with pytest.raises(RunError, match="no runs found"):     # an empty folder keeps the plain message
+        write_report(tmp_path / "empty", tmp_path / "report")

@@ -15,7 +15,8 @@ from harness.arms import ADVANTAGE_BASELINE, ARMS, BASELINE, CONTROLS, METHOD, M
 from harness.reporting.falsify import (H1_MAX_PASS_DROP_PP, H1_MIN_DROP_PP, H1_TARGET_DROP_PP, H4_MIN_VANILLA_HACK_PP,
                                        MATCHED_PASS_PP, NOT_RUN, falsify, missing_command, mean, rates_from_records,
                                        sem)
-from harness.rundir import (RunRecord, finite, read_config_json, read_metrics, scan_runs, select_preset,
+from harness.orchestrate.designs import LOMO_ROOT
+from harness.rundir import (RunError, RunRecord, finite, read_config_json, read_metrics, scan_runs, select_preset,
                             write_json_atomic)
 from method.metrics import SUMMARY_WINDOW
 from policy.config import PREREGISTERED_SEEDS
@@ -519,6 +520,10 @@ def write_falsification(runs: str | Path, out: str | Path, preset: str | None = 
     from harness.reporting.diagnostics import diagnostics, pass_vacuous, substrate
 
     records = scan_runs(runs)
+    lomo = Path(runs) / LOMO_ROOT
+    if not records and lomo.is_dir() and any(scan_runs(d) for d in lomo.iterdir() if d.is_dir()):
+        raise RunError(f"{runs} holds only leave-one-mode-out runs (under {lomo}); the report reads them beside "
+                       "the main matrix: run `harness sweep --design main` into the same --out first")
     preset = select_preset(records, preset)
     mine = [r for r in records if r.preset == preset]
     complete = [r for r in mine if r.complete]
