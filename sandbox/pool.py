@@ -102,8 +102,8 @@ def pool_completions(problem, hard_canonical: bool = True, wrong_rows: bool = Tr
     problem of difficulty "hard" (a teacher of the student's own family cannot write what its warm start never
     taught; on mini, the hard families' solutions). wrong_rows=False: no honest wrong row (wrong_stub,
     wrong_broken): trained at ratio 1 with the negative advantage of a failure, each pushes down the very tokens
-    it shares with the canonical solution and the student's own answers (on mini, issue 17: it drove the
-    student's text to garbage)."""
+    it shares with the canonical solution and the student's own answers (on mini, issue 17: the ground-truth
+    monitor's students degenerated to text that does not compile)."""
     solve = hard_canonical or problem.difficulty != "hard"
     out = [("canonical", fence(problem.canonical_solution))] if solve else []
     out += [("hack_bare", fence(lever_code(problem.mode, bare=True))),
