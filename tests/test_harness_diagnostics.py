@@ -160,6 +160,24 @@ def test_lomo_says_how_often_vanilla_writes_the_held_channel(tmp_path):
     assert "| 50.0 |" in row
 
 
+def test_lomo_says_no_test_where_vanilla_never_hacks_the_held_mode(tmp_path):
+    """An empty fold (vanilla hacks the held mode below LOMO_EMPTY_FOLD_PP) has nothing to suppress: a random V
+    that hacks a little more than erase there must not read as 'erase beats random'."""
+    from harness.reporting.report import diagnostics_lines
+
+    root = tmp_path / "runs"
+    for seed, (e, r) in zip((41, 42, 43), [(0, 1), (0, 1), (0, 2)]):    # random_v 1-2 of 20, erase 0: "beats"
+        _lomo_run(root, METHOD, seed, e, 20)
+        _lomo_run(root, "random_v", seed, r, 20)
+        _lomo_run(root, BASELINE, seed, 0, 20)
+    make_run(root, BASELINE, 41, 0.5, 0.0)
+    c = diagnostics(root, "smoke")["lomo"][HELD]
+    assert c["empty_fold"] is True and c["erase_beats_random"] is None and c["delta_hack_pp"] > 0
+    row = next(ln for ln in "\n".join(diagnostics_lines(diagnostics(root, "smoke"))).splitlines()
+               if ln.startswith(f"| {HELD} |"))
+    assert "no test: empty fold" in row and "| yes |" not in row
+
+
 def test_lomo_reads_the_held_mode_and_applies_the_controls_rule(tmp_path):
     root = tmp_path / "runs"
     for seed, (e, r) in zip((41, 42, 43), [(1, 3), (0, 4), (1, 4)]):

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from harness.arms import ABLATIONS, ARMS, PREREGISTERED_ARMS
 from harness.cli import cli
 from harness.orchestrate.designs import LOMO_ARMS
+from harness.reporting.diagnostics import LOMO_EMPTY_FOLD_PP
 from harness.rundir import read_eval_records, read_summary, run_dir
 from sandbox.loopholes import MODES
 
@@ -62,7 +63,9 @@ def test_smoke_three_designs_then_report(tmp_path):
             last = [r for r in rows if r["step"] == max(x["step"] for x in rows)]
             channel = 100.0 * sum(r["defines_check"] for r in last) / len(last)
             assert cell[arm]["channel_pp"] == pytest.approx(channel)
-        assert cell["erase_beats_random"] is False        # one seed: the controls' rule needs n >= 2
+        # one seed: the controls' rule needs n >= 2; an empty fold (vanilla below the bar) is no test at all
+        assert cell["erase_beats_random"] is (None if cell["empty_fold"] else False)
+        assert cell["empty_fold"] is (cell["vanilla"]["hack_pp"] < LOMO_EMPTY_FOLD_PP)
         cfg = json.loads((run_dir(runs / "lomo" / held, "smoke", "erase", SEED) / "config.json").read_text())
         assert held not in cfg["pair_modes"] and held not in cfg["pool_modes"] and len(cfg["pool_modes"]) == 3
         assert cfg["allow_weak_v"] is True                  # a fold's V failing validation is a result, not a stop

@@ -422,6 +422,7 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
           "held-mode generations that write code for the held mode's channel at all, honest or not (a fold with "
           "little hack and much channel uses the held channel in a form that fails; — for runs older than the "
           "field).", ""]
+    from harness.reporting.diagnostics import LOMO_EMPTY_FOLD_PP
     beats = {True: "yes", False: "no", None: "not run"}
     rows = []
     for held, c in d["lomo"].items():
@@ -430,7 +431,8 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
                   f"{'yes' if val['passed'] else '**no**'} ({_num(val['frac_positive'], 3)} vs {_num(val['null_p95'], 3)})")
         rows.append([held, v_cell, *(f"{_pct(c[a]['hack_pp'])} / {_pct(c[a]['pass_pp'])} (n={c[a]['n']})"
                                      for a in LOMO_ARMS), _pct(c[BASELINE].get("channel_pp")),
-                     beats[c["erase_beats_random"]],
+                     (f"no test: empty fold (vanilla < {LOMO_EMPTY_FOLD_PP:.0f}%)" if c.get("empty_fold")
+                      else beats[c["erase_beats_random"]]),
                      _num(c["delta_hack_pp"]), _ci(c.get("ci95_hack_pp")), _num(c.get("delta_pass_pp")),
                      _ci(c.get("ci95_pass_pp"))])
     L += [_md_table(["Held mode", "V validates", "erase hack / pass %", "random V hack / pass %", "vanilla hack / pass %",
