@@ -205,26 +205,24 @@ def cos_health(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
 
 # --- rotation ---------------------------------------------------------------------------------------
 
+def _split_thirds(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows with an int "step" -> (middle third (T/3, 2T/3], last third (2T/3, T]), T = their largest step."""
+    rows = [r for r in rows if isinstance(r.get("step"), int)]
+    T = max((r["step"] for r in rows), default=0)
+    return [r for r in rows if T / 3 < r["step"] <= 2 * T / 3], [r for r in rows if r["step"] > 2 * T / 3]
+
+
 def thirds(rows: list[dict[str, Any]], metric: str = "hack_rate_s") -> tuple[float | None, float | None]:
     """Mean of `metric` over the middle third (T/3, 2T/3] and the last third (2T/3, T] of the steps, in pp."""
-    pts = [(r["step"], finite(r.get(metric))) for r in rows if isinstance(r.get("step"), int)]
-    pts = [(s, v) for s, v in pts if v is not None]
-    if not pts:
-        return None, None
-    T = max(s for s, _ in pts)
-    mid = [v for s, v in pts if T / 3 < s <= 2 * T / 3]
-    late = [v for s, v in pts if s > 2 * T / 3]
-    return _pp(_mean_or_none(mid)), _pp(_mean_or_none(late))
+    mid, late = _split_thirds([r for r in rows if finite(r.get(metric)) is not None])
+    return (_pp(_mean_or_none([finite(r[metric]) for r in mid])),
+            _pp(_mean_or_none([finite(r[metric]) for r in late])))
 
 
 def unparsable_late(rows: list[dict[str, Any]]) -> float | None:
     """pp of the last third's (step > 2T/3) student rollouts whose code does not compile (no code block counts):
     a policy whose text degenerates, which a pass rate alone does not tell from one that answers wrongly."""
-    pts = [r for r in rows if isinstance(r.get("step"), int)]
-    if not pts:
-        return None
-    T = max(r["step"] for r in pts)
-    late = [r for r in pts if r["step"] > 2 * T / 3]
+    _, late = _split_thirds(rows)
     with warnings.catch_warnings():     # degenerate text draws SyntaxWarnings from compile()
         warnings.simplefilter("ignore")
         bad = [not ((code := extract_code(r.get("completion") or "")) and compiles(code)) for r in late]
@@ -312,7 +310,7 @@ def lomo(runs: str | Path, preset: str) -> dict[str, dict[str, Any]]:
                          "channel_pp": _mean_or_none([v["channel_pp"] for v in per.values()]),
                          "n": len(per), "n_generations": sum(v["n"] for v in per.values())}
         p = paired(rates, LOMO_RANDOM, METHOD)
-        vanilla_hack = cell[BASELINE]["hack_pp"] if BASELINE in cell else None
+        vanilla_hack = cell[BASELINE]["hack_pp"]                 # BASELINE is one of every fold's arms
         cell["empty_fold"] = None if vanilla_hack is None else vanilla_hack < LOMO_EMPTY_FOLD_PP
         cell["erase_beats_random"] = (bool(p.n >= 2 and p.mean_hack > p.sem_hack)
                                       if p.n and not cell["empty_fold"] else None)
