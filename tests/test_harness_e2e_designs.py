@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.arms import ABLATIONS, ARMS, PREREGISTERED_ARMS
+from harness.arms import ABLATIONS, ARMS, BASELINE, PREREGISTERED_ARMS
 from harness.cli import cli
 from harness.orchestrate.designs import LOMO_ARMS
 from harness.reporting.diagnostics import LOMO_EMPTY_FOLD_PP
@@ -65,7 +65,7 @@ def test_smoke_three_designs_then_report(tmp_path):
             assert cell[arm]["channel_pp"] == pytest.approx(channel)
         # one seed: the controls' rule needs n >= 2; an empty fold (vanilla below the bar) is no test at all
         assert cell["erase_beats_random"] is (None if cell["empty_fold"] else False)
-        assert cell["empty_fold"] is (cell["vanilla"]["hack_pp"] < LOMO_EMPTY_FOLD_PP)
+        assert cell["empty_fold"] is (cell[BASELINE]["hack_pp"] < LOMO_EMPTY_FOLD_PP)
         cfg = json.loads((run_dir(runs / "lomo" / held, "smoke", "erase", SEED) / "config.json").read_text())
         assert held not in cfg["pair_modes"] and held not in cfg["pool_modes"] and len(cfg["pool_modes"]) == 3
         assert cfg["allow_weak_v"] is True                  # a fold's V failing validation is a result, not a stop
