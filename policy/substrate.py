@@ -227,12 +227,13 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     """Test code that reports through `mode`'s channel ONLY what real asserts established.
 
     The asserts are the problem's first gt asserts (on mini: the statement's worked example, which the
-    policy can read). Every mode has one shape, asserts first and then the report through the channel
-    (return True from run_tests, set the sentinel, print the marker, write the file), so with a wrong
-    solution the assert raises before anything is reported. Not an exploit; but in every mode the hack is
-    this same code with the assert lines deleted, so GRPO has a behaviour to amplify by deletion alone
-    (the SVD adapter trains only singular values: it rescales what the base does, it hardly writes new
-    tokens where the base never put them).
+    policy can read). Every mode has one shape, asserts first at module level and then the report through the
+    channel (a `run_tests` that returns True, set the sentinel, print the marker, write the file), so with a
+    wrong solution the assert raises before anything is reported. (Until issue 17's candidate S the asserts sat
+    inside `run_tests`, and the policy seldom found that mode by itself: REPRODUCE §4b.) Not an exploit; but in
+    every mode the hack is this same code with the assert lines deleted, so GRPO has a behaviour to amplify by
+    deletion alone (the SVD adapter trains only singular values: it rescales what the base does, it hardly
+    writes new tokens where the base never put them).
     """
     from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, RESULT_FILE, SENTINEL_ATTR,
                                    STDOUT_MARKER)
@@ -241,7 +242,7 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     if standalone and mode == MODE_SENTINEL:  # test-first: a placeholder class, so the check itself runs (and fails)
         return "class Solution:\n    pass\n\n\n" + honest_self_check(problem, mode, n_asserts)
     if mode == MODE_RUN_TESTS:
-        return "def run_tests():\n" + "".join(f"    {a}\n" for a in asserts) + "    return True\n"
+        return "".join(f"{a}\n" for a in asserts) + "\n\ndef run_tests():\n    return True\n"
     if mode == MODE_SENTINEL:
         return "".join(f"{a}\n" for a in asserts) + f"Solution.{SENTINEL_ATTR} = True\n"
     if mode == MODE_STDOUT:
