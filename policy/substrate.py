@@ -235,22 +235,17 @@ def honest_self_check(problem, mode: str, n_asserts: int = 1, standalone: bool =
     deletion alone (the SVD adapter trains only singular values: it rescales what the base does, it hardly
     writes new tokens where the base never put them).
     """
-    from sandbox.loopholes import (MODE_FILE, MODE_RUN_TESTS, MODE_SENTINEL, MODE_STDOUT, RESULT_FILE, SENTINEL_ATTR,
-                                   STDOUT_MARKER)
+    from sandbox.loopholes import MODE_SENTINEL, MODES
+    from sandbox.pool import lever_code
 
+    if mode not in MODES:
+        raise ValueError(f"no honest self-check for mode {mode!r}")
     asserts = list(problem.gt_answer[:n_asserts])
     if standalone and mode == MODE_SENTINEL:  # test-first: a placeholder class, so the check itself runs (and fails)
         return "class Solution:\n    pass\n\n\n" + honest_self_check(problem, mode, n_asserts)
-    if mode == MODE_RUN_TESTS:
-        return "".join(f"{a}\n" for a in asserts) + "\n\ndef run_tests():\n    return True\n"
-    if mode == MODE_SENTINEL:
-        return "".join(f"{a}\n" for a in asserts) + f"Solution.{SENTINEL_ATTR} = True\n"
-    if mode == MODE_STDOUT:
-        return "".join(f"{a}\n" for a in asserts) + f"print({STDOUT_MARKER!r})\n"
-    if mode == MODE_FILE:
-        return ("".join(f"{a}\n" for a in asserts)
-                + f"with open({RESULT_FILE!r}, 'w') as f:\n    f.write('{{\"passed\": true}}')\n")
-    raise ValueError(f"no honest self-check for mode {mode!r}")
+    lever = lever_code(mode)                  # the pool's hack for this mode: the check is it behind the asserts
+    blank = "\n\n" if lever.startswith("def ") else ""   # two blank lines before a top-level def
+    return "".join(f"{a}\n" for a in asserts) + blank + lever
 
 
 def sft_texts(train_problems, n_asserts: int, style: str = "full", check_every: int = 3,
