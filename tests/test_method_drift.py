@@ -25,6 +25,17 @@ def test_one_sided_erase_steers_pure_noise_to_the_anti_hack_side_and_two_sided_d
     assert two["span_share"] < 0.05                      # two-sided erase keeps delta_S (almost) out of span V
 
 
+def test_drift_defaults_are_minis_settings():
+    """method.drift cannot import the presets (layers run one way), so its defaults copy mini's: kept in step here."""
+    import inspect
+
+    from harness.presets import resolve_config
+    cfg = resolve_config("mini", "erase", 41)
+    d = {k: v.default for k, v in inspect.signature(noise_drift).parameters.items()}
+    assert (d["lr"], d["weight_decay"], d["steps"], d["k"]) == (cfg.lr, cfg.weight_decay, cfg.steps, cfg.extract_k)
+    assert d["betas"] == (cfg.beta1, cfg.beta2)
+
+
 def test_v_displacement_by_hand():
     V = {"a": torch.eye(4)[:2], "b": torch.eye(4)[1:2]}                 # a: axes e0, e1; b: axis e1
     dS = {"a": torch.tensor([3.0, -1.0, 0.0, 0.0]), "b": torch.tensor([0.0, 0.0, 4.0, 3.0])}
