@@ -219,9 +219,17 @@ def test_parallel_ctrl_c_stops_every_worker_and_leaves_resumable_dirs(tmp_path):
     import multiprocessing as mp
     import os
 
+    import signal
+
     jobs = plan("smoke", [BASELINE, METHOD], [41, 42], tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        run_local(jobs, train_fn=_interrupted_train, n_jobs=2)
+    # Ctrl-C as a terminal delivers it: Python's own handler. An earlier test in the same pytest worker may have
+    # left another one installed (this test failed only inside the full suite, never alone).
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_local(jobs, train_fn=_interrupted_train, n_jobs=2)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert mp.active_children() == []
     for j in jobs[:2]:
         pid = int((j.path / "pid").read_text())
