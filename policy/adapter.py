@@ -209,21 +209,41 @@ def _default_cache_dir() -> Path:
     return ARTIFACTS_DIR / "svd"
 
 
+# LAPACK's SVD factors depend on its thread count (mini's base: other U / Vh bits at 1 and 2 threads), and the
+# cache is keyed by the model alone, so whichever process computed it first (`harness extract` with the machine's
+# threads, a sweep run with cpu_threads = 1) decided every later run's basis, and at mini's lr that float noise
+# moves a run's end hack rate by pp. Pinned; 2 is what extract used on the 2-core machines of REPRODUCE §5.
+SVD_CPU_THREADS = 2
+
+
+@contextmanager
+def svd_threads():
+    """SVD_CPU_THREADS intra-op threads for the block (CPU factorisations); restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(SVD_CPU_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _svd_by_shape(weights: dict[str, torch.Tensor], batch: int = 16) -> dict[str, tuple]:
     """{name: (U, S, Vh)} in fp32, one batched torch.linalg.svd per chunk of same-shape matrices (a model has a
     handful of shapes: 252 matrices of Qwen3-4B are 5 shapes). On CPU the batched call gives bit-identical
-    factors to one call per matrix (LAPACK runs per matrix); on CUDA it amortises the solver's launch costs."""
+    factors to one call per matrix (LAPACK runs per matrix), at SVD_CPU_THREADS whatever the caller's threads;
+    on CUDA it amortises the solver's launch costs."""
     by_shape: dict[tuple, list[str]] = {}
     for name, W in weights.items():
         by_shape.setdefault((tuple(W.shape), W.device, W.dtype), []).append(name)
     out: dict[str, tuple] = {}
-    for names in by_shape.values():
-        for i in range(0, len(names), batch):
-            chunk = names[i:i + batch]
-            U, S, Vh = torch.linalg.svd(torch.stack([weights[n].detach().float() for n in chunk]),
-                                        full_matrices=False)          # [b, d_out, r], [b, r], [b, r, d_in]
-            for j, n in enumerate(chunk):
-                out[n] = (U[j], S[j], Vh[j])
+    with svd_threads():
+        for names in by_shape.values():
+            for i in range(0, len(names), batch):
+                chunk = names[i:i + batch]
+                U, S, Vh = torch.linalg.svd(torch.stack([weights[n].detach().float() for n in chunk]),
+                                            full_matrices=False)          # [b, d_out, r], [b, r], [b, r, d_in]
+                for j, n in enumerate(chunk):
+                    out[n] = (U[j], S[j], Vh[j])
     return out
 
 

@@ -152,7 +152,8 @@ def test_svd_batched_by_shape_is_the_per_matrix_svd_and_write_cache_off_writes_n
     lin = A._target_linears(base, TARGETS)
     batched = A._svd_by_shape({n: m.weight for n, m in lin.items()}, batch=3)   # chunks cross shape groups
     for name, m in lin.items():
-        one = torch.linalg.svd(m.weight.detach().float(), full_matrices=False)
+        with A.svd_threads():
+            one = torch.linalg.svd(m.weight.detach().float(), full_matrices=False)
         for got, want in zip(batched[name], one):
             assert torch.equal(got, want), name          # bit-identical on CPU: the cached bases keep their hashes
     m1 = copy.deepcopy(base)
@@ -356,3 +357,23 @@ def test_an_adapter_file_loads_only_into_its_own_form(tmp_path):
     path = A.save_adapter(res, tmp_path / "a.safetensors")
     with pytest.raises(ValueError, match="trained in the residual form, this model is wrapped in the product form"):
         A.load_adapter(prod, path)
+
+
+def test_svd_factors_do_not_depend_on_the_callers_thread_count():
+    """The SVD cache is keyed by the model alone, so whichever process computes it first (extract with the
+    machine's threads, a sweep run with cpu_threads = 1) must write the same bytes: LAPACK's result depends on
+    its thread count (mini's base: different U / Vh at 1 and 2 threads), so the computation pins it."""
+    gen = torch.Generator().manual_seed(0)
+    weights = {f"w{i}": torch.randn(512, 192, generator=gen) for i in range(3)}
+    weights.update({f"s{i}": torch.randn(192, 192, generator=gen) for i in range(3)})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = A._svd_by_shape(weights)
+        torch.set_num_threads(2)
+        two = A._svd_by_shape(weights)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    for n in weights:
+        assert all(torch.equal(a, b) for a, b in zip(one[n], two[n])), n
