@@ -8,7 +8,7 @@ With no signal, any mean displacement of delta_S along V is caused by the projec
     noise_drift(projection)   projection in PROJECTIONS: "none" (vanilla), "one_sided", "one_sided_no_norm",
                               "two_sided" (proj_one_sided=false)
 
-Defaults are mini's settings (r = 192, k = 3, AdamW lr 6e-2, weight decay 0.1, betas (0.9, 0.99), 240 steps).
+Defaults are mini's settings (r = 192, k = 3, AdamW lr 4.5e-2, weight decay 0.1, betas (0.9, 0.99), 240 steps).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PROJECTIONS: dict[str, tuple[bool, bool] | None] = {
     "none": None, "one_sided": (True, True), "one_sided_no_norm": (True, False), "two_sided": (False, True)}
 
 
-def noise_drift(projection: str, *, r: int = 192, k: int = 3, lr: float = 6e-2, weight_decay: float = 0.1,
+def noise_drift(projection: str, *, r: int = 192, k: int = 3, lr: float = 4.5e-2, weight_decay: float = 0.1,
                 betas: tuple[float, float] = (0.9, 0.99), steps: int = 240, trials: int = 20, seed: int = 0) -> dict:
     """Mean over trials of method.projection.v_displacement after `steps` AdamW steps on projected noise, plus the
     standard error over trials of the per-axis displacement ("sem_mean_per_axis")."""

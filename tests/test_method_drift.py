@@ -12,7 +12,7 @@ from tests.test_method_projection import arm_ctx, backward_bundle, fake_v_source
 
 
 def test_one_sided_erase_steers_pure_noise_to_the_anti_hack_side_and_two_sided_does_not():
-    """The issue's toy at mini's settings (r 192, k 3, AdamW lr 6e-2, wd 0.1, 240 steps, 20 trials), noise only."""
+    """The issue's toy at mini's settings (r 192, k 3, AdamW lr 4.5e-2, wd 0.1, 240 steps, 20 trials), noise only."""
     d = {p: noise_drift(p) for p in ("none", "one_sided", "two_sided")}
     for p, x in d.items():   # the numbers (pytest -s shows them; REPRODUCE quotes `python -m method.drift`)
         print(f"{p}: V.dS/axis {x['mean_per_axis']:+.3f} (SEM {x['sem_mean_per_axis']:.3f}) frac "
