@@ -48,6 +48,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from policy.determinism import pinned_threads
 from sandbox.artifacts import write_atomic
 
 ADAPTER_FORMAT = "rh-svd-adapter-v1"
@@ -216,15 +217,9 @@ def _default_cache_dir() -> Path:
 SVD_CPU_THREADS = 2
 
 
-@contextmanager
 def svd_threads():
     """SVD_CPU_THREADS intra-op threads for the block (CPU factorisations); restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(SVD_CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return pinned_threads(SVD_CPU_THREADS)
 
 
 def _svd_by_shape(weights: dict[str, torch.Tensor], batch: int = 16) -> dict[str, tuple]:

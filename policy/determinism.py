@@ -85,6 +85,21 @@ def pinned_here() -> bool:
 
 
 @contextlib.contextmanager
+def pinned_threads(n: int):
+    """n intra-op CPU threads for the block, restored afterwards. Setting the count is itself part of the state:
+    a process that never called torch.set_num_threads can round differently from one that set the count it
+    already had (MKL keeps its own default until torch sets it; measured on mini's V extraction, REPRODUCE §2)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
 def deterministic():
     """Deterministic algorithms and BUILD_THREADS intra-op threads for the block; restored afterwards."""
     import torch
