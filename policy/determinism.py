@@ -104,14 +104,13 @@ def deterministic():
     """Deterministic algorithms and BUILD_THREADS intra-op threads for the block; restored afterwards."""
     import torch
 
-    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(BUILD_THREADS)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old_det)
-        torch.set_num_threads(old_threads)
+    old_det = torch.are_deterministic_algorithms_enabled()
+    with pinned_threads(BUILD_THREADS):
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(old_det)
 
 
 def build_pinned(name: str, artifacts_dir: Path | None = None) -> None:

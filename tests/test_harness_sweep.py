@@ -218,7 +218,6 @@ def test_parallel_sweep_skips_complete_and_resumes_partial(tmp_path):
 def test_parallel_ctrl_c_stops_every_worker_and_leaves_resumable_dirs(tmp_path):
     import multiprocessing as mp
     import os
-
     import signal
 
     jobs = plan("smoke", [BASELINE, METHOD], [41, 42], tmp_path)
