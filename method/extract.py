@@ -615,24 +615,18 @@ def held_pairs_of(kind: str, held_pairs: list, cfg) -> list:
 def extract_for_config(config, kinds: Iterable[str] = KINDS, progress: bool = True) -> dict[str, tuple[Path, str]]:
     """Load the config's base, wrap it, build (or find) every V kind -> {kind: (path, digest)}.
 
-    `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache. On CPU it runs at
-    SVD_CPU_THREADS intra-op threads whatever the caller's count: the V files it writes are shared by every run, and
-    their float rounding depended on the process's thread state (whether the SVD cache had to be computed first,
-    REPRODUCE §2). A run that extracts for itself (a leave-one-mode-out fold) does so at its own cpu_threads.
+    `harness extract` calls this; the arms call get_or_extract at setup and hit the same cache.
     """
     from method.hooks import ArmContext
-    from policy.adapter import SVD_CPU_THREADS
-    from policy.determinism import pinned_threads
     from policy.model import Policy
     from policy.model_loading import load_policy
     from sandbox.paths import ARTIFACTS_DIR
 
-    with pinned_threads(SVD_CPU_THREADS):
-        model, tok = load_policy(config, verbose=progress)
-        policy = Policy.wrap(model, tok, config, cache_dir=ARTIFACTS_DIR / "svd")
-        ctx = ArmContext(config=config, policy=policy, artifacts_dir=ARTIFACTS_DIR)
-        out = {}
-        for kind in kinds:
-            vh = get_or_extract(ctx, kind, progress)
-            out[kind] = (vh.path, vh.digest())
+    model, tok = load_policy(config, verbose=progress)
+    policy = Policy.wrap(model, tok, config, cache_dir=ARTIFACTS_DIR / "svd")
+    ctx = ArmContext(config=config, policy=policy, artifacts_dir=ARTIFACTS_DIR)
+    out = {}
+    for kind in kinds:
+        vh = get_or_extract(ctx, kind, progress)
+        out[kind] = (vh.path, vh.digest())
     return out

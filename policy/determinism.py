@@ -88,7 +88,7 @@ def pinned_here() -> bool:
 def pinned_threads(n: int):
     """n intra-op CPU threads for the block, restored afterwards. Setting the count is itself part of the state:
     a process that never called torch.set_num_threads can round differently from one that set the count it
-    already had (MKL keeps its own default until torch sets it; measured on mini's V extraction, REPRODUCE §2)."""
+    already had (measured on mini's V extraction, REPRODUCE §2)."""
     import torch
 
     old = torch.get_num_threads()

@@ -352,29 +352,3 @@ def test_the_gate_null_is_stored_and_only_a_projecting_arm_stops_on_a_weak_v(env
     with pytest.raises(E.WeakVError, match="random V's"):
         build_arm(dataclasses.replace(ctx.config, arm="erase")).setup(weak)
     E._DIFFS_MEMO.clear()
-
-
-def test_harness_extract_computes_at_the_pinned_thread_count_and_restores_the_callers(monkeypatch):
-    """The V files `harness extract` writes are shared by every run; their rounding depended on the process's thread
-    state (REPRODUCE §2), so extract_for_config runs at SVD_CPU_THREADS whatever the caller has, then restores it."""
-    import policy.model_loading as ML
-    from policy.adapter import SVD_CPU_THREADS
-
-    seen = []
-    monkeypatch.setattr(ML, "load_policy", lambda config, verbose=True: (seen.append(torch.get_num_threads()), None))
-    monkeypatch.setattr(Policy, "wrap", classmethod(lambda cls, *a, **k: seen.append(torch.get_num_threads())))
-
-    class Found:
-        path, digest = "v.safetensors", staticmethod(lambda: "d")
-
-    monkeypatch.setattr(E, "get_or_extract", lambda ctx, kind, progress: seen.append(torch.get_num_threads()) or Found)
-    caller = 1 if SVD_CPU_THREADS != 1 else 3
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(caller)
-        out = E.extract_for_config(resolve_config("smoke", "erase", 41), kinds=("real",), progress=False)
-        assert torch.get_num_threads() == caller
-    finally:
-        torch.set_num_threads(before)
-    assert out == {"real": ("v.safetensors", "d")}
-    assert seen == [SVD_CPU_THREADS] * 3
